@@ -1,0 +1,38 @@
+# The README's two commands. Each creates .venv if needed and installs the project before running.
+#   make demo   generate keypoints and an MP4 from the bundled sample inputs
+#   make test   run the whole test suite
+# On machines without an NVIDIA GPU the CPU build of torch is installed (set TORCH_SPEC / TORCH_INDEX to override,
+# e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu on a machine whose pip would otherwise pick a CUDA build).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.a2k-installed
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_SPEC ?= $(if $(HAS_GPU),torch,torch==2.13.0)
+TORCH_INDEX ?=
+PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
+DEMO_OUT ?= demo-output
+PYTEST_ARGS ?=
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile $(wildcard plugins/*/pyproject.toml)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]" $(foreach d,$(PLUGIN_DIRS),-e $(d))
+	@touch $@
+
+demo: $(STAMP)
+	$(BIN)/a2k generate --image a2k_toolkit/samples/astronaut.jpg --audio a2k_toolkit/samples/speech.wav \
+		--config configs/demo.yaml \
+		--keypoints-out $(DEMO_OUT)/keypoints.npy --video-out $(DEMO_OUT)/demo.mp4
+	@echo "demo written to $(DEMO_OUT)/ (keypoints.npy, demo.mp4)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,119 @@
+"""Training-free generators, usable as evaluation baselines.
+
+* ``static``: the reference keypoints repeated for every frame.
+* ``procedural``: mouth opening driven by speech energy, head nods and sways driven by prosody, and blinks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from ..components import KeypointGenerator, Params
+from ..errors import InputError
+from ..hookspecs import hookimpl
+from ..keypoints import Keypoints, face_scale
+
+
+def _check(features: np.ndarray, reference: Keypoints) -> tuple[np.ndarray, np.ndarray]:
+    feats = np.asarray(features, np.float32)
+    if feats.ndim != 2 or len(feats) == 0:
+        raise InputError(f"features must have shape (T, D) with T >= 1, got {feats.shape}")
+    ref = reference.points[0].astype(np.float32)
+    return feats, ref
+
+
+class StaticGenerator(KeypointGenerator):
+    """Repeats the reference keypoints for every frame (the lower bound on motion)."""
+
+    name = "static"
+
+    def generate(self, features, reference, *, seed=None):
+        feats, ref = _check(features, reference)
+        return Keypoints(np.repeat(ref[None], len(feats), 0), image_size=reference.image_size, meta={"generator": self.name})
+
+
+def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma <= 0 or len(x) < 2:
+        return x
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(x, sigma, axis=0, mode="nearest")
+
+
+def speech_activity(features: np.ndarray) -> np.ndarray:
+    """A loudness proxy in [0, 1] per frame: the mean feature value, robustly rescaled (made for log-mel)."""
+    e = features.mean(axis=1)
+    lo, hi = np.percentile(e, 10), np.percentile(e, 97)
+    if hi - lo < 1e-6:
+        return np.zeros_like(e)
+    return np.clip((e - lo) / (hi - lo), 0.0, 1.0)
+
+
+class ProceduralGenerator(KeypointGenerator):
+    """Mouth opening from speech energy, head nods and sways from prosody, periodic blinks; no training."""
+
+    name = "procedural"
+
+    class Params(Params):
+        mouth_open: float = Field(0.35, ge=0, le=2, description="max jaw drop, in units of face size")
+        head_motion: float = Field(0.04, ge=0, le=1, description="head sway amplitude, in units of face size")
+        blink_interval: float = Field(3.5, gt=0, description="mean seconds between blinks")
+        lead_frames: int = Field(1, ge=0, le=5, description="mouth leads the sound by this many frames")
+        fps: float = Field(25.0, gt=0)
+
+    def generate(self, features, reference, *, seed=None):
+        feats, ref = _check(features, reference)
+        T, p = len(feats), self.params
+        rng = np.random.default_rng(seed)
+        size = float(face_scale(ref))
+        act = speech_activity(feats)
+        act = np.concatenate([act[p.lead_frames :], np.repeat(act[-1:], min(p.lead_frames, T), 0)])[:T]
+        opening = _smooth(act, 0.8) ** 1.5
+        opening[0] = 0.0
+        pts = np.repeat(ref[None], T, 0).astype(np.float64)
+
+        # mouth: lower lip, chin and lower jaw move down; upper inner lip slightly up
+        drop = opening[:, None] * p.mouth_open * size * 0.25
+        lower_lip = [55, 56, 57, 58, 59, 64, 65, 66, 67]
+        pts[:, lower_lip, 1] += drop
+        pts[:, [6, 7, 8, 9, 10], 1] += drop * 0.7
+        pts[:, [4, 5, 11, 12], 1] += drop * 0.35
+        pts[:, [61, 62, 63], 1] -= drop * 0.15
+
+        # head: nods follow changes in loudness (prosody), sways are slow seeded noise
+        nod = _smooth(np.gradient(_smooth(act, 3.0)), 2.0)
+        nod = nod / (np.abs(nod).max() + 1e-6)
+        sway = _smooth(rng.standard_normal((T, 3)), 12.0)
+        sway = sway / (np.abs(sway).max(0) + 1e-6)
+        amp = p.head_motion * size
+        dx = amp * sway[:, 0]
+        dy = amp * (0.6 * nod + 0.4 * sway[:, 1])
+        angle = 0.05 * p.head_motion / 0.04 * sway[:, 2]
+        dx, dy, angle = dx - dx[0], dy - dy[0], angle - angle[0]
+        centre = ref.mean(0)
+        c, s = np.cos(angle), np.sin(angle)
+        rel = pts - centre
+        rot = np.stack([c[:, None] * rel[..., 0] - s[:, None] * rel[..., 1],
+                        s[:, None] * rel[..., 0] + c[:, None] * rel[..., 1]], -1)  # fmt: skip
+        pts = rot + centre + np.stack([dx, dy], -1)[:, None, :]
+
+        # blinks: upper lids meet the lower lids over ~5 frames
+        closing = np.zeros(T)
+        t = rng.uniform(0.5, 1.5) * p.blink_interval * p.fps
+        while t < T:
+            for k, v in zip(range(-2, 3), (0.4, 0.85, 1.0, 0.85, 0.4)):
+                if 0 < int(t) + k < T:
+                    closing[int(t) + k] = max(closing[int(t) + k], v)
+            t += rng.uniform(0.6, 1.4) * p.blink_interval * p.fps
+        for upper, lower in (([37, 38], [41, 40]), ([43, 44], [47, 46])):
+            gap = pts[:, lower, :] - pts[:, upper, :]
+            pts[:, upper, :] += gap * closing[:, None, None] * 0.9
+        pts[0] = ref
+        return Keypoints(pts.astype(np.float32), image_size=reference.image_size, meta={"generator": self.name})
+
+
+@hookimpl
+def register_generators(register):
+    register(StaticGenerator)
+    register(ProceduralGenerator)

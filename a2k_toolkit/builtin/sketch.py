@@ -1,0 +1,66 @@
+"""Renderer ``sketch``: keypoints drawn as coloured face parts on a blank canvas or the reference image."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..components import Params, Renderer
+from ..errors import InputError
+from ..hookspecs import hookimpl
+from ..keypoints import CLOSED_PARTS, PART_COLORS, PARTS, Keypoints
+
+
+def output_size(image_hw: tuple[int, int], size: int | None) -> tuple[int, int, float]:
+    """``(height, width, scale)`` for an output whose longest side is ``size`` (even sides, for H.264)."""
+    h, w = image_hw
+    scale = 1.0 if size is None else size / max(h, w)
+    oh, ow = int(round(h * scale)) // 2 * 2, int(round(w * scale)) // 2 * 2
+    return max(oh, 2), max(ow, 2), scale
+
+
+def draw_keypoints(canvas: np.ndarray, points: np.ndarray, thickness: int = 2, dots: bool = False) -> np.ndarray:
+    """Draw one frame's 68 keypoints on ``canvas`` (RGB uint8, modified in place) as coloured polylines."""
+    import cv2
+
+    shift = 4  # sub-pixel precision for smooth lines
+    pts = np.round(np.asarray(points)[:, :2] * (1 << shift)).astype(np.int32)
+    for part, idx in PARTS.items():
+        cv2.polylines(canvas, [pts[list(idx)]], part in CLOSED_PARTS, PART_COLORS[part], thickness, cv2.LINE_AA, shift)
+    if dots:
+        for x, y in pts:
+            cv2.circle(canvas, (int(x), int(y)), max(1, thickness) << shift, (255, 255, 0), -1, cv2.LINE_AA, shift)
+    return canvas
+
+
+class SketchRenderer(Renderer):
+    """Keypoints as coloured face parts, on black, white or the (dimmed) reference image."""
+
+    name = "sketch"
+
+    class Params(Params):
+        size: int | None = Field(None, ge=16, le=4096, description="longest side of the output; null keeps the image size")
+        background: Literal["black", "white", "reference"] = "black"
+        thickness: int = Field(2, ge=1, le=20)
+        dots: bool = False
+
+    def frames(self, keypoints: Keypoints, reference_image: np.ndarray):
+        if len(keypoints) == 0:
+            raise InputError("cannot render a zero-length keypoint sequence")
+        import cv2
+
+        oh, ow, scale = output_size(reference_image.shape[:2], self.params.size)
+        if self.params.background == "reference":
+            base = cv2.resize(reference_image, (ow, oh), interpolation=cv2.INTER_AREA)
+            base = (base.astype(np.float32) * 0.5).astype(np.uint8)
+        else:
+            base = np.full((oh, ow, 3), 0 if self.params.background == "black" else 255, np.uint8)
+        for pts in keypoints.points:
+            yield draw_keypoints(base.copy(), pts * scale, self.params.thickness, self.params.dots)
+
+
+@hookimpl
+def register_renderers(register):
+    register(SketchRenderer)

@@ -1,0 +1,51 @@
+"""``a2k config schema`` and ``a2k config validate FILE``."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("config", help="print the config schema or validate a config file")
+    csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    sch = csub.add_parser("schema", help="print the JSON schema of the pipeline config")
+    sch.set_defaults(func=run_schema)
+    val = csub.add_parser("validate", help="check a config file: shape, component names and every slot's params")
+    val.add_argument("file", help="YAML, JSON or TOML config file")
+    val.set_defaults(func=run_validate)
+    show = csub.add_parser("show", help="print the full config (defaults filled in) as YAML")
+    show.add_argument("file", nargs="?", help="config file (default: the built-in defaults)")
+    show.set_defaults(func=run_show)
+
+
+def run_schema(args) -> int:
+    from ..config import config_schema
+
+    print(json.dumps(config_schema(), indent=2))
+    return 0
+
+
+def _resolved(path):
+    from ..catalog import Catalog
+    from ..config import load_config, validate_components
+
+    cfg = load_config(path)
+    params = validate_components(cfg, Catalog())
+    data = cfg.model_dump(mode="json")
+    for slot, p in params.items():
+        data[slot]["params"] = p.model_dump(mode="json")
+    return data
+
+
+def run_validate(args) -> int:
+    data = _resolved(args.file)
+    names = ", ".join(f"{k}={v['name']}" for k, v in data.items() if isinstance(v, dict))
+    print(f"{args.file}: valid ({names})")
+    return 0
+
+
+def run_show(args) -> int:
+    import yaml
+
+    print(yaml.safe_dump(_resolved(args.file), sort_keys=False), end="")
+    return 0

@@ -1,0 +1,50 @@
+"""``a2k generate``: one face image + speech (audio file or text) -> keypoint file and/or MP4."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="generate keypoints (and a video) from a face image and speech",
+        description="Generate a 25 fps 68-point keypoint sequence from one face image and speech, and optionally "
+        "render it to an H.264 MP4 with the speech muxed in.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--image", required=True, help="face image (PNG, JPEG, ...)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio", help="speech: audio file (wav, flac, ogg, mp3, m4a) or a video with an audio track")
+    src.add_argument("--text", help="speech as text, spoken by the config's speech synthesizer")
+    p.add_argument("--lang", default=None, help="language / voice for --text (e.g. en, de, hi)")
+    p.add_argument("--config", help="pipeline config file (YAML, JSON or TOML)")
+    p.add_argument("--keypoints-out", help="keypoint file to write (.npy, .npz or .json)")
+    p.add_argument("--video-out", help="MP4 to write (needs a renderer in the config)")
+    p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, mps)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..pipeline import Pipeline
+
+    if not args.keypoints_out and not args.video_out:
+        raise InputError("nothing to write: give --keypoints-out KP.npy and/or --video-out OUT.mp4")
+    for out in (args.keypoints_out, args.video_out):
+        if out and Path(out).is_dir():
+            raise InputError(f"output path {out} is a directory; give a file name")
+    if args.video_out and Path(args.video_out).suffix.lower() != ".mp4":
+        raise InputError(f"--video-out must end in .mp4, got {args.video_out}")
+    overrides = {"device": args.device} if args.device else {}
+    pipe = Pipeline.from_config(args.config, **overrides)
+    if args.video_out and pipe.renderer is None:
+        raise InputError("--video-out needs a renderer; set `renderer` in the config (for example `renderer: sketch`)")
+    result = pipe(image=args.image, audio=args.audio, text=args.text, lang=args.lang)
+    result.save(keypoints=args.keypoints_out, video=args.video_out)
+    n = len(result.keypoints)
+    written = [x for x in (args.keypoints_out, args.video_out) if x]
+    print(f"{n} frames ({n / result.keypoints.fps:.2f} s at {result.keypoints.fps:g} fps) -> {', '.join(written)}")
+    return 0

@@ -1,0 +1,410 @@
+"""File input and output: images, audio, video, keypoint files. Writes are atomic (temp file + rename)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .errors import A2KError, AudioLoadError, ImageLoadError, InputError
+from .keypoints import LAYOUT, Keypoints
+
+PathLike = str | os.PathLike
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+# ---------------------------------------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed over ``path``, on error removed.
+
+    The temporary file keeps ``path``'s extension (tools such as ffmpeg pick the format from it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the permissions a plain open() would
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------------------------------------- ffmpeg
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary shipped by imageio-ffmpeg."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def run_ffmpeg(args: list[str], *, input: bytes | None = None, what: str = "ffmpeg") -> bytes:
+    """Run ffmpeg with an argument list (never a shell string); raise :class:`A2KError` with its last error lines."""
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args],
+        input=input,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
+        raise A2KError(f"{what} failed: {' | '.join(tail) or 'ffmpeg exited with code %d' % proc.returncode}")
+    return proc.stdout
+
+
+# ------------------------------------------------------------------------------------------------------------ images
+
+
+def load_image(path_or_array) -> np.ndarray:
+    """An RGB uint8 image ``(H, W, 3)`` from a file path or an array (grayscale and RGBA are converted).
+
+    RGBA images are composited over white, so transparent backgrounds do not turn black.
+    """
+    if isinstance(path_or_array, np.ndarray):
+        img = path_or_array
+    else:
+        import cv2
+
+        path = Path(path_or_array)
+        if not path.is_file():
+            raise ImageLoadError(f"image file not found: {path}")
+        data = np.fromfile(str(path), dtype=np.uint8)
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if img is None:
+            raise ImageLoadError(f"cannot read image {path}: not a supported image file (use PNG, JPEG, BMP or WebP)")
+        if img.ndim == 3 and img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+        elif img.ndim == 3:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return to_rgb_uint8(img)
+
+
+def to_rgb_uint8(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        if np.issubdtype(img.dtype, np.floating) and img.size and img.max() <= 1.0:
+            img = img * 255.0
+        if img.dtype == np.uint16:
+            img = img / 257.0
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
+        img = (img[:, :, :3].astype(np.float32) * alpha + 255.0 * (1 - alpha)).round().astype(np.uint8)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ImageLoadError(f"expected an image of shape (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
+    if img.shape[0] < 8 or img.shape[1] < 8:
+        raise ImageLoadError(f"image is too small ({img.shape[1]}x{img.shape[0]} pixels); use at least 64x64")
+    return np.ascontiguousarray(img)
+
+
+def save_image(path: PathLike, image: np.ndarray) -> None:
+    import cv2
+
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".png", cv2.cvtColor(to_rgb_uint8(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise InputError(f"cannot encode an image as {path.suffix!r}")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+# ------------------------------------------------------------------------------------------------------------- audio
+
+_SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
+
+
+def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Polyphase resampling of a mono float32 waveform."""
+    if orig_sr == target_sr:
+        return waveform.astype(np.float32, copy=False)
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(int(orig_sr), int(target_sr))
+    return resample_poly(waveform, int(target_sr) // g, int(orig_sr) // g).astype(np.float32)
+
+
+def load_audio(path_or_array, sample_rate: int = 16000, *, orig_sample_rate: int | None = None) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at ``sample_rate`` from an audio or video file, or from an array.
+
+    WAV, FLAC and OGG are read with soundfile; anything else (MP3, M4A, the audio track of a video, ...) is decoded
+    by the ffmpeg that imageio-ffmpeg ships. Stereo is averaged to mono.
+    """
+    if isinstance(path_or_array, np.ndarray):
+        wav = np.asarray(path_or_array, dtype=np.float32)
+        if wav.ndim == 2:  # (N, C) or (C, N)
+            wav = wav.mean(axis=1 if wav.shape[0] > wav.shape[1] else 0)
+        if wav.ndim != 1:
+            raise AudioLoadError(f"expected a mono or stereo waveform, got an array of shape {wav.shape}")
+        wav = resample(wav, orig_sample_rate or sample_rate, sample_rate)
+        return _check_audio(wav, "the waveform")
+    path = Path(path_or_array)
+    if not path.is_file():
+        raise AudioLoadError(f"audio file not found: {path}")
+    if path.stat().st_size == 0:
+        raise AudioLoadError(f"audio file {path} is empty (0 bytes)")
+    wav = None
+    if path.suffix.lower() in _SOUNDFILE_EXTS:
+        try:
+            import soundfile as sf
+
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+            wav = resample(data.mean(axis=1), sr, sample_rate)
+        except Exception:  # noqa: BLE001 - fall back to ffmpeg, which reads more variants
+            wav = None
+    if wav is None:
+        try:
+            raw = run_ffmpeg(
+                ["-i", str(path), "-vn", "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"],
+                what=f"decoding audio from {path}",
+            )
+        except A2KError as exc:
+            raise AudioLoadError(
+                f"cannot read audio from {path}: not a supported audio file, or a video without an audio track "
+                f"({exc})"
+            ) from None
+        wav = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    return _check_audio(wav, str(path))
+
+
+def _check_audio(wav: np.ndarray, what: str) -> np.ndarray:
+    if wav.size == 0:
+        raise AudioLoadError(f"{what} contains no audio samples")
+    if not np.isfinite(wav).all():
+        raise AudioLoadError(f"{what} contains NaN or infinite samples")
+    return np.clip(wav, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def write_wav(path: PathLike, waveform: np.ndarray, sample_rate: int) -> None:
+    import soundfile as sf
+
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.asarray(waveform, np.float32), int(sample_rate), subtype="PCM_16")
+
+
+# ------------------------------------------------------------------------------------------------------------- video
+
+
+def write_video(
+    path: PathLike,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    *,
+    audio: np.ndarray | PathLike | None = None,
+    sample_rate: int = 16000,
+    num_frames: int | None = None,
+    crf: int = 20,
+) -> int:
+    """Encode RGB uint8 frames as H.264 (yuv420p) MP4 at ``fps``, with the audio muxed as AAC; atomic.
+
+    The audio track is cut to ``num_frames / fps`` when ``num_frames`` is given (else to the shorter stream).
+
+    Frames are streamed to ffmpeg one at a time, so memory does not grow with length. Odd frame sizes are padded to
+    even. Returns the number of frames written. The audio is cut to the video's duration.
+    """
+    path = Path(path)
+    it = iter(frames)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise InputError("cannot write a video with zero frames") from None
+    first = to_rgb_uint8(first)
+    h, w = first.shape[:2]
+    with contextlib.ExitStack() as stack:
+        audio_args: list[str] = []
+        if audio is not None:
+            if isinstance(audio, np.ndarray):
+                tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="a2k-audio-"))
+                audio_src = os.path.join(tmpdir, "audio.wav")
+                write_wav(audio_src, audio, sample_rate)
+            else:
+                audio_src = str(audio)
+            audio_args = ["-i", audio_src, "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
+            audio_args += ["-t", f"{num_frames / fps:.6f}"] if num_frames else ["-shortest"]
+        tmp = stack.enter_context(atomic_path(path))
+        cmd = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "pipe:0",
+            *audio_args,
+            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+            "-movflags", "+faststart", "-r", f"{fps}", str(tmp),
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        count = 0
+        try:
+            for frame in _chain([first], it):
+                frame = to_rgb_uint8(frame)
+                if frame.shape[:2] != (h, w):
+                    raise InputError(f"frame {count} has size {frame.shape[:2]}, expected {(h, w)}")
+                proc.stdin.write(frame.tobytes())
+                count += 1
+            proc.stdin.close()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        err = proc.stderr.read().decode("utf-8", "replace")
+        if proc.wait() != 0:
+            raise A2KError(f"encoding {path} failed: {err.strip()[-500:]}")
+        if num_frames is not None and count != num_frames:
+            raise A2KError(f"wrote {count} frames to {path}, expected {num_frames}")
+    return count
+
+
+def _chain(a, b):
+    yield from a
+    yield from b
+
+
+def probe_video(path: PathLike) -> dict:
+    """Stream facts of a media file from ffmpeg's own report: codecs, size, fps, duration, frame count."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video file not found: {path}")
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0?", "-f", "null", "-"],
+        capture_output=True,
+        check=False,
+    )
+    text = proc.stderr.decode("utf-8", "replace")
+    return _parse_ffmpeg_report(text)
+
+
+def _parse_ffmpeg_report(text: str) -> dict:
+    import re
+
+    info: dict = {"video_codec": None, "audio_codec": None, "width": None, "height": None, "fps": None,
+                  "duration": None, "frames": None, "pix_fmt": None}  # fmt: skip
+    m = re.search(r"Duration: (\d+):(\d+):(\d+\.\d+)", text)
+    if m:
+        info["duration"] = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    for line in text.splitlines():
+        if "Stream #" in line and "Video:" in line and info["video_codec"] is None:
+            info["video_codec"] = line.split("Video:")[1].strip().split()[0].rstrip(",")
+            pm = re.search(r"Video: [^,]+(?:\([^)]*\))?[^,]*, (\w+)", line)
+            if pm:
+                info["pix_fmt"] = pm[1]
+            sm = re.search(r", (\d{2,5})x(\d{2,5})", line)
+            if sm:
+                info["width"], info["height"] = int(sm[1]), int(sm[2])
+            fm = re.search(r", ([\d.]+) fps", line)
+            if fm:
+                info["fps"] = float(fm[1])
+        if "Stream #" in line and "Audio:" in line and info["audio_codec"] is None:
+            info["audio_codec"] = line.split("Audio:")[1].strip().split()[0].rstrip(",")
+    frames = re.findall(r"frame=\s*(\d+)", text)
+    if frames:
+        info["frames"] = int(frames[-1])
+    return info
+
+
+def read_video_frames(path: PathLike, fps: float | None = None, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Decode a video to RGB uint8 frames, resampled to ``fps`` (if given) and resized to ``size=(w, h)``."""
+    info = probe_video(path)
+    if info["width"] is None:
+        raise InputError(f"{path} has no video stream")
+    w, h = size or (info["width"], info["height"])
+    vf = []
+    if fps:
+        vf.append(f"fps={fps}")
+    if size:
+        vf.append(f"scale={w}:{h}")
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:v:0"]
+    if vf:
+        cmd += ["-vf", ",".join(vf)]
+    cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    nbytes = w * h * 3
+    try:
+        while True:
+            buf = proc.stdout.read(nbytes)
+            if len(buf) < nbytes:
+                break
+            yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+    finally:
+        proc.stdout.close()
+        proc.kill()
+        proc.wait()
+
+
+# --------------------------------------------------------------------------------------------------- keypoint files
+
+
+def save_keypoints(path: PathLike, keypoints: Keypoints) -> None:
+    """Write keypoints as ``.npy`` (plain float32 array), ``.npz`` or ``.json`` (array + fps, image size, layout)."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    meta = {"fps": keypoints.fps, "image_size": keypoints.image_size, "layout": keypoints.layout, **keypoints.meta}
+    if ext == ".npy":
+        with atomic_path(path) as tmp:
+            np.save(tmp, keypoints.points)
+    elif ext == ".npz":
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, points=keypoints.points, meta=json.dumps(meta))
+    elif ext == ".json":
+        atomic_write_text(path, json.dumps({**meta, "points": np.round(keypoints.points, 3).tolist()}))
+    else:
+        raise InputError(f"unsupported keypoint file extension {ext!r}; use .npy, .npz or .json")
+
+
+def load_keypoints(path: PathLike, *, fps: float = 25.0) -> Keypoints:
+    """Read a keypoint file written by :func:`save_keypoints` (``.npy`` files carry no metadata: ``fps`` applies)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"keypoint file not found: {path}")
+    ext = path.suffix.lower()
+    try:
+        if ext == ".npy":
+            return Keypoints(np.load(path, allow_pickle=False), fps=fps)
+        if ext == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"])) if "meta" in z else {}
+                points = z["points"]
+        elif ext == ".json":
+            meta = json.loads(path.read_text("utf-8"))
+            points = np.asarray(meta.pop("points"), np.float32)
+        else:
+            raise InputError(f"unsupported keypoint file extension {ext!r}; use .npy, .npz or .json")
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"cannot read keypoint file {path}: {exc}") from None
+    known = {k: meta.pop(k) for k in ("fps", "image_size", "layout") if k in meta}
+    return Keypoints(
+        points,
+        fps=float(known.get("fps") or fps),
+        image_size=tuple(known["image_size"]) if known.get("image_size") else None,
+        layout=known.get("layout", LAYOUT),
+        meta=meta,
+    )

@@ -1,0 +1,154 @@
+"""The pipeline: audio (or text) + one face image -> keypoints -> frames.
+
+Hooks only discover component classes; the data path is the plain method calls below, usable stage by stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import io
+from .catalog import Catalog
+from .components import AudioFrontend, KeypointDetector, KeypointGenerator, Renderer, SpeechSynthesizer
+from .config import SLOTS, ComponentSpec, PipelineConfig, load_config, validate_components
+from .device import resolve_device
+from .errors import InputError
+from .keypoints import Keypoints
+
+
+@dataclass
+class Result:
+    """What a pipeline call produced: keypoints, and (lazily, streamed) frames when a renderer is set."""
+
+    keypoints: Keypoints
+    image: np.ndarray
+    waveform: np.ndarray
+    sample_rate: int
+    renderer: Renderer | None = None
+
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        if self.renderer is None:
+            raise InputError("this pipeline has no renderer; set `renderer` in the config to produce frames")
+        return self.renderer.frames(self.keypoints, self.image)
+
+    @property
+    def frames(self) -> np.ndarray:
+        """All frames as one ``(T, H, W, 3)`` uint8 array (for long audio prefer :meth:`iter_frames`)."""
+        return np.stack(list(self.iter_frames()))
+
+    def save(self, keypoints: str | Path | None = None, video: str | Path | None = None) -> None:
+        """Write the keypoint file (.npy / .npz / .json) and/or an H.264 MP4 with the speech muxed in; atomic."""
+        if keypoints is not None:
+            io.save_keypoints(keypoints, self.keypoints)
+        if video is not None:
+            io.write_video(
+                video, self.iter_frames(), self.keypoints.fps, audio=self.waveform,
+                sample_rate=self.sample_rate, num_frames=len(self.keypoints),
+            )  # fmt: skip
+
+
+class Pipeline:
+    """Composes an audio front-end, a keypoint detector, a generator and an optional renderer."""
+
+    def __init__(
+        self,
+        audio: AudioFrontend,
+        detector: KeypointDetector,
+        generator: KeypointGenerator,
+        renderer: Renderer | None = None,
+        speech: SpeechSynthesizer | None = None,
+        *,
+        device: str = "auto",
+        seed: int | None = 0,
+    ):
+        self.audio, self.detector, self.generator = audio, detector, generator
+        self.renderer, self.speech = renderer, speech
+        self.seed = seed
+        self._device_spec = device
+        self.generator.check_frontend(self.audio)
+        self.to(device)
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig | dict[str, Any] | str | Path | None = None, *,
+                    plugins: Catalog | Any = None, **overrides: Any) -> Pipeline:  # fmt: skip
+        """Build from a config (model, dict or YAML/JSON/TOML path). ``overrides`` replace top-level keys.
+
+        ``plugins`` may be a :class:`Catalog` or a pluggy plugin manager; by default the built-ins plus every
+        installed plugin. Every slot is validated before any component is built.
+        """
+        cfg = load_config(config)
+        if overrides:
+            cfg = load_config({**cfg.model_dump(), **overrides})
+        catalog = plugins if isinstance(plugins, Catalog) else Catalog(plugins)
+        params = validate_components(cfg, catalog)
+        built = {slot: catalog.get(SLOTS[slot], getattr(cfg, slot).name)(p) for slot, p in params.items()}
+        return cls(**built, device=cfg.device, seed=cfg.seed)
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The config that rebuilds this pipeline."""
+
+        def spec(c):
+            return None if c is None else ComponentSpec(name=c.name, params=c.params.model_dump(mode="json"))
+
+        return PipelineConfig(
+            audio=spec(self.audio), detector=spec(self.detector), generator=spec(self.generator),
+            renderer=spec(self.renderer), speech=spec(self.speech) or PipelineConfig().speech,
+            device=self._device_spec, seed=self.seed,
+        )  # fmt: skip
+
+    @property
+    def components(self) -> dict[str, Any]:
+        return {slot: getattr(self, slot) for slot in SLOTS}
+
+    def to(self, device: str) -> Pipeline:
+        self.device = resolve_device(device)
+        for comp in self.components.values():
+            if comp is not None:
+                comp.to(self.device)
+        return self
+
+    # ---------------------------------------------------------------------------------------------------- stages
+    def load_audio(self, audio: Any, sample_rate: int | None = None) -> np.ndarray:
+        """Mono float32 at the front-end's sample rate from a path, an array (with ``sample_rate``) or ``(array, sr)``."""
+        if isinstance(audio, tuple):
+            audio, sample_rate = audio
+        return io.load_audio(audio, self.audio.sample_rate, orig_sample_rate=sample_rate)
+
+    def synthesize(self, text: str, lang: str | None = None) -> np.ndarray:
+        if self.speech is None:
+            raise InputError("this pipeline has no speech synthesizer; set `speech` in the config to use text input")
+        wav, sr = self.speech.synthesize(text, lang)
+        return io.load_audio(wav, self.audio.sample_rate, orig_sample_rate=sr)
+
+    def features(self, waveform: np.ndarray) -> np.ndarray:
+        return self.audio(waveform, self.audio.sample_rate)
+
+    def detect(self, image: Any) -> Keypoints:
+        return self.detector.detect(io.load_image(image))
+
+    def generate(self, features: np.ndarray, reference: Keypoints) -> Keypoints:
+        kp = self.generator.generate(features, reference, seed=self.seed)
+        kp.fps = self.audio.fps
+        return kp
+
+    def render(self, keypoints: Keypoints, image: Any) -> Iterator[np.ndarray]:
+        if self.renderer is None:
+            raise InputError("this pipeline has no renderer; set `renderer` in the config to produce frames")
+        return self.renderer.frames(keypoints, io.load_image(image))
+
+    def __call__(self, image: Any, audio: Any = None, *, text: str | None = None, lang: str | None = None,
+                 sample_rate: int | None = None, reference: Keypoints | None = None) -> Result:  # fmt: skip
+        """Keypoints (and lazily frames) for one face image and speech given as ``audio`` or ``text``."""
+        if (audio is None) == (text is None):
+            raise InputError("give exactly one of `audio` (a file or waveform) and `text`")
+        img = io.load_image(image)
+        waveform = self.load_audio(audio, sample_rate) if text is None else self.synthesize(text, lang)
+        ref = reference if reference is not None else self.detector.detect(img)
+        kps = self.generate(self.features(waveform), ref)
+        return Result(kps, img, waveform, self.audio.sample_rate, self.renderer)
