@@ -1,0 +1,55 @@
+"""Shared fixtures. Real inputs come from ``../shared/data`` beside the repository (override with A2K_SHARED_DATA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("A2K_SHARED_DATA", REPO.parent / "shared" / "data"))
+SAMPLES = REPO / "a2k_toolkit" / "samples"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (faces/, speech/, clips/); tests needing it skip where it is absent."""
+    if not (SHARED_DATA / "faces").is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (set A2K_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def face_image_path(shared_data) -> Path:
+    return shared_data / "faces" / "obama.jpg"
+
+
+@pytest.fixture(scope="session")
+def speech_path(shared_data) -> Path:
+    return shared_data / "speech" / "makeittalk_M6_04_16k.wav"
+
+
+@pytest.fixture(scope="session")
+def sample_image_path() -> Path:
+    return SAMPLES / "astronaut.jpg"
+
+
+@pytest.fixture(scope="session")
+def sample_speech_path() -> Path:
+    return SAMPLES / "speech.wav"
+
+
+@pytest.fixture
+def pm():
+    """A fresh plugin manager with the built-ins only (no entry points), so tests never depend on what is installed."""
+    from a2k_toolkit.plugins import make_plugin_manager
+
+    return make_plugin_manager(entry_points=False)
+
+
+@pytest.fixture
+def catalog(pm):
+    from a2k_toolkit.catalog import Catalog
+
+    return Catalog(pm)
