@@ -53,3 +53,27 @@ def catalog(pm):
     from a2k_toolkit.catalog import Catalog
 
     return Catalog(pm)
+
+
+# Short real clips (one identity each) with dlib keypoints at 25 fps, cached across runs in pytest's cache dir.
+REAL_CLIP_NAMES = ("pcavs_aldridge", "pcavs_ralph", "avsr_00022")
+
+
+@pytest.fixture(scope="session")
+def real_clips(shared_data, request):
+    """``[Clip, ...]`` for :data:`REAL_CLIP_NAMES`: keypoints ``(T, 68, 2)`` + 16 kHz audio, extracted with dlib."""
+    from a2k_toolkit.builtin.dlib_detector import DlibDetector
+    from a2k_toolkit.data.clips import extract_clip, load_clip, save_clip
+
+    cache = Path(request.config.cache.mkdir("a2k-real-clips"))
+    detector = DlibDetector()
+    clips = []
+    for name in REAL_CLIP_NAMES:
+        cached = cache / f"{name}.npz"
+        if cached.is_file():
+            clips.append(load_clip(cached))
+            continue
+        clip = extract_clip(shared_data / "clips" / f"{name}.mp4", detector)
+        save_clip(cached, clip)
+        clips.append(clip)
+    return clips
