@@ -82,7 +82,7 @@ class ProceduralGenerator(KeypointGenerator):
         pts[:, [61, 62, 63], 1] -= drop * 0.15
 
         # head: nods follow changes in loudness (prosody), sways are slow seeded noise
-        nod = _smooth(np.gradient(_smooth(act, 3.0)), 2.0)
+        nod = _smooth(np.gradient(_smooth(act, 3.0)), 2.0) if T >= 3 else np.zeros(T)
         nod = nod / (np.abs(nod).max() + 1e-6)
         sway = _smooth(rng.standard_normal((T, 3)), 12.0)
         sway = sway / (np.abs(sway).max(0) + 1e-6)

@@ -56,7 +56,8 @@ class EspeakSynthesizer(SpeechSynthesizer):
         if not text:
             raise InputError("the text to speak is empty")
         voice = lang or self.params.voice
-        if voice not in available_voices():
+        known = available_voices()
+        if voice not in known and not any(v.startswith(voice + "-") for v in known):
             raise InputError(
                 f"espeak-ng has no voice or language {voice!r}; list them with `espeak-ng --voices` "
                 "(examples: en, de, fr, es, hi, zh)"

@@ -1,0 +1,136 @@
+"""The `a2k` CLI end to end, in a real subprocess: generate on real data, plugins, config, and every user error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from a2k_toolkit.io import probe_video
+
+
+def a2k(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)  # fmt: skip
+
+
+def assert_user_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ")
+    for n in needles:
+        assert n in proc.stderr, (n, proc.stderr)
+
+
+def test_version_and_help():
+    out = a2k("--version")
+    assert out.returncode == 0 and out.stdout.startswith("a2k-toolkit ")
+    for cmd in ([], ["generate"], ["plugins"], ["plugins", "list"], ["config"], ["config", "validate"],
+                ["config", "schema"]):  # fmt: skip
+        h = a2k(*cmd, "--help")
+        assert h.returncode == 0 and "usage: a2k" in h.stdout, cmd
+
+
+def test_generate_end_to_end_real_face_real_speech(tmp_path, face_image_path, speech_path):
+    import soundfile as sf
+
+    kp, mp4 = tmp_path / "out" / "kp.npy", tmp_path / "out" / "out.mp4"
+    proc = a2k("generate", "--image", face_image_path, "--audio", speech_path, "--keypoints-out", kp, "--video-out", mp4)
+    assert proc.returncode == 0, proc.stderr
+    duration = sf.info(str(speech_path)).duration
+    T = int(np.ceil(duration * 25))
+    arr = np.load(kp)
+    assert arr.shape == (T, 68, 2) and arr.dtype == np.float32
+    info = probe_video(mp4)
+    assert info["frames"] == T and info["fps"] == 25 and info["video_codec"] == "h264"
+    assert info["pix_fmt"] == "yuv420p" and info["audio_codec"] == "aac"
+    assert abs(info["duration"] - T / 25) < 0.1
+    # frame 0 is the reference: the detector's keypoints on the image
+    from a2k_toolkit.builtin.dlib_detector import DlibDetector
+    from a2k_toolkit.io import load_image
+
+    np.testing.assert_allclose(arr[0], DlibDetector().detect(load_image(face_image_path)).points[0], atol=1e-4)
+
+
+def test_generate_from_text(tmp_path, face_image_path):
+    kp = tmp_path / "kp.json"
+    proc = a2k("generate", "--image", face_image_path, "--text", "Guten Tag", "--lang", "de", "--keypoints-out", kp)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(kp.read_text())
+    assert data["fps"] == 25 and len(data["points"]) > 10
+
+
+def test_plugins_list_and_config_commands(tmp_path):
+    out = a2k("plugins", "list")
+    assert out.returncode == 0 and "sketch" in out.stdout and "a2k-toolkit" in out.stdout
+    schema = json.loads(a2k("config", "schema").stdout)
+    assert "renderer" in schema["properties"]
+    good = tmp_path / "good.yaml"
+    good.write_text("generator: static\nrenderer: {name: sketch, params: {size: 64}}\n")
+    v = a2k("config", "validate", good)
+    assert v.returncode == 0 and "valid" in v.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("renderer: {name: sketch, params: {size: tiny}}\n")
+    assert_user_error(a2k("config", "validate", bad), "renderer.params.size")
+
+
+@pytest.fixture
+def io_paths(tmp_path, face_image_path, speech_path):
+    return tmp_path, face_image_path, speech_path
+
+
+def test_error_missing_image(io_paths):
+    tmp, _, speech = io_paths
+    assert_user_error(a2k("generate", "--image", tmp / "none.jpg", "--audio", speech, "--keypoints-out", tmp / "k.npy"),
+                      "image file not found")  # fmt: skip
+
+
+def test_error_missing_audio(io_paths):
+    tmp, face, _ = io_paths
+    assert_user_error(a2k("generate", "--image", face, "--audio", tmp / "none.wav", "--keypoints-out", tmp / "k.npy"),
+                      "audio file not found")  # fmt: skip
+
+
+def test_error_no_face(io_paths):
+    import cv2
+
+    tmp, _, speech = io_paths
+    blank = tmp / "blank.png"
+    cv2.imwrite(str(blank), np.full((240, 320, 3), 180, np.uint8))
+    assert_user_error(a2k("generate", "--image", blank, "--audio", speech, "--keypoints-out", tmp / "k.npy"),
+                      "no face found")  # fmt: skip
+    assert not (tmp / "k.npy").exists()
+
+
+def test_error_unreadable_audio(io_paths):
+    tmp, face, _ = io_paths
+    bad = tmp / "bad.wav"
+    bad.write_bytes(b"RIFF....WAVEjunkjunkjunk" * 10)
+    assert_user_error(a2k("generate", "--image", face, "--audio", bad, "--keypoints-out", tmp / "k.npy"),
+                      "cannot read audio")  # fmt: skip
+
+
+def test_error_bad_config(io_paths):
+    tmp, face, speech = io_paths
+    cfg = tmp / "c.yaml"
+    cfg.write_text("generator: {name: procedural, params: {mouth_open: -3}}\n")
+    assert_user_error(a2k("generate", "--image", face, "--audio", speech, "--config", cfg, "--keypoints-out",
+                          tmp / "k.npy"), "generator.params.mouth_open")  # fmt: skip
+
+
+def test_error_unknown_plugin(io_paths):
+    tmp, face, speech = io_paths
+    cfg = tmp / "c.yaml"
+    cfg.write_text("renderer: skech\n")
+    assert_user_error(a2k("generate", "--image", face, "--audio", speech, "--config", cfg, "--video-out",
+                          tmp / "o.mp4"), "unknown renderer 'skech'", "did you mean 'sketch'")  # fmt: skip
+
+
+def test_error_nothing_to_write_and_bad_extension(io_paths):
+    tmp, face, speech = io_paths
+    assert_user_error(a2k("generate", "--image", face, "--audio", speech), "nothing to write")
+    assert_user_error(a2k("generate", "--image", face, "--audio", speech, "--video-out", tmp / "o.avi"), ".mp4")

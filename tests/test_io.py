@@ -1,0 +1,94 @@
+"""File I/O: images of every channel layout, audio formats through ffmpeg, MP4 writing, atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from a2k_toolkit.errors import AudioLoadError, ImageLoadError, InputError
+from a2k_toolkit.io import atomic_path, load_audio, load_image, probe_video, read_video_frames, run_ffmpeg, write_video
+
+
+def test_images_gray_rgba_and_errors(tmp_path, shared_data):
+    import cv2
+
+    rgb = load_image(shared_data / "faces" / "obama.jpg")
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+    gray = tmp_path / "g.png"
+    cv2.imwrite(str(gray), cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    g = load_image(gray)
+    assert g.shape == rgb.shape and (g[..., 0] == g[..., 1]).all()
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 0] = 255  # red, fully transparent -> white
+    assert load_image(rgba)[0, 0].tolist() == [255, 255, 255]
+    rgba[..., 3] = 255
+    assert load_image(rgba)[0, 0].tolist() == [255, 0, 0]
+    with pytest.raises(ImageLoadError, match="not found"):
+        load_image(tmp_path / "nope.jpg")
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"this is not an image")
+    with pytest.raises(ImageLoadError, match="not a supported image"):
+        load_image(junk)
+
+
+def test_audio_from_mp3_and_video_track(shared_data):
+    mp3 = load_audio(shared_data / "speech" / "vexpress_intro_tts.mp3", 16000)
+    assert 30 < len(mp3) / 16000 < 33
+    clip = load_audio(shared_data / "clips" / "pcavs_aldridge.mp4", 16000)
+    assert abs(len(clip) / 16000 - 4.48) < 0.1 and np.abs(clip).max() > 0.05
+
+
+def test_audio_errors(tmp_path):
+    with pytest.raises(AudioLoadError, match="not found"):
+        load_audio(tmp_path / "x.wav")
+    empty = tmp_path / "e.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioLoadError, match="empty"):
+        load_audio(empty)
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\x00\x01garbage" * 100)
+    with pytest.raises(AudioLoadError, match="cannot read audio"):
+        load_audio(bad)
+
+
+def test_write_video_exact_frames_fps_audio(tmp_path):
+    frames = (np.full((51, 63, 3), i * 5, np.uint8) for i in range(40))  # odd size -> padded
+    wav = np.sin(np.linspace(0, 2000, 16000 * 2)).astype(np.float32) * 0.3
+    out = tmp_path / "v.mp4"
+    assert write_video(out, frames, 25, audio=wav, sample_rate=16000, num_frames=40) == 40
+    info = probe_video(out)
+    assert info["frames"] == 40 and info["fps"] == 25 and info["width"] == 64 and info["height"] == 52
+    assert info["video_codec"] == "h264" and info["pix_fmt"] == "yuv420p" and info["audio_codec"] == "aac"
+    assert abs(info["duration"] - 1.6) < 0.1
+    decoded = list(read_video_frames(out))
+    assert len(decoded) == 40 and abs(int(decoded[20].mean()) - 100) < 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
+def test_write_video_failure_leaves_nothing(tmp_path):
+    def frames():
+        yield np.zeros((32, 32, 3), np.uint8)
+        yield np.zeros((16, 16, 3), np.uint8)  # wrong size
+
+    with pytest.raises(InputError, match="frame 1 has size"):
+        write_video(tmp_path / "v.mp4", frames(), 25)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="zero frames"):
+        write_video(tmp_path / "v.mp4", iter([]), 25)
+
+
+def test_atomic_path_keeps_old_file_on_error(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_run_ffmpeg_reports_errors(tmp_path):
+    from a2k_toolkit.errors import A2KError
+
+    with pytest.raises(A2KError, match="ffmpeg failed"):
+        run_ffmpeg(["-i", str(tmp_path / "missing.wav"), "-f", "null", "-"])
