@@ -177,3 +177,14 @@ def test_entry_point_plugin_usable_from_config(sample_image_path, sample_speech_
     res = pipe(image=sample_image_path, audio=sample_speech_path)
     first = next(res.iter_frames())
     assert first.shape == (64, 64, 3) and first.max() > 0
+
+
+def test_every_hook_is_documented_with_its_signature():
+    from pathlib import Path
+
+    from a2k_toolkit import hookspecs
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    for hook in KIND_HOOKS.values():
+        assert hasattr(hookspecs, hook)
+        assert f"def {hook}(register)" in doc, f"docs/plugins.md lacks the signature of {hook}"
