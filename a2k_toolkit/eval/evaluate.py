@@ -200,7 +200,7 @@ def _real_metrics(gt: np.ndarray, rms: np.ndarray, iod: float, max_lag: int) -> 
     opening = M.mouth_opening(gt, iod)
     corr, lag = M.best_lag_correlation(opening, rms, max_lag)
     return {
-        "audio_corr": corr, "audio_lag": lag, "mouth_std": float(opening.std()),
+        "audio_corr": corr, "audio_lag": lag, "mouth_std": M.opening_std(opening),
         "head_motion": M.head_motion(gt, iod), "jerk": M.jerk(gt, iod), "identity": M.identity_error(gt, gt[0], iod),
     }, opening  # fmt: skip
 
@@ -213,7 +213,7 @@ def _generator_metrics(pred, gt, rms, real_open, real: dict[str, float], iod: fl
         "l1": None,  # filled in once the normaliser is known
         "pck": M.pck(pred, gt, alpha), "lmd": M.lmd(pred, gt, iod),
         "lip_corr": lip_corr, "lip_lag": lip_lag, "audio_corr": audio_corr, "audio_lag": audio_lag,
-        "mouth_std": float(opening.std()), "head_motion": M.head_motion(pred, iod), "jerk": M.jerk(pred, iod),
+        "mouth_std": M.opening_std(opening), "head_motion": M.head_motion(pred, iod), "jerk": M.jerk(pred, iod),
         "identity": M.identity_error(pred, gt[0], iod),
     }  # fmt: skip
     for key, (num, den) in RATIO_OF.items():

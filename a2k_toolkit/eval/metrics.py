@@ -32,6 +32,12 @@ PCK_ALPHA = 0.02
 MAX_LAG = 3
 # fewest overlapping frames a lagged correlation is computed on
 MIN_OVERLAP = 4
+# magnitudes (in IOD) below this are floating-point residue of a still sequence and are reported as exactly 0
+RESIDUE = 1e-10
+
+
+def _snap(v: float) -> float:
+    return 0.0 if abs(v) < RESIDUE else float(v)
 
 
 def _seq(points: np.ndarray, what: str = "keypoints") -> np.ndarray:
@@ -180,7 +186,7 @@ def head_motion(points: np.ndarray, iod: float) -> float:
     """Nose-tip (30) trajectory spread in IOD: ``sqrt(mean_t |n_t - mean(n)|^2) / iod`` (the RMS distance of the
     nose tip from its mean position; the 2-D standard deviation)."""
     n = _seq(points)[:, NOSE_TIP]
-    return float(np.sqrt(((n - n.mean(0)) ** 2).sum(-1).mean()) / iod)
+    return _snap(np.sqrt(((n - n.mean(0)) ** 2).sum(-1).mean()) / iod)
 
 
 def jerk(points: np.ndarray, iod: float) -> float:
@@ -190,7 +196,7 @@ def jerk(points: np.ndarray, iod: float) -> float:
     if len(pts) < 4:
         return 0.0
     d3 = np.diff(pts, n=3, axis=0)
-    return float(np.linalg.norm(d3, axis=-1).mean() / iod)
+    return _snap(np.linalg.norm(d3, axis=-1).mean() / iod)
 
 
 def similarity_align(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -228,7 +234,12 @@ def identity_errors(points: np.ndarray, reference: np.ndarray, iod: float) -> np
 def identity_error(points: np.ndarray, reference: np.ndarray, iod: float) -> float:
     """Mean of :func:`identity_errors` over frames ``1..T-1`` (frame 0 is the reference itself)."""
     errs = identity_errors(points, reference, iod)
-    return float(errs[1:].mean()) if len(errs) > 1 else 0.0
+    return _snap(errs[1:].mean()) if len(errs) > 1 else 0.0
+
+
+def opening_std(opening: np.ndarray) -> float:
+    """Standard deviation of a mouth-opening series (IOD); exactly 0 for a still mouth."""
+    return _snap(np.asarray(opening, np.float64).std())
 
 
 def ratio(pred: float | None, real: float | None) -> float | None:
