@@ -221,3 +221,20 @@ def test_shape_errors_name_the_problem():
         M.lmd(np.zeros((5, 68, 2)), np.zeros((6, 68, 2)), 1.0)
     with pytest.raises(InputError, match="inter-ocular distance 0"):
         M.reference_iod(np.zeros((3, 68, 2)))
+
+
+def test_similarity_align_is_batched_and_never_reflects():
+    rng = np.random.default_rng(2)
+    src = rng.standard_normal((5, 13, 2))
+    dst = rng.standard_normal((13, 2))
+    s, rot, t = M.similarity_align(src, dst[None])
+    assert s.shape == (5,) and rot.shape == (5, 2, 2) and t.shape == (5, 2)
+    for i in range(5):
+        s1, r1, t1 = M.similarity_align(src[i], dst)
+        assert s[i] == pytest.approx(float(s1))
+        np.testing.assert_allclose(rot[i], r1, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(rot), 1.0)
+    mirrored = src[0] * [-1.0, 1.0]
+    s, rot, t = M.similarity_align(mirrored, src[0])
+    assert np.linalg.det(rot) == pytest.approx(1.0)
+    assert np.abs(s * mirrored @ rot.T + t - src[0]).max() > 0.1  # a mirror image is not a pose change

@@ -199,23 +199,26 @@ def jerk(points: np.ndarray, iod: float) -> float:
     return _snap(np.linalg.norm(d3, axis=-1).mean() / iod)
 
 
-def similarity_align(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def similarity_align(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Least-squares similarity transform (scale ``s``, rotation ``R``, translation ``t``; no reflection) with
-    ``s * src @ R.T + t ~ dst`` for point sets ``(N, 2)`` (Umeyama's method)."""
+    ``s * src @ R.T + t ~ dst`` for point sets ``(..., N, 2)`` (Umeyama's method), batched over leading axes.
+    Returns ``s (...)``, ``R (..., 2, 2)``, ``t (..., 2)``."""
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    var_s = (a**2).sum() / len(a)
-    if var_s <= 1e-12:
-        return 1.0, np.eye(2), mu_d - mu_s
-    cov = b.T @ a / len(a)
+    src, dst = np.broadcast_arrays(src, dst)
+    mu_s, mu_d = src.mean(-2), dst.mean(-2)
+    a, b = src - mu_s[..., None, :], dst - mu_d[..., None, :]
+    n = src.shape[-2]
+    var_s = (a**2).sum((-2, -1)) / n
+    cov = np.swapaxes(b, -1, -2) @ a / n
     u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1.0
-    rot = u @ np.diag(d) @ vt
-    scale = float((sig * d).sum() / var_s)
-    return scale, rot, mu_d - scale * mu_s @ rot.T
+    d = np.ones(sig.shape)
+    d[..., -1] = np.where(np.linalg.det(u) * np.linalg.det(vt) < 0, -1.0, 1.0)
+    rot = u @ (d[..., :, None] * vt)
+    degenerate = var_s <= 1e-12  # all source points coincide: translation only
+    scale = np.where(degenerate, 1.0, (sig * d).sum(-1) / np.where(degenerate, 1.0, var_s))
+    rot = np.where(degenerate[..., None, None], np.eye(2), rot)
+    t = mu_d - scale[..., None] * (mu_s[..., None, :] @ np.swapaxes(rot, -1, -2))[..., 0, :]
+    return scale, rot, t
 
 
 def identity_errors(points: np.ndarray, reference: np.ndarray, iod: float) -> np.ndarray:
@@ -223,12 +226,9 @@ def identity_errors(points: np.ndarray, reference: np.ndarray, iod: float) -> np
     :data:`STABLE_POINTS`, then take the mean distance of the brow, eye and nose points (17-47) to the reference's."""
     pts = _seq(points)
     ref = _seq(reference, "reference keypoints")[0]
-    out = np.empty(len(pts))
-    for i, frame in enumerate(pts):
-        s, rot, t = similarity_align(frame[STABLE_POINTS], ref[STABLE_POINTS])
-        aligned = s * frame[IDENTITY_POINTS] @ rot.T + t
-        out[i] = np.linalg.norm(aligned - ref[IDENTITY_POINTS], axis=-1).mean()
-    return out / iod
+    s, rot, t = similarity_align(pts[:, STABLE_POINTS], ref[STABLE_POINTS][None])
+    aligned = s[:, None, None] * pts[:, IDENTITY_POINTS] @ np.swapaxes(rot, -1, -2) + t[:, None, :]
+    return np.linalg.norm(aligned - ref[IDENTITY_POINTS], axis=-1).mean(-1) / iod
 
 
 def identity_error(points: np.ndarray, reference: np.ndarray, iod: float) -> float:
