@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--clips", nargs="+", required=True, metavar="PATH",
-                   help="saved clip files (.npz from data.clips.save_clip), videos, or directories of them")  # fmt: skip
+                   help="saved clip files (.npz, data.clips.save_clip), videos, or directories of them")  # fmt: skip
     p.add_argument("--generators", action="append", metavar="SPECS",
                    help="comma-separated generator names, NAME:CHECKPOINT_DIR to set a checkpoint; may repeat "
                    "(default: static,procedural when --config has no entries)")  # fmt: skip

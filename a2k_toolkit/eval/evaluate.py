@@ -289,7 +289,8 @@ def evaluate(
         real, real_open = _real_metrics(gt, rms, iod, max_lag)
         feats = _features(frontend, audio, sr, T, clip_id)
         size = tuple(getattr(clip, "frame_size", None) or ())
-        ref = Keypoints(gt[0].astype(np.float32), fps=clip.fps, image_size=size if len(size) == 2 and all(size) else None)
+        image_size = size if len(size) == 2 and all(size) else None
+        ref = Keypoints(gt[0].astype(np.float32), fps=clip.fps, image_size=image_size)
         rec = ClipRecord(clip_id, getattr(clip, "identity", ""), getattr(clip, "source", ""), T, T / clip.fps,
                          real, {}, notes)  # fmt: skip
         keep = len(series) < keep_series

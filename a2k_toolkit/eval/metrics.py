@@ -62,7 +62,9 @@ def reference_iod(real: np.ndarray) -> float:
     """Inter-ocular distance of frame 0 (the reference), in pixels; the unit of every distance metric."""
     iod = float(interocular(_seq(real)[0]))
     if not np.isfinite(iod) or iod <= 1e-6:
-        raise InputError("the reference frame has coincident eye centres (inter-ocular distance 0); check its keypoints")
+        raise InputError(
+            "the reference frame has coincident eye centres (inter-ocular distance 0); check the clip's keypoints"
+        )
     return iod
 
 

@@ -23,7 +23,8 @@ def color(i: int) -> tuple[int, int, int]:
 
 
 def ascii_text(text: str) -> str:
-    table = {"³": "^3", "²": "^2", "±": "+-", "·": "*", "§": "S", "→": "->", "≤": "<=", "≥": ">=", "—": "-", "–": "-"}
+    table = {"³": "^3", "²": "^2", "±": "+-", "·": "*", "§": "S", "→": "->", "≤": "<=", "≥": ">=",
+             "—": "-", "–": "-"}  # fmt: skip
     return "".join(table.get(ch, ch if ord(ch) < 128 else "?") for ch in text)
 
 
