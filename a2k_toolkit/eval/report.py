@@ -222,7 +222,7 @@ def write_report(results: EvalResults, out_dir: str | Path, *, plots: bool = Tru
     if plots:
         images = {"metrics": metrics_plot(results)}
         if results.series:
-            clip_id = next(iter(results.series))
+            clip_id = max(results.series, key=lambda c: len(results.series[c]["real"]))  # longest kept clip
             images["mouth_opening"] = mouth_plot(results, clip_id)
         for name, img in images.items():
             path = out / "plots" / f"{name}.png"
