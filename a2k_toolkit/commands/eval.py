@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -15,7 +14,6 @@ def add_parser(sub) -> None:
         "audio as input) and compare with the clip's real keypoints: L1 and PCK (paper §5.3), mouth landmark "
         "distance, lip-sync correlations, motion amplitude, jerk and identity error. Writes REPORT_DIR/report.md, "
         "results.json and plots/*.png. Metric definitions: docs/evaluation.md.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--clips", nargs="+", required=True, metavar="PATH",
                    help="saved clip files (.npz, data.clips.save_clip), videos, or directories of them")  # fmt: skip
@@ -24,11 +22,11 @@ def add_parser(sub) -> None:
                    "(default: static,procedural when --config has no entries)")  # fmt: skip
     p.add_argument("--config", help="eval config file (YAML/JSON/TOML): labelled generator entries with params, "
                    "audio front-end, seed, alpha, max_lag, normalizer; see docs/evaluation.md")  # fmt: skip
-    p.add_argument("--out", default="eval-report", metavar="REPORT_DIR", help="report directory")
+    p.add_argument("--out", default="eval-report", metavar="REPORT_DIR", help="report directory (default: eval-report)")
     p.add_argument("--cache", metavar="DIR", help="cache of keypoints extracted from videos "
                    "(default: $XDG_CACHE_HOME/a2k-toolkit/eval-clips)")  # fmt: skip
     p.add_argument("--no-cache", action="store_true", help="extract video keypoints without reading/writing a cache")
-    p.add_argument("--detector", default="dlib", help="keypoint detector for videos")
+    p.add_argument("--detector", default="dlib", help="keypoint detector for videos (default: dlib)")
     p.add_argument("--audio", help="audio front-end name (overrides the config's; default logmel)")
     p.add_argument("--norm-stats", metavar="JSON",
                    help="L1 statistics (Normalizer.to_dict JSON, or a results.json); default: fitted on the "
@@ -37,7 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N clips")
     p.add_argument("--split", metavar="NAME", help="treat each --clips path as a built dataset directory and "
                    "evaluate its split NAME")  # fmt: skip
-    p.add_argument("--device", default="auto", help="device for the generators and front-end (auto, cpu, cuda, mps)")
+    p.add_argument("--device", default="auto", help="device for generators and front-end: auto (default), cpu, cuda, mps")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
