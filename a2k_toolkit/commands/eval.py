@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N clips")
     p.add_argument("--split", metavar="NAME", help="treat each --clips path as a built dataset directory and "
                    "evaluate its split NAME")  # fmt: skip
-    p.add_argument("--device", default="auto", help="device for generators and front-end: auto (default), cpu, cuda, mps")
+    p.add_argument("--device", default="auto", help="device: auto (default), cpu, cuda, mps")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
