@@ -1,0 +1,102 @@
+"""``a2k eval``: score generators on real clips and write a report (markdown tables, PNG plots, JSON numbers)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate keypoint generators on real clips and write a report",
+        description="Run each generator on each clip (frame 0 of the clip as the reference face, the clip's own "
+        "audio as input) and compare with the clip's real keypoints: L1 and PCK (paper §5.3), mouth landmark "
+        "distance, lip-sync correlations, motion amplitude, jerk and identity error. Writes REPORT_DIR/report.md, "
+        "results.json and plots/*.png. Metric definitions: docs/evaluation.md.",
+    )
+    p.add_argument("--clips", nargs="+", required=True, metavar="PATH",
+                   help="saved clip files (.npz, data.clips.save_clip), videos, or directories of them")  # fmt: skip
+    p.add_argument("--generators", action="append", metavar="SPECS",
+                   help="comma-separated generator names, NAME:CHECKPOINT_DIR to set a checkpoint; may repeat "
+                   "(default: static,procedural when --config has no entries)")  # fmt: skip
+    p.add_argument("--config", help="eval config file (YAML/JSON/TOML): labelled generator entries with params, "
+                   "audio front-end, seed, alpha, max_lag, normalizer; see docs/evaluation.md")  # fmt: skip
+    p.add_argument("--out", default="eval-report", metavar="REPORT_DIR", help="report directory (default: eval-report)")
+    p.add_argument("--cache", metavar="DIR", help="cache of keypoints extracted from videos "
+                   "(default: $XDG_CACHE_HOME/a2k-toolkit/eval-clips)")  # fmt: skip
+    p.add_argument("--no-cache", action="store_true", help="extract video keypoints without reading/writing a cache")
+    p.add_argument("--detector", default="dlib", help="keypoint detector for videos (default: dlib)")
+    p.add_argument("--audio", help="audio front-end name (overrides the config's; default logmel)")
+    p.add_argument("--norm-stats", metavar="JSON",
+                   help="L1 statistics (Normalizer.to_dict JSON, or a results.json); default: fitted on the "
+                   "evaluated clips' ground truth")  # fmt: skip
+    p.add_argument("--seed", type=int, help="seed for stochastic generators (overrides the config's; default 0)")
+    p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N clips")
+    p.add_argument("--split", metavar="NAME", help="treat each --clips path as a built dataset directory and "
+                   "evaluate its split NAME")  # fmt: skip
+    p.add_argument("--device", default="auto", help="device: auto (default), cpu, cuda, mps")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import itertools
+
+    from pydantic import ValidationError
+
+    from ..catalog import Catalog
+    from ..config import ComponentSpec, format_validation_error
+    from ..device import resolve_device
+    from ..errors import ConfigError, InputError
+    from ..eval.config import build_generators, load_eval_config, load_normalizer, parse_generator_specs
+    from ..eval.evaluate import evaluate
+    from ..eval.report import summary_table, write_report
+    from ..eval.sources import default_cache_dir, iter_clips
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit must be at least 1, got {args.limit}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory; give a directory for the report")
+    cfg = load_eval_config(args.config)
+    entries = list(cfg.entries) + parse_generator_specs(args.generators)
+    if not entries:
+        entries = parse_generator_specs(["static,procedural"])
+    catalog = Catalog()
+    # validate everything (generators, front-end, detector, stats) before any weights load or clip is read
+    audio_spec = ComponentSpec(name=args.audio) if args.audio else cfg.audio
+    audio_cls = catalog.get("audio", audio_spec.name)
+    try:
+        audio_params = audio_cls.Params.model_validate(audio_spec.params)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid audio front-end params: {format_validation_error(exc, 'audio.params')}") from None
+    detector_cls = catalog.get("detector", args.detector)
+    norm_path = args.norm_stats or cfg.normalizer
+    normalizer = load_normalizer(norm_path) if norm_path else None
+    device = resolve_device(args.device)
+    generators = build_generators(entries, catalog)
+    frontend = audio_cls(audio_params).to(device)
+    for gen in generators.values():
+        gen.to(device)
+
+    cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
+    clips = iter_clips(args.clips, detector=lambda: detector_cls().to(device), cache_dir=cache, fps=frontend.fps,
+                       sample_rate=frontend.sample_rate, split=args.split)  # fmt: skip
+    if args.limit:
+        clips = itertools.islice(clips, args.limit)
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"  {msg}", file=sys.stderr, flush=True)
+
+    seed = args.seed if args.seed is not None else cfg.seed
+    results = evaluate(generators, clips, frontend, normalizer=normalizer, alpha=cfg.alpha, max_lag=cfg.max_lag,
+                       seed=seed, progress=progress)  # fmt: skip
+    if norm_path:
+        results.settings["normalizer_source"] = f"given ({Path(norm_path).name})"
+    written = write_report(results, out, plots=not args.no_plots)
+    print("\n".join(summary_table(results)))
+    print(f"{results.num_clips} clips, {results.seconds:.1f} s -> {written['markdown']}")
+    return 0

@@ -1,0 +1,139 @@
+"""What to evaluate: named generator entries (label + ``{name, params}``), from a config file and/or the
+``--generators`` shorthand. Generators are chosen by registered name only, never by import path.
+
+Config file (YAML, JSON or TOML)::
+
+    entries:
+      - static                                  # bare name: label = name, default params
+      - label: a2k-final
+        generator: {name: audio2keypoint, params: {checkpoint: runs/final}}
+      - label: a2k-no-disc
+        generator: {name: audio2keypoint, params: {checkpoint: runs/no_disc}}
+    audio: logmel                               # the audio front-end (default logmel)
+    seed: 0
+    alpha: 0.02                                 # PCK threshold factor
+    max_lag: 3                                  # lag search range of the correlations, frames
+    normalizer: stats.json                      # optional L1 statistics (default: fitted on the evaluated GT)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..catalog import Catalog
+from ..components import KeypointGenerator
+from ..config import ComponentSpec, _read_file, format_validation_error
+from ..errors import ConfigError, InputError
+from ..keypoints import Normalizer
+
+
+class EvalEntry(BaseModel):
+    """One row of the report: a label and the generator spec it stands for. A bare string is a generator name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str | None = Field(None, min_length=1, description="row name in the report (default: from the spec)")
+    generator: ComponentSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"generator": {"name": value}}
+        return value
+
+    @property
+    def display_label(self) -> str:
+        if self.label:
+            return self.label
+        ckpt = self.generator.params.get("checkpoint")
+        return f"{self.generator.name}:{Path(str(ckpt)).name}" if ckpt else self.generator.name
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    entries: list[EvalEntry] = Field(default_factory=list)
+    audio: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="logmel"))
+    seed: int | None = 0
+    alpha: float = Field(0.02, gt=0, lt=1)
+    max_lag: int = Field(3, ge=0, le=25)
+    normalizer: str | None = Field(None, description="JSON with L1 statistics (Normalizer.to_dict, or a results.json)")
+
+
+def load_eval_config(path: str | Path | None) -> EvalConfig:
+    if path is None:
+        return EvalConfig()
+    data = _read_file(Path(path))
+    try:
+        return EvalConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid eval config {path}: {format_validation_error(exc)}") from None
+
+
+def parse_generator_specs(items: list[str] | None) -> list[EvalEntry]:
+    """``--generators`` values: comma-separated ``NAME`` (default params) or ``NAME:CHECKPOINT`` (sets the
+    generator's ``checkpoint`` param). The option may repeat."""
+    entries = []
+    for item in items or []:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, sep, ckpt = part.partition(":")
+            if not name or (sep and not ckpt):
+                raise ConfigError(f"bad generator spec {part!r}: use NAME or NAME:CHECKPOINT_DIR, e.g. static")
+            params = {"checkpoint": ckpt} if sep else {}
+            entries.append(EvalEntry(generator=ComponentSpec(name=name, params=params)))
+    return entries
+
+
+def build_generators(entries: list[EvalEntry], catalog: Catalog) -> dict[str, KeypointGenerator]:
+    """Validate every entry (name, params, unique labels) before building any; return ``label -> generator``."""
+    if not entries:
+        raise ConfigError("no generators to evaluate: pass --generators static,procedural or a --config with entries")
+    checked = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        label = entry.display_label
+        if label in seen:
+            raise ConfigError(
+                f"two generator entries share the label {label!r} (entries {seen[label] + 1} and {i + 1}); give each "
+                "a distinct `label` in the --config file"
+            )
+        seen[label] = i
+        cls = catalog.get("generator", entry.generator.name)
+        if "checkpoint" in entry.generator.params and "checkpoint" not in cls.Params.model_fields:
+            raise ConfigError(
+                f"generator {entry.generator.name!r} has no `checkpoint` parameter, so {label!r} cannot name one; use "
+                f"`{entry.generator.name}` alone, or set its params in a --config file"
+            )
+        try:
+            params = cls.Params.model_validate(entry.generator.params)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid params for {label!r}: {format_validation_error(exc, 'params')}") from None
+        checked.append((label, cls, params))
+    return {label: cls(params) for label, cls, params in checked}
+
+
+def load_normalizer(path: str | Path) -> Normalizer:
+    """L1 statistics from a JSON file: ``Normalizer.to_dict()`` output, or a previous report's ``results.json``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"normalisation statistics file not found: {p}")
+    try:
+        data = json.loads(p.read_text("utf-8"))
+        if isinstance(data, dict) and "normalizer" in data:
+            data = data["normalizer"]
+        return Normalizer.from_dict(data)
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(
+            f"cannot read normalisation statistics from {p} ({exc}); expected JSON with `mean` and `std` lists of "
+            "136 numbers (Normalizer.to_dict()), or a results.json written by `a2k eval`"
+        ) from None
