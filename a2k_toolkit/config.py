@@ -83,7 +83,7 @@ def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(lines)
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     text = path.read_text("utf-8")
@@ -125,7 +125,7 @@ def load_config(source: PipelineConfig | dict[str, Any] | str | Path | None = No
         data, where = source, "config"
     else:
         path = Path(source)
-        data, where = _read_file(path), str(path)
+        data, where = read_config_file(path), str(path)
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:

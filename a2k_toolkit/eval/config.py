@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..catalog import Catalog
 from ..components import KeypointGenerator
-from ..config import ComponentSpec, _read_file, format_validation_error
+from ..config import ComponentSpec, read_config_file, format_validation_error
 from ..errors import ConfigError, InputError
 from ..keypoints import Normalizer
 
@@ -68,7 +68,7 @@ class EvalConfig(BaseModel):
 def load_eval_config(path: str | Path | None) -> EvalConfig:
     if path is None:
         return EvalConfig()
-    data = _read_file(Path(path))
+    data = read_config_file(Path(path))
     try:
         return EvalConfig.model_validate(data)
     except ValidationError as exc:
