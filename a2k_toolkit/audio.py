@@ -212,10 +212,19 @@ def probe_audio(path: PathLike) -> AudioStreamInfo:
             f"cannot read audio from {path}: the file is corrupt or not in a supported format ({reason}). "
             f"Supported: {SUPPORTED}"
         )
-    stream = re.search(r"Stream #\d+:\d+\S*: Audio: ([^,\n]+).*?, (\d+) Hz, ([^,\n]+)", text)
-    if stream is None:
-        kind = "a video without an audio track" if re.search(r"Stream #\d+:\d+\S*: Video:", text) else "no audio"
-        raise AudioLoadError(f"{path} has no audio track ({kind}); give an audio file or a video with sound")
+    line = re.search(r"Stream #\d+:\d+\S*: Audio: (.*)", text)
+    if line is None:
+        if re.search(r"Stream #\d+:\d+\S*: Video:", text):
+            raise AudioLoadError(
+                f"{path} has no audio track (only video or image streams); give an audio file or a video with sound"
+            )
+        raise AudioLoadError(f"{path} has no audio track; give an audio file ({SUPPORTED})")
+    stream = re.match(r"([^,\s]+)[^,]*,.*?(\d+) Hz, ([^,]+)", line[1])
+    if stream is None:  # an audio stream whose parameters ffmpeg cannot determine: a damaged or fake file
+        raise AudioLoadError(
+            f"cannot read audio from {path}: the file is corrupt or not in a supported format (ffmpeg cannot determine "
+            f"its audio parameters: {line[1].strip()}). Supported: {SUPPORTED}"
+        )
     dur = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", text)
     duration = int(dur[1]) * 3600 + int(dur[2]) * 60 + float(dur[3]) if dur else None
     return AudioStreamInfo(stream[1].strip(), int(stream[2]), stream[3].strip(), duration)
