@@ -6,7 +6,6 @@ The files are made in a temp dir, with the real ffmpeg, from one real recording 
 from __future__ import annotations
 
 import subprocess
-import warnings
 
 import numpy as np
 import pytest
