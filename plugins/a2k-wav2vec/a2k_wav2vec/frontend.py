@@ -177,14 +177,14 @@ class Wav2VecFrontend(AudioFrontend):
     @property
     def receptive_field(self) -> int:
         rf, jump = 1, 1
-        for k, s in zip(self.config.conv_kernel, self.config.conv_stride):
+        for k, s in zip(self.config.conv_kernel, self.config.conv_stride, strict=True):
             rf += (k - 1) * jump
             jump *= s
         return rf
 
     def num_model_frames(self, num_samples: int) -> int:
         n = int(num_samples)
-        for k, s in zip(self.config.conv_kernel, self.config.conv_stride):
+        for k, s in zip(self.config.conv_kernel, self.config.conv_stride, strict=True):
             n = (n - k) // s + 1
         return max(n, 0)
 
