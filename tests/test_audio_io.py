@@ -55,7 +55,8 @@ def media(tmp_path_factory, speech_path):
         out = d / name
         if name == "video_h264_aac.mp4":
             ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25", "-i", str(speech_path), "-shortest",
-                   "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ar", "44100", str(out))  # fmt: skip
+                   "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                   "-c:a", "aac", "-b:a", "128k", "-ar", "44100", str(out))  # fmt: skip
         elif name == "video_vp8_opus.webm":
             ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25", "-i", str(speech_path), "-shortest",
                    "-c:v", "libvpx", "-c:a", "libopus", str(out))  # fmt: skip
@@ -144,7 +145,9 @@ def test_truncated_wav_header(tmp_path, speech_path):
 
 def test_files_without_an_audio_track(tmp_path, shared_data):
     video = tmp_path / "silent_film.mp4"
-    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:r=25:d=0.4", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video))
+    ffmpeg(
+        "-f", "lavfi", "-i", "color=c=black:s=64x64:r=25:d=0.4", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(video)
+    )
     with pytest.raises(AudioLoadError, match=r"has no audio track \(only video or image streams\)"):
         load_audio(video)
     image = tmp_path / "photo.mp3"  # an image wearing an audio extension

@@ -1,4 +1,4 @@
-"""Text input through espeak-ng: languages, voices, errors, the streamed WAV, and text -> keypoints -> MP4 with sound."""
+"""Text input through espeak-ng: languages, voices, errors, and text -> keypoints -> MP4 with the speech muxed in."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_text_that_looks_like_an_option_is_spoken():
 
 def test_unknown_language_and_variant_and_empty_text():
     tts = EspeakSynthesizer()
-    with pytest.raises(InputError, match=r"no language 'dee'\. Did you mean 'de'\?.*a2k voices"):
+    with pytest.raises(InputError, match=r"no voice or language 'dee'\. Did you mean 'de'\?.*a2k voices"):
         tts.synthesize("Hallo", "dee")
     with pytest.raises(InputError, match="no voice variant 'f33'"):
         EspeakSynthesizer(variant="f33").synthesize("Hallo", "de")
@@ -109,7 +109,7 @@ def test_cli_text_to_video_with_the_speech_muxed_in(tmp_path, sample_image_path,
 
     assert main(["generate", "--image", str(sample_image_path), "--text", "x", "--lang", "klingonese",
                  "--keypoints-out", str(kp)]) == 2  # fmt: skip
-    assert "no language 'klingonese'" in capsys.readouterr().err
+    assert "no voice or language 'klingonese'" in capsys.readouterr().err
 
 
 def test_cli_lists_voices(capsys):

@@ -102,15 +102,13 @@ def resolve_language(lang: str) -> str:
         return index[key.replace("-", " ")]
     base = key.split("-")[0]
     if base and base in index:
-        warnings.warn(
-            f"espeak-ng has no voice for {lang!r}; using {index[base]!r} ({base})", UserWarning, stacklevel=3
-        )
+        warnings.warn(f"espeak-ng has no voice for {lang!r}; using {index[base]!r} ({base})", UserWarning, stacklevel=3)
         return index[base]
     close = difflib.get_close_matches(key, list(index), n=4, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(index[c]) for c in close)}?" if close else ""
     raise InputError(
-        f"espeak-ng has no language {lang!r}.{hint} It knows {len(languages())} voices (examples: en, en-us, de, fr, "
-        "es, hi, zh, ar); list them with `a2k voices` or `espeak-ng --voices`"
+        f"espeak-ng has no voice or language {lang!r}.{hint} It knows {len(languages())} voices (examples: en, "
+        "en-us, de, fr, es, hi, zh, ar); list them with `a2k voices` or `espeak-ng --voices`"
     )
 
 

@@ -209,7 +209,9 @@ class Wav2VecFrontend(AudioFrontend):
             except ModelUnavailableError:  # no preprocessor_config.json: the common default
                 self._normalize, sr = True, SAMPLE_RATE
             if sr != SAMPLE_RATE:
-                raise ConfigError(f"wav2vec model {self.params.model!r} expects {sr} Hz audio; only 16 kHz is supported")
+                raise ConfigError(
+                    f"wav2vec model {self.params.model!r} expects {sr} Hz audio; only 16 kHz is supported"
+                )
         return self
 
     def to(self, device):

@@ -110,7 +110,9 @@ def test_feature_cache(tiny_wav2vec2, speech, tmp_path):
 def test_offline_and_missing_models(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
     fe = Wav2VecFrontend(model="a2k-test/not-a-cached-model", local_files_only=True)
-    with pytest.raises(ModelUnavailableError, match=r"not in the local Hugging Face cache.*local_files_only.*hf download"):
+    with pytest.raises(
+        ModelUnavailableError, match=r"not in the local Hugging Face cache.*local_files_only.*hf download"
+    ):
         fe(np.zeros(16000, np.float32), 16000)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelUnavailableError, match=r"HF_HUB_OFFLINE=1.*save_pretrained\(DIR\)"):
