@@ -5,11 +5,16 @@ They run the real transformers model classes end to end; only their sizes are sm
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 transformers = pytest.importorskip("transformers")
+
+if importlib.util.find_spec("a2k_wav2vec") is None:  # running from a checkout without `pip install -e`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SAMPLES = Path(__import__("a2k_toolkit").__file__).parent / "samples"
 
