@@ -78,7 +78,7 @@ def load_audio(path_or_array, sample_rate: int = 16000, *, orig_sample_rate: int
         return _finish(wav, "the waveform", owned=not np.may_share_memory(wav, path_or_array))
     if isinstance(path_or_array, (bytes, bytearray)):
         raise InputError("load_audio takes a file path or a numpy array, not bytes; write the bytes to a file first")
-    path = Path(path_or_array)
+    path = Path(path_or_array).expanduser()
     if not path.exists():
         raise AudioLoadError(f"audio file not found: {path}")
     if not path.is_file():
