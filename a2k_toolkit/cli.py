@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "a2k_toolkit.commands.plugins",
     "a2k_toolkit.commands.config",
     "a2k_toolkit.commands.eval",
+    "a2k_toolkit.commands.voices",
 )
 
 

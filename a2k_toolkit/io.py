@@ -1,4 +1,5 @@
-"""File input and output: images, audio, video, keypoint files. Writes are atomic (temp file + rename)."""
+"""File input and output: images, video, keypoint files (audio: :mod:`a2k_toolkit.audio`, re-exported here). Writes are
+atomic (temp file + rename)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import A2KError, AudioLoadError, ImageLoadError, InputError
+from .errors import A2KError, ImageLoadError, InputError
 from .keypoints import LAYOUT, Keypoints
 
 PathLike = str | os.PathLike
@@ -138,78 +139,17 @@ def save_image(path: PathLike, image: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------- audio
-
-_SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
-
-
-def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Polyphase resampling of a mono float32 waveform."""
-    if orig_sr == target_sr:
-        return waveform.astype(np.float32, copy=False)
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(int(orig_sr), int(target_sr))
-    return resample_poly(waveform, int(target_sr) // g, int(orig_sr) // g).astype(np.float32)
+# Audio input and output live in a2k_toolkit.audio; these names stay importable from here (resolved lazily, because
+# a2k_toolkit.audio itself builds on atomic_path and ffmpeg_exe above).
+_AUDIO_NAMES = ("load_audio", "resample", "write_wav", "probe_audio", "parse_wav_bytes", "SilentAudioWarning")
 
 
-def load_audio(path_or_array, sample_rate: int = 16000, *, orig_sample_rate: int | None = None) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] at ``sample_rate`` from an audio or video file, or from an array.
+def __getattr__(name: str):
+    if name in _AUDIO_NAMES:
+        from . import audio
 
-    WAV, FLAC and OGG are read with soundfile; anything else (MP3, M4A, the audio track of a video, ...) is decoded
-    by the ffmpeg that imageio-ffmpeg ships. Stereo is averaged to mono.
-    """
-    if isinstance(path_or_array, np.ndarray):
-        wav = np.asarray(path_or_array, dtype=np.float32)
-        if wav.ndim == 2:  # (N, C) or (C, N)
-            wav = wav.mean(axis=1 if wav.shape[0] > wav.shape[1] else 0)
-        if wav.ndim != 1:
-            raise AudioLoadError(f"expected a mono or stereo waveform, got an array of shape {wav.shape}")
-        wav = resample(wav, orig_sample_rate or sample_rate, sample_rate)
-        return _check_audio(wav, "the waveform")
-    path = Path(path_or_array)
-    if not path.is_file():
-        raise AudioLoadError(f"audio file not found: {path}")
-    if path.stat().st_size == 0:
-        raise AudioLoadError(f"audio file {path} is empty (0 bytes)")
-    wav = None
-    if path.suffix.lower() in _SOUNDFILE_EXTS:
-        try:
-            import soundfile as sf
-
-            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-            wav = resample(data.mean(axis=1), sr, sample_rate)
-        except Exception:  # noqa: BLE001 - fall back to ffmpeg, which reads more variants
-            wav = None
-    if wav is None:
-        try:
-            raw = run_ffmpeg(
-                ["-i", str(path), "-vn", "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"],
-                what=f"decoding audio from {path}",
-            )
-        except A2KError as exc:
-            raise AudioLoadError(
-                f"cannot read audio from {path}: not a supported audio file, or a video without an audio track "
-                f"({exc})"
-            ) from None
-        wav = np.frombuffer(raw, dtype="<f4").astype(np.float32)
-    return _check_audio(wav, str(path))
-
-
-def _check_audio(wav: np.ndarray, what: str) -> np.ndarray:
-    if wav.size == 0:
-        raise AudioLoadError(f"{what} contains no audio samples")
-    if not np.isfinite(wav).all():
-        raise AudioLoadError(f"{what} contains NaN or infinite samples")
-    return np.clip(wav, -1.0, 1.0).astype(np.float32, copy=False)
-
-
-def write_wav(path: PathLike, waveform: np.ndarray, sample_rate: int) -> None:
-    import soundfile as sf
-
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.asarray(waveform, np.float32), int(sample_rate), subtype="PCM_16")
+        return getattr(audio, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------------------------------- video
@@ -246,6 +186,8 @@ def write_video(
             if isinstance(audio, np.ndarray):
                 tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="a2k-audio-"))
                 audio_src = os.path.join(tmpdir, "audio.wav")
+                from .audio import write_wav
+
                 write_wav(audio_src, audio, sample_rate)
             else:
                 audio_src = str(audio)

@@ -20,6 +20,7 @@ LOAD_PLUGINS_ENV = "A2K_LOAD_PLUGINS"
 # Built-in plugins: modules of this package, registered through the same hooks as third-party code.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "a2k_toolkit.builtin.logmel",
+    "a2k_toolkit.builtin.librosa_mel",
     "a2k_toolkit.builtin.dlib_detector",
     "a2k_toolkit.builtin.baselines",
     "a2k_toolkit.builtin.sketch",
