@@ -10,6 +10,7 @@ import pytest
 from a2k_toolkit.builtin.baselines import ProceduralGenerator, StaticGenerator
 from a2k_toolkit.builtin.dlib_detector import DlibDetector
 from a2k_toolkit.builtin.espeak import EspeakSynthesizer
+from a2k_toolkit.builtin.librosa_mel import LibrosaMel
 from a2k_toolkit.builtin.logmel import LogMel
 from a2k_toolkit.builtin.sketch import SketchRenderer
 from a2k_toolkit.errors import NoFaceFoundError
@@ -28,6 +29,10 @@ from conftest import SHARED_DATA
 
 class TestLogMelContract(AudioFrontendContract):
     component_class = LogMel
+
+
+class TestLibrosaMelContract(AudioFrontendContract):
+    component_class = LibrosaMel
 
 
 class TestStaticContract(GeneratorContract):
