@@ -502,9 +502,11 @@ class PoolExecutor:
                             queue.append(job)
                         else:
                             yield job, _failed(job.line, job.id, "the worker process died while running this job "
-                                               "(a crash in native code or out of memory); it was tried "
-                                               f"{job.attempt} times", "WorkerCrashed", output=job.output,
-                                               fingerprint=job.fingerprint, attempt=job.attempt)  # fmt: skip
+                                               f"(tried {job.attempt} times): a crash in native code, out of memory, "
+                                               "or workers that cannot start (if every row fails like this, run "
+                                               "with --workers 0 to see the error)", "WorkerCrashed",
+                                               output=job.output, fingerprint=job.fingerprint, attempt=job.attempt,
+                                               timings={})  # fmt: skip
                 if broken:
                     for fut, job in list(inflight.items()):  # the others in flight die with the pool; rerun them
                         queue.append(job)
