@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,9 +45,16 @@ CSV_FIELDS = ("id", "line", "status", "reason", "output", "keypoints", "frames",
 
 
 class Executor(Protocol):
-    """Runs jobs and yields ``(job, record)`` pairs as they finish (in any order)."""
+    """Runs jobs and yields ``(job, record)`` pairs as they finish, in any order.
 
-    def run(self, jobs: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]: ...
+    ``init`` holds what each worker needs to build a :class:`DubWorker`: ``base_config`` (a dumped pipeline
+    config), ``device`` (an override or ``None``) and ``cache_dir`` (the shared face cache folder). A worker runs a
+    job with ``DubWorker.run(job)``, which never raises for the job's own problems.
+    """
+
+    workers: int
+
+    def run(self, jobs: list[Job], init: dict[str, Any]) -> Iterator[tuple[Job, dict[str, Any]]]: ...
 
 
 @dataclass
@@ -306,12 +313,12 @@ def write_reports(out: Path, records: list[dict[str, Any]], summary: DubSummary)
 
 def dub_batch(manifest: str | os.PathLike, out: str | os.PathLike, *, config: Any = None, pipeline: Any = None,
               workers: int = 1, retry_failed: bool = False, device: str | None = None, plugins: Any = None,
-              progress: bool = True, executor: Executor | Callable[..., Executor] | None = None) -> DubSummary:  # fmt: skip
+              progress: bool = True, executor: Executor | None = None) -> DubSummary:  # fmt: skip
     """Run every row of ``manifest`` into ``out``; see the module docstring and ``docs/dubbing.md``.
 
     ``workers=0`` runs in this process (with ``pipeline`` when given); ``workers>=1`` starts that many worker
-    processes, each building the pipeline once. ``executor`` replaces both (a callable gets ``init`` keyword
-    arguments: ``base_config``, ``device``, ``cache_dir``, and returns an :class:`Executor`).
+    processes, each building the pipeline once. ``executor`` replaces both (see :class:`Executor`; the Ray
+    integration is one).
     """
     from ..catalog import Catalog
 
@@ -342,15 +349,12 @@ def dub_batch(manifest: str | os.PathLike, out: str | os.PathLike, *, config: An
         clean_stale_temp_files(out, jobs)
         init = {"base_config": base_config, "device": device, "cache_dir": str(state / "faces")}
         if executor is None:
-            executor = InProcessExecutor(init, pipeline=pipeline, plugins=catalog) if workers == 0 else \
-                PoolExecutor(init, workers)  # fmt: skip
-        elif callable(executor) and not hasattr(executor, "run"):
-            executor = executor(**init)
+            executor = InProcessExecutor(pipeline, catalog) if workers == 0 else PoolExecutor(workers)
         pos = {r.id: i for i, r in enumerate(rows) if r.id is not None}
         finished: dict[str, dict[str, Any]] = {}
         bar = _progress(len(jobs), progress)
         try:
-            for job, record in executor.run(jobs):
+            for job, record in executor.run(jobs, init):
                 journal.append(record)
                 finished[job.id] = record
                 bar.update(1)
@@ -368,7 +372,7 @@ def dub_batch(manifest: str | os.PathLike, out: str | os.PathLike, *, config: An
             counts: dict[str, int] = {}
             for r in final:
                 counts[r["status"]] = counts.get(r["status"], 0) + 1
-            summary = DubSummary(str(manifest), str(out), final, workers, time.time() - t0, counts)
+            summary = DubSummary(str(manifest), str(out), final, executor.workers, time.time() - t0, counts)
             write_reports(out, final, summary)
     return summary
 
@@ -386,13 +390,18 @@ def _progress(total: int, enabled: bool):
 class InProcessExecutor:
     """Runs jobs one after another in this process (``workers=0``), with a live pipeline if given."""
 
-    def __init__(self, init: dict[str, Any], pipeline: Any = None, plugins: Any = None):
-        self.worker = DubWorker(init["base_config"], device=init["device"], plugins=plugins, pipeline=pipeline,
-                                cache_dir=init["cache_dir"])  # fmt: skip
+    workers = 0
 
-    def run(self, jobs: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
+    def __init__(self, pipeline: Any = None, plugins: Any = None):
+        self.pipeline, self.plugins = pipeline, plugins
+
+    def run(self, jobs: list[Job], init: dict[str, Any]) -> Iterator[tuple[Job, dict[str, Any]]]:
+        if not jobs:
+            return
+        worker = DubWorker(init["base_config"], device=init["device"], plugins=self.plugins, pipeline=self.pipeline,
+                           cache_dir=init["cache_dir"])  # fmt: skip
         for job in jobs:
-            yield job, self.worker.run(job)
+            yield job, worker.run(job)
 
 
 _WORKER: DubWorker | None = None
@@ -464,8 +473,8 @@ class PoolExecutor:
 
     MAX_ATTEMPTS = 2
 
-    def __init__(self, init: dict[str, Any], workers: int):
-        self.init, self.workers = init, max(1, workers)
+    def __init__(self, workers: int):
+        self.workers = max(1, workers)
         self.threads = max(1, (os.cpu_count() or 1) // self.workers)
 
     def _pool(self):
@@ -475,12 +484,15 @@ class PoolExecutor:
         ctx = mp.get_context("spawn")
         counter = ctx.Value("i", 0)
         return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.init, self.threads, counter))  # fmt: skip
+                                   initargs=(self._init, self.threads, counter))  # fmt: skip
 
-    def run(self, jobs: list[Job]) -> Iterator[tuple[Job, dict[str, Any]]]:
+    def run(self, jobs: list[Job], init: dict[str, Any]) -> Iterator[tuple[Job, dict[str, Any]]]:
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
+        if not jobs:
+            return
+        self._init = init
         queue = list(reversed(jobs))
         pool = self._pool()
         inflight: dict[Any, Job] = {}
