@@ -10,6 +10,7 @@ and open the printed address. ``build_demo(...)`` returns the ``gradio.Blocks`` 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -59,6 +60,7 @@ def make_generate(pipeline, out_root: Path):
 
 def build_demo(config: Any = None, pipeline: Any = None, out_root: str | Path | None = None):
     """The Gradio app around one pipeline (built from ``config`` unless given)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local demo sends nothing anywhere
     gr = require("gradio", "gradio", "The web demo")
     from a2k_toolkit import Pipeline
 
@@ -66,7 +68,7 @@ def build_demo(config: Any = None, pipeline: Any = None, out_root: str | Path | 
         pipeline = Pipeline.from_config(config)
     root = Path(out_root or tempfile.mkdtemp(prefix="a2k-gradio-"))
     root.mkdir(parents=True, exist_ok=True)
-    with gr.Blocks(title="a2k-toolkit demo") as demo:
+    with gr.Blocks(title="a2k-toolkit demo", analytics_enabled=False) as demo:
         gr.Markdown(f"## {TITLE}\nUpload a face photo, then upload or record speech, or type text and pick a "
                     "language. The result is a 25 fps keypoint video with the speech, and the keypoint file.")
         with gr.Row():
