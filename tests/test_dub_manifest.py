@@ -59,6 +59,7 @@ def test_bad_jsonl_lines_become_row_errors(tmp_path):
     ("../x.mp4", "'..' is not allowed"), ("a/../../x.mp4", "'..' is not allowed"), ("/tmp/x.mp4", "absolute"),
     ("C:\\x.mp4", "backslash"), ("C:x.mp4", "absolute"), ("~/x.mp4", "absolute"), ("a\x01.mp4", "control"),
     (".a2k-dub/journal.jsonl", "reserved"), ("dub-report.csv", "reserved"), ("./", "empty"),
+    (".hidden.mp4", "leading dot"), ("a/.b/c.mp4", "leading dot"),
 ])  # fmt: skip
 def test_unsafe_outputs_are_refused(value, needle):
     with pytest.raises(RowError, match=needle):

@@ -197,6 +197,9 @@ def safe_relative(value: str, key: str) -> str:
         raise RowError(f"`{key}` is empty; give a file name such as name.mp4")
     if parts[0] == STATE_DIR or (len(parts) == 1 and parts[0] in REPORT_FILES):
         raise RowError(f"`{key}` {value!r} is reserved for the batch's own state and reports; choose another name")
+    if any(p.startswith(".") for p in parts):
+        raise RowError(f"`{key}` {value!r}: names starting with '.' are reserved for temporary files; "
+                       "choose a name without a leading dot")  # fmt: skip
     return "/".join(parts)
 
 

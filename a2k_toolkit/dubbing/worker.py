@@ -284,4 +284,6 @@ def verify_outputs(video: Path | None, keypoints: Path, frames: int, fps: float)
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, A2KError):
         return str(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        return f"cannot access {exc.filename}: {exc.strerror or exc}; check the path and its permissions"
     return f"internal error {type(exc).__name__}: {exc} (a bug; the report's traceback field has the details)"
