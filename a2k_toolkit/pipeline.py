@@ -154,8 +154,8 @@ class Pipeline:
         return Result(kps, img, waveform, self.audio.sample_rate, self.renderer)
 
     def dub_batch(self, manifest: str | Path, out: str | Path, **kwargs: Any):
-        """Run a dubbing manifest (CSV / JSONL) into ``out`` with this pipeline; see :func:`a2k_toolkit.dubbing.dub_batch`
-        for the options (``workers=0`` by default: this process, this pipeline) and ``docs/dubbing.md``."""
+        """Run a dubbing manifest (CSV / JSONL) into ``out`` with this pipeline; options as for
+        :func:`a2k_toolkit.dubbing.dub_batch` (``workers=0`` by default: this process, this pipeline)."""
         from .dubbing import dub_batch
 
         return dub_batch(manifest, out, pipeline=self, **{"workers": 0, **kwargs})

@@ -18,11 +18,13 @@ def write_csv(path: Path, header: str, *lines: str) -> Path:
 
 def test_csv_and_jsonl_read_the_same_rows(tmp_path):
     csv_path = write_csv(tmp_path / "m.csv", "id,image,audio,output,config",
-                         'a,face.jpg,s.wav,a.mp4,"{""renderer"": {""params"": {""size"": 64}}}"', "", "b,face.jpg,s.wav,b.mp4,")  # fmt: skip
+                         'a,face.jpg,s.wav,a.mp4,"{""renderer"": {""params"": {""size"": 64}}}"', "",
+                         "b,face.jpg,s.wav,b.mp4,")  # fmt: skip
     jsonl = tmp_path / "m.jsonl"
     jsonl.write_text(json.dumps({"id": "a", "image": "face.jpg", "audio": "s.wav", "output": "a.mp4",
                                  "config": {"renderer": {"params": {"size": 64}}}}) + "\n\n"
-                     + json.dumps({"id": "b", "image": "face.jpg", "audio": "s.wav", "output": "b.mp4"}) + "\n")  # fmt: skip
+                     + json.dumps({"id": "b", "image": "face.jpg", "audio": "s.wav", "output": "b.mp4"})
+                     + "\n")  # fmt: skip
     a, b = read_manifest(csv_path), read_manifest(jsonl)
     assert [r.id for r in a] == [r.id for r in b] == ["a", "b"]
     assert [r.line for r in a] == [2, 4] and [r.line for r in b] == [1, 3]

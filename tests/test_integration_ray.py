@@ -65,7 +65,8 @@ def test_ray_runner_matches_local_runner(tmp_path, dub_media, local_ray):
         if rec["status"] == "failed":
             assert other["reason"] == rec["reason"] and "no face found" in rec["reason"]
             continue
-        a, b = load_keypoints(tmp_path / "local" / rec["keypoints"]), load_keypoints(tmp_path / "ray" / rec["keypoints"])
+        a = load_keypoints(tmp_path / "local" / rec["keypoints"])
+        b = load_keypoints(tmp_path / "ray" / rec["keypoints"])
         np.testing.assert_array_equal(a.points, b.points)
         assert file_sha256(tmp_path / "ray" / rec["keypoints"]) == rec["keypoints_sha256"] == other["keypoints_sha256"]
         if rec["output"].endswith(".mp4"):

@@ -28,7 +28,6 @@ from ..config import load_config, validate_components
 from ..errors import A2KError, ConfigError, InputError
 from .manifest import (
     STATE_DIR,
-    ManifestError,
     RowError,
     RowSpec,
     check_duplicates,
@@ -89,7 +88,8 @@ class DubSummary:
         c = self.counts
         lines = [f"{len(self.records)} rows: {c.get('done', 0)} done, {c.get('skipped', 0)} skipped (already done), "
                  f"{c.get('failed', 0)} failed" + (f", {c['pending']} not run" if c.get("pending") else "")
-                 + f" in {self.wall_s:.1f} s with {self.workers or 'no'} worker process(es)"]  # fmt: skip
+                 + f" in {self.wall_s:.1f} s "
+                 + (f"with {self.workers} worker(s)" if self.workers else "in this process")]  # fmt: skip
         for r in self.failed[:max_failed]:
             lines.append(f"  failed: line {r.get('line')} id {r.get('id')!r}: {r.get('reason')}")
         if len(self.failed) > max_failed:
@@ -426,12 +426,10 @@ def _init_worker(init: dict[str, Any], threads: int, counter) -> None:
 
 def _gpu_for(index: int) -> str | None:
     """``cuda:<index mod count>`` when CUDA GPUs are visible, so workers spread over them."""
-    if "torch" not in sys.modules:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            return None
-    import torch
+    try:
+        import torch
+    except ImportError:
+        return None
 
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return f"cuda:{index % n}" if n else None
