@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "a2k_toolkit.commands.config",
     "a2k_toolkit.commands.eval",
     "a2k_toolkit.commands.voices",
+    "a2k_toolkit.commands.dub",
 )
 
 

@@ -152,3 +152,10 @@ class Pipeline:
         ref = reference if reference is not None else self.detector.detect(img)
         kps = self.generate(self.features(waveform), ref)
         return Result(kps, img, waveform, self.audio.sample_rate, self.renderer)
+
+    def dub_batch(self, manifest: str | Path, out: str | Path, **kwargs: Any):
+        """Run a dubbing manifest (CSV / JSONL) into ``out`` with this pipeline; options as for
+        :func:`a2k_toolkit.dubbing.dub_batch` (``workers=0`` by default: this process, this pipeline)."""
+        from .dubbing import dub_batch
+
+        return dub_batch(manifest, out, pipeline=self, **{"workers": 0, **kwargs})

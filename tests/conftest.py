@@ -77,3 +77,25 @@ def real_clips(shared_data, request):
         save_clip(cached, clip)
         clips.append(clip)
     return clips
+
+
+# Batch dubbing (tests/test_dub*.py, tests/test_integration_*.py): small real inputs, made once per session.
+@pytest.fixture(scope="session")
+def dub_media(shared_data, tmp_path_factory):
+    """Real face image and video, 1 s and 2 s cuts of real speech, plus a faceless image and a corrupt audio file."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import soundfile as sf
+
+    from a2k_toolkit.io import save_image
+
+    d = tmp_path_factory.mktemp("dub-media")
+    wav, sr = sf.read(str(shared_data / "speech" / "makeittalk_M6_04_16k.wav"), dtype="float32")
+    sf.write(str(d / "speech1.wav"), wav[:sr], sr)
+    sf.write(str(d / "speech2.wav"), wav[: 2 * sr], sr)
+    save_image(d / "blank.png", np.full((160, 160, 3), 120, np.uint8))
+    (d / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4)
+    return SimpleNamespace(dir=d, face=shared_data / "faces" / "obama.jpg", face2=shared_data / "faces" / "leo.jpg",
+                           video=shared_data / "clips" / "avsr_00006.mp4", speech1=d / "speech1.wav",
+                           speech2=d / "speech2.wav", blank=d / "blank.png", corrupt=d / "corrupt.wav")  # fmt: skip
