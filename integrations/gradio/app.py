@@ -23,14 +23,21 @@ TITLE = "a2k-toolkit: talking-head keypoints from one face image and speech"
 
 
 def languages() -> list[str]:
-    """Common espeak-ng voices that are installed (all common ones when espeak-ng cannot be asked)."""
-    try:
-        from a2k_toolkit.builtin.espeak import available_voices
+    """The common languages that the installed espeak-ng can speak (all of them when espeak-ng cannot be asked)."""
+    import warnings
 
-        voices = available_voices()  # the synthesizer accepts a code or a prefix of one ("en" for "en-us")
-        return [c for c in COMMON_LANGS if c in voices or any(v.startswith(c + "-") for v in voices)] or COMMON_LANGS
-    except A2KError:
-        return COMMON_LANGS
+    from a2k_toolkit.builtin.espeak import resolve_language
+
+    found = []
+    for code in COMMON_LANGS:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a region falling back to its base language is fine here
+                resolve_language(code)
+            found.append(code)
+        except A2KError:
+            continue
+    return found or COMMON_LANGS
 
 
 def make_generate(pipeline, out_root: Path):
