@@ -87,6 +87,9 @@ def save_tensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] |
     from safetensors.torch import save_file
 
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # safetensors writes 0600; give the file a plain open()'s permissions
     with open(path, "rb") as f:
         os.fsync(f.fileno())
 
