@@ -181,3 +181,37 @@ def test_cli_train_and_errors(real_clips_dir, tiny_train_config, tmp_path, capsy
     bad.write_text(yaml.safe_dump({**cfg, "data": {"train": [str(tmp_path / "missing")]}, "run_dir": str(tmp_path / "r2")}))
     assert main(["train", str(bad)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_shipped_training_configs_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "train"
+    files = sorted(root.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"a2k", "ablation_audio_only", "ablation_no_piv", "ablation_no_discriminator"}
+    ablations = {f.stem: load_train_config(f).ablation for f in files}
+    assert ablations["a2k"] == "full" and ablations["ablation_no_piv"] == "no_piv"
+    full = load_train_config(root / "a2k.yaml")
+    assert (full.batch_size, full.optim.lr_g, full.data.window, full.epochs) == (32, 1e-4, 64, 300)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes(real_clips_dir, tiny_train_config, offline_catalog, tmp_path):
+    import signal
+
+    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=5)
+    trainer = Trainer(cfg, catalog=offline_catalog)
+    step = trainer.train_step
+
+    def interrupted_step(batch):
+        out = step(batch)
+        if trainer.step == 1:  # the signal arrives while step 2 runs
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    trainer.train_step = interrupted_step
+    with pytest.raises(KeyboardInterrupt, match="step 2"):
+        trainer.fit()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert json.loads((tmp_path / "run" / "latest" / "training_state.json").read_text())["step"] == 2
+    assert Trainer(cfg, resume=True, catalog=offline_catalog).fit()["step"] == 5
+    assert sorted(losses_by_step(tmp_path / "run")) == [1, 2, 3, 4, 5]

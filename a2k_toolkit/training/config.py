@@ -27,6 +27,7 @@ class DataConfig(_Strict):
 
     train: list[str] = Field(min_length=1, description="video files, clip .npz files, or directories of either")
     val: list[str] = Field(default_factory=list, description="validation clips (same forms); removed from train")
+    exclude: list[str] = Field(default_factory=list, description="files to leave out of train (e.g. suspect clips)")
     format: str = Field(
         "auto",
         description="clip source: auto (by extension), videos, clips (.npz from data/clips.save_clip), or a source "

@@ -173,7 +173,7 @@ class Trainer:
         if not env.is_main:
             env.barrier()  # let rank 0 extract and cache the clips first
         val_files = validation_files(cfg.data)
-        train_clips = load_clips(cfg.data.train, cfg.data, exclude=val_files)
+        train_clips = load_clips(cfg.data.train, cfg.data, exclude=[*val_files, *cfg.data.exclude])
         val_clips = load_clips(cfg.data.val, cfg.data) if cfg.data.val else []
         if env.is_main:
             env.barrier()
@@ -332,6 +332,7 @@ class Trainer:
         n_acc, t0 = 0, time.perf_counter()
         last_val = None
         self.generator.train()
+        stop = GracefulStop()
         try:
             while self.step < self.total_steps:
                 batches = self.epoch_batches(self.epoch)[self.batch_in_epoch :]
@@ -368,13 +369,14 @@ class Trainer:
                                        "best_val_l1": self.best_metric})  # fmt: skip
                     if save:
                         self.save_latest()
+                    if stop.agreed(env):
+                        if self.last_saved_step != self.step:
+                            self.save_latest()  # a step boundary: resumable from exactly here
+                        raise KeyboardInterrupt(f"stopped at step {self.step}; continue with --resume")
                     if done:
                         break
-        except KeyboardInterrupt:
-            if not env.distributed and self.step > self.last_saved_step:
-                self.save_latest()  # resumable from exactly here
-            raise
         finally:
+            stop.restore()
             bar.close()
             log.close()
         return {"step": self.step, "epoch": self.epoch, "val_l1": last_val, "best_val_l1": self.best_metric
@@ -469,6 +471,41 @@ class Trainer:
             self.batch_in_epoch = 0
         r = self.env.rank if same_world else 0
         restore_rng(meta["rng"][r], {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.r{r}.")})
+
+
+class GracefulStop:
+    """First Ctrl-C: finish the current step, save latest/, stop (all ranks agree); a second one aborts at once."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.requested = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        import sys
+
+        print("\nstopping after this step and saving latest/ (Ctrl-C again to abort now)", file=sys.stderr)
+
+    def agreed(self, env) -> bool:
+        if not env.distributed:
+            return self.requested
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=env.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 class MetricsLog:
