@@ -8,8 +8,9 @@ Prints one table:
   ``Trainer.train_step`` at the given batch size, in windows (samples) per second;
 * inference real-time factor (compute time / audio duration; < 1 is faster than real time) of the ``audio2keypoint``
   generator for 10 s and 60 s of audio, with and without the log-mel front-end;
-* peak memory of a fresh process generating 10 minutes (``--quick``: 2 minutes) of keypoints: resident set size
-  (``resource.getrusage``) before and after, and peak CUDA memory on a GPU.
+* peak memory of a fresh process generating 10 minutes (``--quick``: 2 minutes) of keypoints from features: the
+  resident set size once the model is loaded and its peak while generating (polled from ``/proc/self/statm``;
+  elsewhere ``resource.getrusage``), and the peak CUDA memory on a GPU.
 
 Weights are random (speed does not depend on them); the inputs are synthetic clips (noise audio, jittered keypoints)
 written as real clip files and read through the real data path.
@@ -104,30 +105,47 @@ def bench_inference(args, checkpoint: Path):
 
 
 MEMORY_PROBE = r"""
-import json, resource, sys, time
+import json, os, resource, sys, threading, time
 import numpy as np
 sys.path.insert(0, {repo!r})
 import torch
 from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
 from a2k_toolkit.device import resolve_device
 from a2k_toolkit.keypoints import Keypoints
+
+def rss_mib():
+    try:  # current resident set size (Linux)
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # elsewhere: the peak so far
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
 device = resolve_device({device!r})
 gen = Audio2KeypointGenerator(checkpoint={checkpoint!r}).to(device)
 ref = Keypoints(np.random.default_rng(0).uniform(60, 160, (1, 68, 2)), image_size=(224, 224))
-gen.generate(np.zeros((64, 320), np.float32), ref)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 T = {seconds} * 25
 feats = np.random.default_rng(0).normal(-40, 15, (T, 320)).astype(np.float32)
+gen.generate(feats[:64], ref)  # load the weights, warm up
+before = rss_mib()
+peak = [before]
+done = threading.Event()
+def poll():
+    while not done.is_set():
+        peak[0] = max(peak[0], rss_mib())
+        time.sleep(0.005)
+thread = threading.Thread(target=poll, daemon=True)
+thread.start()
 if device.startswith("cuda"):
     torch.cuda.reset_peak_memory_stats()
 t0 = time.perf_counter()
 out = gen.generate(feats, ref)
 dt = time.perf_counter() - t0
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+done.set()
+thread.join()
 cuda = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
-scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-print(json.dumps({{"frames": len(out), "before_mib": before * scale / 2**20, "after_mib": after * scale / 2**20,
-                  "features_mib": feats.nbytes / 2**20, "cuda_peak_mib": cuda, "seconds": dt}}))
+print(json.dumps({{"frames": len(out), "before_mib": before, "peak_mib": max(peak[0], rss_mib()),
+                  "features_mib": feats.nbytes / 2**20, "output_mib": out.points.nbytes / 2**20,
+                  "cuda_peak_mib": cuda, "seconds": dt}}))
 """
 
 
@@ -161,8 +179,9 @@ def main() -> None:
         rows.append((f"inference {seconds} s audio: real-time factor", f"{rtf_gen:.4f} generator, "
                      f"{rtf_all:.4f} with log-mel"))  # fmt: skip
     rows.append((f"inference {mem_s // 60} min audio ({mem['frames']} frames): peak RSS",
-                 f"{mem['after_mib']:.0f} MiB (after loading: {mem['before_mib']:.0f} MiB; input features "
-                 f"{mem['features_mib']:.0f} MiB; {mem['seconds']:.1f} s)"))  # fmt: skip
+                 f"{mem['peak_mib']:.0f} MiB = {mem['before_mib']:.0f} loaded + "
+                 f"{mem['peak_mib'] - mem['before_mib']:.0f} while generating (features {mem['features_mib']:.0f}, "
+                 f"output {mem['output_mib']:.0f}; {mem['seconds']:.1f} s)"))  # fmt: skip
     if mem["cuda_peak_mib"] is not None:
         rows.append(("  peak CUDA memory", f"{mem['cuda_peak_mib']:.0f} MiB"))
     w = max(len(r[0]) for r in rows)
