@@ -213,3 +213,16 @@ def test_window_dataset_skips_undetected_frames_and_checks_lengths(real_clips):
         ClipWindowDataset([clip], [feats[0][:50]], None, window=32)
     with pytest.raises(InputError, match="no training windows"):
         ClipWindowDataset([clip], feats, None, window=clip.num_frames + 1)
+
+
+def test_inexact_piv_gradients_let_piv_gen_reach_the_encoder(catalog):
+    from a2k_toolkit.training.losses import GANForward, piv_gen_loss
+
+    torch.manual_seed(0)
+    g = tiny(catalog)
+    feats, kp = torch.randn(2, 32, 320), torch.randn(2, 32, 136)
+    e_params = list(g.piv.parameters())
+    for exact, reaches in ((True, False), (False, True)):
+        out = GANForward(g, exact_piv_gradients=exact)(feats, kp[:, 0], kp)
+        grads = _grad_of(piv_gen_loss(out["e_ref_fixed"], out["e_pred_fixed"]), e_params)
+        assert any(gr.abs().sum() > 0 for gr in grads) == reaches
