@@ -178,7 +178,8 @@ def test_cli_train_and_errors(real_clips_dir, tiny_train_config, tmp_path, capsy
     assert main(["train", str(path)]) == 2  # existing run without --resume
     assert "--resume" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({**cfg, "data": {"train": [str(tmp_path / "missing")]}, "run_dir": str(tmp_path / "r2")}))
+    missing = {"train": [str(tmp_path / "missing")]}
+    bad.write_text(yaml.safe_dump({**cfg, "data": missing, "run_dir": str(tmp_path / "r2")}))
     assert main(["train", str(bad)]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -184,8 +184,10 @@ def read_checkpoint(path: str | os.PathLike | None) -> CheckpointInfo:
             window=int(meta["window"]),
         )
     except Exception as exc:  # noqa: BLE001 - any missing or malformed field
-        raise CheckpointError(f"checkpoint config {cfg_path} is incomplete or malformed ({type(exc).__name__}: "
-                              f"{exc}); the checkpoint is corrupt or was written by another tool") from None  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint config {cfg_path} is incomplete or malformed ({type(exc).__name__}: {exc}); the checkpoint "
+            "is corrupt or was written by another tool"
+        ) from None
 
 
 def load_generator(info: CheckpointInfo, device: str = "cpu", catalog=None, verify: bool = True):

@@ -47,7 +47,14 @@ from .losses import (
     piv_triplet_loss,
     reg_loss,
 )
-from .state import capture_rng, flatten_optimizer, load_training_state, restore_rng, save_training_state, unflatten_optimizer
+from .state import (
+    capture_rng,
+    flatten_optimizer,
+    load_training_state,
+    restore_rng,
+    save_training_state,
+    unflatten_optimizer,
+)
 
 LOSS_KEYS = ("loss_g", "loss_reg", "loss_adv", "loss_piv_gen", "loss_piv_piv", "loss_d")
 # config fields that must not change when a run is resumed
@@ -84,7 +91,8 @@ def amp_settings(amp: str, device: str) -> tuple[torch.dtype | None, bool]:
 class Trainer:
     """Build everything from a :class:`TrainConfig` (``resume=True`` continues ``run_dir/latest``); :meth:`fit`."""
 
-    def __init__(self, config: TrainConfig | dict | str | Path, *, resume: bool = False, catalog: Catalog | None = None):
+    def __init__(self, config: TrainConfig | dict | str | Path, *, resume: bool = False,
+                 catalog: Catalog | None = None):  # fmt: skip
         self.cfg = cfg = load_train_config(config)
         self.catalog = catalog if catalog is not None else Catalog()
         self.run_dir = Path(cfg.run_dir)
@@ -163,10 +171,8 @@ class Trainer:
 
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_metric, self.best_step = math.inf, -1
-        self.last_saved_step = -1
         if info is not None:
             self._restore(info)
-            self.last_saved_step = self.step
 
     def _load_data(self, normalizer) -> None:
         cfg, env = self.cfg, self.env
@@ -350,7 +356,8 @@ class Trainer:
                         self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                     bar.update(1)
                     done = self.step >= self.total_steps
-                    save = done or self.step % cfg.checkpoint_every == 0
+                    stopping = stop.agreed(env)  # Ctrl-C: log, save and stop at this step boundary
+                    save = done or stopping or self.step % cfg.checkpoint_every == 0
                     if done or save or self.step % cfg.log_every == 0:
                         means = self._reduce({k: v / n_acc for k, v in acc.items()})
                         rate = n_acc * cfg.batch_size * env.world_size / (time.perf_counter() - t0)
@@ -369,9 +376,7 @@ class Trainer:
                                        "best_val_l1": self.best_metric})  # fmt: skip
                     if save:
                         self.save_latest()
-                    if stop.agreed(env):
-                        if self.last_saved_step != self.step:
-                            self.save_latest()  # a step boundary: resumable from exactly here
+                    if stopping:
                         raise KeyboardInterrupt(f"stopped at step {self.step}; continue with --resume")
                     if done:
                         break
@@ -417,7 +422,6 @@ class Trainer:
         if self.env.distributed:
             ranks = [None] * self.env.world_size
             dist.all_gather_object(ranks, (rng_meta, {k: v.cpu() for k, v in rng_tensors.items()}))
-        self.last_saved_step = self.step
         if not self.env.is_main:
             return
         tensors: dict[str, torch.Tensor] = {}
@@ -466,8 +470,9 @@ class Trainer:
         if not same_world:
             import warnings
 
-            warnings.warn(f"resuming a run of {meta.get('world_size')} processes with {self.env.world_size}: the "
-                          "data order restarts at the current epoch's beginning", UserWarning, stacklevel=2)  # fmt: skip
+            warnings.warn(f"resuming a run of {meta.get('world_size')} processes with {self.env.world_size}: "
+                          "the data order restarts at the current epoch's beginning", UserWarning,
+                          stacklevel=2)  # fmt: skip
             self.batch_in_epoch = 0
         r = self.env.rank if same_world else 0
         restore_rng(meta["rng"][r], {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.r{r}.")})
