@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "a2k_toolkit.commands.eval",
     "a2k_toolkit.commands.voices",
     "a2k_toolkit.commands.dub",
+    "a2k_toolkit.commands.train",
 )
 
 

@@ -25,6 +25,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "a2k_toolkit.builtin.baselines",
     "a2k_toolkit.builtin.sketch",
     "a2k_toolkit.builtin.espeak",
+    "a2k_toolkit.builtin.audio2keypoint",
 )
 
 

@@ -99,3 +99,56 @@ def dub_media(shared_data, tmp_path_factory):
     return SimpleNamespace(dir=d, face=shared_data / "faces" / "obama.jpg", face2=shared_data / "faces" / "leo.jpg",
                            video=shared_data / "clips" / "avsr_00006.mp4", speech1=d / "speech1.wav",
                            speech2=d / "speech2.wav", blank=d / "blank.png", corrupt=d / "corrupt.wav")  # fmt: skip
+# ---------------------------------------------------------------------------------------- Audio2Keypoint (model)
+
+
+@pytest.fixture(scope="session")
+def real_clips_dir(real_clips, tmp_path_factory) -> Path:
+    """:func:`real_clips` saved as ``.npz`` clip files in one directory (a ``data.train`` entry for `a2k train`)."""
+    from a2k_toolkit.data.clips import save_clip
+
+    root = tmp_path_factory.mktemp("a2k-real-clips")
+    for clip in real_clips:
+        save_clip(root / f"{clip.clip_id}.npz", clip)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_train_config():
+    """A factory ``(data_dir, run_dir, **overrides) -> dict``: a tiny CPU training config (width 16, 32-frame windows)
+    that trains in a fraction of a second per step."""
+    from a2k_toolkit.training.config import _merge
+
+    def make(data_dir, run_dir, **overrides):
+        base = {
+            "run_dir": str(run_dir), "device": "cpu", "seed": 0, "progress": False,
+            "model": {"width": 16, "depth": 2, "channels_2d": [4, 8], "disc_width": 8,
+                      "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
+                      "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}}},
+            "data": {"train": [str(data_dir)], "window": 32, "stride": 16},
+            "batch_size": 4, "log_every": 1, "val_every": 1000, "checkpoint_every": 1000,
+        }  # fmt: skip
+        return _merge(base, overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_a2k_checkpoint(real_clips_dir, tiny_train_config, tmp_path_factory) -> Path:
+    """A checkpoint directory of a tiny Audio2Keypoint model (default log-mel front-end) trained for 3 steps on the
+    real clips."""
+    import torch
+
+    from a2k_toolkit.catalog import Catalog
+    from a2k_toolkit.plugins import make_plugin_manager
+    from a2k_toolkit.training import Trainer
+
+    run = tmp_path_factory.mktemp("a2k-tiny-run") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Trainer(tiny_train_config(real_clips_dir, run, max_steps=3),
+                catalog=Catalog(make_plugin_manager(entry_points=False))).fit()  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    return run / "latest"

@@ -1,0 +1,199 @@
+"""Built-in plugin: the Audio2Keypoint generator (paper §4) and its keypoint encoders ``pv`` and ``piv``.
+
+The generator loads a checkpoint directory written by ``a2k train`` (see ``docs/model.md``); with no ``checkpoint``
+param it uses the default weights shipped in ``a2k_toolkit/weights/`` when a release includes them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ..components import AudioFrontend, KeypointEncoder, KeypointGenerator, Params
+from ..errors import CheckpointError, ConfigError, InputError
+from ..hookspecs import hookimpl
+from ..keypoints import Keypoints
+
+
+class MLPEncoderParams(Params):
+    hidden: int = Field(256, ge=1, description="width of the hidden layers")
+    layers: int = Field(2, ge=1, le=8, description="hidden layers")
+    out_dim: int = Field(64, ge=1, description="size of the latent code")
+
+
+class PVEncoder(KeypointEncoder):
+    """Pose-variant (PV) encoder: a per-frame MLP over the 136 normalised keypoint values (paper §4.1)."""
+
+    name = "pv"
+    Params = MLPEncoderParams
+
+    @property
+    def out_dim(self) -> int:
+        return self.params.out_dim
+
+    def build(self, in_dim: int = 136):
+        from ..models.encoders import KeypointMLP
+
+        p = self.params
+        return KeypointMLP(in_dim, p.hidden, p.layers, p.out_dim, normalize=False)
+
+
+class PIVEncoderParams(MLPEncoderParams):
+    normalize: bool = Field(True, description="rescale codes to unit RMS, so the triplet margin has a fixed meaning")
+
+
+class PIVEncoder(KeypointEncoder):
+    """Pose-invariant (PIV) encoder E(k): a per-frame MLP trained with a triplet loss (paper §4.2)."""
+
+    name = "piv"
+    Params = PIVEncoderParams
+
+    @property
+    def out_dim(self) -> int:
+        return self.params.out_dim
+
+    def build(self, in_dim: int = 136):
+        from ..models.encoders import KeypointMLP
+
+        p = self.params
+        return KeypointMLP(in_dim, p.hidden, p.layers, p.out_dim, normalize=p.normalize)
+
+
+class Audio2KeypointGenerator(KeypointGenerator):
+    """Audio2Keypoint: a trained UNet generator conditioned on the reference keypoints (paper §4)."""
+
+    name = "audio2keypoint"
+
+    class Params(Params):
+        checkpoint: str | None = Field(
+            None, description="checkpoint directory or run directory from `a2k train`; null = the shipped default"
+        )
+        width: int | None = Field(None, ge=4, description="expected UNet width; null = the checkpoint's")
+        depth: int | None = Field(None, ge=1, description="expected temporal depth; null = the checkpoint's")
+        overlap: int = Field(16, ge=0, description="frames shared (and cross-faded) by consecutive windows")
+        batch_size: int = Field(32, ge=1, description="windows per forward pass (bounds memory)")
+        anchor_frames: int = Field(
+            8, ge=0, description="frames over which the offset that pins frame 0 to the reference fades out"
+        )
+        precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for inference")
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        from ..models.checkpoint import read_checkpoint
+
+        p = self.params
+        self.info = read_checkpoint(p.checkpoint)
+        wanted = {k: getattr(p, k) for k in ("width", "depth") if getattr(p, k) is not None}
+        found = {k: getattr(self.info.model, k) for k in wanted}
+        if wanted != found:
+            diff = ", ".join(f"{k}={found[k]} (params say {wanted[k]})" for k in wanted if wanted[k] != found[k])
+            raise CheckpointError(
+                f"checkpoint {self.info.path} does not match the generator params: it was trained with {diff}; "
+                "remove these params to use the checkpoint's architecture, or point `checkpoint` at a matching one"
+            )
+        if p.overlap >= self.info.window:
+            raise ConfigError(f"generator.params.overlap ({p.overlap}) must be smaller than the checkpoint's window "
+                              f"({self.info.window} frames)")  # fmt: skip
+        self._net = None
+
+    @property
+    def net(self):
+        """The generator network, loaded on first use."""
+        if self._net is None:
+            from ..models.checkpoint import load_generator
+
+            self._net = load_generator(self.info, device=self.device)
+        return self._net
+
+    def to(self, device):
+        super().to(device)
+        if self._net is not None:
+            self._net.to(self.device)
+        return self
+
+    def check_frontend(self, frontend: AudioFrontend) -> None:
+        fe = self.info.frontend
+        shape = tuple(int(v) for v in frontend.feature_shape)
+        shape = shape if len(shape) == 2 else (1, shape[0])
+        problems = []
+        if frontend.name != fe["name"]:
+            problems.append(f"front-end {frontend.name!r} (checkpoint: {fe['name']!r})")
+        if shape != self.info.feature_shape:
+            problems.append(f"feature_shape {shape} (checkpoint: {self.info.feature_shape})")
+        if abs(frontend.fps - self.info.fps) > 1e-6:
+            problems.append(f"fps {frontend.fps:g} (checkpoint: {self.info.fps:g})")
+        if problems:
+            raise ConfigError(
+                f"the audio front-end does not match the Audio2Keypoint checkpoint {self.info.path}: "
+                + "; ".join(problems)
+                + f". Set `audio: {{name: {fe['name']}, params: {fe['params']}}}` in the pipeline config, or train a "
+                "checkpoint for this front-end with `a2k train`"
+            )
+        ours = frontend.params.model_dump(mode="json")
+        diff = sorted(k for k, v in fe["params"].items() if k in ours and ours[k] != v)
+        if diff:
+            warnings.warn(
+                f"audio front-end params {', '.join(diff)} differ from those the checkpoint was trained with; "
+                "features may be off-distribution",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def generate(self, features, reference, *, seed=None):
+        return self.generate_batch([(features, reference)], seed=seed)[0]
+
+    def generate_batch(self, requests, *, seed=None):
+        """Keypoints for many ``(features, reference)`` pairs, their windows batched together.
+
+        The model samples nothing, so the output is deterministic; ``seed`` is accepted for the interface.
+        """
+        from ..models.inference import WindowedRunner
+
+        info, p = self.info, self.params
+        dim = info.feature_shape[0] * info.feature_shape[1]
+        jobs, refs = [], []
+        for i, (features, reference) in enumerate(requests):
+            feats = np.asarray(features, np.float32)
+            if feats.ndim != 2 or len(feats) == 0 or feats.shape[1] != dim:
+                raise InputError(f"request {i}: features must have shape (T, {dim}) with T >= 1 for this checkpoint, "
+                                 f"got {feats.shape}; compute them with the checkpoint's front-end "
+                                 f"{info.frontend['name']!r}")  # fmt: skip
+            if not np.isfinite(feats).all():
+                raise InputError(f"request {i}: features contain NaN or infinite values")
+            ref = np.asarray(reference.points[0][:, :2], np.float32)
+            refs.append(ref)
+            jobs.append((feats, info.normalizer.normalize(ref[None], ref)[0]))
+        runner = WindowedRunner(self.net, info.window, p.overlap, p.batch_size, p.precision)
+        results = []
+        for (feats, ref_n), ref, (_, reference), out in zip(jobs, refs, requests, runner.run(jobs)):
+            out = anchor_start(out, ref_n, p.anchor_frames)
+            pts = info.normalizer.denormalize(out, ref)
+            pts[0] = ref
+            results.append(Keypoints(pts, fps=info.fps, image_size=reference.image_size,
+                                     meta={"generator": self.name, "checkpoint": str(info.path)}))  # fmt: skip
+        return results
+
+
+def anchor_start(out: np.ndarray, reference: np.ndarray, frames: int) -> np.ndarray:
+    """Pin frame 0 to ``reference``: add ``reference - out[0]`` with a weight falling linearly from 1 at frame 0 to 0
+    at frame ``frames`` (the paper uses the reference image as the first frame; the model learns to start close to
+    it, and this removes the residual offset without a jump)."""
+    out = out.copy()
+    n = min(len(out), max(frames, 1))
+    w = 1.0 - np.arange(n) / max(frames, 1)
+    out[:n] += w[:, None] * (reference - out[0])[None]
+    return out
+
+
+@hookimpl
+def register_generators(register):
+    register(Audio2KeypointGenerator)
+
+
+@hookimpl
+def register_keypoint_encoders(register):
+    register(PVEncoder)
+    register(PIVEncoder)

@@ -1,0 +1,159 @@
+"""``TrainConfig``: everything ``a2k train`` needs, in one YAML file validated by pydantic.
+
+A config may start with ``base: other.yaml`` (a path relative to the file): that file is loaded first and this one's
+keys are merged over it, mapping by mapping, so an ablation config is a few lines over the full one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..config import ComponentSpec, _read_file, format_validation_error
+from ..errors import ConfigError
+from ..models.config import ModelConfig
+
+ABLATIONS = ("full", "audio_only", "no_piv", "no_discriminator")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Where the clips come from and how they are cut into windows."""
+
+    train: list[str] = Field(min_length=1, description="video files, clip .npz files, or directories of either")
+    val: list[str] = Field(default_factory=list, description="validation clips (same forms); removed from train")
+    exclude: list[str] = Field(default_factory=list, description="files to leave out of train (e.g. suspect clips)")
+    format: str = Field(
+        "auto",
+        description="clip source: auto (by extension), videos, clips (.npz from data/clips.save_clip), or a source "
+        "registered with a2k_toolkit.training.data.register_clip_source (e.g. the Vox-KP shard reader)",
+    )
+    cache_dir: str | None = Field(".a2k-cache/clips", description="where clips extracted from videos are cached")
+    detector: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="dlib"),
+                                    description="keypoint detector for video files")  # fmt: skip
+    window: int = Field(64, ge=8, description="frames per training window (64 = 2.56 s at 25 fps, paper §4.5)")
+    stride: int = Field(16, ge=1, description="frames between consecutive training windows")
+    val_stride: int | None = Field(None, ge=1, description="frames between validation windows (default: window)")
+    min_valid_fraction: float = Field(0.5, ge=0, le=1, description="skip clips with fewer frames with a face")
+    normalizer_sequences: int = Field(10_000, ge=1, description="windows used to fit the keypoint statistics")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+
+
+class OptimConfig(_Strict):
+    lr_g: float = Field(1e-4, gt=0, description="Adam learning rate of the generator (paper §5.1)")
+    lr_e: float = Field(1e-4, gt=0, description="Adam learning rate of the PIV encoder")
+    lr_d: float = Field(1e-4, gt=0, description="Adam learning rate of the discriminator")
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0, description="clip each network's gradient norm to this")
+
+
+class LossConfig(_Strict):
+    """Weights of the terms of paper §4.4 (all 1 by default) and the PIV triplet margin."""
+
+    reg: float = Field(1.0, ge=0, description="L_Reg, L1 between generated and ground-truth keypoints")
+    adv: float = Field(1.0, ge=0, description="L_Adv, least-squares adversarial loss of the generator / PIV encoder")
+    piv_gen: float = Field(1.0, ge=0, description="L_PIV-Gen, PIV code of the reference vs mean code of the output")
+    piv_piv: float = Field(1.0, ge=0, description="L_PIV-PIV, the PIV encoder's triplet loss")
+    d: float = Field(1.0, ge=0, description="L_D, the discriminator's least-squares loss")
+    triplet_margin: float = Field(0.2, ge=0, description="margin of the triplet on RMS code distances")
+    exact_piv_gradients: bool = Field(
+        True,
+        description="keep L_PIV-Gen's gradient out of the PIV encoder exactly, at the cost of a second decoder pass; "
+        "false skips that pass and lets L_PIV-Gen reach the encoder through its code at the bottleneck",
+    )
+
+
+class TrainConfig(_Strict):
+    run_dir: str = Field("runs/a2k", description="checkpoints (latest/, best/), metrics.jsonl and TensorBoard logs")
+    seed: int = 0
+    device: str = Field("auto", description="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="mixed precision on CUDA: auto = bf16 where supported, else fp16; off on CPU / MPS"
+    )
+    ablation: Literal["full", "audio_only", "no_piv", "no_discriminator"] = Field(
+        "full", description="paper Table 1: full model, audio only (no reference keypoints), no PIV encoder, no "
+        "discriminator; removes components from `model`, never adds them",
+    )
+    frontend: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="logmel"))
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    batch_size: int = Field(32, ge=1, description="windows per step and per process (global: x world size)")
+    epochs: int = Field(300, ge=1, description="passes over the training windows (paper §5.1)")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (before `epochs` if smaller)")
+    log_every: int = Field(10, ge=1, description="steps between metric lines")
+    val_every: int = Field(500, ge=1, description="steps between validations (and best/ updates)")
+    checkpoint_every: int = Field(500, ge=1, description="steps between latest/ checkpoints")
+    tensorboard: bool = Field(False, description="also log to run_dir/tensorboard (needs the tensorboard extra)")
+    progress: bool = Field(True, description="show a progress bar")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v.split(":")[0] not in {"auto", "cpu", "cuda", "mps"}:
+            raise ValueError(f"unknown device {v!r}; use auto, cpu, cuda, cuda:N or mps")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.data.window % 2 ** self.model.depth:
+            raise ValueError(f"data.window ({self.data.window}) must be a multiple of 2**model.depth "
+                             f"({2 ** self.model.depth})")  # fmt: skip
+        return self
+
+    def effective_model(self) -> ModelConfig:
+        """``model`` with the components the ablation removes set to null."""
+        m = self.model.model_copy()
+        if self.ablation == "audio_only":
+            m.pv_encoder = m.piv_encoder = None
+        elif self.ablation == "no_piv":
+            m.piv_encoder = None
+        return m
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.ablation != "no_discriminator"
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"config {path} includes itself through `base`")
+    data = _read_file(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: `base` must be a path to another config file")
+    return _merge(_read_with_base((path.parent / base), (*seen, path)), data)
+
+
+def load_train_config(source: TrainConfig | dict[str, Any] | str | Path, **overrides: Any) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a model, a dict or a YAML / JSON / TOML file (with ``base:``)."""
+    if isinstance(source, TrainConfig):
+        data = source.model_dump()
+        where = "training config"
+    elif isinstance(source, dict):
+        data, where = dict(source), "training config"
+    else:
+        path = Path(source)
+        data, where = _read_with_base(path), str(path)
+    data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {where}: {format_validation_error(exc)}") from None

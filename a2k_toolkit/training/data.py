@@ -1,0 +1,123 @@
+"""Training data: clip sources (the seam where the Vox-KP shard reader plugs in) and the train / val window sets.
+
+A *clip source* turns the paths listed in ``data.train`` / ``data.val`` into :class:`~a2k_toolkit.data.clips.Clip`
+objects. Built in:
+
+* ``clips`` -- ``.npz`` files written by :func:`a2k_toolkit.data.clips.save_clip` (or directories of them);
+* ``videos`` -- talking-head videos, turned into clips by :func:`~a2k_toolkit.data.clips.extract_clip` with the
+  configured keypoint detector, and cached as ``.npz`` in ``data.cache_dir`` (keyed by path, size, mtime, detector);
+* ``auto`` -- per file by extension (``.npz`` -> clips, anything else -> videos).
+
+Another reader (for example the Vox-KP shard format) registers itself with :func:`register_clip_source` and is chosen
+with ``data.format: <name>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..data.clips import Clip, extract_clip, load_clip, save_clip
+from ..errors import ConfigError, InputError
+from .config import DataConfig
+
+VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"}
+CLIP_EXTS = {".npz"}
+
+ClipSource = Callable[[list[str], DataConfig], Iterable[Clip]]
+CLIP_SOURCES: dict[str, ClipSource] = {}
+
+
+def register_clip_source(name: str, source: ClipSource) -> None:
+    """Make ``data.format: name`` read clips with ``source(paths, data_config) -> iterable of Clip``."""
+    if name in CLIP_SOURCES and CLIP_SOURCES[name] is not source:
+        raise ConfigError(f"a clip source named {name!r} is already registered")
+    CLIP_SOURCES[name] = source
+
+
+def expand_paths(paths: Iterable[str], exts: set[str]) -> list[Path]:
+    """Files given directly, plus the files with one of ``exts`` found (recursively, sorted) in given directories."""
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p).expanduser()
+        if path.is_dir():
+            out += sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise ConfigError(f"training data path {path} does not exist; fix data.train / data.val in the config")
+    return out
+
+
+def _cache_file(video: Path, cfg: DataConfig) -> Path | None:
+    if not cfg.cache_dir:
+        return None
+    st = video.stat()
+    key = json.dumps([str(video.resolve()), st.st_size, st.st_mtime_ns, cfg.detector.model_dump(mode="json")])
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return Path(cfg.cache_dir) / f"{video.stem}-{digest}.npz"
+
+
+def video_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
+    from ..catalog import Catalog
+
+    detector = None
+    for video in expand_paths(paths, VIDEO_EXTS):
+        cached = _cache_file(video, cfg)
+        if cached is not None and cached.is_file():
+            try:
+                yield load_clip(cached)
+                continue
+            except Exception:  # noqa: BLE001 - a damaged cache entry is re-extracted
+                pass
+        if detector is None:
+            detector = Catalog().get("detector", cfg.detector.name)(cfg.detector.params)
+        clip = extract_clip(video, detector)
+        if cached is not None:
+            save_clip(cached, clip)
+        yield clip
+
+
+def npz_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
+    for f in expand_paths(paths, CLIP_EXTS):
+        try:
+            yield load_clip(f)
+        except Exception as exc:  # noqa: BLE001
+            raise InputError(f"cannot read clip file {f}: {exc}; write clips with a2k_toolkit.data.clips.save_clip")
+
+
+def auto_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
+    for f in expand_paths(paths, VIDEO_EXTS | CLIP_EXTS):
+        yield from (npz_clips if f.suffix.lower() in CLIP_EXTS else video_clips)([str(f)], cfg)
+
+
+register_clip_source("auto", auto_clips)
+register_clip_source("videos", video_clips)
+register_clip_source("clips", npz_clips)
+
+
+def load_clips(paths: list[str], cfg: DataConfig, exclude: Iterable[str] = ()) -> list[Clip]:
+    """Clips from ``paths`` with the configured source, skipping files in ``exclude`` (the validation files) and
+    clips where a face was found in fewer than ``data.min_valid_fraction`` of the frames."""
+    if cfg.format not in CLIP_SOURCES:
+        raise ConfigError(f"unknown data.format {cfg.format!r}; available: {', '.join(sorted(CLIP_SOURCES))}")
+    excluded = {os.path.realpath(p) for p in exclude}
+    if excluded and cfg.format in ("auto", "videos", "clips"):
+        files = [str(f) for f in expand_paths(paths, VIDEO_EXTS | CLIP_EXTS) if os.path.realpath(f) not in excluded]
+    else:
+        files = list(paths)
+    clips = []
+    for clip in CLIP_SOURCES[cfg.format](files, cfg):
+        frac = float(clip.valid.mean()) if clip.valid is not None and len(clip.valid) else 1.0
+        if frac >= cfg.min_valid_fraction:
+            clips.append(clip)
+    return clips
+
+
+def validation_files(cfg: DataConfig) -> list[str]:
+    if not cfg.val or cfg.format not in ("auto", "videos", "clips"):
+        return []
+    return [str(f) for f in expand_paths(cfg.val, VIDEO_EXTS | CLIP_EXTS)]

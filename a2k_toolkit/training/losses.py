@@ -1,0 +1,85 @@
+"""The losses of paper §4.4 and the module that computes everything they need in one forward pass.
+
+Conventions: ``||.||_L1`` is a mean absolute error, ``||.||_L2`` a mean squared error (least-squares GAN), means taken
+over every element (batch, frames / patches, values).
+
+* ``L_Reg = mean |y - y_hat|``
+* ``L_Adv = mean (1 - D(y_hat))^2``
+* ``L_PIV-Gen = mean (E(k) - mean_t E(y_hat_t))^2`` -- E's parameters held fixed: it drives the generator only.
+* ``L_PIV-PIV``: the paper writes ``||k - y|| + ||k - y_hat|| + eps`` and describes a triplet loss that pulls the
+  code of the reference ``k`` towards the code of every ground-truth frame and pushes it away from the codes of the
+  generated frames, in root-mean-squared distance. We read it as the margin triplet
+  ``mean_{b,t} max(0, rms(E(k) - E(y_t)) - rms(E(k) - E(y_hat_t)) + margin)``, with ``y_hat`` a fixed negative
+  sample (no gradient into the generator) and ``eps`` the margin.
+* ``L_D = mean (1 - D(y))^2 + mean D(y_hat)^2``.
+
+The generator (audio encoder, PV encoder, decoder) minimises ``L_Gen = L_Adv + L_Reg + L_PIV-Gen``; the PIV encoder
+minimises ``L_PIV = L_Reg + L_Adv + L_PIV-PIV`` (it receives L_Reg and L_Adv through its code at the bottleneck); the
+discriminator minimises ``L_D``. One backward pass of ``L_Reg + L_Adv + L_PIV-Gen + L_PIV-PIV`` gives each of the
+generator and the PIV encoder exactly its own objective's gradient, because L_PIV-Gen is computed with E's parameters
+detached and on an output decoded from a detached PIV code (:class:`GANForward`), and L_PIV-PIV on a detached
+output.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+def reg_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (pred - target).abs().mean()
+
+
+def adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    return (1.0 - d_fake).pow(2).mean()
+
+
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    return (1.0 - d_real).pow(2).mean() + d_fake.pow(2).mean()
+
+
+def piv_gen_loss(e_ref: torch.Tensor, e_pred: torch.Tensor) -> torch.Tensor:
+    """``e_ref (B, E)``, ``e_pred (B, T, E)``."""
+    return (e_ref - e_pred.mean(1)).pow(2).mean()
+
+
+def rms_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt((a - b).pow(2).mean(-1) + 1e-8)
+
+
+def piv_triplet_loss(e_ref: torch.Tensor, e_pos: torch.Tensor, e_neg: torch.Tensor, margin: float) -> torch.Tensor:
+    """``e_ref (B, E)`` anchors; ``e_pos (B, T, E)`` ground-truth frames; ``e_neg (B, T, E)`` generated frames."""
+    anchor = e_ref[:, None, :]
+    return torch.relu(rms_distance(anchor, e_pos) - rms_distance(anchor, e_neg) + margin).mean()
+
+
+def frozen(module: nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s parameters detached, for :func:`torch.func.functional_call` (gradients reach inputs only)."""
+    return {n: p.detach() for n, p in module.named_parameters()}
+
+
+class GANForward(nn.Module):
+    """Wraps the generator so one (DDP-wrapped) forward yields the output and every PIV code the losses need."""
+
+    def __init__(self, generator: nn.Module, exact_piv_gradients: bool = True):
+        super().__init__()
+        self.generator = generator
+        self.exact = exact_piv_gradients
+
+    def forward(self, features: torch.Tensor, reference: torch.Tensor, keypoints: torch.Tensor) -> dict:
+        g = self.generator
+        levels, T = g.encode_audio(features)
+        pv, piv = g.codes(reference)
+        pred = g.decode(levels, T, [pv, piv])
+        out = {"pred": pred}
+        if g.piv is not None:
+            pred_for_piv = g.decode(levels, T, [pv, piv.detach()]) if self.exact else pred
+            params = frozen(g.piv)
+            out["e_ref_fixed"] = functional_call(g.piv, params, (reference[:, None, :],))[:, 0]
+            out["e_pred_fixed"] = functional_call(g.piv, params, (pred_for_piv,))
+            out["e_ref"] = piv
+            out["e_pos"] = g.piv(keypoints)
+            out["e_neg"] = g.piv(pred.detach())
+        return out

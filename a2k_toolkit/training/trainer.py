@@ -1,0 +1,562 @@
+"""The trainer: GAN steps (paper §4.4), AMP, DDP, validation, atomic checkpoints and exact resume.
+
+Layout of ``run_dir``::
+
+    train_config.yaml   the resolved config of the run
+    metrics.jsonl       one JSON object per log / validation line
+    latest/             last checkpoint: model.safetensors + config.json + training_state.{safetensors,json}
+    best/               lowest validation L1 so far: model.safetensors + config.json (weights only)
+    tensorboard/        when `tensorboard: true`
+
+Every step: the generator forward (one DDP forward), a discriminator step on ``[y, y_hat.detach()]`` (one DDP
+forward), then one backward of the generator / PIV-encoder losses with the freshly updated discriminator held fixed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import ValidationError
+
+from .. import __version__
+from ..catalog import Catalog
+from ..config import format_validation_error
+from ..data.windows import ClipWindowDataset, collate
+from ..errors import CheckpointError, ConfigError, require
+from ..io import atomic_write_text
+from ..models.checkpoint import atomic_dir, read_checkpoint, resolve_checkpoint, write_model_files
+from ..models.config import build_discriminator, build_generator, normalize_feature_shape
+from . import distributed
+from .config import TrainConfig, load_train_config
+from .data import load_clips, validation_files
+from .losses import (
+    GANForward,
+    adversarial_loss,
+    discriminator_loss,
+    frozen,
+    piv_gen_loss,
+    piv_triplet_loss,
+    reg_loss,
+)
+from .state import (
+    capture_rng,
+    flatten_optimizer,
+    load_training_state,
+    restore_rng,
+    save_training_state,
+    unflatten_optimizer,
+)
+
+LOSS_KEYS = ("loss_g", "loss_reg", "loss_adv", "loss_piv_gen", "loss_piv_piv", "loss_d")
+# config fields that must not change when a run is resumed
+RESUME_FIXED = ("seed", "ablation", "frontend", "model", "batch_size", ("data", "window"), ("data", "stride"))
+
+
+class ListBatchSampler:
+    """Yields precomputed batches of indices (the rest of an epoch after a resume)."""
+
+    def __init__(self, batches: list[list[int]]):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def amp_settings(amp: str, device: str) -> tuple[torch.dtype | None, bool]:
+    """``(autocast dtype or None, use a GradScaler)`` for the config's ``amp`` on ``device``."""
+    kind = torch.device(device).type
+    if amp == "off" or (amp == "auto" and kind != "cuda"):
+        return None, False
+    if amp == "auto":
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if amp == "fp16" and kind != "cuda":
+        raise ConfigError(f"amp: fp16 needs a CUDA device (training on {device}); use amp: bf16 or off")
+    if amp == "bf16" and kind == "mps":
+        raise ConfigError("amp: bf16 is not supported on MPS here; use amp: off")
+    return (torch.bfloat16 if amp == "bf16" else torch.float16), amp == "fp16"
+
+
+class Trainer:
+    """Build everything from a :class:`TrainConfig` (``resume=True`` continues ``run_dir/latest``); :meth:`fit`."""
+
+    def __init__(self, config: TrainConfig | dict | str | Path, *, resume: bool = False,
+                 catalog: Catalog | None = None):  # fmt: skip
+        self.cfg = cfg = load_train_config(config)
+        self.catalog = catalog if catalog is not None else Catalog()
+        self.run_dir = Path(cfg.run_dir)
+        self.latest_dir, self.best_dir = self.run_dir / "latest", self.run_dir / "best"
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        resume_from = self._check_run_dir(resume)
+        self.env = distributed.setup(cfg.device)
+        try:
+            self._build(resume_from)
+        except BaseException:
+            self.env.close()
+            raise
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def _check_run_dir(self, resume: bool) -> Path | None:
+        has_latest = (self.latest_dir / "config.json").is_file() or (self.run_dir / ".latest.old").is_dir()
+        if resume:
+            if not has_latest:
+                raise ConfigError(f"nothing to resume: no checkpoint in {self.latest_dir}; run without --resume to "
+                                  "start a new run")  # fmt: skip
+            return resolve_checkpoint(self.latest_dir)
+        if has_latest:
+            raise ConfigError(f"run directory {self.run_dir} already has a checkpoint; pass --resume to continue it, "
+                              "or set another run_dir")  # fmt: skip
+        return None
+
+    def _build(self, resume_from: Path | None) -> None:
+        cfg, env = self.cfg, self.env
+        self.device = env.device
+        self.amp_dtype, use_scaler = amp_settings(cfg.amp, self.device)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+
+        fe_cls = self.catalog.get("audio", cfg.frontend.name)
+        try:
+            self.frontend = fe_cls(cfg.frontend.params)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid training config: {format_validation_error(exc, 'frontend.params')}") from None
+        self.feature_shape = normalize_feature_shape(self.frontend.feature_shape)
+
+        info = read_checkpoint(resume_from) if resume_from is not None else None
+        if info is not None:
+            self._check_resume_config(info.meta.get("train_config", {}))
+        self._load_data(info.normalizer if info is not None else None)
+
+        self.model_cfg = cfg.effective_model()
+        self.generator = build_generator(self.model_cfg, self.feature_shape, self.catalog).to(self.device)
+        if info is None:
+            self.generator.set_feature_stats(*self.train_set.feature_stats())
+        self.disc = build_discriminator(self.model_cfg).to(self.device) if cfg.uses_discriminator else None
+        self.gan = GANForward(self.generator, cfg.loss.exact_piv_gradients)
+        self.gan_ddp, self.disc_ddp = self.gan, self.disc
+        if env.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [env.local_rank] if self.device.startswith("cuda") else None
+            self.gan_ddp = DDP(self.gan, device_ids=ids)
+            if self.disc is not None:
+                self.disc_ddp = DDP(self.disc, device_ids=ids)
+
+        o = cfg.optim
+        g_params = [p for n, p in self.generator.named_parameters() if not n.startswith("piv.")]
+        e_params = list(self.generator.piv.parameters()) if self.generator.piv is not None else []
+        self.optimizers: dict[str, torch.optim.Optimizer] = {
+            "g": torch.optim.Adam(g_params, lr=o.lr_g, betas=o.betas, weight_decay=o.weight_decay)
+        }
+        if e_params:
+            self.optimizers["e"] = torch.optim.Adam(e_params, lr=o.lr_e, betas=o.betas, weight_decay=o.weight_decay)
+        if self.disc is not None:
+            self.optimizers["d"] = torch.optim.Adam(self.disc.parameters(), lr=o.lr_d, betas=o.betas,
+                                                    weight_decay=o.weight_decay)  # fmt: skip
+        kind = torch.device(self.device).type
+        self.scalers = {n: torch.amp.GradScaler(kind if kind == "cuda" else "cpu", enabled=use_scaler)
+                        for n in ("g", "d")}  # fmt: skip
+
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.best_metric, self.best_step = math.inf, -1
+        if info is not None:
+            self._restore(info)
+
+    def _load_data(self, normalizer) -> None:
+        cfg, env = self.cfg, self.env
+        if not env.is_main:
+            env.barrier()  # let rank 0 extract and cache the clips first
+        val_files = validation_files(cfg.data)
+        train_clips = load_clips(cfg.data.train, cfg.data, exclude=[*val_files, *cfg.data.exclude])
+        val_clips = load_clips(cfg.data.val, cfg.data) if cfg.data.val else []
+        if env.is_main:
+            env.barrier()
+        if not train_clips:
+            raise ConfigError("no usable training clips found in data.train (or every clip has too few frames with a "
+                              "face, see data.min_valid_fraction)")  # fmt: skip
+        d = cfg.data
+        self.train_set = ClipWindowDataset(train_clips, self.frontend, normalizer, d.window, d.stride)
+        if normalizer is None and len(self.train_set) == 0:
+            raise ConfigError(f"no training windows: every clip is shorter than data.window ({d.window} frames) or "
+                              "has undetected frames; add longer clips or lower data.window")  # fmt: skip
+        self.normalizer = self.train_set.normalizer
+        self.val_set = (ClipWindowDataset(val_clips, self.frontend, self.normalizer, d.window, d.val_stride or d.window)
+                        if val_clips else None)  # fmt: skip
+        if self.val_set is not None and len(self.val_set) == 0:
+            self.val_set = None
+        per_rank = len(self.train_set) // env.world_size
+        self.steps_per_epoch = per_rank // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ConfigError(
+                f"{len(self.train_set)} training windows make no full batch of {cfg.batch_size} per process "
+                f"({env.world_size} process(es)); lower batch_size or data.stride, or add clips"
+            )
+        from torch.utils.data import DistributedSampler
+
+        self.sampler = DistributedSampler(self.train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                          seed=cfg.seed, drop_last=True)  # fmt: skip
+
+    @property
+    def total_steps(self) -> int:
+        total = self.cfg.epochs * self.steps_per_epoch
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def _check_resume_config(self, saved: dict[str, Any]) -> None:
+        now = self.cfg.model_dump(mode="json")
+        changed = []
+        for key in RESUME_FIXED:
+            path = key if isinstance(key, tuple) else (key,)
+            a, b = now, saved
+            for k in path:
+                a, b = (a or {}).get(k), (b or {}).get(k)
+            if a != b:
+                changed.append(".".join(path))
+        if changed:
+            raise ConfigError(f"cannot resume {self.run_dir}: {', '.join(changed)} changed since the run started; "
+                              "restore them, or start a new run_dir")  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------------ training
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=self.amp_dtype)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        self.sampler.set_epoch(epoch)
+        idx = list(self.sampler)
+        bs = self.cfg.batch_size
+        return [idx[i * bs : (i + 1) * bs] for i in range(len(idx) // bs)]
+
+    def _clip(self, name: str, params) -> None:
+        if self.cfg.optim.grad_clip:
+            self.scalers["d" if name == "d" else "g"].unscale_(self.optimizers[name])
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One GAN step on a batch; returns the (detached) loss terms."""
+        w = self.cfg.loss
+        dev = self.device
+        feats = batch["features"].to(dev, non_blocking=True)
+        kp = batch["keypoints"].to(dev, non_blocking=True)
+        ref = batch["reference"].to(dev, non_blocking=True)
+        zero = torch.zeros((), device=dev)
+        with self.autocast():
+            out = self.gan_ddp(feats, ref, kp)
+        pred = out["pred"].float()
+
+        loss_d = zero
+        if self.disc is not None:
+            opt = self.optimizers["d"]
+            with self.autocast():
+                scores = self.disc_ddp(torch.cat([kp, pred.detach()], 0)).float()
+            loss_d = w.d * discriminator_loss(scores[: len(kp)], scores[len(kp) :])
+            opt.zero_grad(set_to_none=True)
+            self.scalers["d"].scale(loss_d).backward()
+            self._clip("d", self.disc.parameters())
+            self.scalers["d"].step(opt)
+            self.scalers["d"].update()
+
+        loss_reg = reg_loss(pred, kp)
+        loss_adv = loss_pg = loss_pp = zero
+        if self.disc is not None:
+            with self.autocast():
+                fake = torch.func.functional_call(self.disc, frozen(self.disc), (out["pred"],)).float()
+            loss_adv = adversarial_loss(fake)
+        if "e_ref" in out:
+            loss_pg = piv_gen_loss(out["e_ref_fixed"].float(), out["e_pred_fixed"].float())
+            loss_pp = piv_triplet_loss(out["e_ref"].float(), out["e_pos"].float(), out["e_neg"].float(),
+                                       w.triplet_margin)  # fmt: skip
+        total = w.reg * loss_reg + w.adv * loss_adv + w.piv_gen * loss_pg + w.piv_piv * loss_pp
+        opts = [self.optimizers[n] for n in ("g", "e") if n in self.optimizers]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        self.scalers["g"].scale(total).backward()
+        if self.cfg.optim.grad_clip:
+            for n in ("g", "e"):
+                if n in self.optimizers:
+                    self._clip(n, [p for gr in self.optimizers[n].param_groups for p in gr["params"]])
+        for opt in opts:
+            self.scalers["g"].step(opt)
+        self.scalers["g"].update()
+        # L_Gen as the paper defines it (the generator's objective), for logging
+        loss_g = w.reg * loss_reg + w.adv * loss_adv + w.piv_gen * loss_pg
+        return {k: v.detach() for k, v in zip(LOSS_KEYS, (loss_g, loss_reg, loss_adv, loss_pg, loss_pp, loss_d))}
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        """Mean L1 (normalised keypoint space, the paper's "Avg. L1") over the validation windows, all ranks."""
+        if self.val_set is None:
+            return None
+        self.generator.eval()
+        idx = list(range(self.env.rank, len(self.val_set), self.env.world_size))
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for i in range(0, len(idx), self.cfg.batch_size):
+            batch = collate([self.val_set[j] for j in idx[i : i + self.cfg.batch_size]])
+            with self.autocast():
+                pred = self.generator(batch["features"].to(self.device), batch["reference"].to(self.device))
+            kp = batch["keypoints"].to(self.device)
+            sums[0] += (pred.float() - kp).abs().sum().double()
+            sums[1] += kp.numel()
+        if self.env.distributed:
+            dist.all_reduce(sums)
+        self.generator.train()
+        return float(sums[0] / sums[1].clamp_min(1))
+
+    def fit(self) -> dict[str, Any]:
+        """Train until ``epochs`` or ``max_steps``; returns a summary. Always releases the process group."""
+        try:
+            return self._fit()
+        finally:
+            self.env.close()
+
+    def _fit(self) -> dict[str, Any]:
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+
+        cfg, env = self.cfg, self.env
+        log = MetricsLog(self.metrics_path, self.step, enabled=env.is_main, tensorboard=cfg.tensorboard)
+        if env.is_main:
+            import yaml
+
+            atomic_write_text(self.run_dir / "train_config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"),
+                                                                                 sort_keys=False))  # fmt: skip
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (cfg.progress and env.is_main),
+                   desc=f"train {self.run_dir.name}", unit="step", dynamic_ncols=True)  # fmt: skip
+        acc = {k: torch.zeros((), device=self.device) for k in LOSS_KEYS}
+        n_acc, t0 = 0, time.perf_counter()
+        last_val = None
+        self.generator.train()
+        stop = GracefulStop()
+        try:
+            while self.step < self.total_steps:
+                batches = self.epoch_batches(self.epoch)[self.batch_in_epoch :]
+                loader = DataLoader(self.train_set, batch_sampler=ListBatchSampler(batches), collate_fn=collate,
+                                    num_workers=cfg.data.num_workers, generator=torch.Generator(),
+                                    pin_memory=self.device.startswith("cuda"))  # fmt: skip
+                for batch in loader:
+                    losses = self.train_step(batch)
+                    for k in LOSS_KEYS:
+                        acc[k] += losses[k]
+                    n_acc += 1
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    if self.batch_in_epoch >= self.steps_per_epoch:
+                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                    bar.update(1)
+                    done = self.step >= self.total_steps
+                    stopping = stop.agreed(env)  # Ctrl-C: log, save and stop at this step boundary
+                    save = done or stopping or self.step % cfg.checkpoint_every == 0
+                    if done or save or self.step % cfg.log_every == 0:
+                        means = self._reduce({k: v / n_acc for k, v in acc.items()})
+                        rate = n_acc * cfg.batch_size * env.world_size / (time.perf_counter() - t0)
+                        log.write({"step": self.step, "epoch": self.epoch, **means, "samples_per_s": round(rate, 2)})
+                        bar.set_postfix(reg=f"{means['loss_reg']:.4f}", d=f"{means['loss_d']:.3f}")
+                        acc = {k: torch.zeros((), device=self.device) for k in LOSS_KEYS}
+                        n_acc, t0 = 0, time.perf_counter()
+                    if done or self.step % cfg.val_every == 0:
+                        last_val = self.validate()
+                        if last_val is not None:
+                            better = last_val < self.best_metric
+                            if better:
+                                self.best_metric, self.best_step = last_val, self.step
+                                self.save_best()
+                            log.write({"step": self.step, "epoch": self.epoch, "val_l1": last_val,
+                                       "best_val_l1": self.best_metric})  # fmt: skip
+                    if save:
+                        self.save_latest()
+                    if stopping:
+                        raise KeyboardInterrupt(f"stopped at step {self.step}; continue with --resume")
+                    if done:
+                        break
+        finally:
+            stop.restore()
+            bar.close()
+            log.close()
+        return {"step": self.step, "epoch": self.epoch, "val_l1": last_val, "best_val_l1": self.best_metric
+                if self.best_step >= 0 else None, "run_dir": str(self.run_dir)}  # fmt: skip
+
+    def _reduce(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
+        t = torch.stack([values[k].float() for k in LOSS_KEYS])
+        if self.env.distributed:
+            dist.all_reduce(t)
+            t /= self.env.world_size
+        return {k: float(v) for k, v in zip(LOSS_KEYS, t.tolist())}
+
+    # ----------------------------------------------------------------------------------------- checkpoints
+    def checkpoint_meta(self) -> dict[str, Any]:
+        fe = self.frontend
+        return {
+            "a2k_version": __version__,
+            "model": self.model_cfg.model_dump(mode="json"),
+            "frontend": {"name": fe.name, "params": fe.params.model_dump(mode="json"),
+                         "feature_shape": list(self.feature_shape), "fps": fe.fps, "sample_rate": fe.sample_rate},
+            "normalizer": self.normalizer.to_dict(),
+            "window": self.cfg.data.window,
+            "step": self.step,
+            "epoch": self.epoch,
+            "metrics": {"best_val_l1": self.best_metric if self.best_step >= 0 else None, "best_step": self.best_step},
+            "train_config": self.cfg.model_dump(mode="json"),
+        }  # fmt: skip
+
+    def save_best(self) -> None:
+        if self.env.is_main:
+            with atomic_dir(self.best_dir) as tmp:
+                write_model_files(tmp, self.generator, self.checkpoint_meta())
+
+    def save_latest(self) -> None:
+        """Weights + everything needed to continue exactly: optimisers, scalers, RNG of every rank, data position."""
+        rng_meta, rng_tensors = capture_rng()
+        ranks = [(rng_meta, rng_tensors)]
+        if self.env.distributed:
+            ranks = [None] * self.env.world_size
+            dist.all_gather_object(ranks, (rng_meta, {k: v.cpu() for k, v in rng_tensors.items()}))
+        if not self.env.is_main:
+            return
+        tensors: dict[str, torch.Tensor] = {}
+        if self.disc is not None:
+            tensors.update({f"disc.{k}": v for k, v in self.disc.state_dict().items()})
+        opt_meta = {n: flatten_optimizer(o.state_dict(), f"opt_{n}", tensors) for n, o in self.optimizers.items()}
+        rng = []
+        for r, (m, ts) in enumerate(ranks):
+            rng.append(m)
+            tensors.update({f"rng.r{r}.{k}": v for k, v in ts.items()})
+        meta = {
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "best_metric": self.best_metric if math.isfinite(self.best_metric) else None, "best_step": self.best_step,
+            "world_size": self.env.world_size, "optimizers": opt_meta,
+            "scalers": {n: s.state_dict() for n, s in self.scalers.items()}, "rng": rng,
+        }  # fmt: skip
+        with atomic_dir(self.latest_dir) as tmp:
+            write_model_files(tmp, self.generator, self.checkpoint_meta())
+            save_training_state(tmp, meta, tensors)
+
+    def _restore(self, info) -> None:
+        from safetensors.torch import load_file
+
+        try:
+            self.generator.load_state_dict(load_file(str(info.weights_path)), strict=True)
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"cannot load the generator weights of {info.path} ({exc}); the checkpoint is "
+                                  "corrupt or from another model: start a new run_dir") from None  # fmt: skip
+        meta, tensors = load_training_state(info.path)
+        try:
+            if self.disc is not None:
+                self.disc.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("disc.")})
+            for n, opt in self.optimizers.items():
+                opt.load_state_dict(unflatten_optimizer(meta["optimizers"][n], tensors))
+            for n, s in self.scalers.items():
+                if meta["scalers"].get(n):
+                    s.load_state_dict(meta["scalers"][n])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"the training state in {info.path} does not match this model ({exc}); start a "
+                                  "new run_dir") from None  # fmt: skip
+        self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        self.batch_in_epoch = int(meta["batch_in_epoch"])
+        self.best_metric = meta["best_metric"] if meta.get("best_metric") is not None else math.inf
+        self.best_step = int(meta.get("best_step", -1))
+        same_world = int(meta.get("world_size", 1)) == self.env.world_size
+        if not same_world:
+            import warnings
+
+            warnings.warn(f"resuming a run of {meta.get('world_size')} processes with {self.env.world_size}: "
+                          "the data order restarts at the current epoch's beginning", UserWarning,
+                          stacklevel=2)  # fmt: skip
+            self.batch_in_epoch = 0
+        r = self.env.rank if same_world else 0
+        restore_rng(meta["rng"][r], {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.r{r}.")})
+
+
+class GracefulStop:
+    """First Ctrl-C: finish the current step, save latest/, stop (all ranks agree); a second one aborts at once."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.requested = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        import sys
+
+        print("\nstopping after this step and saving latest/ (Ctrl-C again to abort now)", file=sys.stderr)
+
+    def agreed(self, env) -> bool:
+        if not env.distributed:
+            return self.requested
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=env.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+
+class MetricsLog:
+    """Appends JSON lines to ``metrics.jsonl`` (and TensorBoard scalars); on resume drops lines past the
+    checkpoint's step, so the file holds one continuous curve."""
+
+    def __init__(self, path: Path, step: int, enabled: bool = True, tensorboard: bool = False):
+        self.path, self.enabled, self.tb = path, enabled, None
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            kept = [ln for ln in path.read_text("utf-8").splitlines() if ln.strip() and _step(ln) <= step]
+            atomic_write_text(path, "".join(ln + "\n" for ln in kept))
+        if tensorboard:
+            require("tensorboard", "tensorboard", "TensorBoard logging (`tensorboard: true`)")
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(path.parent / "tensorboard"), purge_step=step + 1 if step else None)
+        self.f = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.f.write(json.dumps({**record, "time": round(time.time(), 3)}) + "\n")
+        self.f.flush()
+        if self.tb is not None:
+            for k, v in record.items():
+                if k not in ("step", "epoch") and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.f.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+def _step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 1 << 62  # a torn last line is dropped
+
+
+def train(config: TrainConfig | dict | str | Path, *, resume: bool = False, **overrides: Any) -> dict[str, Any]:
+    """Train from a config (model, dict or file); ``overrides`` replace top-level keys (e.g. ``max_steps``)."""
+    cfg = load_train_config(config, **overrides)
+    return Trainer(cfg, resume=resume).fit()

@@ -1,0 +1,218 @@
+"""Training: config, a real overfit on real clips, exact resume, checkpoints and their errors, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from a2k_toolkit.catalog import Catalog
+from a2k_toolkit.errors import CheckpointError, ConfigError
+from a2k_toolkit.training import Trainer, load_train_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def offline_catalog(pm):
+    return Catalog(pm)
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses_by_step(run_dir):
+    return {m["step"]: m for m in metrics(run_dir) if "loss_reg" in m}
+
+
+# ------------------------------------------------------------------------------------------------- config
+
+
+def test_config_base_merge_and_ablations(tmp_path):
+    (tmp_path / "full.yaml").write_text("data: {train: [clips]}\nmodel: {width: 32}\nbatch_size: 8\n")
+    (tmp_path / "abl.yaml").write_text("base: full.yaml\nablation: audio_only\nmodel: {depth: 3}\n")
+    cfg = load_train_config(tmp_path / "abl.yaml")
+    assert (cfg.model.width, cfg.model.depth, cfg.batch_size) == (32, 3, 8)
+    assert cfg.effective_model().pv_encoder is None and cfg.effective_model().piv_encoder is None
+    assert cfg.optim.lr_g == 1e-4 and cfg.batch_size == 8 and cfg.data.window == 64  # paper defaults
+    assert load_train_config({"data": {"train": ["x"]}, "ablation": "no_piv"}).effective_model().piv_encoder is None
+    nd = load_train_config({"data": {"train": ["x"]}, "ablation": "no_discriminator"})
+    assert not nd.uses_discriminator and nd.effective_model().piv_encoder is not None
+    with pytest.raises(ConfigError, match=r"optim\.lr: unknown key"):
+        load_train_config({"data": {"train": ["x"]}, "optim": {"lr": 1}})
+    with pytest.raises(ConfigError, match="multiple of 2"):
+        load_train_config({"data": {"train": ["x"], "window": 40}, "model": {"depth": 4}})
+    with pytest.raises(ConfigError, match="data: Field required"):
+        load_train_config({})
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def test_a_few_hundred_steps_drive_the_l1_loss_clearly_down(real_clips_dir, tiny_train_config, offline_catalog,
+                                                             tmp_path):  # fmt: skip
+    """The full GAN (discriminator, PIV encoder, all four losses) on one small real batch. The adversarial and
+    PIV-Gen weights are lowered to 0.1: over a few hundred steps they trade L1 for realism (as in the paper's Table 1)
+    and this test is about the model learning the mapping."""
+    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=120, batch_size=8,
+                            model={"width": 32}, data={"stride": 32}, loss={"adv": 0.1, "piv_gen": 0.1},
+                            optim={"lr_g": 4e-3, "lr_e": 4e-3, "lr_d": 4e-3})  # fmt: skip
+    trainer = Trainer(cfg, catalog=offline_catalog)
+    assert len(trainer.train_set) == 8 and trainer.steps_per_epoch == 1
+    trainer.fit()
+    rows = [losses_by_step(tmp_path / "run")[s] for s in range(1, 121)]
+    first = np.mean([r["loss_reg"] for r in rows[:5]])
+    last = np.mean([r["loss_reg"] for r in rows[-10:]])
+    assert last < 0.65 * first, (first, last)
+    for key in ("loss_adv", "loss_d", "loss_piv_gen", "loss_piv_piv"):
+        assert all(np.isfinite(r[key]) for r in rows)
+    assert np.mean([r["loss_d"] for r in rows[-10:]]) < np.mean([r["loss_d"] for r in rows[:5]])
+
+
+def test_resume_continues_the_same_curve(real_clips_dir, tiny_train_config, offline_catalog, tmp_path):
+    """Interrupt after 4 steps (mid-epoch: 3 steps per epoch) and resume: steps 5-7 match an uninterrupted run."""
+    from safetensors.torch import load_file
+
+    full = tiny_train_config(real_clips_dir, tmp_path / "full", max_steps=7)
+    Trainer(full, catalog=offline_catalog).fit()
+    part = tiny_train_config(real_clips_dir, tmp_path / "part", max_steps=4)
+    first = Trainer(part, catalog=offline_catalog)
+    assert first.steps_per_epoch == 3
+    first.fit()
+    state = json.loads((tmp_path / "part" / "latest" / "training_state.json").read_text())
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 1, 1)
+    with pytest.raises(ConfigError, match="--resume"):
+        Trainer(part, catalog=offline_catalog)
+    with pytest.raises(ConfigError, match="model changed"):
+        Trainer({**part, "model": {**part["model"], "width": 24}}, resume=True, catalog=offline_catalog)
+    Trainer({**part, "max_steps": 7}, resume=True, catalog=offline_catalog).fit()
+
+    a, b = losses_by_step(tmp_path / "full"), losses_by_step(tmp_path / "part")
+    assert sorted(b) == list(range(1, 8))  # one continuous curve in metrics.jsonl
+    for step in (5, 6, 7):
+        for key in ("loss_reg", "loss_adv", "loss_piv_gen", "loss_piv_piv", "loss_d"):
+            assert b[step][key] == pytest.approx(a[step][key], abs=1e-6, rel=1e-6), (step, key)
+    wa = load_file(str(tmp_path / "full" / "latest" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "part" / "latest" / "model.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)
+
+
+def test_nothing_to_resume_is_a_clear_error(real_clips_dir, tiny_train_config, offline_catalog, tmp_path):
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        Trainer(tiny_train_config(real_clips_dir, tmp_path / "new"), resume=True, catalog=offline_catalog)
+
+
+def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_train_config, offline_catalog,
+                                               tmp_path):  # fmt: skip
+    """latest/ and best/ (with a validation set), atomically written; the checkpoint is self-describing."""
+    from a2k_toolkit.models.checkpoint import load_generator, read_checkpoint
+
+    val_file = real_clips_dir / f"{real_clips[-1].clip_id}.npz"
+    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=4, val_every=2, checkpoint_every=2,
+                            data={"val": [str(val_file)]})  # fmt: skip
+    trainer = Trainer(cfg, catalog=offline_catalog)
+    # the validation clip is excluded from the training clips in the same directory
+    assert real_clips[-1].clip_id not in {c.clip_id for c in trainer.train_set.clips}
+    summary = trainer.fit()
+    run = tmp_path / "run"
+    assert summary["best_val_l1"] is not None
+    assert {p.name for p in run.iterdir()} >= {"latest", "best", "metrics.jsonl", "train_config.yaml"}
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary directories left behind
+    assert sorted(p.name for p in (run / "best").iterdir()) == ["config.json", "model.safetensors"]
+    info = read_checkpoint(run)  # a run directory resolves to best/
+    assert info.path == run / "best"
+    assert info.frontend["name"] == "logmel" and info.feature_shape == (4, 80) and info.window == 32
+    assert info.meta["metrics"]["best_val_l1"] == pytest.approx(summary["best_val_l1"])
+    net = load_generator(info)
+    assert net(torch.zeros(1, 32, 320), torch.zeros(1, 136)).shape == (1, 32, 136)
+    assert any(m.get("val_l1") is not None for m in metrics(run))
+
+
+def test_bf16_autocast_path_runs_on_cpu(real_clips_dir, tiny_train_config, offline_catalog, tmp_path):
+    """The mixed-precision code path (CUDA uses it with bf16 / fp16) exercised on CPU with bf16 autocast."""
+    trainer = Trainer(tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=2, amp="bf16"),
+                      catalog=offline_catalog)  # fmt: skip
+    assert trainer.amp_dtype == torch.bfloat16
+    trainer.fit()
+    rows = losses_by_step(tmp_path / "run")
+    assert all(np.isfinite(rows[s]["loss_reg"]) for s in (1, 2))
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        Trainer(tiny_train_config(real_clips_dir, tmp_path / "run2", amp="fp16"), catalog=offline_catalog)
+
+
+def test_corrupt_training_state_is_a_clear_error(tiny_a2k_checkpoint, tiny_train_config, real_clips_dir,
+                                                 offline_catalog, tmp_path):  # fmt: skip
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_a2k_checkpoint, run / "latest")
+    (run / "latest" / "training_state.safetensors").write_bytes(b"\x00" * 64)
+    cfg = json.loads((run / "latest" / "config.json").read_text())["train_config"]
+    cfg["run_dir"] = str(run)
+    with pytest.raises(CheckpointError, match="training state .* is corrupt"):
+        Trainer(cfg, resume=True, catalog=offline_catalog)
+
+
+def test_cli_train_and_errors(real_clips_dir, tiny_train_config, tmp_path, capsys):
+    import yaml
+
+    from a2k_toolkit.cli import main
+
+    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=2)
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path)]) == 0
+    assert "trained to step 2" in capsys.readouterr().out
+    assert main(["train", str(path), "--max-steps", "3", "--resume"]) == 0
+    assert json.loads((tmp_path / "run" / "latest" / "training_state.json").read_text())["step"] == 3
+    assert main(["train", str(path)]) == 2  # existing run without --resume
+    assert "--resume" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    missing = {"train": [str(tmp_path / "missing")]}
+    bad.write_text(yaml.safe_dump({**cfg, "data": missing, "run_dir": str(tmp_path / "r2")}))
+    assert main(["train", str(bad)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_shipped_training_configs_are_valid():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "train"
+    files = sorted(root.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"a2k", "ablation_audio_only", "ablation_no_piv", "ablation_no_discriminator"}
+    ablations = {f.stem: load_train_config(f).ablation for f in files}
+    assert ablations["a2k"] == "full" and ablations["ablation_no_piv"] == "no_piv"
+    full = load_train_config(root / "a2k.yaml")
+    assert (full.batch_size, full.optim.lr_g, full.data.window, full.epochs) == (32, 1e-4, 64, 300)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes(real_clips_dir, tiny_train_config, offline_catalog, tmp_path):
+    import signal
+
+    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=5)
+    trainer = Trainer(cfg, catalog=offline_catalog)
+    step = trainer.train_step
+
+    def interrupted_step(batch):
+        out = step(batch)
+        if trainer.step == 1:  # the signal arrives while step 2 runs
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    trainer.train_step = interrupted_step
+    with pytest.raises(KeyboardInterrupt, match="step 2"):
+        trainer.fit()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert json.loads((tmp_path / "run" / "latest" / "training_state.json").read_text())["step"] == 2
+    assert Trainer(cfg, resume=True, catalog=offline_catalog).fit()["step"] == 5
+    assert sorted(losses_by_step(tmp_path / "run")) == [1, 2, 3, 4, 5]
