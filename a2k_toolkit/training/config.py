@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import ComponentSpec, _read_file, format_validation_error
+from ..config import ComponentSpec, read_config_file, format_validation_error
 from ..errors import ConfigError
 from ..models.config import ModelConfig
 
@@ -133,7 +133,7 @@ def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"config {path} includes itself through `base`")
-    data = _read_file(path)
+    data = read_config_file(path)
     base = data.pop("base", None)
     if base is None:
         return data
