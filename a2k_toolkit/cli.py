@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "a2k_toolkit.commands.generate",
     "a2k_toolkit.commands.plugins",
     "a2k_toolkit.commands.config",
+    "a2k_toolkit.commands.dataset",
 )
 
 
