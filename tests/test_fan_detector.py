@@ -123,3 +123,30 @@ def test_sfd_backend_loads_its_weights_from_the_cache(fan_torch_home, monkeypatc
     assert all(len(b) == 4 and b[2] >= b[0] for b in boxes)
     areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
     assert areas == sorted(areas, reverse=True)
+
+
+def test_fan_drives_the_face_tracker_in_both_modes(offline_fan, shared_data):
+    """The builder's tracker with fan: boxes and all landmark crops of a chunk batched (detect_every=1), and
+    landmark tracking between key frames (detect_every=2)."""
+    from a2k_toolkit.data.tracking import FaceTracker
+    from a2k_toolkit.io import read_video_frames
+
+    frames = []
+    for i, frame in enumerate(read_video_frames(shared_data / "clips" / "avsr_00006.mp4", fps=25)):
+        if i == 2:
+            break
+        frames.append(frame)
+    calls = []
+    original = offline_fan.landmarks_batch
+
+    def counting(images, boxes):
+        calls.append(len(images))
+        return original(images, boxes)
+
+    offline_fan.landmarks_batch = counting
+    every = FaceTracker(offline_fan, detect_every=1, batch_size=4).run(iter(frames), 2)
+    assert calls == [2] and every.seen.all() and every.detected.all()  # one batch for both frames
+    calls.clear()
+    tracked = FaceTracker(offline_fan, detect_every=2).run(iter(frames), 2)
+    assert tracked.seen.all() and tracked.detected.tolist() == [True, False]
+    assert calls == [1, 1]  # the tracked frame needs the previous frame's landmarks first

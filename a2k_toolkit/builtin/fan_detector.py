@@ -89,7 +89,7 @@ class FanDetector(KeypointDetector):
         boxes = [tuple(float(v) for v in b[:4]) for b in (raw if raw is not None else [])]
         return sorted(boxes, key=lambda b: -_area(b))
 
-    def _boxes_batch(self, images: list[np.ndarray]) -> list[list[Box]]:
+    def face_boxes_batch(self, images: list[np.ndarray]) -> list[list[Box]]:
         """Face boxes per image; one batched detector pass on a GPU when the images share a size."""
         fa = self.face_alignment
         detector = fa.face_detector
@@ -162,7 +162,7 @@ class FanDetector(KeypointDetector):
     def detect_batch(self, images: list[np.ndarray]) -> list[np.ndarray | None]:
         """Keypoints of the largest face per image (``None`` where there is none), the landmark network batched
         across images."""
-        boxes = self._boxes_batch(list(images))
+        boxes = self.face_boxes_batch(list(images))
         hits = [i for i, b in enumerate(boxes) if b]
         pts = self.landmarks_batch([images[i] for i in hits], [boxes[i][0] for i in hits])
         out: list[np.ndarray | None] = [None] * len(images)

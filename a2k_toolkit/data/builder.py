@@ -200,8 +200,7 @@ def process_video(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector
         raise Rejected("silent_audio", f"the audio track is silent ({level:.0f} dBFS < {cfg.silence_db:g} dBFS)")
 
     T = num_frames(len(audio) / cfg.sample_rate, cfg.fps)
-    tracker = FaceTracker(detector, detect_every=cfg.detect_every, max_faces=cfg.max_faces, min_face=cfg.min_face / 2,
-                          batch_size=cfg.batch_size)  # fmt: skip
+    tracker = FaceTracker(detector, detect_every=cfg.detect_every, max_faces=cfg.max_faces, batch_size=cfg.batch_size)
     thumbs: dict[int, tuple[bytes, float]] = {}
     size: list[int] = []
     res = tracker.run(_frames_with_thumbs(path, cfg.fps, thumbs, size), T)

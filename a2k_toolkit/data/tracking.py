@@ -45,6 +45,13 @@ def points_box(points: np.ndarray) -> Box:
     return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
 
 
+STABLE_POINTS = list(range(27, 48))  # nose and eyes: rigid with the head, unlike the jaw and the mouth
+
+
+def _spread(points: np.ndarray) -> float:
+    return float(np.sqrt(((points - points.mean(0)) ** 2).sum(-1).mean()))
+
+
 def supports_tracking(detector: KeypointDetector) -> bool:
     """Whether ``detector`` offers ``face_boxes(image)`` and ``landmarks(image, box)`` (needed between key frames)."""
     return callable(getattr(detector, "face_boxes", None)) and callable(getattr(detector, "landmarks", None))
@@ -61,19 +68,28 @@ class _Track:
     last_t: int = -1
     last_box: Box | None = None
     active: bool = True  # can be tracked forward from last_t
-    rel: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # detector box relative to the landmarks' box
+    key_box: Box = (0.0, 0.0, 1.0, 1.0)  # the last detector box ...
+    key_centre: np.ndarray = field(default_factory=lambda: np.zeros(2))  # ... and the stable points' centre
+    key_spread: float = 1.0  # ... and spread in it
     widths: list[float] = field(default_factory=list)
 
     def predict_box(self, points: np.ndarray) -> Box:
-        """The detector-style box that goes with ``points`` (the relation measured at the last detection)."""
-        l, t, r, b = points_box(points)
-        w, h = r - l, b - t
-        return (l + self.rel[0] * w, t + self.rel[1] * h, r + self.rel[2] * w, b + self.rel[3] * h)
+        """The detector-style box for ``points``: the last detection's box, moved and scaled as the stable points
+        (nose and eyes) moved and scaled since then. Only rigid motion feeds back, so the box does not drift with
+        the landmarks' own errors (a box refitted to the landmarks every frame does)."""
+        stable = np.asarray(points, np.float64)[STABLE_POINTS]
+        c = stable.mean(0)
+        scale = _spread(stable) / max(self.key_spread, 1e-6)
+        l, t, r, b = self.key_box
+        off = (np.array([(l + r) / 2, (t + b) / 2]) - self.key_centre) * scale
+        w, h = (r - l) * scale / 2, (b - t) * scale / 2
+        cx, cy = c + off
+        return (float(cx - w), float(cy - h), float(cx + w), float(cy + h))
 
-    def learn_rel(self, box: Box, points: np.ndarray) -> None:
-        l, t, r, b = points_box(points)
-        w, h = max(r - l, 1e-3), max(b - t, 1e-3)
-        self.rel = ((box[0] - l) / w, (box[1] - t) / h, (box[2] - r) / w, (box[3] - b) / h)
+    def learn_box(self, box: Box, points: np.ndarray) -> None:
+        """Remember a detector box and where the stable points were in it."""
+        stable = np.asarray(points, np.float64)[STABLE_POINTS]
+        self.key_box, self.key_centre, self.key_spread = box, stable.mean(0), _spread(stable)
 
     @property
     def score(self) -> float:
@@ -131,7 +147,7 @@ class FaceTracker:
     # ------------------------------------------------------------------------------------------ detector calls
 
     def _boxes(self, images: list[np.ndarray]) -> list[list[Box]]:
-        batched = getattr(self.detector, "_boxes_batch", None)
+        batched = getattr(self.detector, "face_boxes_batch", None)
         boxes = batched(images) if callable(batched) else [self.detector.face_boxes(img) for img in images]
         out = []
         for bs in boxes:
@@ -187,7 +203,7 @@ class FaceTracker:
                 tr.widths.append(lb[2] - lb[0])
                 tr.last_t = t
                 if detected:
-                    tr.learn_rel(box, p)
+                    tr.learn_box(box, p)
                     tr.last_box = box
                 else:
                     tr.last_box = tr.predict_box(p)
