@@ -125,6 +125,7 @@ class FaceTracker:
         max_faces: int = 4,
         min_face: float = 0.0,
         iou_threshold: float = 0.3,
+        track_iou: float = 0.8,
         relink_frames: int = 50,
         batch_size: int = 32,
     ):
@@ -141,6 +142,7 @@ class FaceTracker:
         self.max_faces = max_faces
         self.min_face = min_face
         self.iou_threshold = iou_threshold
+        self.track_iou = track_iou
         self.relink_frames = relink_frames
         self.batch_size = batch_size if detect_every == 1 else 1
 
@@ -169,6 +171,7 @@ class FaceTracker:
         tracks: list[_Track] = []
         # landmark requests: (track, frame index, image, box, from a detector box?, landmarks if already known)
         pending: list[tuple[_Track, int, np.ndarray, Box, bool, np.ndarray | None]] = []
+        lost: list[int] = []  # frames on which a tracked face was lost
         max_in_frame = 0
         det_frames = 0
         decoded = 0
@@ -192,12 +195,16 @@ class FaceTracker:
                 lb = points_box(p)
                 prev_w = tr.widths[-1] if tr.widths else None
                 ok = np.isfinite(p).all() and lb[2] - lb[0] > 2 and lb[3] - lb[1] > 2
-                # a tracked face that left the image or collapsed is lost (the next key frame may find it again)
+                # a tracked face that left the image, collapsed, or whose landmarks no longer fit the box they were
+                # computed in (fast motion: the fit starts to diverge) is lost; the detector runs on that frame
                 if ok and not detected:
                     cx, cy = (lb[0] + lb[2]) / 2, (lb[1] + lb[3]) / 2
                     ok = 0 <= cx < w and 0 <= cy < h and (prev_w is None or (lb[2] - lb[0]) > 0.5 * prev_w)
+                    ok = ok and iou(tr.predict_box(p), box) >= self.track_iou
                 if not ok:
                     tr.active = False
+                    if not detected:
+                        lost.append(t)
                     continue
                 tr.points[t], tr.seen[t], tr.detected[t] = p, True, detected
                 tr.widths.append(lb[2] - lb[0])
@@ -266,8 +273,14 @@ class FaceTracker:
                 if t % self.detect_every == 0 or not any_active:
                     det_frames += 1
                     detection_step(t, image, self._boxes([image])[0])
-                else:
-                    tracking_step(t, image)
+                    continue
+                tracking_step(t, image)
+                lost.clear()
+                flush()
+                if lost:  # a track was lost on this frame: find the faces again right here
+                    det_frames += 1
+                    detection_step(t, image, [b for b in self._boxes([image])[0]
+                                              if not any(tr.seen[t] and iou(tr.last_box, b) > 0.3 for tr in tracks)])
             flush()
 
         for t, frame in enumerate(frames):
