@@ -150,3 +150,30 @@ def test_fan_drives_the_face_tracker_in_both_modes(offline_fan, shared_data):
     tracked = FaceTracker(offline_fan, detect_every=2).run(iter(frames), 2)
     assert tracked.seen.all() and tracked.detected.tolist() == [True, False]
     assert calls == [1, 1]  # the tracked frame needs the previous frame's landmarks first
+
+
+try:  # the shared contract mixins (a2k_toolkit/testing.py) run here once this branch meets them
+    from a2k_toolkit.testing import DetectorContract
+except ImportError:  # pragma: no cover - branch without testing.py
+    DetectorContract = None
+
+if DetectorContract is not None:
+    from conftest import SHARED_DATA
+
+    class TestFanContract(DetectorContract):
+        component_class = FanDetector
+        params = {"face_detector": "dlib", "device": "cpu", "flip_input": False}
+        face_image = SHARED_DATA / "faces" / "obama.jpg"
+
+        @pytest.fixture(autouse=True)
+        def _offline_weights(self, offline_fan):
+            """Random weights in a temporary TORCH_HOME; downloads fail the test."""
+
+        def _image(self):
+            # random weights put points anywhere in FAN's crop (about twice the face box): pad the portrait so that
+            # the crop, and so every point, stays inside the image the contract checks against
+            img = super()._image()
+            h, w = img.shape[:2]
+            canvas = np.full((2 * h, 2 * w, 3), 255, np.uint8)
+            canvas[h // 2 : h // 2 + h, w // 2 : w // 2 + w] = img
+            return canvas
