@@ -177,3 +177,21 @@ if DetectorContract is not None:
             canvas = np.full((2 * h, 2 * w, 3), 255, np.uint8)
             canvas[h // 2 : h // 2 + h, w // 2 : w // 2 + w] = img
             return canvas
+
+
+def test_missing_weights_offline_is_a_clear_error(tmp_path, monkeypatch, faces):
+    import urllib.error
+
+    import torch.hub
+
+    import face_alignment.utils
+    from a2k_toolkit.builtin.fan_detector import MissingWeightsError
+
+    def unreachable(url, *args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # empty: nothing cached
+    monkeypatch.setattr(torch.hub, "download_url_to_file", unreachable)
+    monkeypatch.setattr(face_alignment.utils, "download_url_to_file", unreachable)
+    with pytest.raises(MissingWeightsError, match=r"2DFAN4-11f355bf06\.pth\.tar.*hub/checkpoints|checkpoints.*2DFAN4"):
+        FanDetector(face_detector="dlib", device="cpu").detect(faces[0])

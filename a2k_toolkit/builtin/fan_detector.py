@@ -18,10 +18,25 @@ import numpy as np
 from pydantic import Field
 
 from ..components import Component, KeypointDetector, Params
-from ..errors import require
+from ..errors import A2KError, require
 from ..hookspecs import hookimpl
 
 Box = tuple[float, float, float, float]
+# files face-alignment fetches into $TORCH_HOME/hub/checkpoints: the 2D-FAN network and the S3FD face detector
+WEIGHT_FILES = ("2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth")
+
+
+class MissingWeightsError(A2KError):
+    """The fan detector's network weights are neither cached nor downloadable."""
+
+
+def weights_dir() -> str:
+    """Where face-alignment looks for (and downloads) its weights: ``$TORCH_HOME/hub/checkpoints``."""
+    import os
+
+    import torch.hub
+
+    return os.path.join(torch.hub.get_dir(), "checkpoints")
 
 
 def _face_alignment():
@@ -68,13 +83,20 @@ class FanDetector(KeypointDetector):
 
             fa = _face_alignment()
             self.device = resolve_device(self.device)
-            with warnings.catch_warnings():  # face-alignment calls its dlib backend deprecated; it is a choice here
-                warnings.filterwarnings("ignore", message=".*detector is deprecated", category=UserWarning)
-                self._fa = fa.FaceAlignment(
-                    fa.LandmarksType.TWO_D, device=self.device, flip_input=self.params.flip_input,
-                    face_detector=self.params.face_detector, compile=self.params.compile,
-                    max_batch_size=self.params.batch_size,
-                )  # fmt: skip
+            try:
+                with warnings.catch_warnings():  # face-alignment calls its dlib backend deprecated; a choice here
+                    warnings.filterwarnings("ignore", message=".*detector is deprecated", category=UserWarning)
+                    self._fa = fa.FaceAlignment(
+                        fa.LandmarksType.TWO_D, device=self.device, flip_input=self.params.flip_input,
+                        face_detector=self.params.face_detector, compile=self.params.compile,
+                        max_batch_size=self.params.batch_size,
+                    )  # fmt: skip
+            except OSError as exc:  # urllib's URLError included: no network, or a partial download
+                raise MissingWeightsError(
+                    f"the fan detector could not get its weights ({exc}); face-alignment downloads them on first use "
+                    f"into {weights_dir()}. On a machine without internet, copy {', '.join(WEIGHT_FILES)} there from "
+                    "a machine that has them (or set TORCH_HOME to a folder holding hub/checkpoints/ with them)"
+                ) from None
         return self._fa
 
     # ------------------------------------------------------------------------------------------------ faces

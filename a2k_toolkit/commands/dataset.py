@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 
@@ -16,7 +15,6 @@ def add_parser(sub) -> None:
         description="Turn a folder of talking-face videos (VoxCeleb2 layout id/video/clip.mp4, any folder of videos, "
         "or a CSV manifest path[,identity[,split]]) into a Vox-KP dataset in OUT. Rerunning the same command resumes "
         "an interrupted build; finished videos are skipped.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     b.add_argument("videos", metavar="VIDEOS", help="folder of videos, or a .csv manifest")
     b.add_argument("out", metavar="OUT", help="dataset folder (created; resumed if it exists)")
@@ -30,9 +28,9 @@ def add_parser(sub) -> None:
     b.add_argument("--max-gap", type=int, help="longest face gap interpolated, in frames (default 5)")
     b.add_argument("--split", help="train,val,test fractions by identity (default 0.8,0.1,0.1)")
     b.add_argument("--shard-size", type=int, help="clips per shard (default 256)")
-    b.add_argument("--workers", type=int, default=1, help="worker processes")
-    b.add_argument("--shard-index", type=int, default=0, help="this machine's part of the videos (0-based)")
-    b.add_argument("--num-shards", type=int, default=1, help="number of machines sharing the videos")
+    b.add_argument("--workers", type=int, default=1, help="worker processes (default 1: in this process)")
+    b.add_argument("--shard-index", type=int, default=0, help="this machine's part of the videos, 0-based (default 0)")
+    b.add_argument("--num-shards", type=int, default=1, help="number of machines sharing the videos (default 1)")
     b.add_argument("--retry-failed", action="store_true", help="process videos that failed before again")
     b.set_defaults(func=run_build)
 

@@ -273,7 +273,13 @@ def process_video(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cfg_json: str, root: str) -> None:
+def _init_worker(cfg_json: str, root: str, threads: int) -> None:
+    # N workers share the cores: keep each one's math libraries from starting a thread per core
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    import cv2
+
+    cv2.setNumThreads(threads)
     cfg = BuildConfig.model_validate_json(cfg_json)
     _WORKER.update(cfg=cfg, layout=Layout(root), detector=make_detector(cfg.detector))
 
@@ -404,7 +410,7 @@ def _run_pool(todo: list[VideoSource], cfg: BuildConfig, layout: Layout, workers
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
-    args = (cfg.model_dump_json(), str(layout.root))
+    args = (cfg.model_dump_json(), str(layout.root), max(1, (os.cpu_count() or 1) // workers))
     queue = deque(todo)
     suspects: deque[VideoSource] = deque()
     while queue or suspects:

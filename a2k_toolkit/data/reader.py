@@ -114,8 +114,9 @@ class VoxKPReader:
                 if not take:
                     continue
                 clip = pack[i]
-                if self.min_coupling is not None and (clip.meta.get("corr") or -1.0) < self.min_coupling:
-                    continue
+                corr = clip.meta.get("corr")
+                if self.min_coupling is not None and (corr is None or corr < self.min_coupling):
+                    continue  # undefined coupling (still mouth, silence) counts as failing the filter
                 yield clip
 
     def clips(self) -> list[Clip]:
