@@ -3,9 +3,9 @@
     python benchmarks/bench_dataset.py                       # three real clips from ../shared/data/clips
     python benchmarks/bench_dataset.py a.mp4 b.mp4 --every 1 5 10 25 --upsample 1
 
-Runs single-threaded (one core) and counts CPU time of the face tracker only (decoding, done by ffmpeg beforehand, is not counted), so
-``frames/s/core`` is what one worker process achieves; ``--workers N`` scales it by about N. ``err`` is the mean
-distance to the every-frame landmarks, as a fraction of the inter-ocular distance.
+Runs single-threaded (one core) and counts CPU time of the face tracker only (decoding, done by ffmpeg beforehand,
+is not counted), so ``frames/s/core`` is what one worker process achieves; ``--workers N`` scales it by about N.
+``err`` is the mean distance to the every-frame landmarks, as a fraction of the inter-ocular distance.
 """
 
 from __future__ import annotations

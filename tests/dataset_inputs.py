@@ -40,7 +40,8 @@ def make_inputs(shared_data: Path, out: Path) -> dict[str, tuple[Path, str]]:
     videos["flat"] = (out / "flat.mp4", "flat")
     # two faces: the talking avsr_00002 face (left) beside a smaller still portrait (right)
     run_ffmpeg(["-y", "-i", str(clips / "avsr_00002.mp4"), "-loop", "1", "-i", str(faces / "obama.jpg"),
-                "-filter_complex", "[1:v]scale=112:112,pad=160:160:24:24:white[r];[0:v][r]hstack=inputs=2:shortest=1[v]",
+                "-filter_complex",
+                "[1:v]scale=112:112,pad=160:160:24:24:white[r];[0:v][r]hstack=inputs=2:shortest=1[v]",
                 "-map", "[v]", "-map", "0:a", *enc, "-c:a", "aac", str(out / "two_faces.mp4")])  # fmt: skip
     videos["two_faces"] = (out / "two_faces.mp4", "avsr02")
     # variable frame rate: avsr_00002 with frames 3-5 of every 10 dropped, timestamps kept
@@ -52,6 +53,7 @@ def make_inputs(shared_data: Path, out: Path) -> dict[str, tuple[Path, str]]:
 
 def write_manifest(path: Path, videos: dict[str, tuple[Path, str]], names=None) -> Path:
     rows = [(videos[n][0], videos[n][1]) for n in (names or sorted(videos))]
-    lines = ["path,identity"] + [f"{p.relative_to(path.parent) if p.is_relative_to(path.parent) else p},{i}" for p, i in rows]
+    lines = ["path,identity"]
+    lines += [f"{p.relative_to(path.parent) if p.is_relative_to(path.parent) else p},{i}" for p, i in rows]
     path.write_text("\n".join(lines) + "\n")
     return path

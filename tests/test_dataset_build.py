@@ -132,7 +132,8 @@ def test_splits_are_identity_disjoint_and_statistics_come_from_train(built):
     splits = json.loads((out / "splits.json").read_text())
     assert all(splits["identities"][i] == next(iter(s)) for i, s in split_of.items())
     train = load_split(out, "train")
-    expected = Normalizer.fit([c.keypoints[s : s + 64] for c in train for s in range(0, max(1, len(c.keypoints) - 63), 64)])
+    windows = [c.keypoints[s : s + 64] for c in train for s in range(0, max(1, len(c.keypoints) - 63), 64)]
+    expected = Normalizer.fit(windows)
     got = load_statistics(out)
     np.testing.assert_allclose(got.mean, expected.mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got.std, expected.std, rtol=1e-5, atol=1e-6)

@@ -185,7 +185,8 @@ def dlib():
 
 
 def _src(shared_data, name, path=None):
-    return VideoSource(key=name, path=path or shared_data / "clips" / f"{name}.mp4", identity=name, source=f"{name}.mp4")
+    path = path or shared_data / "clips" / f"{name}.mp4"
+    return VideoSource(key=name, path=path, identity=name, source=f"{name}.mp4")
 
 
 def test_tracking_between_key_frames_agrees_with_detection_on_every_frame(shared_data, dlib):

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..components import KeypointDetector, num_frames
 from ..config import ComponentSpec, format_validation_error
-from ..errors import A2KError, ConfigError, InputError
+from ..errors import A2KError, ConfigError
 from .clips import Clip, interpolate_gaps
 from .layout import Layout, StatusLog
 from .packs import PackedClip, file_sha256, write_pack
@@ -213,7 +213,8 @@ def process_video(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector
         raise Rejected("no_face", f"no face found in any of the {res.frames_decoded} frames by detector "
                                   f"{detector.name!r}")  # fmt: skip
     main = res.tracks[0]
-    others = [tr for tr in res.tracks[1:] if tr["frames"] >= 0.25 * T and tr["median_width"] >= 0.5 * main["median_width"]]
+    others = [tr for tr in res.tracks[1:]
+              if tr["frames"] >= 0.25 * T and tr["median_width"] >= 0.5 * main["median_width"]]  # fmt: skip
     if others:
         msg = (f"{1 + len(others)} faces visible for long; main speaker's track kept (largest face, "
                f"{main['median_width']:.0f} px, in {main['frames']}/{T} frames)")  # fmt: skip
@@ -384,7 +385,10 @@ def build(
     def record(rec: dict) -> None:
         status.append(rec)
         counts[rec["status"]] += 1
-        what = f"{len(rec.get('samples', []))} clip(s)" if rec["status"] == "done" else f"{rec['reason']}: {rec['message']}"
+        if rec["status"] == "done":
+            what = f"{len(rec.get('samples', []))} clip(s)"
+        else:
+            what = f"{rec['reason']}: {rec['message']}"
         log(f"[{counts['done'] + counts['failed']}/{n}] {rec['key']}: {rec['status']} ({what})")
 
     if todo:

@@ -105,7 +105,8 @@ class Pack:
             with np.load(self.path, allow_pickle=False) as z:
                 fmt = int(z["format"])
                 if fmt != PACK_FORMAT:
-                    raise InputError(f"{self.path} is a clip pack of format {fmt}; this a2k-toolkit reads {PACK_FORMAT}")
+                    raise InputError(f"{self.path} is a clip pack of format {fmt}; this a2k-toolkit reads "
+                                     f"{PACK_FORMAT}: rebuild the dataset or use a matching a2k-toolkit")  # fmt: skip
                 self.keypoints = z["keypoints"]
                 self.valid = z["valid"]
                 self.audio = z["audio"]

@@ -216,10 +216,11 @@ class FaceTracker:
                     tr.last_box = tr.predict_box(p)
             pending.clear()
 
-        def detection_step(t: int, image: np.ndarray, boxes: list[Box], known=None) -> None:
+        def detection_step(t: int, image: np.ndarray, boxes: list[Box], known=None, only=None) -> None:
             nonlocal max_in_frame
             max_in_frame = max(max_in_frame, len(boxes))
-            candidates = [tr for tr in tracks if tr.last_box is not None and t - tr.last_t <= self.relink_frames]
+            candidates = [tr for tr in (tracks if only is None else only)
+                          if tr.last_box is not None and t - tr.last_t <= self.relink_frames]  # fmt: skip
             pairs = sorted(
                 ((iou(tr.last_box, b), i, j) for i, tr in enumerate(candidates) for j, b in enumerate(boxes)),
                 reverse=True,
@@ -277,10 +278,11 @@ class FaceTracker:
                 tracking_step(t, image)
                 lost.clear()
                 flush()
-                if lost:  # a track was lost on this frame: find the faces again right here
+                if lost:  # a track was lost on this frame: find it again right here (the others keep their fit)
                     det_frames += 1
-                    detection_step(t, image, [b for b in self._boxes([image])[0]
-                                              if not any(tr.seen[t] and iou(tr.last_box, b) > 0.3 for tr in tracks)])
+                    kept = [tr for tr in tracks if tr.seen[t]]
+                    boxes = [b for b in self._boxes([image])[0] if not any(iou(tr.last_box, b) > 0.3 for tr in kept)]
+                    detection_step(t, image, boxes, only=[tr for tr in tracks if not tr.seen[t]])
             flush()
 
         for t, frame in enumerate(frames):
