@@ -57,3 +57,15 @@ def write_manifest(path: Path, videos: dict[str, tuple[Path, str]], names=None) 
     lines += [f"{p.relative_to(path.parent) if p.is_relative_to(path.parent) else p},{i}" for p, i in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def work_or_die(src):
+    """Per-video function for the worker-crash test: the video keyed ``crash`` kills its worker process outright
+    (as a segfault in native code or the OOM killer would); the others are processed normally."""
+    import os
+
+    from a2k_toolkit.data.builder import _work
+
+    if src.key == "crash":
+        os._exit(139)
+    return _work(src)

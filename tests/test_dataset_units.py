@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,43 @@ def test_policies_reject_with_reasons(shared_data, dlib, tmp_path):
     with pytest.raises(Rejected) as info:
         process_video(_src(shared_data, "avsr_00006"), BuildConfig(min_frames=16, min_face=200), dlib)
     assert info.value.code == "face_too_small"
+
+
+def test_a_worker_dying_fails_only_its_video(tmp_path, shared_data):
+    from a2k_toolkit.data.builder import _run_pool
+    from a2k_toolkit.data.layout import Layout
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from dataset_inputs import work_or_die
+
+    (tmp_path / "notes.mp4").write_text("not a video")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    srcs = [VideoSource("notes", tmp_path / "notes.mp4", "a"), VideoSource("crash", tmp_path / "notes.mp4", "b"),
+            VideoSource("empty", tmp_path / "empty.mp4", "c"), _src(shared_data, "avsr_00006")]  # fmt: skip
+    records = []
+    _run_pool(srcs, BuildConfig(min_frames=16), Layout(tmp_path / "out"), 2, records.append, work=work_or_die)
+    got = {r["key"]: r for r in records}
+    assert sorted(got) == sorted(s.key for s in srcs)  # every video recorded exactly once
+    assert len(records) == len(srcs)
+    assert got["crash"]["reason"] == "worker_crashed" and "died" in got["crash"]["message"]
+    assert got["notes"]["reason"] == "not_a_video" and got["empty"]["reason"] == "empty_file"
+    assert got["avsr_00006"]["status"] == "done"
+
+
+def test_cli_user_errors_are_one_line_with_the_fix(tmp_path, capsys):
+    from a2k_toolkit.cli import main
+
+    (tmp_path / "v").mkdir()
+    cases = [
+        (["--split", "1,2"], "three numbers"),
+        (["--detector", "dlb"], "did you mean 'dlib'"),
+        (["--detector-param", "upsampl=2"], "detector.params.upsampl: unknown key"),
+        (["--shard-index", "2", "--num-shards", "2"], "--shard-index must be in [0, 2)"),
+    ]
+    for extra, message in cases:
+        assert main(["dataset", "build", str(tmp_path / "v"), str(tmp_path / "out"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()  # nothing written before the settings are valid
+    assert main(["dataset", "report", str(tmp_path / "v")]) == 2
+    assert "not a finished Vox-KP dataset" in capsys.readouterr().err

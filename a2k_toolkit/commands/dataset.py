@@ -74,7 +74,9 @@ def run_build(args) -> int:
         try:
             overrides["split"] = tuple(float(x) for x in args.split.split(","))
         except ValueError:
-            raise ConfigError(f"--split expects three numbers like 0.8,0.1,0.1, got {args.split!r}") from None
+            overrides["split"] = ()
+        if len(overrides["split"]) != 3:
+            raise ConfigError(f"--split expects three numbers (train,val,test) like 0.8,0.1,0.1, got {args.split!r}")
     cfg = load_build_config(args.config, **overrides)
     if args.detector or args.detector_param:
         spec = cfg.detector.model_dump()

@@ -406,9 +406,10 @@ def build(
     return summary
 
 
-def _run_pool(todo: list[VideoSource], cfg: BuildConfig, layout: Layout, workers: int, record) -> None:
+def _run_pool(todo: list[VideoSource], cfg: BuildConfig, layout: Layout, workers: int, record, work=None) -> None:
     """Run videos in a spawn process pool. If a worker dies (a crash in native code, the OOM killer), the videos in
-    flight are rerun one at a time, so only the one that kills its worker is recorded as failed."""
+    flight are rerun one at a time, so only the one that kills its worker is recorded as failed. ``work`` replaces
+    the per-video function (a picklable module-level function taking a :class:`VideoSource`)."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
@@ -427,7 +428,7 @@ def _run_pool(todo: list[VideoSource], cfg: BuildConfig, layout: Layout, workers
             while (pending or inflight) and not broken:
                 while pending and len(inflight) < 2 * workers:
                     src = pending.popleft()
-                    inflight[pool.submit(_work, src)] = src
+                    inflight[pool.submit(work or _work, src)] = src
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for fut in done:
                     src = inflight.pop(fut)
