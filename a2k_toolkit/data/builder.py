@@ -79,7 +79,10 @@ class BuildConfig(BaseModel):
 
 def load_build_config(source: str | Path | dict | BuildConfig | None = None, **overrides) -> BuildConfig:
     """A :class:`BuildConfig` from a YAML/JSON/TOML file or a dict, with ``overrides`` (``None`` values ignored)."""
-    from ..config import _read_file
+    try:
+        from ..config import read_config_file
+    except ImportError:  # older config.py, where the reader was still private
+        from ..config import _read_file as read_config_file
 
     if isinstance(source, BuildConfig):
         data = source.model_dump()
@@ -88,7 +91,7 @@ def load_build_config(source: str | Path | dict | BuildConfig | None = None, **o
     elif isinstance(source, dict):
         data = dict(source)
     else:
-        data = _read_file(Path(source))
+        data = read_config_file(Path(source))
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return BuildConfig.model_validate(data)
