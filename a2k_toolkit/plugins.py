@@ -22,6 +22,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "a2k_toolkit.builtin.logmel",
     "a2k_toolkit.builtin.librosa_mel",
     "a2k_toolkit.builtin.dlib_detector",
+    "a2k_toolkit.builtin.fan_detector",
     "a2k_toolkit.builtin.baselines",
     "a2k_toolkit.builtin.sketch",
     "a2k_toolkit.builtin.espeak",

@@ -152,3 +152,21 @@ def tiny_a2k_checkpoint(real_clips_dir, tiny_train_config, tmp_path_factory) -> 
     finally:
         torch.set_num_threads(threads)
     return run / "latest"
+@pytest.fixture(scope="session")
+def fan_torch_home(tmp_path_factory) -> Path:
+    """A ``TORCH_HOME`` holding randomly initialised 2D-FAN and S3FD weights under the file names face-alignment
+    downloads to, so the real loading code runs offline (the landmarks themselves are meaningless)."""
+    pytest.importorskip("face_alignment")
+    import torch
+    from face_alignment.api import models_urls
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.detection.sfd.sfd_detector import models_urls as sfd_urls
+    from face_alignment.models import FAN
+
+    home = tmp_path_factory.mktemp("torch_home")
+    ckpt = home / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(FAN(4).state_dict(), ckpt / Path(models_urls["2DFAN-4"]).name)
+    torch.save(s3fd().state_dict(), ckpt / Path(sfd_urls["s3fd"]).name)
+    return home

@@ -1,0 +1,311 @@
+"""Face tracks through a video: detection on every frame or on key frames, landmark tracking in between.
+
+:class:`FaceTracker` follows every face (up to ``max_faces``) and returns the main speaker's track: the face with
+the largest summed width over the frames it is seen in (large and present for long). Faces are linked from one
+detection to the next by box overlap (IoU).
+
+On a key frame the detector's face boxes are matched to the tracks and landmarks are computed inside each box. On
+the frames in between (``detect_every > 1``), each track's box is predicted from its previous frame's landmarks
+(mapped with the box/landmark relation measured at its last detection) and the landmarks are recomputed inside it,
+which is what ``DlibDetector.landmarks(image, box)`` and ``FanDetector.landmarks_batch`` are for. With
+``detect_every == 1`` all boxes of a chunk of frames, and then all landmark crops, go to the detector in one batch
+(``detect_batch``-style; what a GPU wants).
+
+Detectors offering only ``detect_all`` (no boxes) work with ``detect_every == 1``: their landmarks' bounding boxes
+are linked instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..components import KeypointDetector
+from ..errors import ConfigError
+
+Box = tuple[float, float, float, float]
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(left, top, right, bottom)`` boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def points_box(points: np.ndarray) -> Box:
+    """Bounding box of landmarks ``(68, 2)``."""
+    lo, hi = points.min(0), points.max(0)
+    return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+
+
+STABLE_POINTS = list(range(27, 48))  # nose and eyes: rigid with the head, unlike the jaw and the mouth
+
+
+def _spread(points: np.ndarray) -> float:
+    return float(np.sqrt(((points - points.mean(0)) ** 2).sum(-1).mean()))
+
+
+def supports_tracking(detector: KeypointDetector) -> bool:
+    """Whether ``detector`` offers ``face_boxes(image)`` and ``landmarks(image, box)`` (needed between key frames)."""
+    return callable(getattr(detector, "face_boxes", None)) and callable(getattr(detector, "landmarks", None))
+
+
+@dataclass
+class _Track:
+    """One face followed through the video."""
+
+    index: int
+    points: np.ndarray  # (T, 68, 2)
+    seen: np.ndarray  # (T,) landmarks computed in that frame
+    detected: np.ndarray  # (T,) ... from a detector box (else tracked)
+    last_t: int = -1
+    last_box: Box | None = None
+    active: bool = True  # can be tracked forward from last_t
+    key_box: Box = (0.0, 0.0, 1.0, 1.0)  # the last detector box ...
+    key_centre: np.ndarray = field(default_factory=lambda: np.zeros(2))  # ... and the stable points' centre
+    key_spread: float = 1.0  # ... and spread in it
+    widths: list[float] = field(default_factory=list)
+
+    def predict_box(self, points: np.ndarray) -> Box:
+        """The detector-style box for ``points``: the last detection's box, moved and scaled as the stable points
+        (nose and eyes) moved and scaled since then. Only rigid motion feeds back, so the box does not drift with
+        the landmarks' own errors (a box refitted to the landmarks every frame does)."""
+        stable = np.asarray(points, np.float64)[STABLE_POINTS]
+        c = stable.mean(0)
+        scale = _spread(stable) / max(self.key_spread, 1e-6)
+        l, t, r, b = self.key_box
+        off = (np.array([(l + r) / 2, (t + b) / 2]) - self.key_centre) * scale
+        w, h = (r - l) * scale / 2, (b - t) * scale / 2
+        cx, cy = c + off
+        return (float(cx - w), float(cy - h), float(cx + w), float(cy + h))
+
+    def learn_box(self, box: Box, points: np.ndarray) -> None:
+        """Remember a detector box and where the stable points were in it."""
+        stable = np.asarray(points, np.float64)[STABLE_POINTS]
+        self.key_box, self.key_centre, self.key_spread = box, stable.mean(0), _spread(stable)
+
+    @property
+    def score(self) -> float:
+        """Large and long-lived: the summed face width over the frames it was seen in."""
+        return float(sum(self.widths))
+
+
+@dataclass
+class TrackResult:
+    """The main speaker's track and what was seen of the others."""
+
+    points: np.ndarray  # (T, 68, 2) float32, zeros where not seen
+    seen: np.ndarray  # (T,) bool: landmarks measured in that frame (detected or tracked)
+    detected: np.ndarray  # (T,) bool: measured from a detector box on that frame
+    frames_decoded: int
+    tracks: list[dict]  # per track: frames, median_width, first, last; main first
+    max_faces_in_frame: int
+    detection_frames: int
+
+    @property
+    def num_faces(self) -> int:
+        return len(self.tracks)
+
+
+class FaceTracker:
+    """Follow faces through frames with ``detector``; see the module docstring."""
+
+    def __init__(
+        self,
+        detector: KeypointDetector,
+        *,
+        detect_every: int = 1,
+        max_faces: int = 4,
+        min_face: float = 0.0,
+        iou_threshold: float = 0.3,
+        track_iou: float = 0.8,
+        relink_frames: int = 50,
+        batch_size: int = 32,
+    ):
+        if detect_every < 1:
+            raise ConfigError(f"detect_every must be at least 1, got {detect_every}")
+        self.has_boxes = supports_tracking(detector)
+        if detect_every > 1 and not self.has_boxes:
+            raise ConfigError(
+                f"detector {detector.name!r} cannot track between key frames (it has no face_boxes/landmarks "
+                "methods); use detect_every: 1, or the dlib or fan detector"
+            )
+        self.detector = detector
+        self.detect_every = detect_every
+        self.max_faces = max_faces
+        self.min_face = min_face
+        self.iou_threshold = iou_threshold
+        self.track_iou = track_iou
+        self.relink_frames = relink_frames
+        self.batch_size = batch_size if detect_every == 1 else 1
+
+    # ------------------------------------------------------------------------------------------ detector calls
+
+    def _boxes(self, images: list[np.ndarray]) -> list[list[Box]]:
+        batched = getattr(self.detector, "face_boxes_batch", None)
+        boxes = batched(images) if callable(batched) else [self.detector.face_boxes(img) for img in images]
+        out = []
+        for bs in boxes:
+            bs = [tuple(float(v) for v in b[:4]) for b in bs if (b[2] - b[0]) >= self.min_face]
+            out.append(sorted(bs, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[: self.max_faces])
+        return out
+
+    def _landmarks(self, images: list[np.ndarray], boxes: list[Box]) -> list[np.ndarray]:
+        batched = getattr(self.detector, "landmarks_batch", None)
+        if callable(batched):
+            return batched(images, boxes)
+        return [self.detector.landmarks(img, box) for img, box in zip(images, boxes)]
+
+    # -------------------------------------------------------------------------------------------------- run
+
+    def run(self, frames: Iterable[np.ndarray], num_frames: int) -> TrackResult:
+        """Track through the first ``num_frames`` of ``frames``; frames past the end of the iterator are unseen."""
+        T = num_frames
+        tracks: list[_Track] = []
+        # landmark requests: (track, frame index, image, box, from a detector box?, landmarks if already known)
+        pending: list[tuple[_Track, int, np.ndarray, Box, bool, np.ndarray | None]] = []
+        lost: list[int] = []  # frames on which a tracked face was lost
+        max_in_frame = 0
+        det_frames = 0
+        decoded = 0
+
+        def new_track() -> _Track:
+            tr = _Track(len(tracks), np.zeros((T, 68, 2), np.float32), np.zeros(T, bool), np.zeros(T, bool))
+            tracks.append(tr)
+            return tr
+
+        def flush() -> None:
+            if not pending:
+                return
+            todo = [k for k, p in enumerate(pending) if p[5] is None]
+            computed = self._landmarks([pending[k][2] for k in todo], [pending[k][3] for k in todo]) if todo else []
+            pts = [p[5] for p in pending]
+            for k, p in zip(todo, computed):
+                pts[k] = p
+            for (tr, t, image, box, detected, _), p in zip(pending, pts):
+                p = np.asarray(p, np.float32)
+                h, w = image.shape[:2]
+                lb = points_box(p)
+                prev_w = tr.widths[-1] if tr.widths else None
+                ok = np.isfinite(p).all() and lb[2] - lb[0] > 2 and lb[3] - lb[1] > 2
+                # a tracked face that left the image, collapsed, or whose landmarks no longer fit the box they were
+                # computed in (fast motion: the fit starts to diverge) is lost; the detector runs on that frame
+                if ok and not detected:
+                    cx, cy = (lb[0] + lb[2]) / 2, (lb[1] + lb[3]) / 2
+                    ok = 0 <= cx < w and 0 <= cy < h and (prev_w is None or (lb[2] - lb[0]) > 0.5 * prev_w)
+                    ok = ok and iou(tr.predict_box(p), box) >= self.track_iou
+                if not ok:
+                    tr.active = False
+                    if not detected:
+                        lost.append(t)
+                    continue
+                tr.points[t], tr.seen[t], tr.detected[t] = p, True, detected
+                tr.widths.append(lb[2] - lb[0])
+                tr.last_t = t
+                if detected:
+                    tr.learn_box(box, p)
+                    tr.last_box = box
+                else:
+                    tr.last_box = tr.predict_box(p)
+            pending.clear()
+
+        def detection_step(t: int, image: np.ndarray, boxes: list[Box], known=None, only=None) -> None:
+            nonlocal max_in_frame
+            max_in_frame = max(max_in_frame, len(boxes))
+            candidates = [tr for tr in (tracks if only is None else only)
+                          if tr.last_box is not None and t - tr.last_t <= self.relink_frames]  # fmt: skip
+            pairs = sorted(
+                ((iou(tr.last_box, b), i, j) for i, tr in enumerate(candidates) for j, b in enumerate(boxes)),
+                reverse=True,
+            )
+            used_tracks, used_boxes = set(), set()
+            for overlap, i, j in pairs:
+                if overlap < self.iou_threshold or i in used_tracks or j in used_boxes:
+                    continue
+                used_tracks.add(i)
+                used_boxes.add(j)
+                tr = candidates[i]
+                tr.active, tr.last_box, tr.last_t = True, boxes[j], t
+                pending.append((tr, t, image, boxes[j], True, known[j] if known else None))
+            for i, tr in enumerate(candidates):
+                if i not in used_tracks:
+                    tr.active = False  # not found by the detector here: a gap, unless it is matched again later
+            for j, b in enumerate(boxes):
+                if j not in used_boxes:
+                    tr = new_track()
+                    tr.last_box, tr.last_t = b, t
+                    pending.append((tr, t, image, b, True, known[j] if known else None))
+
+        def tracking_step(t: int, image: np.ndarray) -> None:
+            for tr in tracks:
+                if tr.active and tr.last_t == t - 1:
+                    pending.append((tr, t, image, tr.predict_box(tr.points[t - 1]), False, None))
+
+        chunk: list[tuple[int, np.ndarray]] = []
+
+        def process(chunk: list[tuple[int, np.ndarray]]) -> None:
+            nonlocal det_frames
+            if not self.has_boxes:  # detect_all-only detector: link the landmarks' boxes
+                for t, image in chunk:
+                    det_frames += 1
+                    faces = [np.asarray(f, np.float32) for f in self.detector.detect_all(image)]
+                    faces = [f for f in faces if points_box(f)[2] - points_box(f)[0] >= self.min_face]
+                    faces = faces[: self.max_faces]
+                    detection_step(t, image, [points_box(f) for f in faces], faces)
+                    flush()
+                return
+            if self.detect_every == 1:
+                all_boxes = self._boxes([img for _, img in chunk])
+                det_frames += len(chunk)
+                for (t, image), boxes in zip(chunk, all_boxes):
+                    detection_step(t, image, boxes)
+                flush()
+                return
+            for t, image in chunk:
+                flush()
+                any_active = any(tr.active and tr.last_t == t - 1 for tr in tracks)
+                if t % self.detect_every == 0 or not any_active:
+                    det_frames += 1
+                    detection_step(t, image, self._boxes([image])[0])
+                    continue
+                tracking_step(t, image)
+                lost.clear()
+                flush()
+                if lost:  # a track was lost on this frame: find it again right here (the others keep their fit)
+                    det_frames += 1
+                    kept = [tr for tr in tracks if tr.seen[t]]
+                    boxes = [b for b in self._boxes([image])[0] if not any(iou(tr.last_box, b) > 0.3 for tr in kept)]
+                    detection_step(t, image, boxes, only=[tr for tr in tracks if not tr.seen[t]])
+            flush()
+
+        for t, frame in enumerate(frames):
+            if t >= T:
+                break
+            decoded += 1
+            chunk.append((t, frame))
+            if len(chunk) >= self.batch_size:
+                process(chunk)
+                chunk = []
+        if chunk:
+            process(chunk)
+
+        ranked = sorted(tracks, key=lambda tr: (-tr.score, tr.index))
+        summaries = [
+            {"frames": int(tr.seen.sum()), "median_width": float(np.median(tr.widths)) if tr.widths else 0.0,
+             "first": int(np.flatnonzero(tr.seen)[0]) if tr.seen.any() else -1,
+             "last": int(np.flatnonzero(tr.seen)[-1]) if tr.seen.any() else -1}
+            for tr in ranked if tr.seen.any()
+        ]  # fmt: skip
+        if not summaries:
+            return TrackResult(np.zeros((T, 68, 2), np.float32), np.zeros(T, bool), np.zeros(T, bool), decoded, [],
+                               max_in_frame, det_frames)  # fmt: skip
+        main = ranked[0]
+        return TrackResult(main.points, main.seen.copy(), main.detected.copy(), decoded, summaries, max_in_frame,
+                           det_frames)  # fmt: skip
