@@ -287,3 +287,29 @@ def test_parts_built_on_two_machines_merge_into_the_single_machine_dataset(input
     assert again["videos_added"] == 0
     assert json.loads((tmp_path / "merged" / "manifest.json").read_text())["files"]["shards/train-00000.npz"] == a[
         "shards/train-00000.npz"]
+
+
+# ------------------------------------------------------------ the built dataset feeds training and evaluation
+
+
+def test_trainer_reads_a_built_dataset(built, tiny_train_config, catalog, tmp_path):
+    """`data.format: voxkp` trains from the train split and validates on DIR@val."""
+    from a2k_toolkit.training import Trainer
+
+    out, _ = built
+    cfg = tiny_train_config(out, tmp_path / "run", max_steps=2,
+                            data={"format": "voxkp", "val": [f"{out}@val"], "window": 16, "stride": 16})  # fmt: skip
+    trainer = Trainer(cfg, catalog=catalog)
+    n_train = sum(c.num_frames // 16 for c in VoxKPReader(out, "train"))
+    assert 0 < len(trainer.train_set) <= n_train + len(VoxKPReader(out, "train"))
+    trainer.fit()
+    assert (tmp_path / "run" / "latest").is_dir()
+
+
+def test_eval_reads_a_split_of_a_built_dataset(built, tmp_path):
+    out, _ = built
+    proc = _cli("eval", "--clips", out, "--split", "test", "--generators", "static", "--out", tmp_path / "rep")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert "static" in json.dumps(results)
+    assert (tmp_path / "rep" / "report.md").is_file()

@@ -114,7 +114,7 @@ def test_config_entries_with_labels_and_params(clip_dir, tmp_path):
         (["--generators", "statc"], "unknown generator 'statc' (did you mean 'static'?)"),
         (["--generators", "static:runs/x"], "has no `checkpoint` parameter"),
         (["--generators", "static,static"], "share the label 'static'"),
-        (["--split", "test"], "not available in this version"),
+        (["--split", "test"], "is not a finished Vox-KP dataset (no manifest.json)"),
         (["--limit", "0"], "--limit must be at least 1"),
         (["--norm-stats", "missing.json"], "statistics file not found"),
     ],

@@ -1,5 +1,5 @@
-"""Where evaluation clips come from: saved clip files, videos (keypoints extracted once, then cached), and — the
-seam for the Vox-KP dataset reader — a split of a built dataset (:func:`split_clips`).
+"""Where evaluation clips come from: saved clip files, videos (keypoints extracted once, then cached), and a split
+of a built Vox-KP dataset (:func:`split_clips`).
 
 Every source yields :class:`~a2k_toolkit.data.clips.Clip` objects one at a time.
 """
@@ -92,15 +92,11 @@ def video_clip(
 
 
 def split_clips(dataset_dir: Path, split: str) -> Iterator[Clip]:
-    """Clips of one split (``train``, ``val``, ``test``) of a built Vox-KP dataset directory.
+    """Clips of one split (``train``, ``val``, ``test``) of a built Vox-KP dataset directory (``a2k dataset build``);
+    ``a2k eval --split NAME`` routes here."""
+    from ..data.reader import VoxKPReader
 
-    This is the seam for the dataset reader in :mod:`a2k_toolkit.data`: it only has to yield :class:`Clip` objects;
-    ``a2k eval --split NAME`` and :func:`iter_clips` already route here.
-    """
-    raise InputError(
-        f"reading split {split!r} of a built dataset ({dataset_dir}) is not available in this version; evaluate "
-        "saved clip files (.npz) or videos instead, without --split"
-    )
+    yield from VoxKPReader(dataset_dir, split, rank=0, world_size=1)
 
 
 def iter_clips(

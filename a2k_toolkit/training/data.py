@@ -6,10 +6,11 @@ objects. Built in:
 * ``clips`` -- ``.npz`` files written by :func:`a2k_toolkit.data.clips.save_clip` (or directories of them);
 * ``videos`` -- talking-head videos, turned into clips by :func:`~a2k_toolkit.data.clips.extract_clip` with the
   configured keypoint detector, and cached as ``.npz`` in ``data.cache_dir`` (keyed by path, size, mtime, detector);
-* ``auto`` -- per file by extension (``.npz`` -> clips, anything else -> videos).
+* ``auto`` -- per file by extension (``.npz`` -> clips, anything else -> videos);
+* ``voxkp`` -- built Vox-KP dataset directories (``a2k dataset build``); a path reads its ``train`` split, and
+  ``DIR@val`` / ``DIR@test`` name another split (so ``data.val: [DIR@val]``).
 
-Another reader (for example the Vox-KP shard format) registers itself with :func:`register_clip_source` and is chosen
-with ``data.format: <name>``.
+Another reader registers itself with :func:`register_clip_source` and is chosen with ``data.format: <name>``.
 """
 
 from __future__ import annotations
@@ -97,6 +98,27 @@ def auto_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
 register_clip_source("auto", auto_clips)
 register_clip_source("videos", video_clips)
 register_clip_source("clips", npz_clips)
+
+
+def split_path(path: str, default_split: str = "train") -> tuple[str, str]:
+    """``"DIR@val"`` -> ``("DIR", "val")``; ``"DIR"`` -> ``("DIR", default_split)``."""
+    root, sep, split = str(path).rpartition("@")
+    if sep and split in ("train", "val", "test"):
+        return root, split
+    return str(path), default_split
+
+
+def voxkp_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
+    """Every clip of the named split of each Vox-KP dataset (all of them on every rank: the DistributedSampler over
+    training windows splits the work)."""
+    from ..data.reader import VoxKPReader
+
+    for p in paths:
+        root, split = split_path(p)
+        yield from VoxKPReader(root, split, rank=0, world_size=1)
+
+
+register_clip_source("voxkp", voxkp_clips)
 
 
 def load_clips(paths: list[str], cfg: DataConfig, exclude: Iterable[str] = ()) -> list[Clip]:
