@@ -23,6 +23,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "a2k_toolkit.builtin.dlib_detector",
     "a2k_toolkit.builtin.baselines",
     "a2k_toolkit.builtin.sketch",
+    "a2k_toolkit.builtin.warp",
     "a2k_toolkit.builtin.espeak",
 )
 
