@@ -24,6 +24,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "a2k_toolkit.builtin.baselines",
     "a2k_toolkit.builtin.sketch",
     "a2k_toolkit.builtin.warp",
+    "a2k_toolkit.builtin.side_by_side",
     "a2k_toolkit.builtin.espeak",
 )
 
