@@ -34,14 +34,16 @@ class PanelSpec(BaseModel):
 
 
 def put_label(img: np.ndarray, text: str) -> None:
-    """Write ``text`` at the top left of ``img`` (in place), white with a dark outline, sized to the image."""
+    """Write ``text`` at the top left of ``img`` (in place): white on a darkened strip, sized to the image."""
     import cv2
 
-    scale = max(0.3, img.shape[0] / 640)
-    thick = max(1, int(round(scale * 1.5)))
-    org = (int(6 * scale) + 2, int(22 * scale) + 4)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    scale = max(0.35, img.shape[0] / 600)
+    thick = max(1, int(round(scale * 1.6)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad = max(2, th // 3)
+    x1, y1 = min(tw + 2 * pad, img.shape[1]), min(th + base + 2 * pad, img.shape[0])
+    img[:y1, :x1] = (img[:y1, :x1].astype(np.uint16) * 2 // 5).astype(np.uint8)
+    cv2.putText(img, text, (pad, pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
 
 
 class SideBySideRenderer(Renderer):

@@ -262,6 +262,7 @@ class FaceWarper:
             cv2.fillConvexPoly(index, verts[i], int(i), cv2.LINE_8, 4)
         xs = (x0 + (np.arange(gw) + 0.5) * s - 0.5).astype(np.float32)[None, :]
         ys = (y0 + (np.arange(gh) + 0.5) * s - 0.5).astype(np.float32)[:, None]
+        index = index.astype(np.intp)  # take() would convert it on every call
         a, b, c, d, e, f = (row.take(index) for row in coef)  # u = a x + c y + e, v = b x + d y + f
         map_x = a * xs
         map_x += c * ys
