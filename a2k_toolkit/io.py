@@ -231,7 +231,8 @@ def write_video(
     first frame's size (odd sizes are padded to even). Every frame given is written: the video has exactly as many
     frames as the iterable yields, and ``num_frames``, when given, is checked against that count. The audio (a
     waveform at ``sample_rate`` or an audio/video file) is cut to the video's duration, or padded with silence when
-    shorter. Returns the number of frames written. On any error, nothing is left at ``path`` (nor a temporary file).
+    shorter. Returns the number of frames written. On any error, ``path`` is left as it was and no temporary file
+    remains.
     """
     path = Path(path)
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):

@@ -88,6 +88,30 @@ def test_rendered_face_moves_with_the_keypoints(warp_video):
         assert np.abs(frames[corner] - image[corner[1:]]).mean() < 4
 
 
+@pytest.mark.parametrize("kind", ["rgba-png", "grayscale-jpeg"])
+def test_cli_renders_rgba_and_grayscale_photos(shared_data, tmp_path, kind):
+    import cv2
+
+    if kind == "rgba-png":
+        image = shared_data / "faces" / "327-3275260_leonardo-dicaprio-png-famous-actor.png"
+        assert cv2.imread(str(image), cv2.IMREAD_UNCHANGED).shape[2] == 4
+    else:
+        image = tmp_path / "gray.jpg"
+        cv2.imwrite(str(image), cv2.cvtColor(cv2.imread(str(shared_data / "faces" / "obama.jpg")), cv2.COLOR_BGR2GRAY))
+    audio = tmp_path / "one-second.wav"
+    io.write_wav(audio, io.load_audio(shared_data / "speech" / "makeittalk_M6_04_16k.wav")[:16000], 16000)
+    cfg = tmp_path / "warp.yaml"
+    cfg.write_text("renderer: {name: warp, params: {size: 128}}\ndevice: cpu\n")
+    video = tmp_path / "out.mp4"
+    assert main(["generate", "--image", str(image), "--audio", str(audio), "--config", str(cfg),
+                 "--video-out", str(video)]) == 0  # fmt: skip
+    info = io.probe_video(video)
+    assert info["frames"] == 25 and (info["width"], info["height"]) == (128, 128) and info["audio_codec"] == "aac"
+    first = decode(video)[0].astype(int)
+    expected = cv2.resize(io.load_image(image), (128, 128), interpolation=cv2.INTER_AREA)
+    assert np.abs(first - expected).mean() < 4  # the photo, in colour space RGB (alpha composited over white)
+
+
 # ------------------------------------------------------------------------------------------------ write_video
 
 

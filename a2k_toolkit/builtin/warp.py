@@ -204,7 +204,8 @@ class FaceWarper:
         lips = self.image[mask > 0]
         lip = lips.reshape(-1, 3).mean(0) if len(lips) else np.array([150.0, 80.0, 80.0])
         cheek = np.zeros((self.h, self.w), np.uint8)
-        cv2.fillPoly(cheek, [np.round(face[[1, 2, 3, 31, 35, 13, 14, 15, 29]]).astype(np.int32)], 1)
+        cheeks = [face[[1, 3, 48, 31, 39]], face[[15, 13, 54, 35, 42]]]  # between jaw, mouth corner, nose and eye
+        cv2.fillPoly(cheek, [np.round(c).astype(np.int32) for c in cheeks], 1)
         skin = self.image[cheek > 0]
         skin_luma = float(skin.reshape(-1, 3).mean()) if len(skin) else 150.0
         skin_rgb = skin.reshape(-1, 3).mean(0) if len(skin) else np.array([170.0, 140.0, 120.0])
