@@ -15,8 +15,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..components import Params, Renderer
-from ..errors import ConfigError, InputError
+from ..errors import A2KError, ConfigError, InputError
 from ..hookspecs import hookimpl
+from ..io import to_rgb_uint8
 from ..keypoints import Keypoints
 from ..rendering import output_size, reference_image_rgb
 
@@ -129,10 +130,16 @@ class SideBySideRenderer(Renderer):
         names = [spec.name for spec in self.params.panels]
         gap = self.params.gap
         width = len(streams) * ow + (len(streams) - 1) * gap
-        for _ in range(n):
+        for t in range(n):
             row = np.full((oh, width, 3), GAP_COLOUR, np.uint8)
             for j, stream in enumerate(streams):
-                panel = still.copy() if stream is None else next(stream)
+                if stream is None:
+                    panel = still.copy()
+                else:
+                    panel = next(stream, None)
+                    if panel is None:
+                        raise A2KError(f"{self.name}: panel {names[j]!r} stopped after {t} of {n} frames")
+                    panel = to_rgb_uint8(np.array(panel))  # a copy: labels must not draw into the panel's buffers
                 if panel.shape[:2] != (oh, ow):
                     panel = cv2.resize(panel, (ow, oh), interpolation=cv2.INTER_AREA)
                 if self.params.labels:
