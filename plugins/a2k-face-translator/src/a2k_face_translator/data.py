@@ -8,7 +8,7 @@ on black, at the crop's resolution.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +84,7 @@ class FaceClip:
 
 
 def face_clip(
-    frames: Sequence[np.ndarray] | np.ndarray,
+    frames: Iterable[np.ndarray],
     keypoints: np.ndarray,
     size: int,
     *,
@@ -93,26 +93,35 @@ def face_clip(
     identity: str = "",
     clip_id: str = "",
 ) -> FaceClip:
-    """Crop ``frames`` (RGB uint8) around the clip's median face and draw the sketches; frames whose keypoints are
-    not ``valid`` are skipped, and only every ``stride``-th frame is kept."""
-    n = min(len(frames), len(keypoints))
-    if n == 0:
-        raise InputError(f"clip {clip_id or '?'} has no frames with keypoints")
-    keep = np.arange(0, n, stride)
+    """Crop ``frames`` (RGB uint8, any iterable: they are cropped as they come) around the clip's median face and
+    draw the sketches; frames whose keypoints are not ``valid`` are skipped, and only every ``stride``-th frame is
+    kept."""
+    keypoints = np.asarray(keypoints)
+    keep = np.arange(0, len(keypoints), stride)
     if valid is not None:
         keep = keep[np.asarray(valid)[keep]]
     if len(keep) == 0:
         raise InputError(f"clip {clip_id or '?'} has no frame with a detected face")
-    box = face_box(np.median(np.asarray(keypoints)[keep], axis=0))
-    pts = to_crop(np.asarray(keypoints)[keep], box, size)
-    crops = np.stack([crop(np.asarray(frames[i]), box, size) for i in keep])
+    box = face_box(np.median(keypoints[keep], axis=0))
+    wanted = set(keep.tolist())
+    crops, used = [], []
+    for i, frame in enumerate(frames):
+        if i > keep[-1]:
+            break
+        if i in wanted:
+            crops.append(crop(np.asarray(frame), box, size))
+            used.append(i)
+    if not crops:
+        raise InputError(f"clip {clip_id or '?'} has no decodable frames with keypoints")
+    pts = to_crop(keypoints[used], box, size)
     sketches = np.stack([sketch(p, size) for p in pts])
-    return FaceClip(crops, sketches, pts, identity=identity, clip_id=clip_id)
+    return FaceClip(np.stack(crops), sketches, pts, identity=identity, clip_id=clip_id)
 
 
 def load_face_clip(video: str | Path, size: int, *, detector=None, clip=None, stride: int = 1) -> FaceClip:
     """A :class:`FaceClip` from a talking-head video: keypoints from ``clip`` (an ``a2k_toolkit.data.clips.Clip`` of
-    that video) or extracted with ``detector`` (default: dlib), frames decoded at the clip's 25 fps."""
+    that video) or extracted with ``detector`` (default: dlib), frames decoded at the clip's frame rate and cropped
+    one by one."""
     from a2k_toolkit.data.clips import extract_clip
     from a2k_toolkit.io import read_video_frames
 
@@ -122,12 +131,7 @@ def load_face_clip(video: str | Path, size: int, *, detector=None, clip=None, st
 
             detector = DlibDetector()
         clip = extract_clip(video, detector)
-    frames = []
-    for i, f in enumerate(read_video_frames(video, fps=clip.fps)):
-        if i >= clip.num_frames:
-            break
-        frames.append(f)
-    return face_clip(frames, clip.keypoints, size, valid=clip.valid, stride=stride,
+    return face_clip(read_video_frames(video, fps=clip.fps), clip.keypoints, size, valid=clip.valid, stride=stride,
                      identity=clip.identity, clip_id=clip.clip_id)  # fmt: skip
 
 
