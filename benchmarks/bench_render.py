@@ -112,8 +112,10 @@ def measure_mp4(size: int, kp: Keypoints, image: np.ndarray, wav: np.ndarray, tm
     return n / (time.perf_counter() - t)
 
 
-def gallery(out: Path, image: np.ndarray, kp: Keypoints, checkpoint: Path | None, size: int = 192) -> None:
-    """Small PNGs of each renderer on the sample photo, at the frame where the mouth is open widest."""
+def gallery(out: Path, image: np.ndarray, kp: Keypoints, checkpoint: Path | None, size: int = 192,
+            finetune_steps: int = 100) -> None:  # fmt: skip
+    """Small PNGs of each renderer on the sample photo, at the frame where the mouth is open widest (the translator
+    fine-tuned for ``finetune_steps`` on the photo alone)."""
     import cv2
 
     from a2k_toolkit.builtin.side_by_side import SideBySideRenderer
@@ -145,7 +147,9 @@ def gallery(out: Path, image: np.ndarray, kp: Keypoints, checkpoint: Path | None
     if checkpoint is not None:
         from a2k_face_translator import FaceTranslatorRenderer
 
-        save("render-face-translator.png", FaceTranslatorRenderer(checkpoint=str(checkpoint), size=size).render(kpc, crop)[1])
+        # one shot (the photo itself), fine-tuned on it as in the paper's few-shot setting
+        translator = FaceTranslatorRenderer(checkpoint=str(checkpoint), size=size, finetune_steps=finetune_steps)
+        save("render-face-translator.png", translator.render(kpc, crop)[1])
 
 
 def main(argv=None) -> int:
@@ -156,6 +160,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--translator-checkpoint", help="a trained face-translator checkpoint (else: untrained weights)")
     p.add_argument("--gallery", help="write the docs PNGs to this directory")
+    p.add_argument("--gallery-finetune", type=int, default=100, help="translator fine-tuning steps for the gallery")
     args = p.parse_args(argv)
 
     import torch
@@ -185,7 +190,8 @@ def main(argv=None) -> int:
         if not args.translator_checkpoint:
             print("\nface-translator: untrained weights (speed only); pass --translator-checkpoint for a trained one")
         if args.gallery:
-            gallery(Path(args.gallery), image, kp, Path(args.translator_checkpoint) if args.translator_checkpoint else None)
+            ckpt = Path(args.translator_checkpoint) if args.translator_checkpoint else None
+            gallery(Path(args.gallery), image, kp, ckpt, finetune_steps=args.gallery_finetune)
     return 0
 
 
