@@ -234,6 +234,10 @@ def write_video(
     shorter. Returns the number of frames written. On any error, ``path`` is left as it was and no temporary file
     remains.
     """
+    # local imports: the audio helpers may live in a2k_toolkit.audio (re-exported from this module)
+    from .errors import AudioLoadError
+    from .io import write_wav
+
     path = Path(path)
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
         raise InputError(f"video frame rate must be a positive number, got {fps!r}")
