@@ -288,7 +288,8 @@ def write_video(
 
         def ffmpeg_message() -> str:
             with open(log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace").strip()[-500:] or f"ffmpeg exited with code {proc.returncode}"
+                text = f.read().decode("utf-8", "replace").strip()[-500:]
+            return text or f"ffmpeg exited with code {proc.returncode}"
 
         count = 0
         try:

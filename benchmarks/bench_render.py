@@ -92,7 +92,7 @@ def measure(renderer, kp: Keypoints, image: np.ndarray, repeat: int) -> tuple[fl
     """``(seconds to the first frame, wall frames/s, cpu frames/s)``: best of ``repeat`` runs."""
     best = (np.inf, 0.0, 0.0)
     for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0 = time.perf_counter()
         it = iter(renderer.frames(kp, image))
         next(it)
         t1, c1 = time.perf_counter(), time.process_time()
@@ -186,7 +186,8 @@ def main(argv=None) -> int:
                           flush=True)  # fmt: skip
             for framing, (img, k) in framings.items():
                 mp4 = measure_mp4(size, k, img, wav, tmp)
-                print(f"{'warp + mp4 (H.264 + AAC)':32s} {framing:9s} {size:>4d}x{size:<4d} {'':9s} {mp4:9.1f}", flush=True)
+                name = "warp + mp4 (H.264 + AAC)"
+                print(f"{name:32s} {framing:9s} {size:>4d}x{size:<4d} {'':9s} {mp4:9.1f}", flush=True)
         if not args.translator_checkpoint:
             print("\nface-translator: untrained weights (speed only); pass --translator-checkpoint for a trained one")
         if args.gallery:

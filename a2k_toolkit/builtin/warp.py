@@ -352,7 +352,8 @@ class WarpRenderer(Renderer):
     name = "warp"
 
     class Params(Params):
-        size: int | None = Field(None, ge=16, le=4096, description="longest side of the output; null keeps the image size")
+        size: int | None = Field(None, ge=16, le=4096,
+                                 description="longest side of the output; null keeps the image size")  # fmt: skip
         head_motion: bool = Field(True, description="warp a ring around the face (hair, ears) with the head's motion")
         anchors: bool = Field(True, description="fixed points around the head, so the background does not move")
         mouth_fill: float = Field(1.0, ge=0, le=1, description="strength of the mouth cavity drawn when it opens")

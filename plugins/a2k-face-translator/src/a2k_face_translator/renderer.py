@@ -18,7 +18,6 @@ import numpy as np
 from pydantic import Field
 
 from a2k_toolkit.components import Params, Renderer
-from a2k_toolkit.errors import InputError, MissingDependencyError
 from a2k_toolkit.keypoints import Keypoints
 from a2k_toolkit.rendering import prepare_inputs
 
@@ -30,7 +29,8 @@ class FaceTranslatorRenderer(Renderer):
 
     class Params(Params):
         checkpoint: str = Field(min_length=1, description="path of a .safetensors checkpoint (meta or personal)")
-        size: int | None = Field(None, ge=16, le=4096, description="longest side of the output; null keeps the image size")
+        size: int | None = Field(None, ge=16, le=4096,
+                                 description="longest side of the output; null keeps the image size")  # fmt: skip
         shots: list[str] = Field(default_factory=list, max_length=64,
                                  description="more photos of the same person: K = 1 + len(shots)")  # fmt: skip
         finetune_steps: int = Field(0, ge=0, le=5000, description="few-shot fine-tuning steps on the K shots")
@@ -46,10 +46,6 @@ class FaceTranslatorRenderer(Renderer):
 
     def load(self):
         """The checkpoint, loaded once per file version onto this renderer's device."""
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - torch is a dependency of the toolkit
-            raise MissingDependencyError("torch", "dev", "The face-translator renderer") from exc
         from .checkpoint import load_checkpoint
 
         path = Path(self.params.checkpoint).expanduser()
@@ -100,7 +96,9 @@ class FaceTranslatorRenderer(Renderer):
             e = model.embed(to_tensor(frames, self.device), to_tensor(sketches, self.device))
             return G, G.psi(e[None])[0]
 
-    def frames(self, keypoints: Keypoints, reference_image: np.ndarray, *, reference_points=None) -> Iterator[np.ndarray]:
+    def frames(
+        self, keypoints: Keypoints, reference_image: np.ndarray, *, reference_points=None
+    ) -> Iterator[np.ndarray]:
         """Frames for ``keypoints``; the photo's own keypoints are ``reference_points`` if given, else frame 0."""
         inp = prepare_inputs(keypoints, reference_image, self.params.size, reference_points=reference_points,
                              renderer=self.name)  # fmt: skip

@@ -185,9 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("meta", help="meta-train on talking-head clips", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    m = sub.add_parser("meta", help="meta-train on talking-head clips", formatter_class=fmt)
     m.add_argument("--clips", nargs="+", required=True, help="videos (.mp4) or directories of them")
-    m.add_argument("--exclude", nargs="*", default=[], help="clip names (file stems) to leave out, e.g. a held-out person")
+    m.add_argument("--exclude", nargs="*", default=[],
+                   help="clip names (file stems) to leave out, e.g. a held-out person")  # fmt: skip
     m.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     m.add_argument("--resume", help="meta checkpoint to continue from (same clips)")
     m.add_argument("--image-size", type=int, default=64)
@@ -211,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="auto")
     m.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     m.set_defaults(func=cmd_meta)
-    f = sub.add_parser("finetune", help="few-shot fine-tuning on one person", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    f = sub.add_parser("finetune", help="few-shot fine-tuning on one person", formatter_class=fmt)
     f.add_argument("--checkpoint", required=True, help="meta checkpoint")
     src = f.add_mutually_exclusive_group(required=True)
     src.add_argument("--video", help="a video of the person (K frames are taken evenly spaced)")
