@@ -167,12 +167,26 @@ def write_video(
 ) -> int:
     """Encode RGB uint8 frames as H.264 (yuv420p) MP4 at ``fps``, with the audio muxed as AAC; atomic.
 
-    The audio track is cut to ``num_frames / fps`` when ``num_frames`` is given (else to the shorter stream).
-
-    Frames are streamed to ffmpeg one at a time, so memory does not grow with length. Odd frame sizes are padded to
-    even. Returns the number of frames written. The audio is cut to the video's duration.
+    Frames are streamed to ffmpeg one at a time, so memory does not grow with length; every frame must have the
+    first frame's size (odd sizes are padded to even). Every frame given is written: the video has exactly as many
+    frames as the iterable yields, and ``num_frames``, when given, is checked against that count. The audio (a
+    waveform at ``sample_rate`` or an audio/video file) is cut to the video's duration, or padded with silence when
+    shorter. Returns the number of frames written. On any error, ``path`` is left as it was and no temporary file
+    remains.
     """
+    # local imports: the audio helpers may live in a2k_toolkit.audio (re-exported from this module)
+    from .errors import AudioLoadError
+    from .io import write_wav
+
     path = Path(path)
+    if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
+        raise InputError(f"video frame rate must be a positive number, got {fps!r}")
+    if audio is not None and not isinstance(audio, np.ndarray):
+        audio_path = Path(audio)
+        if not audio_path.is_file():
+            raise AudioLoadError(f"audio file to mux not found: {audio_path}")
+    elif audio is not None and np.asarray(audio).size == 0:
+        raise AudioLoadError("the audio to mux contains no samples; pass audio=None for a silent video")
     it = iter(frames)
     try:
         first = next(it)
@@ -181,46 +195,71 @@ def write_video(
     first = to_rgb_uint8(first)
     h, w = first.shape[:2]
     with contextlib.ExitStack() as stack:
-        audio_args: list[str] = []
+        tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="a2k-video-"))
+        audio_src = None
         if audio is not None:
             if isinstance(audio, np.ndarray):
-                tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="a2k-audio-"))
                 audio_src = os.path.join(tmpdir, "audio.wav")
                 from .audio import write_wav
 
                 write_wav(audio_src, audio, sample_rate)
             else:
                 audio_src = str(audio)
-            audio_args = ["-i", audio_src, "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
-            audio_args += ["-t", f"{num_frames / fps:.6f}"] if num_frames else ["-shortest"]
+
+        def audio_args(duration: float) -> list[str]:
+            # pad the audio with silence so it never ends before the video, and cut it at the video's end
+            return ["-i", audio_src, "-map", "0:v:0", "-map", "1:a:0", "-af", "apad", "-c:a", "aac", "-b:a", "128k",
+                    "-t", f"{duration:.6f}"]  # fmt: skip
+
         tmp = stack.enter_context(atomic_path(path))
+        # with audio but no known frame count, encode the video alone first, then mux the audio cut to its length
+        two_pass = audio_src is not None and num_frames is None
+        video_out = os.path.join(tmpdir, "video.mp4") if two_pass else str(tmp)
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "pipe:0",
-            *audio_args,
+            *(audio_args(num_frames / fps) if audio_src is not None and not two_pass else []),
             "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
             "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", "-r", f"{fps}", str(tmp),
+            "-movflags", "+faststart", "-r", f"{fps}", video_out,
         ]  # fmt: skip
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        # ffmpeg's messages go to a file, not a pipe nobody reads while frames are written (a full pipe would block)
+        log_path = os.path.join(tmpdir, "ffmpeg.log")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+
+        def ffmpeg_message() -> str:
+            with open(log_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace").strip()[-500:]
+            return text or f"ffmpeg exited with code {proc.returncode}"
+
         count = 0
         try:
             for frame in _chain([first], it):
                 frame = to_rgb_uint8(frame)
                 if frame.shape[:2] != (h, w):
-                    raise InputError(f"frame {count} has size {frame.shape[:2]}, expected {(h, w)}")
+                    raise InputError(
+                        f"frame {count} has size {frame.shape[1]}x{frame.shape[0]}, but the video is {w}x{h} "
+                        "(every frame must have the first frame's size)"
+                    )
                 proc.stdin.write(frame.tobytes())
                 count += 1
             proc.stdin.close()
+        except BrokenPipeError:
+            proc.kill()
+            proc.wait()
+            raise A2KError(f"encoding {path} failed: {ffmpeg_message()}") from None
         except BaseException:
             proc.kill()
             proc.wait()
             raise
-        err = proc.stderr.read().decode("utf-8", "replace")
         if proc.wait() != 0:
-            raise A2KError(f"encoding {path} failed: {err.strip()[-500:]}")
+            raise A2KError(f"encoding {path} failed: {ffmpeg_message()}")
         if num_frames is not None and count != num_frames:
-            raise A2KError(f"wrote {count} frames to {path}, expected {num_frames}")
+            raise A2KError(f"got {count} frames for {path}, expected {num_frames}; the video was not written")
+        if two_pass:
+            run_ffmpeg(["-y", "-i", video_out, *audio_args(count / fps), "-c:v", "copy", "-movflags", "+faststart",
+                        str(tmp)], what=f"muxing the audio into {path}")  # fmt: skip
     return count
 
 

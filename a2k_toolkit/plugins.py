@@ -25,6 +25,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "a2k_toolkit.builtin.fan_detector",
     "a2k_toolkit.builtin.baselines",
     "a2k_toolkit.builtin.sketch",
+    "a2k_toolkit.builtin.warp",
+    "a2k_toolkit.builtin.side_by_side",
     "a2k_toolkit.builtin.espeak",
     "a2k_toolkit.builtin.audio2keypoint",
 )

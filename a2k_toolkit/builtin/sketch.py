@@ -11,14 +11,7 @@ from ..components import Params, Renderer
 from ..errors import InputError
 from ..hookspecs import hookimpl
 from ..keypoints import CLOSED_PARTS, PART_COLORS, PARTS, Keypoints
-
-
-def output_size(image_hw: tuple[int, int], size: int | None) -> tuple[int, int, float]:
-    """``(height, width, scale)`` for an output whose longest side is ``size`` (even sides, for H.264)."""
-    h, w = image_hw
-    scale = 1.0 if size is None else size / max(h, w)
-    oh, ow = int(round(h * scale)) // 2 * 2, int(round(w * scale)) // 2 * 2
-    return max(oh, 2), max(ow, 2), scale
+from ..rendering import output_size  # noqa: F401  (re-exported: renderers size their output the same way)
 
 
 def draw_keypoints(canvas: np.ndarray, points: np.ndarray, thickness: int = 2, dots: bool = False) -> np.ndarray:

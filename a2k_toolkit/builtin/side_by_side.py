@@ -1,0 +1,206 @@
+"""Renderer ``side-by-side``: inspection videos composing several panels per frame.
+
+Each panel is either ``reference`` (the still photo) or any registered renderer, given by name or as
+``{name, params}``; by default *reference | sketch | warp*. :meth:`SideBySideRenderer.compare` renders two keypoint
+sequences (ground truth and prediction) as two labelled rows of the same panels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..components import Params, Renderer
+from ..errors import A2KError, ConfigError, InputError
+from ..hookspecs import hookimpl
+from ..io import to_rgb_uint8
+from ..keypoints import Keypoints
+from ..rendering import output_size, reference_image_rgb
+
+REFERENCE = "reference"
+GAP_COLOUR = 40
+
+
+class PanelSpec(BaseModel):
+    """One panel: ``reference`` or a registered renderer's name, with that renderer's params."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def put_label(img: np.ndarray, text: str) -> None:
+    """Write ``text`` at the top left of ``img`` (in place): white on a darkened strip, sized to the image."""
+    import cv2
+
+    scale = max(0.35, img.shape[0] / 600)
+    thick = max(1, int(round(scale * 1.6)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad = max(2, th // 3)
+    x1, y1 = min(tw + 2 * pad, img.shape[1]), min(th + base + 2 * pad, img.shape[0])
+    img[:y1, :x1] = (img[:y1, :x1].astype(np.uint16) * 2 // 5).astype(np.uint8)
+    cv2.putText(img, text, (pad, pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+
+
+class SideBySideRenderer(Renderer):
+    """Panels side by side (reference photo, sketch, warp, any renderer): for inspecting and comparing output."""
+
+    name = "side-by-side"
+
+    class Params(Params):
+        panels: list[PanelSpec] = Field(
+            default_factory=lambda: [PanelSpec(name=REFERENCE), PanelSpec(name="sketch"), PanelSpec(name="warp")],
+            min_length=1,
+            max_length=8,
+            description="panels from left to right: 'reference' or a renderer name / {name, params}",
+        )
+        size: int | None = Field(256, ge=16, le=2048, description="longest side of each panel; null: the image size")
+        labels: bool = Field(True, description="write each panel's name on it (in `compare`, the first panel shows "
+                             "the row's name)")
+        gap: int = Field(4, ge=0, le=64, description="pixels between panels")
+
+        @field_validator("panels", mode="before")
+        @classmethod
+        def _shorthand(cls, value: Any) -> Any:
+            if isinstance(value, (list, tuple)):
+                return [{"name": v} if isinstance(v, str) else v for v in value]
+            return value
+
+    def __init__(self, params=None, *, catalog=None, **kwargs):
+        """``catalog`` resolves panel renderers (default: the built-ins plus every installed plugin)."""
+        super().__init__(params, **kwargs)
+        self._catalog = catalog
+        self.panels: list[Renderer | None] = [self._build(i, spec) for i, spec in enumerate(self.params.panels)]
+
+    def _build(self, i: int, spec: PanelSpec) -> Renderer | None:
+        if spec.name == REFERENCE:
+            if spec.params:
+                raise ConfigError(f"panels[{i}]: the 'reference' panel takes no params, got {sorted(spec.params)}")
+            return None
+        if spec.name == self.name:
+            raise ConfigError(f"panels[{i}]: a side-by-side panel cannot itself be 'side-by-side'")
+        if self._catalog is None:
+            from ..catalog import Catalog
+
+            self._catalog = Catalog()
+        cls = self._catalog.get("renderer", spec.name)
+        params = dict(spec.params)
+        if "size" in cls.Params.model_fields and "size" not in params:
+            params["size"] = self.params.size
+        try:
+            return cls(params)
+        except ValidationError as exc:
+            from ..config import format_validation_error
+
+            raise ConfigError(
+                f"invalid side-by-side panel: {format_validation_error(exc, f'panels[{i}].params')}"
+            ) from None
+
+    def to(self, device):
+        super().to(device)
+        for p in self.panels:
+            if p is not None:
+                p.to(device)
+        return self
+
+    # ---------------------------------------------------------------------------------------------------- frames
+
+    def _row(
+        self, keypoints: Keypoints, image: np.ndarray, label: str | None, panel_kwargs: list[dict] | None = None
+    ) -> Iterator[np.ndarray]:
+        """Frames of one row: every panel rendered and joined left to right. Panel renderers are started (and
+        their inputs checked) before the first frame is asked for."""
+        import cv2
+
+        oh, ow, _ = output_size(image.shape[:2], self.params.size)
+        still = cv2.resize(image, (ow, oh), interpolation=cv2.INTER_AREA if ow < image.shape[1] else cv2.INTER_LINEAR)
+        kws = panel_kwargs or [{} for _ in self.panels]
+        streams = [None if p is None else iter(p.frames(keypoints, image, **kw)) for p, kw in zip(self.panels, kws)]
+        return self._compose(streams, still, len(keypoints), label)
+
+    def _compose(self, streams, still: np.ndarray, n: int, label: str | None) -> Iterator[np.ndarray]:
+        import cv2
+
+        oh, ow = still.shape[:2]
+        names = [spec.name for spec in self.params.panels]
+        gap = self.params.gap
+        width = len(streams) * ow + (len(streams) - 1) * gap
+        for t in range(n):
+            row = np.full((oh, width, 3), GAP_COLOUR, np.uint8)
+            for j, stream in enumerate(streams):
+                if stream is None:
+                    panel = still.copy()
+                else:
+                    panel = next(stream, None)
+                    if panel is None:
+                        raise A2KError(f"{self.name}: panel {names[j]!r} stopped after {t} of {n} frames")
+                    panel = to_rgb_uint8(np.array(panel))  # a copy: labels must not draw into the panel's buffers
+                if panel.shape[:2] != (oh, ow):
+                    panel = cv2.resize(panel, (ow, oh), interpolation=cv2.INTER_AREA)
+                if self.params.labels:
+                    put_label(panel, label if j == 0 and label else names[j])
+                row[:, j * (ow + gap) : j * (ow + gap) + ow] = panel
+            yield row
+
+    def frames(self, keypoints: Keypoints, reference_image: np.ndarray) -> Iterator[np.ndarray]:
+        """One row of panels per frame."""
+        if len(keypoints) == 0:
+            raise InputError(f"{self.name}: cannot render a zero-length keypoint sequence (0 frames)")
+        return self._row(keypoints, reference_image_rgb(reference_image), None)
+
+    def compare(
+        self,
+        truth: Keypoints,
+        prediction: Keypoints,
+        reference_image: np.ndarray,
+        *,
+        labels: tuple[str, str] = ("ground truth", "prediction"),
+    ) -> Iterator[np.ndarray]:
+        """Two rows per frame, ``truth`` above ``prediction``, both driving the same reference image from
+        ``truth``'s first frame (its keypoints are the reference's). Sequences of different lengths are cut to the
+        shorter, with a warning. Stream the frames to :func:`a2k_toolkit.io.write_video` for an MP4."""
+        if len(truth) == 0 or len(prediction) == 0:
+            raise InputError(f"{self.name}: cannot compare a zero-length keypoint sequence")
+        n = min(len(truth), len(prediction))
+        if len(truth) != len(prediction):
+            warnings.warn(
+                f"{self.name}: ground truth has {len(truth)} frames and the prediction {len(prediction)}; "
+                f"comparing the first {n}",
+                UserWarning,
+                stacklevel=2,
+            )
+        image = reference_image_rgb(reference_image)
+        ref = truth.points[0, :, :2]
+        if truth.image_size and prediction.image_size and truth.image_size != prediction.image_size:
+            raise InputError(
+                f"{self.name}: ground truth is in pixels of a {truth.image_size[1]}x{truth.image_size[0]} image and "
+                f"the prediction of a {prediction.image_size[1]}x{prediction.image_size[0]} one; use the same image"
+            )
+        kw = [{"reference_points": ref} if _takes_reference(p) else {} for p in self.panels]
+        top = self._row(truth[:n], image, labels[0], kw)
+        bottom = self._row(prediction[:n], image, labels[1], kw)
+        return self._stack(top, bottom)
+
+    def _stack(self, top: Iterator[np.ndarray], bottom: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        gap = self.params.gap
+        for a, b in zip(top, bottom):
+            out = np.full((a.shape[0] * 2 + gap, a.shape[1], 3), GAP_COLOUR, np.uint8)
+            out[: a.shape[0]] = a
+            out[a.shape[0] + gap :] = b
+            yield out
+
+
+def _takes_reference(renderer: Renderer | None) -> bool:
+    import inspect
+
+    return renderer is not None and "reference_points" in inspect.signature(renderer.frames).parameters
+
+
+@hookimpl
+def register_renderers(register):
+    register(SideBySideRenderer)

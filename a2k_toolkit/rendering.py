@@ -1,0 +1,151 @@
+"""Helpers shared by renderers: input checks, output sizing, keypoints mapped to the output frame.
+
+Every renderer gets the same two inputs, a :class:`~a2k_toolkit.keypoints.Keypoints` sequence in pixel coordinates
+of the reference image and that image, and must refuse the same bad inputs with the same messages.
+:func:`prepare_inputs` does that once: it converts the image to RGB uint8, resizes it to the output size, maps the
+keypoints into output pixels, and checks that the keypoints belong to the image.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .io import to_rgb_uint8
+from .keypoints import NUM_POINTS, Keypoints
+
+# A face narrower than this (output pixels, jaw corner to jaw corner) is refused; below TINY_FACE_PX it is warned.
+MIN_FACE_PX = 4.0
+TINY_FACE_PX = 24.0
+
+
+def output_size(image_hw: tuple[int, int], size: int | None) -> tuple[int, int, float]:
+    """``(height, width, scale)`` for an output whose longest side is ``size`` (even sides, for H.264)."""
+    h, w = image_hw
+    scale = 1.0 if size is None else size / max(h, w)
+    oh, ow = int(round(h * scale)) // 2 * 2, int(round(w * scale)) // 2 * 2
+    return max(oh, 2), max(ow, 2), scale
+
+
+@dataclass
+class RenderInputs:
+    """What :func:`prepare_inputs` returns: the reference image at the output size and keypoints in its pixels."""
+
+    image: np.ndarray  # (oh, ow, 3) uint8, the reference resized to the output size
+    points: np.ndarray  # (T, 68, 2) float32, every frame's keypoints in output pixels
+    reference: np.ndarray  # (68, 2) float32, the reference image's keypoints in output pixels
+    scale: tuple[float, float]  # (sx, sy): output pixels per reference-image pixel
+    fps: float
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[0], self.image.shape[1]
+
+
+def face_width(points: np.ndarray) -> float:
+    """Width of a face: the extent of its 68 points along x (jaw corner to jaw corner for a frontal face)."""
+    pts = np.asarray(points, np.float64)[..., :2]
+    return float(np.ptp(pts[:, 0])) if pts.ndim == 2 else float(np.ptp(pts[..., 0], axis=-1).max())
+
+
+def reference_image_rgb(image: np.ndarray) -> np.ndarray:
+    """The reference image as RGB uint8 ``(H, W, 3)``: grayscale is repeated, RGBA composited over white."""
+    if image is None:
+        raise InputError("no reference image given; pass the face image the keypoints were detected on")
+    return to_rgb_uint8(image)
+
+
+def prepare_inputs(
+    keypoints: Keypoints,
+    reference_image: np.ndarray,
+    size: int | None,
+    *,
+    reference_points: np.ndarray | None = None,
+    renderer: str = "renderer",
+) -> RenderInputs:
+    """Check and convert a renderer's inputs.
+
+    * the image becomes RGB uint8 (grayscale and RGBA are converted) and is resized so its longest side is ``size``;
+    * a zero-length sequence is refused;
+    * keypoints made for an image of another size are rescaled when the aspect ratio matches (a resized copy of the
+      same photo) and refused otherwise;
+    * reference keypoints (``reference_points``, else frame 0) mostly outside the image, or a face too small to
+      render, are refused; a tiny face is warned about;
+    * frames whose keypoints wander far outside the image are clipped to a margin around it, with one warning.
+    """
+    import cv2
+
+    if not isinstance(keypoints, Keypoints):
+        raise InputError(f"{renderer}: expected a Keypoints sequence, got {type(keypoints).__name__}")
+    if len(keypoints) == 0:
+        raise InputError(
+            f"{renderer}: cannot render a zero-length keypoint sequence (0 frames); give at least one frame of "
+            "keypoints (empty audio gives none)"
+        )
+    img = reference_image_rgb(reference_image)
+    h, w = img.shape[:2]
+    pts = keypoints.points[..., :2].astype(np.float64)
+    ref = pts[0] if reference_points is None else np.asarray(reference_points, np.float64).reshape(-1, 2)[:, :2]
+    if ref.shape != (NUM_POINTS, 2) or not np.isfinite(ref).all():
+        raise InputError(f"{renderer}: reference keypoints must be 68 finite (x, y) points, got shape {ref.shape}")
+
+    # keypoints made for another size of the same image: rescale (same aspect ratio) or refuse
+    if keypoints.image_size is not None and tuple(keypoints.image_size) != (h, w):
+        kh, kw = keypoints.image_size
+        if kh <= 0 or kw <= 0 or abs((kw / kh) / (w / h) - 1.0) > 0.02:
+            raise InputError(
+                f"{renderer}: the keypoints were made for a {kw}x{kh} image but the reference image is {w}x{h} "
+                "(another aspect ratio); detect the keypoints on this image, or pass the image they came from"
+            )
+        factor = np.array([w / kw, h / kh])
+        pts, ref = pts * factor, ref * factor
+
+    inside = (ref[:, 0] >= 0) & (ref[:, 0] <= w - 1) & (ref[:, 1] >= 0) & (ref[:, 1] <= h - 1)
+    if inside.sum() < NUM_POINTS // 2:
+        raise InputError(
+            f"{renderer}: {NUM_POINTS - int(inside.sum())} of the 68 reference keypoints lie outside the {w}x{h} "
+            "reference image, so the keypoints do not belong to it; pass keypoints in pixel coordinates of this "
+            "image (detect them on it), and a face that is mostly inside the frame"
+        )
+
+    oh, ow, _ = output_size((h, w), size)
+    sx, sy = ow / w, oh / h
+    factor = np.array([sx, sy])
+    pts, ref = pts * factor, ref * factor
+    fw = face_width(ref)
+    if fw < MIN_FACE_PX:
+        raise InputError(
+            f"{renderer}: the face is only {fw:.1f} px wide in the {ow}x{oh} output, too small to animate; use an "
+            "image in which the face is larger, or a larger output `size`"
+        )
+    if fw < TINY_FACE_PX:
+        warnings.warn(
+            f"{renderer}: the face is only {fw:.0f} px wide in the {ow}x{oh} output; motion will be hard to see "
+            "(use a closer crop of the face or a larger output `size`)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+    # frames far outside the image: clip to a margin of one face width around the output frame
+    margin = max(fw, 8.0)
+    lo, hi = np.array([-margin, -margin]), np.array([ow - 1 + margin, oh - 1 + margin])
+    outside = ((pts < lo) | (pts > hi)).any(axis=(1, 2))
+    if outside.any():
+        warnings.warn(
+            f"{renderer}: keypoints of {int(outside.sum())} of {len(pts)} frames lie far outside the image; they "
+            "are clipped to its border (check that the keypoints are in pixel coordinates of the reference image)",
+            UserWarning,
+            stacklevel=3,
+        )
+        pts = np.clip(pts, lo, hi)
+
+    if (oh, ow) != (h, w):
+        interp = cv2.INTER_AREA if ow < w else cv2.INTER_LINEAR
+        img = cv2.resize(img, (ow, oh), interpolation=interp)
+    return RenderInputs(
+        image=np.ascontiguousarray(img), points=pts.astype(np.float32), reference=ref.astype(np.float32),
+        scale=(sx, sy), fps=keypoints.fps,
+    )  # fmt: skip
