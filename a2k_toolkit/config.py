@@ -57,7 +57,7 @@ class PipelineConfig(BaseModel):
     )
     detector: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="dlib"))
     generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="procedural"))
-    renderer: ComponentSpec | None = Field(default_factory=lambda: ComponentSpec(name="sketch"))
+    renderer: ComponentSpec | None = Field(default_factory=lambda: ComponentSpec(name="warp"))
     device: str = Field("auto", description="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps', ...")
     seed: int | None = Field(0, description="seed for stochastic generators; null for a fresh one each call")
 
