@@ -174,9 +174,8 @@ def write_video(
     shorter. Returns the number of frames written. On any error, ``path`` is left as it was and no temporary file
     remains.
     """
-    # local imports: the audio helpers may live in a2k_toolkit.audio (re-exported from this module)
+    from .audio import write_wav  # local: a2k_toolkit.audio imports this module
     from .errors import AudioLoadError
-    from .io import write_wav
 
     path = Path(path)
     if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
@@ -200,8 +199,6 @@ def write_video(
         if audio is not None:
             if isinstance(audio, np.ndarray):
                 audio_src = os.path.join(tmpdir, "audio.wav")
-                from .audio import write_wav
-
                 write_wav(audio_src, audio, sample_rate)
             else:
                 audio_src = str(audio)

@@ -49,6 +49,17 @@ def pm():
 
 
 @pytest.fixture
+def torch_one_thread():
+    """Run a test with one torch thread (small models: less thread overhead, same results on any core count)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def catalog(pm):
     from a2k_toolkit.catalog import Catalog
 

@@ -20,12 +20,7 @@ from a2k_toolkit.keypoints import Keypoints
 from a2k_toolkit.models.inference import window_plan, window_weights
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

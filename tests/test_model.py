@@ -17,12 +17,7 @@ TINY = {"width": 16, "depth": 2, "channels_2d": (4, 8), "disc_width": 8,
         "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}}}  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny(catalog, feature_shape=(4, 80), **over):

@@ -8,22 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from a2k_toolkit.catalog import Catalog
 from a2k_toolkit.errors import CheckpointError, ConfigError
 from a2k_toolkit.training import Trainer, load_train_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
-def offline_catalog(pm):
-    return Catalog(pm)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def metrics(run_dir):
@@ -58,7 +47,7 @@ def test_config_base_merge_and_ablations(tmp_path):
 # ------------------------------------------------------------------------------------------------ training
 
 
-def test_a_few_hundred_steps_drive_the_l1_loss_clearly_down(real_clips_dir, tiny_train_config, offline_catalog,
+def test_a_few_hundred_steps_drive_the_l1_loss_clearly_down(real_clips_dir, tiny_train_config, catalog,
                                                              tmp_path):  # fmt: skip
     """The full GAN (discriminator, PIV encoder, all four losses) on one small real batch. The adversarial and
     PIV-Gen weights are lowered to 0.1: over a few hundred steps they trade L1 for realism (as in the paper's Table 1)
@@ -66,7 +55,7 @@ def test_a_few_hundred_steps_drive_the_l1_loss_clearly_down(real_clips_dir, tiny
     cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=120, batch_size=8,
                             model={"width": 32}, data={"stride": 32}, loss={"adv": 0.1, "piv_gen": 0.1},
                             optim={"lr_g": 4e-3, "lr_e": 4e-3, "lr_d": 4e-3})  # fmt: skip
-    trainer = Trainer(cfg, catalog=offline_catalog)
+    trainer = Trainer(cfg, catalog=catalog)
     assert len(trainer.train_set) == 8 and trainer.steps_per_epoch == 1
     trainer.fit()
     rows = [losses_by_step(tmp_path / "run")[s] for s in range(1, 121)]
@@ -78,23 +67,23 @@ def test_a_few_hundred_steps_drive_the_l1_loss_clearly_down(real_clips_dir, tiny
     assert np.mean([r["loss_d"] for r in rows[-10:]]) < np.mean([r["loss_d"] for r in rows[:5]])
 
 
-def test_resume_continues_the_same_curve(real_clips_dir, tiny_train_config, offline_catalog, tmp_path):
+def test_resume_continues_the_same_curve(real_clips_dir, tiny_train_config, catalog, tmp_path):
     """Interrupt after 4 steps (mid-epoch: 3 steps per epoch) and resume: steps 5-7 match an uninterrupted run."""
     from safetensors.torch import load_file
 
     full = tiny_train_config(real_clips_dir, tmp_path / "full", max_steps=7)
-    Trainer(full, catalog=offline_catalog).fit()
+    Trainer(full, catalog=catalog).fit()
     part = tiny_train_config(real_clips_dir, tmp_path / "part", max_steps=4)
-    first = Trainer(part, catalog=offline_catalog)
+    first = Trainer(part, catalog=catalog)
     assert first.steps_per_epoch == 3
     first.fit()
     state = json.loads((tmp_path / "part" / "latest" / "training_state.json").read_text())
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 1, 1)
     with pytest.raises(ConfigError, match="--resume"):
-        Trainer(part, catalog=offline_catalog)
+        Trainer(part, catalog=catalog)
     with pytest.raises(ConfigError, match="model changed"):
-        Trainer({**part, "model": {**part["model"], "width": 24}}, resume=True, catalog=offline_catalog)
-    Trainer({**part, "max_steps": 7}, resume=True, catalog=offline_catalog).fit()
+        Trainer({**part, "model": {**part["model"], "width": 24}}, resume=True, catalog=catalog)
+    Trainer({**part, "max_steps": 7}, resume=True, catalog=catalog).fit()
 
     a, b = losses_by_step(tmp_path / "full"), losses_by_step(tmp_path / "part")
     assert sorted(b) == list(range(1, 8))  # one continuous curve in metrics.jsonl
@@ -107,12 +96,12 @@ def test_resume_continues_the_same_curve(real_clips_dir, tiny_train_config, offl
         torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)
 
 
-def test_nothing_to_resume_is_a_clear_error(real_clips_dir, tiny_train_config, offline_catalog, tmp_path):
+def test_nothing_to_resume_is_a_clear_error(real_clips_dir, tiny_train_config, catalog, tmp_path):
     with pytest.raises(ConfigError, match="nothing to resume"):
-        Trainer(tiny_train_config(real_clips_dir, tmp_path / "new"), resume=True, catalog=offline_catalog)
+        Trainer(tiny_train_config(real_clips_dir, tmp_path / "new"), resume=True, catalog=catalog)
 
 
-def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_train_config, offline_catalog,
+def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_train_config, catalog,
                                                tmp_path):  # fmt: skip
     """latest/ and best/ (with a validation set), atomically written; the checkpoint is self-describing."""
     from a2k_toolkit.models.checkpoint import load_generator, read_checkpoint
@@ -120,7 +109,7 @@ def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_
     val_file = real_clips_dir / f"{real_clips[-1].clip_id}.npz"
     cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=4, val_every=2, checkpoint_every=2,
                             data={"val": [str(val_file)]})  # fmt: skip
-    trainer = Trainer(cfg, catalog=offline_catalog)
+    trainer = Trainer(cfg, catalog=catalog)
     # the validation clip is excluded from the training clips in the same directory
     assert real_clips[-1].clip_id not in {c.clip_id for c in trainer.train_set.clips}
     summary = trainer.fit()
@@ -138,20 +127,20 @@ def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_
     assert any(m.get("val_l1") is not None for m in metrics(run))
 
 
-def test_bf16_autocast_path_runs_on_cpu(real_clips_dir, tiny_train_config, offline_catalog, tmp_path):
+def test_bf16_autocast_path_runs_on_cpu(real_clips_dir, tiny_train_config, catalog, tmp_path):
     """The mixed-precision code path (CUDA uses it with bf16 / fp16) exercised on CPU with bf16 autocast."""
     trainer = Trainer(tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=2, amp="bf16"),
-                      catalog=offline_catalog)  # fmt: skip
+                      catalog=catalog)  # fmt: skip
     assert trainer.amp_dtype == torch.bfloat16
     trainer.fit()
     rows = losses_by_step(tmp_path / "run")
     assert all(np.isfinite(rows[s]["loss_reg"]) for s in (1, 2))
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        Trainer(tiny_train_config(real_clips_dir, tmp_path / "run2", amp="fp16"), catalog=offline_catalog)
+        Trainer(tiny_train_config(real_clips_dir, tmp_path / "run2", amp="fp16"), catalog=catalog)
 
 
 def test_corrupt_training_state_is_a_clear_error(tiny_a2k_checkpoint, tiny_train_config, real_clips_dir,
-                                                 offline_catalog, tmp_path):  # fmt: skip
+                                                 catalog, tmp_path):  # fmt: skip
     import shutil
 
     run = tmp_path / "run"
@@ -160,7 +149,7 @@ def test_corrupt_training_state_is_a_clear_error(tiny_a2k_checkpoint, tiny_train
     cfg = json.loads((run / "latest" / "config.json").read_text())["train_config"]
     cfg["run_dir"] = str(run)
     with pytest.raises(CheckpointError, match="training state .* is corrupt"):
-        Trainer(cfg, resume=True, catalog=offline_catalog)
+        Trainer(cfg, resume=True, catalog=catalog)
 
 
 def test_cli_train_and_errors(real_clips_dir, tiny_train_config, tmp_path, capsys):
@@ -196,11 +185,11 @@ def test_shipped_training_configs_are_valid():
     assert (full.batch_size, full.optim.lr_g, full.data.window, full.epochs) == (32, 1e-4, 64, 300)
 
 
-def test_ctrl_c_finishes_the_step_saves_and_resumes(real_clips_dir, tiny_train_config, offline_catalog, tmp_path):
+def test_ctrl_c_finishes_the_step_saves_and_resumes(real_clips_dir, tiny_train_config, catalog, tmp_path):
     import signal
 
     cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=5)
-    trainer = Trainer(cfg, catalog=offline_catalog)
+    trainer = Trainer(cfg, catalog=catalog)
     step = trainer.train_step
 
     def interrupted_step(batch):
@@ -214,5 +203,5 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes(real_clips_dir, tiny_train_c
         trainer.fit()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert json.loads((tmp_path / "run" / "latest" / "training_state.json").read_text())["step"] == 2
-    assert Trainer(cfg, resume=True, catalog=offline_catalog).fit()["step"] == 5
+    assert Trainer(cfg, resume=True, catalog=catalog).fit()["step"] == 5
     assert sorted(losses_by_step(tmp_path / "run")) == [1, 2, 3, 4, 5]
