@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "a2k_toolkit.commands.dub",
     "a2k_toolkit.commands.train",
     "a2k_toolkit.commands.dataset",
+    "a2k_toolkit.commands.bench",
 )
 
 

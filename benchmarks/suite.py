@@ -1,0 +1,315 @@
+"""The ``a2k bench`` runner: one table (or one JSON object) of this machine's speed and memory, stage by stage.
+
+    a2k bench [--quick] [--json] [--only STAGE[,STAGE...]] [--repeat N]
+
+Each stage is a function in :data:`STAGES` taking the shared :class:`Context` and returning ``{key: value}``; keys
+are stable snake_case names whose suffix gives the unit (``*_s`` seconds, ``*_per_s`` a rate, ``*_mib`` MiB,
+``*_rtf`` a real-time factor: compute time / audio duration). Timed figures are medians over ``--repeat`` runs after
+one untimed warm-up (loading models, allocating) so they describe steady work "after load". Each stage also reports
+the peak resident set size of this process while it ran (``<stage>_peak_rss_mib``): the process is shared by the
+stages, so it includes what earlier stages left loaded. Weights are random where a model is needed (speed does not
+depend on their values); audio is the bundled speech sample tiled to the needed length. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))  # the sibling bench_*.py scripts, whose helpers the stages reuse
+
+SAMPLES = REPO / "a2k_toolkit" / "samples"
+SAMPLE_RATE = 16000
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+def _rss_mib() -> float:
+    """This process's resident set size now (Linux ``/proc``); elsewhere its peak so far (``getrusage``)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        scale = 2**20 if sys.platform == "darwin" else 2**10  # ru_maxrss: bytes on macOS, KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+class PeakRSS:
+    """Context manager polling :func:`_rss_mib` every few milliseconds; ``.peak_mib`` once it exits."""
+
+    def __init__(self, interval: float = 0.005):
+        self.interval, self.peak_mib = interval, 0.0
+        self._done = threading.Event()
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            self.peak_mib = max(self.peak_mib, _rss_mib())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak_mib = _rss_mib()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, _rss_mib())
+
+
+def median_time(fn: Callable[[], Any], repeat: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median seconds of ``repeat`` calls of ``fn`` (the caller warms up first)."""
+    times = []
+    for _ in range(repeat):
+        t0 = clock()
+        fn()
+        times.append(clock() - t0)
+    return statistics.median(times)
+
+
+def speech(seconds: float) -> np.ndarray:
+    """The bundled speech sample, tiled to ``seconds`` at 16 kHz (float32 mono)."""
+    from a2k_toolkit.io import load_audio
+
+    wav = load_audio(SAMPLES / "speech.wav", SAMPLE_RATE)
+    return np.resize(wav, int(seconds * SAMPLE_RATE)).astype(np.float32)
+
+
+@dataclass
+class Context:
+    """What the stages share: settings, a scratch directory and a lazily made random-weight checkpoint."""
+
+    quick: bool
+    repeat: int
+    work: Path
+    device: str = "cpu"
+    _checkpoint: Path | None = field(default=None, repr=False)
+
+    def checkpoint(self) -> Path:
+        """A paper-width Audio2Keypoint checkpoint with random weights, written as ``a2k train`` writes one."""
+        if self._checkpoint is None:
+            from bench_model import synthetic_clips
+
+            from a2k_toolkit.training import Trainer
+
+            clips = self.work / "ckpt-clips"
+            clips.mkdir()
+            synthetic_clips(clips, n=2, seconds=8)
+            cfg = {"run_dir": str(self.work / "ckpt-run"), "device": self.device, "progress": False, "batch_size": 4,
+                   "data": {"train": [str(clips)], "window": 64, "stride": 16}}  # fmt: skip
+            Trainer(cfg).save_latest()
+            self._checkpoint = self.work / "ckpt-run" / "latest"
+        return self._checkpoint
+
+
+# -------------------------------------------------------------------------------------------------------- stages
+def stage_frontend(ctx: Context) -> dict[str, float]:
+    """Log-mel front-end on 10 s of speech: seconds and real-time factor."""
+    from a2k_toolkit.builtin.logmel import LogMel
+
+    wav = speech(10)
+    fe = LogMel().to(ctx.device)
+    fe(wav, SAMPLE_RATE)  # warm-up
+    t = median_time(lambda: fe(wav, SAMPLE_RATE), ctx.repeat)
+    return {"frontend_10s_s": t, "frontend_rtf": t / 10}
+
+
+def stage_keypoints(ctx: Context) -> dict[str, float]:
+    """The audio2keypoint generator (paper width, random weights) on log-mel features of 10 s, 60 s (and, without
+    --quick, 10 min) of speech: seconds after load, front-end excluded."""
+    from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
+    from a2k_toolkit.builtin.logmel import LogMel
+    from a2k_toolkit.io import load_image
+    from a2k_toolkit.pipeline import Pipeline
+
+    ref = Pipeline.from_config({"renderer": None, "device": ctx.device}).detect(load_image(SAMPLES / "astronaut.jpg"))
+    gen = Audio2KeypointGenerator(checkpoint=str(ctx.checkpoint())).to(ctx.device)
+    fe = LogMel().to(ctx.device)
+    gen.generate(fe(speech(10), SAMPLE_RATE), ref)  # loads the weights, warms up
+    out: dict[str, float] = {}
+    lengths = [(10, "10s"), (60, "60s")] + ([] if ctx.quick else [(600, "10min")])
+    for seconds, label in lengths:
+        feats = fe(speech(seconds), SAMPLE_RATE)
+        frames = []
+        t = median_time(lambda: frames.append(len(gen.generate(feats, ref))), ctx.repeat)
+        if frames[-1] != seconds * 25:
+            raise RuntimeError(f"audio2keypoint returned {frames[-1]} frames for {seconds} s, expected {seconds * 25}")
+        out[f"keypoints_{label}_s"] = t
+        out[f"keypoints_{label}_rtf"] = t / seconds
+    return out
+
+
+def stage_train(ctx: Context) -> dict[str, float]:
+    """One full training step (generator + PIV encoder + discriminator, all losses, Adam) at batch 32 x 64 frames:
+    samples (windows) per second and seconds per step."""
+    from bench_model import synthetic_clips
+
+    from a2k_toolkit.data.windows import collate
+    from a2k_toolkit.training import Trainer
+
+    clips = ctx.work / "train-clips"
+    clips.mkdir()
+    synthetic_clips(clips, n=4, seconds=20)
+    cfg = {"run_dir": str(ctx.work / "train-run"), "device": ctx.device, "progress": False, "batch_size": 32,
+           "data": {"train": [str(clips)], "window": 64, "stride": 16}}  # fmt: skip
+    trainer = Trainer(cfg)
+    batch = collate([trainer.train_set[i] for i in trainer.epoch_batches(0)[0]])
+    n = len(batch["keypoints"])
+    if n != 32:
+        raise RuntimeError(f"the synthetic training set gave a batch of {n}, expected 32")
+    trainer.train_step(batch)  # warm-up
+
+    def step():
+        trainer.train_step(batch)
+        if trainer.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+    t = median_time(step, ctx.repeat)
+    return {"train_step_s": t, "train_samples_per_s": n / t}
+
+
+def stage_landmarks(ctx: Context) -> dict[str, float]:
+    """dlib face detection + 68 landmarks on the bundled 512x512 photo, every frame detected (no tracking): frames
+    per second of one core (CPU time of this thread)."""
+    import cv2
+
+    from a2k_toolkit.builtin.dlib_detector import DlibDetector
+    from a2k_toolkit.io import load_image
+
+    cv2.setNumThreads(1)
+    image = load_image(SAMPLES / "astronaut.jpg")
+    det = DlibDetector()
+    det.detect(image)  # loads the models
+    frames = 5 if ctx.quick else 25
+    cpu = median_time(lambda: [det.detect(image) for _ in range(frames)], ctx.repeat, clock=time.thread_time)
+    return {"landmarks_frames_per_s": frames / cpu}
+
+
+def stage_render(ctx: Context) -> dict[str, float]:
+    """The warp and sketch renderers on the bundled photo driven by procedural keypoints: steady frames per second
+    (wall clock, after the first frame) at 256x256 and 512x512."""
+    from bench_render import measure, sample_keypoints
+
+    from a2k_toolkit.builtin.sketch import SketchRenderer
+    from a2k_toolkit.builtin.warp import WarpRenderer
+
+    image, kp, _ = sample_keypoints(25 if ctx.quick else 100)
+    out: dict[str, float] = {}
+    for size in (256, 512):
+        for name, renderer in (("warp", WarpRenderer(size=size)),
+                               ("sketch", SketchRenderer(size=size, background="reference"))):  # fmt: skip
+            measure(renderer, kp, image, 1)  # warm-up
+            fps = [measure(renderer, kp, image, 1)[1] for _ in range(ctx.repeat)]
+            out[f"render_{name}_{size}_frames_per_s"] = statistics.median(fps)
+    return out
+
+
+def stage_generate(ctx: Context) -> dict[str, float]:
+    """End to end as ``a2k generate`` does it: the default pipeline (logmel, dlib, procedural, warp at 256 px), the
+    bundled photo and 10 s of speech from a WAV file to an H.264 MP4 with audio; wall seconds after load."""
+    from a2k_toolkit.io import write_wav
+    from a2k_toolkit.pipeline import Pipeline
+
+    audio = ctx.work / "speech-10s.wav"
+    write_wav(audio, speech(10), SAMPLE_RATE)
+    image = SAMPLES / "astronaut.jpg"
+    pipe = Pipeline.from_config({"renderer": {"name": "warp", "params": {"size": 256}}, "device": ctx.device})
+    video = ctx.work / "generate.mp4"
+
+    def run():
+        pipe(image=image, audio=audio).save(video=video)
+
+    run()  # warm-up: loads dlib, ffmpeg, page cache
+    return {"generate_10s_s": median_time(run, ctx.repeat)}
+
+
+STAGES: dict[str, Callable[[Context], dict[str, float]]] = {
+    "frontend": stage_frontend,
+    "keypoints": stage_keypoints,
+    "train": stage_train,
+    "landmarks": stage_landmarks,
+    "render": stage_render,
+    "generate": stage_generate,
+}
+
+
+# -------------------------------------------------------------------------------------------------------- runner
+def machine_info(device: str) -> dict[str, Any]:
+    import torch
+
+    from a2k_toolkit import __version__
+
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
+            "device": device, "python_version": platform.python_version(), "platform": platform.platform(),
+            "a2k_version": __version__}  # fmt: skip
+
+
+def run(stages: list[str], *, quick: bool = False, repeat: int | None = None, device: str = "auto",
+        progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Run ``stages`` (names in :data:`STAGES`) and return one JSON-ready object: ``machine``, ``settings`` and, at
+    the top level, every stage's figures plus ``<stage>_peak_rss_mib`` and ``<stage>_wall_s`` (the stage's own run
+    time, warm-ups and setup included)."""
+    from a2k_toolkit.device import resolve_device
+
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise KeyError(unknown)
+    repeat = repeat if repeat is not None else (1 if quick else 3)
+    dev = resolve_device(device)
+    result: dict[str, Any] = {"machine": machine_info(dev),
+                              "settings": {"quick": quick, "repeat": repeat, "stages": list(stages)}}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="a2k-bench-") as tmp:
+        ctx = Context(quick=quick, repeat=repeat, work=Path(tmp), device=dev)
+        for name in stages:
+            if progress:
+                progress(name)
+            t0 = time.perf_counter()
+            with PeakRSS() as mem:
+                figures = STAGES[name](ctx)
+            result.update(figures)
+            result[f"{name}_peak_rss_mib"] = mem.peak_mib
+            result[f"{name}_wall_s"] = time.perf_counter() - t0
+    return result
+
+
+UNITS = (("_per_s", "/s"), ("_mib", "MiB"), ("_rtf", "RTF"), ("_s", "s"))
+
+
+def unit_of(key: str) -> str:
+    return next(unit for suffix, unit in UNITS if key.endswith(suffix))
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The figures of ``result`` as a plain table: stage | figure | value | unit."""
+    m, s = result["machine"], result["settings"]
+    lines = [f"a2k bench on {m['device']}: {m['cpu_count']} CPUs, torch {m['torch_version']} "
+             f"({m['torch_threads']} threads); median of {s['repeat']} run(s){', --quick' if s['quick'] else ''}",
+             ""]  # fmt: skip
+    rows = []
+    for stage in s["stages"]:
+        for key, value in result.items():
+            if key.startswith(stage + "_") and isinstance(value, (int, float)):
+                rows.append((stage, key, f"{value:.4g}" if value < 1000 else f"{value:.0f}", unit_of(key)))
+    head = ("stage", "figure", "value", "unit")
+    w = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    fmt = f"{{:<{w[0]}}}  {{:<{w[1]}}}  {{:>{w[2]}}}  {{}}"
+    lines += [fmt.format(*head), "-" * (sum(w) + 6 + 10)]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(lines)
