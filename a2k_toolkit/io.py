@@ -4,6 +4,7 @@ atomic (temp file + rename)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import subprocess
@@ -232,7 +233,7 @@ def write_video(
 
         count = 0
         try:
-            for frame in _chain([first], it):
+            for frame in itertools.chain([first], it):
                 frame = to_rgb_uint8(frame)
                 if frame.shape[:2] != (h, w):
                     raise InputError(
@@ -260,18 +261,16 @@ def write_video(
     return count
 
 
-def _chain(a, b):
-    yield from a
-    yield from b
-
-
-def probe_video(path: PathLike) -> dict:
-    """Stream facts of a media file from ffmpeg's own report: codecs, size, fps, duration, frame count."""
+def probe_video(path: PathLike, *, count_frames: bool = True) -> dict:
+    """Stream facts of a media file from ffmpeg's own report: codecs, size, fps, duration, and (``count_frames``)
+    the frame count. Counting decodes the whole video; without it only the header is read and ``frames`` is None."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video file not found: {path}")
+    # with no output ffmpeg only prints the input's header (and exits non-zero: that is expected)
+    decode = ["-map", "0:v:0?", "-f", "null", "-"] if count_frames else []
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0?", "-f", "null", "-"],
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), *decode],
         capture_output=True,
         check=False,
     )
@@ -309,7 +308,7 @@ def _parse_ffmpeg_report(text: str) -> dict:
 
 def read_video_frames(path: PathLike, fps: float | None = None, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
     """Decode a video to RGB uint8 frames, resampled to ``fps`` (if given) and resized to ``size=(w, h)``."""
-    info = probe_video(path)
+    info = probe_video(path, count_frames=False)
     if info["width"] is None:
         raise InputError(f"{path} has no video stream")
     w, h = size or (info["width"], info["height"])

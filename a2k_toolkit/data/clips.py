@@ -92,7 +92,7 @@ def extract_clip(
     so features from any front-end align frame by frame.
     """
     path = Path(path)
-    info = probe_video(path)
+    info = probe_video(path, count_frames=False)
     if info["video_codec"] is None:
         raise InputError(f"{path} is not a video file (no video stream)")
     if info["audio_codec"] is None:
