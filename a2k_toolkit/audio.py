@@ -331,3 +331,16 @@ def parse_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
             return (samples.mean(axis=1, dtype=np.float32) if channels > 1 else samples[:, 0].copy()), rate
         pos = body + size + (size & 1)
     raise AudioLoadError("WAV stream has no data chunk")
+
+
+def frame_rms(audio: np.ndarray, sample_rate: int, num_frames: int, fps: float = 25.0) -> np.ndarray:
+    """Audio energy per video frame, ``(num_frames,)``: the RMS of the samples in ``[t / fps, (t + 1) / fps)``
+    (missing samples past the end count as silence)."""
+    wav = np.asarray(audio, np.float64).ravel()
+    edges = np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(np.int64)
+    need = int(edges[-1])
+    if len(wav) < need:
+        wav = np.concatenate([wav, np.zeros(need - len(wav))])
+    sq = np.concatenate([[0.0], np.cumsum(wav[:need] ** 2)])
+    counts = np.maximum(np.diff(edges), 1)
+    return np.sqrt(np.maximum(np.diff(sq[edges]), 0.0) / counts)

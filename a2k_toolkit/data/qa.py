@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..audio import frame_rms
 from ..keypoints import face_scale
 
 UPPER_INNER_LIP, LOWER_INNER_LIP = 62, 66
@@ -22,17 +23,6 @@ def mouth_opening(points: np.ndarray) -> np.ndarray:
     pts = np.asarray(points, np.float64)
     gap = np.linalg.norm(pts[:, LOWER_INNER_LIP, :2] - pts[:, UPPER_INNER_LIP, :2], axis=-1)
     return gap / np.maximum(face_scale(pts), 1e-6)
-
-
-def audio_energy(audio: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
-    """RMS of the audio under each video frame ``t`` (samples ``[t, t+1) * sample_rate / fps``): ``(T,)``."""
-    hop = sample_rate / fps
-    a = np.asarray(audio, np.float64)
-    out = np.zeros(num_frames)
-    for t in range(num_frames):
-        seg = a[int(round(t * hop)) : int(round((t + 1) * hop))]
-        out[t] = math.sqrt(float(np.mean(seg * seg))) if len(seg) else 0.0
-    return out
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -49,7 +39,7 @@ def lip_audio_coupling(points: np.ndarray, audio: np.ndarray, sample_rate: int, 
     a still mouth, silence, or fewer than 8 frames)."""
     T = len(points)
     mouth = mouth_opening(points)
-    energy = audio_energy(audio, sample_rate, fps, T)
+    energy = frame_rms(audio, sample_rate, T, fps)
     best: tuple[float, int] | None = None
     for lag in range(-max_lag, max_lag + 1):
         # mouth at frame t against the sound at frame t + lag

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..audio import frame_rms
 from ..components import AudioFrontend, KeypointGenerator
 from ..errors import A2KError, InputError
 from ..keypoints import NUM_POINTS, Keypoints, Normalizer
@@ -285,7 +286,7 @@ def evaluate(
         sr = int(clip.sample_rate)
         audio = np.asarray(clip.audio, np.float32)[: int(round(T * sr / clip.fps))]
         iod = M.reference_iod(gt)
-        rms = M.frame_rms(audio, sr, T, clip.fps)
+        rms = frame_rms(audio, sr, T, clip.fps)
         real, real_open = _real_metrics(gt, rms, iod, max_lag)
         feats = _features(frontend, audio, sr, T, clip_id)
         size = tuple(getattr(clip, "frame_size", None) or ())

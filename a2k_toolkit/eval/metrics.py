@@ -124,19 +124,6 @@ def mouth_opening(points: np.ndarray, iod: float) -> np.ndarray:
     return np.mean(gaps, axis=0) / iod
 
 
-def frame_rms(audio: np.ndarray, sample_rate: int, num_frames: int, fps: float = 25.0) -> np.ndarray:
-    """Audio energy per video frame, ``(num_frames,)``: the RMS of the samples in ``[t / fps, (t + 1) / fps)``
-    (missing samples past the end count as silence)."""
-    wav = np.asarray(audio, np.float64).ravel()
-    edges = np.round(np.arange(num_frames + 1) * sample_rate / fps).astype(np.int64)
-    need = int(edges[-1])
-    if len(wav) < need:
-        wav = np.concatenate([wav, np.zeros(need - len(wav))])
-    sq = np.concatenate([[0.0], np.cumsum(wav[:need] ** 2)])
-    counts = np.maximum(np.diff(edges), 1)
-    return np.sqrt(np.maximum(np.diff(sq[edges]), 0.0) / counts)
-
-
 # ----------------------------------------------------------------------------------------------- error vs the truth
 
 
