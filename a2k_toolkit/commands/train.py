@@ -30,8 +30,9 @@ def run(args) -> int:
     if args.no_progress:
         overrides["progress"] = False
     summary = train(args.config, resume=args.resume, **overrides)
-    best = summary["best_val_l1"]
+    best = summary["best_val"]
     print(f"trained to step {summary['step']} (epoch {summary['epoch']}); "
-          + (f"best validation L1 {best:.4f}; " if best is not None else "")
+          + (f"best validation {summary['val_metric']} {best:.4f} at step {summary['best_step']}; "
+             if best is not None else "")
           + f"checkpoints in {summary['run_dir']}")  # fmt: skip
     return 0

@@ -9,6 +9,14 @@ see their true context), then serves windows of ``window`` frames every ``stride
 
 Windows that contain a frame without a detected face (``Clip.valid`` false) are skipped. Items are numpy arrays, so
 the dataset works with ``torch.utils.data.DataLoader`` (which stacks them into tensors) and without torch.
+
+With an ``augment`` config (:class:`~a2k_toolkit.training.config.AugmentConfig`) each window is transformed at random
+before normalisation: the keypoints of all its frames by one in-plane rotation and aspect change about the reference
+nose, and one per-part change of the face shape (jaw, brows, nose, eyes, mouth each shifted and scaled about their
+centre: another identity with the same motion); the features by a gain (a shift of log-power features) and, where
+noisy copies were made, by a clip copy with added white noise. The random draws of window ``i`` come from a generator
+seeded with ``(seed, epoch, i)`` (:meth:`ClipWindowDataset.set_epoch`), so they do not depend on the data loader's
+workers or order, and a resumed run sees the same windows.
 """
 
 from __future__ import annotations
@@ -19,8 +27,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..keypoints import Normalizer
+from ..keypoints import Normalizer, face_scale
 from .clips import Clip
+
+# iBUG-68 parts moved as units by the face-shape augmentation
+SHAPE_PARTS = (range(0, 17), range(17, 22), range(22, 27), range(27, 36), range(36, 42), range(42, 48), range(48, 68))
 
 FeatureSource = Any  # an AudioFrontend, a callable (waveform, sample_rate) -> (T, D), or one (T, D) array per clip
 
@@ -63,6 +74,9 @@ class ClipWindowDataset:
         normalizer: Normalizer | None,
         window: int = 64,
         stride: int | None = None,
+        augment: Any = None,
+        seed: int = 0,
+        feature_shape: tuple[int, int] | None = None,
     ):
         if window < 2:
             raise InputError(f"window must be at least 2 frames, got {window}")
@@ -80,6 +94,7 @@ class ClipWindowDataset:
         self.features: list[np.ndarray] = []
         self.keypoints: list[np.ndarray] = []
         self.index: list[tuple[int, int]] = []
+        self.bad: list[np.ndarray] = []  # per clip: cumulative count of frames without a face
         for ci, (clip, f) in enumerate(zip(self.clips, feats)):
             kp = np.asarray(clip.keypoints, np.float32)[..., :2]
             if f.ndim != 2:
@@ -93,11 +108,41 @@ class ClipWindowDataset:
             self.features.append(f[:T])
             self.keypoints.append(kp[:T])
             valid = clip.valid[:T] if clip.valid is not None else None
+            self.bad.append(np.concatenate([[0], np.cumsum(~np.asarray(valid, bool))]) if valid is not None
+                            else np.zeros(T + 1, np.int64))  # fmt: skip
             self.index += [(ci, s) for s in window_starts(T, self.window, self.stride, valid)]
         dims = {f.shape[1] for f in self.features}
         if len(dims) > 1:
             raise InputError(f"clips have features of different sizes {sorted(dims)}; use one front-end for all")
         self.normalizer = normalizer if normalizer is not None else fit_normalizer(self)
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.seed, self.epoch = int(seed), 0
+        if feature_shape is None:
+            feature_shape = getattr(frontend_or_features, "feature_shape", None)
+        self.feature_shape = tuple(feature_shape) if feature_shape is not None and len(feature_shape) == 2 else None
+        self.noisy: list[list[np.ndarray]] = [[] for _ in self.clips]
+        if self.augment is not None and self.augment.noise_snr_db is not None:
+            if not callable(frontend_or_features) or isinstance(frontend_or_features, (list, tuple)):
+                raise InputError("augment.noise_snr_db needs an audio front-end (noisy copies are recomputed from the "
+                                 "waveform), not precomputed features")  # fmt: skip
+            self.noisy = [self._noisy_copies(ci, frontend_or_features) for ci in range(len(self.clips))]
+
+    def _noisy_copies(self, ci: int, source: FeatureSource) -> list[np.ndarray]:
+        clip, aug = self.clips[ci], self.augment
+        audio = np.asarray(clip.audio, np.float32)
+        power = float(np.mean(audio.astype(np.float64) ** 2)) if audio.size else 0.0
+        out = []
+        for k in range(aug.noise_copies):
+            rng = np.random.default_rng([self.seed, 7919, ci, k])
+            snr = rng.uniform(*aug.noise_snr_db)
+            noise = rng.standard_normal(audio.shape).astype(np.float32) * np.float32(np.sqrt(power / 10 ** (snr / 10)))
+            f = np.asarray(source(audio + noise, clip.sample_rate), np.float32)
+            out.append(f[: len(self.features[ci])])
+        return out
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose augmentation draws :meth:`__getitem__` makes (call before each epoch's loader)."""
+        self.epoch = int(epoch)
 
     @property
     def feature_dim(self) -> int:
@@ -114,12 +159,72 @@ class ClipWindowDataset:
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         ci, s = self.index[i]
         pts = self.keypoints[ci][s : s + self.window]
+        feats = self.features[ci][s : s + self.window]
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            if rng.random() < self.augment.probability:
+                source = self.features[ci]
+                if self.noisy[ci]:
+                    k = int(rng.integers(len(self.noisy[ci]) + 1))  # 0: the clean audio
+                    source = self.noisy[ci][k - 1] if k else source
+                feats = source[s : s + self.window]
+                if self.augment.tempo:
+                    pts, feats = self._tempo(rng, ci, s, source)
+                pts, feats = self._augmented(rng, pts, feats)
         kp = self.normalizer.normalize(pts, pts[0])
-        return {
-            "features": self.features[ci][s : s + self.window],
-            "keypoints": kp,
-            "reference": kp[0].copy(),
-        }
+        return {"features": feats, "keypoints": kp, "reference": kp[0].copy()}
+
+    def _tempo(self, rng: np.random.Generator, ci: int, s: int, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The window cut from ``rate x W`` frames at ``s`` (only over frames with a face) and resampled to ``W``."""
+        W = self.window
+        T = len(self.keypoints[ci])
+        rate = 1.0 + rng.uniform(-self.augment.tempo, self.augment.tempo)
+        n = int(round(W * rate))
+        if s + n > T or self.bad[ci][min(s + n, T)] - self.bad[ci][s] > 0:
+            n = min(n, W)  # no room (or a frame without a face) after the window: only speed up
+        if n == W:
+            return self.keypoints[ci][s : s + W], source[s : s + W]
+        # output frame j (centred at j + 0.5 frame periods) <- source time (j + 0.5) * n / W; the same map per sub-frame
+        t = np.clip((np.arange(W) + 0.5) * (n / W) - 0.5, 0, n - 1)
+        kp = self.keypoints[ci][s : s + n].astype(np.float64)
+        i0 = np.minimum(np.floor(t).astype(int), n - 2)
+        f = (t - i0)[:, None, None]
+        pts = (kp[i0] * (1 - f) + kp[i0 + 1] * f).astype(np.float32)
+        # features: resampled per sub-frame so each output frame holds its sub-frames in time order
+        feats = source[s : s + n]
+        S = max(1, int(self.feature_shape[0])) if self.feature_shape is not None else 1
+        sub = feats.reshape(n * S, -1).astype(np.float64)
+        ts = (np.arange(W * S) + 0.5) * (n / W) - 0.5
+        ts = np.clip(ts, 0, n * S - 1)
+        j0 = np.minimum(np.floor(ts).astype(int), n * S - 2)
+        g = (ts - j0)[:, None]
+        out = (sub[j0] * (1 - g) + sub[j0 + 1] * g).reshape(W, -1).astype(np.float32)
+        return pts, out
+
+    def _augmented(self, rng: np.random.Generator, pts: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        aug = self.augment
+        p = pts.astype(np.float64)
+        ref = p[0]
+        size = float(face_scale(ref))
+        if aug.shape:
+            for part in SHAPE_PARTS:
+                idx = list(part)
+                centre = ref[idx].mean(0)
+                scale = np.exp(rng.uniform(-2 * aug.shape, 2 * aug.shape))
+                shift = rng.normal(0.0, aug.shape * size, 2)
+                p[:, idx] = (p[:, idx] - centre) * scale + centre + shift
+        base = ref[27].copy()
+        m = np.eye(2)
+        if aug.aspect:
+            a = rng.uniform(-aug.aspect / 2, aug.aspect / 2)
+            m = np.diag([np.exp(a), np.exp(-a)]) @ m
+        if aug.rotate:
+            t = np.deg2rad(rng.uniform(-aug.rotate, aug.rotate))
+            m = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) @ m
+        p = (p - base) @ m.T + base
+        if aug.gain_db:
+            feats = feats + np.float32(rng.uniform(-aug.gain_db, aug.gain_db))
+        return p.astype(np.float32), np.asarray(feats, np.float32)
 
     def raw_windows(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):

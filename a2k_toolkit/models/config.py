@@ -31,6 +31,13 @@ class ModelConfig(BaseModel):
     )
     disc_width: int = Field(64, ge=4, description="channels of the discriminator's first layer (training only)")
     disc_layers: int = Field(3, ge=2, le=5, description="convolution layers of the discriminator before its head")
+    residual: bool = Field(
+        False,
+        description="predict offsets from the reference keypoints (output = reference + decoder output, head "
+        "initialised to zero) instead of absolute keypoints; keeps the person's face shape by construction, which "
+        "matters when training on few identities (an extension of the paper; needs the reference encoders)",
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the decoder's features (regularisation)")
 
 
 def build_encoder(spec: ComponentSpec, where: str, catalog=None, in_dim: int = 136):
@@ -59,7 +66,11 @@ def build_generator(cfg: ModelConfig, feature_shape: tuple[int, ...], catalog=No
     if piv is not None and pv is None:
         raise ConfigError("model.piv_encoder is set but model.pv_encoder is null; the PIV encoder needs the "
                           "reference keypoints too: set both, or both null for the 'audio only' model")  # fmt: skip
-    return Audio2KeypointNet(shape, cfg.width, cfg.depth, tuple(cfg.channels_2d), pv=pv, piv=piv)
+    if cfg.residual and pv is None:
+        raise ConfigError("model.residual needs the reference keypoints: it cannot be used without model.pv_encoder "
+                          "(the 'audio only' ablation); set residual: false")  # fmt: skip
+    return Audio2KeypointNet(shape, cfg.width, cfg.depth, tuple(cfg.channels_2d), pv=pv, piv=piv,
+                             residual=cfg.residual, dropout=cfg.dropout)
 
 
 def build_discriminator(cfg: ModelConfig):

@@ -5,7 +5,9 @@
   keypoints (each broadcast along time), mixed by a convolution block;
 * up-sampling path (decoder): per level a transposed convolution doubling ``T``, concatenation with the audio
   encoder's skip connection of that resolution, and two convolution blocks;
-* head: a 1x1 convolution to 136 values per frame.
+* head: a 1x1 convolution to 136 values per frame; with ``residual=True`` (an extension of the paper) the head's output
+  is an offset added to the reference keypoints, and the head starts at zero (the untrained model is the static
+  baseline), so the person's face shape is kept by construction.
 
 Inputs are raw front-end features ``(B, T, D)`` (standardised inside with the ``feature_mean`` / ``feature_std``
 buffers fitted on the training data and saved with the weights) and the reference frame ``(B, 136)`` in the
@@ -35,6 +37,8 @@ class Audio2KeypointNet(nn.Module):
         pv: nn.Module | None = None,
         piv: nn.Module | None = None,
         kp_dim: int = KP_DIM,
+        residual: bool = False,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.feature_shape = (int(feature_shape[0]), int(feature_shape[1]))
@@ -52,6 +56,13 @@ class Audio2KeypointNet(nn.Module):
             nn.Sequential(ConvBlock1d(2 * width, width, 3), ConvBlock1d(width, width, 3)) for _ in range(depth)
         )
         self.head = nn.Conv1d(width, kp_dim, 1)
+        self.residual = bool(residual)
+        if self.residual and pv is None:
+            raise ValueError("residual output needs the reference keypoints (a PV encoder)")
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        if self.residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     @property
     def uses_reference(self) -> bool:
@@ -85,18 +96,27 @@ class Audio2KeypointNet(nn.Module):
         piv = self.piv(k)[:, 0] if self.piv is not None else None
         return pv, piv
 
-    def decode(self, levels: list[torch.Tensor], T: int, codes: list[torch.Tensor | None]) -> torch.Tensor:
-        """Bottleneck + up-sampling path; ``codes`` are ``(B, E)`` tensors (or None) concatenated at the bottleneck."""
+    def decode(self, levels: list[torch.Tensor], T: int, codes: list[torch.Tensor | None],
+               reference: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """Bottleneck + up-sampling path; ``codes`` are ``(B, E)`` tensors (or None) concatenated at the bottleneck.
+        A residual generator adds the output to ``reference`` ``(B, 136)`` (required then)."""
         h = levels[-1]
         extra = [c[:, :, None].expand(-1, -1, h.shape[-1]).to(h.dtype) for c in codes if c is not None]
         h = self.bottleneck(torch.cat([h, *extra], 1) if extra else h)
         for i, (up, merge) in enumerate(zip(self.up, self.merge)):
             skip = levels[-2 - i]
             h = merge(torch.cat([up(h), skip], 1))
-        return self.head(h)[:, :, :T].transpose(1, 2)
+        if self.dropout is not None:
+            h = self.dropout(h)
+        out = self.head(h)[:, :, :T].transpose(1, 2)
+        if self.residual:
+            if reference is None:
+                raise ValueError("a residual generator needs `reference` (B, 136) to decode")
+            out = out + reference[:, None, :].to(out.dtype)
+        return out
 
     def forward(self, features: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T, D)`` features + ``(B, 136)`` reference -> ``(B, T, 136)`` keypoints (normalised space)."""
         levels, T = self.encode_audio(features)
         pv, piv = self.codes(reference)
-        return self.decode(levels, T, [pv, piv])
+        return self.decode(levels, T, [pv, piv], reference)

@@ -42,6 +42,40 @@ class DataConfig(_Strict):
     min_valid_fraction: float = Field(0.5, ge=0, le=1, description="skip clips with fewer frames with a face")
     normalizer_sequences: int = Field(10_000, ge=1, description="windows used to fit the keypoint statistics")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    min_coupling: float | None = Field(
+        None,
+        description="Vox-KP only: leave out training clips whose lip-audio coupling (recorded by the dataset builder) "
+        "is below this or undefined, as large corpora are filtered by sync scores",
+    )
+
+
+class AugmentConfig(_Strict):
+    """Random augmentation of training windows (off by default; the paper uses none). Each window draws its own
+    parameters from a generator seeded by (seed, epoch, window), so runs and resumes are reproducible."""
+
+    rotate: float = Field(0.0, ge=0, le=45, description="in-plane rotation of the whole window, uniform in +-degrees")
+    aspect: float = Field(0.0, ge=0, le=0.5, description="face width / height jitter: x and y scaled by exp(+-a/2)")
+    shape: float = Field(
+        0.0, ge=0, le=0.2,
+        description="identity jitter: every point moved by one fixed random offset for the whole window (std, in face "
+        "sizes), smoothed over neighbouring points; new face shapes with the same motion",
+    )  # fmt: skip
+    tempo: float = Field(
+        0.0, ge=0, le=0.5,
+        description="speaking-rate jitter: the window is cut from (1 +- tempo) x its length of the clip and resampled "
+        "to the window length, audio features (per sub-frame) and keypoints alike, so speech and lips stay in sync",
+    )  # fmt: skip
+    gain_db: float = Field(0.0, ge=0, le=40, description="audio gain, uniform in +-dB (a shift of the log-mel)")
+    noise_snr_db: tuple[float, float] | None = Field(
+        None, description="also train on copies of each clip's audio with white noise at an SNR drawn in this range"
+    )
+    noise_copies: int = Field(2, ge=1, le=8, description="noisy copies per clip (features precomputed once)")
+    probability: float = Field(1.0, ge=0, le=1, description="chance that a window is augmented at all")
+
+    @property
+    def enabled(self) -> bool:
+        return self.probability > 0 and bool(self.rotate or self.aspect or self.shape or self.gain_db or self.tempo
+                                              or self.noise_snr_db)  # fmt: skip
 
 
 class OptimConfig(_Strict):
@@ -62,6 +96,18 @@ class LossConfig(_Strict):
     piv_piv: float = Field(1.0, ge=0, description="L_PIV-PIV, the PIV encoder's triplet loss")
     d: float = Field(1.0, ge=0, description="L_D, the discriminator's least-squares loss")
     triplet_margin: float = Field(0.2, ge=0, description="margin of the triplet on RMS code distances")
+    mouth: float = Field(
+        0.0, ge=0,
+        description="extra L1 on the 20 mouth points (48-67), added to L_Reg with this weight (0 = the paper's loss); "
+        "lip motion is a small part of the keypoints' variance and is what the audio predicts best",
+    )  # fmt: skip
+    sync: float = Field(
+        0.0, ge=0,
+        description="weight of L_Sync: per window, 1 - correlation of predicted and real mouth opening (inner-lip "
+        "gap 62-66) plus |log(std ratio)| (0 = the paper's loss); counters L1's pull towards a still mouth",
+    )  # fmt: skip
+    adv_start: int = Field(0, ge=0, description="steps trained with L_Reg (+ PIV terms) only before L_Adv starts")
+    adv_ramp: int = Field(0, ge=0, description="steps over which L_Adv's weight then ramps linearly from 0 to `adv`")
     exact_piv_gradients: bool = Field(
         True,
         description="keep L_PIV-Gen's gradient out of the PIV encoder exactly, at the cost of a second decoder pass; "
@@ -85,6 +131,12 @@ class TrainConfig(_Strict):
     data: DataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    val_metric: Literal["l1", "mouth_l1", "lip_sync"] = Field(
+        "l1",
+        description="what picks best/: l1 (mean L1 of all keypoints, the paper's Avg. L1), mouth_l1 (L1 of the mouth "
+        "points) or lip_sync (1 - correlation of predicted and real mouth opening over the validation windows)",
+    )
     batch_size: int = Field(32, ge=1, description="windows per step and per process (global: x world size)")
     epochs: int = Field(300, ge=1, description="passes over the training windows (paper §5.1)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (before `epochs` if smaller)")

@@ -110,12 +110,13 @@ def split_path(path: str, default_split: str = "train") -> tuple[str, str]:
 
 def voxkp_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
     """Every clip of the named split of each Vox-KP dataset (all of them on every rank: the DistributedSampler over
-    training windows splits the work)."""
+    training windows splits the work); ``data.min_coupling`` filters the train split only."""
     from ..data.reader import VoxKPReader
 
     for p in paths:
         root, split = split_path(p)
-        yield from VoxKPReader(root, split, rank=0, world_size=1)
+        min_coupling = cfg.min_coupling if split == "train" else None
+        yield from VoxKPReader(root, split, rank=0, world_size=1, min_coupling=min_coupling)
 
 
 register_clip_source("voxkp", voxkp_clips)
@@ -126,6 +127,9 @@ def load_clips(paths: list[str], cfg: DataConfig, exclude: Iterable[str] = ()) -
     clips where a face was found in fewer than ``data.min_valid_fraction`` of the frames."""
     if cfg.format not in CLIP_SOURCES:
         raise ConfigError(f"unknown data.format {cfg.format!r}; available: {', '.join(sorted(CLIP_SOURCES))}")
+    if cfg.min_coupling is not None and cfg.format != "voxkp":
+        raise ConfigError("data.min_coupling needs data.format: voxkp (the coupling is measured by `a2k dataset "
+                          "build`); build a Vox-KP dataset or remove min_coupling")  # fmt: skip
     excluded = {os.path.realpath(p) for p in exclude}
     if excluded and cfg.format in ("auto", "videos", "clips"):
         files = [str(f) for f in expand_paths(paths, VIDEO_EXTS | CLIP_EXTS) if os.path.realpath(f) not in excluded]

@@ -12,6 +12,9 @@ over every element (batch, frames / patches, values).
   ``mean_{b,t} max(0, rms(E(k) - E(y_t)) - rms(E(k) - E(y_hat_t)) + margin)``, with ``y_hat`` a fixed negative
   sample (no gradient into the generator) and ``eps`` the margin.
 * ``L_D = mean (1 - D(y))^2 + mean D(y_hat)^2``.
+* Extensions (weight 0 by default, see ``LossConfig``): ``L_Mouth``, the L1 of the mouth points only, and ``L_Sync``
+  (:func:`sync_loss`), one minus the correlation of predicted and real mouth opening per window plus the log ratio of
+  their standard deviations.
 
 The generator (audio encoder, PV encoder, decoder) minimises ``L_Gen = L_Adv + L_Reg + L_PIV-Gen``; the PIV encoder
 minimises ``L_PIV = L_Reg + L_Adv + L_PIV-PIV`` (it receives L_Reg and L_Adv through its code at the bottleneck); the
@@ -30,6 +33,25 @@ from torch.func import functional_call
 
 def reg_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).abs().mean()
+
+
+def mouth_opening(kp: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Inner-lip gap (distance of points 62 and 66) of normalised ``(..., 136)`` keypoints, in face-size units
+    (standardisation undone with the normaliser's ``mean`` / ``std``)."""
+    p = (kp * std + mean).reshape(*kp.shape[:-1], 68, 2)
+    return (p[..., 66, :] - p[..., 62, :]).norm(dim=-1)
+
+
+def sync_loss(pred_open: torch.Tensor, real_open: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Lip-sync loss on mouth openings ``(B, T)``: per window ``1 - corr(pred, real)`` (Pearson over time) plus
+    ``|log(std_pred / std_real)|`` (right amplitude), averaged over windows. ``eps`` (face-size units) keeps windows
+    with a still mouth finite."""
+    x = pred_open - pred_open.mean(1, keepdim=True)
+    y = real_open - real_open.mean(1, keepdim=True)
+    sx = x.pow(2).mean(1).add(eps**2).sqrt()
+    sy = y.pow(2).mean(1).add(eps**2).sqrt()
+    corr = (x * y).mean(1) / (sx * sy)
+    return (1.0 - corr).mean() + (sx.log() - sy.log()).abs().mean()
 
 
 def adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:
@@ -72,10 +94,10 @@ class GANForward(nn.Module):
         g = self.generator
         levels, T = g.encode_audio(features)
         pv, piv = g.codes(reference)
-        pred = g.decode(levels, T, [pv, piv])
+        pred = g.decode(levels, T, [pv, piv], reference)
         out = {"pred": pred}
         if g.piv is not None:
-            pred_for_piv = g.decode(levels, T, [pv, piv.detach()]) if self.exact else pred
+            pred_for_piv = g.decode(levels, T, [pv, piv.detach()], reference) if self.exact else pred
             params = frozen(g.piv)
             out["e_ref_fixed"] = functional_call(g.piv, params, (reference[:, None, :],))[:, 0]
             out["e_pred_fixed"] = functional_call(g.piv, params, (pred_for_piv,))

@@ -43,9 +43,11 @@ from .losses import (
     adversarial_loss,
     discriminator_loss,
     frozen,
+    mouth_opening,
     piv_gen_loss,
     piv_triplet_loss,
     reg_loss,
+    sync_loss,
 )
 from .state import (
     capture_rng,
@@ -56,7 +58,9 @@ from .state import (
     unflatten_optimizer,
 )
 
-LOSS_KEYS = ("loss_g", "loss_reg", "loss_adv", "loss_piv_gen", "loss_piv_piv", "loss_d")
+LOSS_KEYS = ("loss_g", "loss_reg", "loss_mouth", "loss_sync", "loss_adv", "loss_piv_gen", "loss_piv_piv", "loss_d")
+MOUTH = slice(48 * 2, 68 * 2)  # the mouth points' coordinates in a (.., 136) keypoint vector
+LOG_POWER_FRONTENDS = ("logmel", "librosa-mel")
 # config fields that must not change when a run is resumed
 RESUME_FIXED = ("seed", "ablation", "frontend", "model", "batch_size", ("data", "window"), ("data", "stride"))
 
@@ -187,7 +191,11 @@ class Trainer:
             raise ConfigError("no usable training clips found in data.train (or every clip has too few frames with a "
                               "face, see data.min_valid_fraction)")  # fmt: skip
         d = cfg.data
-        self.train_set = ClipWindowDataset(train_clips, self.frontend, normalizer, d.window, d.stride)
+        if cfg.augment.gain_db and self.frontend.name not in LOG_POWER_FRONTENDS:
+            raise ConfigError(f"augment.gain_db shifts log-power features; the {self.frontend.name!r} front-end's are "
+                              f"not (use one of {', '.join(LOG_POWER_FRONTENDS)}, or set gain_db: 0)")  # fmt: skip
+        self.train_set = ClipWindowDataset(train_clips, self.frontend, normalizer, d.window, d.stride,
+                                           augment=cfg.augment, seed=cfg.seed)  # fmt: skip
         if normalizer is None and len(self.train_set) == 0:
             raise ConfigError(f"no training windows: every clip is shorter than data.window ({d.window} frames) or "
                               "has undetected frames; add longer clips or lower data.window")  # fmt: skip
@@ -244,9 +252,27 @@ class Trainer:
             self.scalers["d" if name == "d" else "g"].unscale_(self.optimizers[name])
             torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
 
+    def _norm_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if getattr(self, "_norm_t", None) is None:
+            self._norm_t = tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device)
+                                 for v in (self.normalizer.mean, self.normalizer.std))  # fmt: skip
+        return self._norm_t
+
+    def adv_weight(self, step: int | None = None) -> float:
+        """L_Adv's weight at ``step`` (default: the current one): 0 before ``loss.adv_start``, then a linear ramp over
+        ``loss.adv_ramp`` steps to ``loss.adv``."""
+        w = self.cfg.loss
+        step = self.step if step is None else step
+        if step < w.adv_start:
+            return 0.0
+        if w.adv_ramp <= 0:
+            return w.adv
+        return w.adv * min(1.0, (step - w.adv_start + 1) / w.adv_ramp)
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One GAN step on a batch; returns the (detached) loss terms."""
         w = self.cfg.loss
+        w_adv = self.adv_weight()
         dev = self.device
         feats = batch["features"].to(dev, non_blocking=True)
         kp = batch["keypoints"].to(dev, non_blocking=True)
@@ -269,8 +295,13 @@ class Trainer:
             self.scalers["d"].update()
 
         loss_reg = reg_loss(pred, kp)
+        loss_mouth = reg_loss(pred[..., MOUTH], kp[..., MOUTH]) if w.mouth else zero
+        loss_sync = zero
+        if w.sync:
+            mean, std = self._norm_stats()
+            loss_sync = sync_loss(mouth_opening(pred, mean, std), mouth_opening(kp, mean, std))
         loss_adv = loss_pg = loss_pp = zero
-        if self.disc is not None:
+        if self.disc is not None and w_adv > 0:
             with self.autocast():
                 fake = torch.func.functional_call(self.disc, frozen(self.disc), (out["pred"],)).float()
             loss_adv = adversarial_loss(fake)
@@ -278,7 +309,7 @@ class Trainer:
             loss_pg = piv_gen_loss(out["e_ref_fixed"].float(), out["e_pred_fixed"].float())
             loss_pp = piv_triplet_loss(out["e_ref"].float(), out["e_pos"].float(), out["e_neg"].float(),
                                        w.triplet_margin)  # fmt: skip
-        total = w.reg * loss_reg + w.adv * loss_adv + w.piv_gen * loss_pg + w.piv_piv * loss_pp
+        total = w.reg * loss_reg + w.mouth * loss_mouth + w.sync * loss_sync + w_adv * loss_adv + w.piv_gen * loss_pg + w.piv_piv * loss_pp
         opts = [self.optimizers[n] for n in ("g", "e") if n in self.optimizers]
         for opt in opts:
             opt.zero_grad(set_to_none=True)
@@ -291,27 +322,42 @@ class Trainer:
             self.scalers["g"].step(opt)
         self.scalers["g"].update()
         # L_Gen as the paper defines it (the generator's objective), for logging
-        loss_g = w.reg * loss_reg + w.adv * loss_adv + w.piv_gen * loss_pg
-        return {k: v.detach() for k, v in zip(LOSS_KEYS, (loss_g, loss_reg, loss_adv, loss_pg, loss_pp, loss_d))}
+        loss_g = w.reg * loss_reg + w.mouth * loss_mouth + w.sync * loss_sync + w_adv * loss_adv + w.piv_gen * loss_pg
+        terms = (loss_g, loss_reg, loss_mouth, loss_sync, loss_adv, loss_pg, loss_pp, loss_d)
+        return {k: v.detach() for k, v in zip(LOSS_KEYS, terms)}
 
     @torch.no_grad()
     def validate(self) -> float | None:
-        """Mean L1 (normalised keypoint space, the paper's "Avg. L1") over the validation windows, all ranks."""
+        """The ``val_metric`` over the validation windows, all ranks (lower is better): mean L1 in the normalised
+        keypoint space (the paper's "Avg. L1"), the mouth points' L1, or 1 - the correlation of predicted and real
+        mouth opening (inner-lip gap 62-66), per window at the best lag within +-2 frames, averaged over windows."""
         if self.val_set is None:
             return None
         self.generator.eval()
         idx = list(range(self.env.rank, len(self.val_set), self.env.world_size))
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        # |err| all, count all, |err| mouth, count mouth, sum of per-window lip correlations, windows
+        sums = torch.zeros(6, dtype=torch.float64, device=self.device)
+        mean, std = self._norm_stats()
         for i in range(0, len(idx), self.cfg.batch_size):
             batch = collate([self.val_set[j] for j in idx[i : i + self.cfg.batch_size]])
             with self.autocast():
                 pred = self.generator(batch["features"].to(self.device), batch["reference"].to(self.device))
             kp = batch["keypoints"].to(self.device)
-            sums[0] += (pred.float() - kp).abs().sum().double()
+            pred = pred.float()
+            err = (pred - kp).abs()
+            sums[0] += err.sum().double()
             sums[1] += kp.numel()
+            sums[2] += err[..., MOUTH].sum().double()
+            sums[3] += err[..., MOUTH].numel()
+            sums[4] += best_lag_corr(mouth_opening(pred, mean, std), mouth_opening(kp, mean, std)).sum().double()
+            sums[5] += len(kp)
         if self.env.distributed:
             dist.all_reduce(sums)
         self.generator.train()
+        if self.cfg.val_metric == "mouth_l1":
+            return float(sums[2] / sums[3].clamp_min(1))
+        if self.cfg.val_metric == "lip_sync":
+            return float(1.0 - sums[4] / sums[5].clamp_min(1))
         return float(sums[0] / sums[1].clamp_min(1))
 
     def fit(self) -> dict[str, Any]:
@@ -342,6 +388,7 @@ class Trainer:
         try:
             while self.step < self.total_steps:
                 batches = self.epoch_batches(self.epoch)[self.batch_in_epoch :]
+                self.train_set.set_epoch(self.epoch)
                 loader = DataLoader(self.train_set, batch_sampler=ListBatchSampler(batches), collate_fn=collate,
                                     num_workers=cfg.data.num_workers, generator=torch.Generator(),
                                     pin_memory=self.device.startswith("cuda"))  # fmt: skip
@@ -372,8 +419,8 @@ class Trainer:
                             if better:
                                 self.best_metric, self.best_step = last_val, self.step
                                 self.save_best()
-                            log.write({"step": self.step, "epoch": self.epoch, "val_l1": last_val,
-                                       "best_val_l1": self.best_metric})  # fmt: skip
+                            log.write({"step": self.step, "epoch": self.epoch, "val_metric": cfg.val_metric,
+                                       "val": last_val, "best_val": self.best_metric})  # fmt: skip
                     if save:
                         self.save_latest()
                     if stopping:
@@ -384,8 +431,9 @@ class Trainer:
             stop.restore()
             bar.close()
             log.close()
-        return {"step": self.step, "epoch": self.epoch, "val_l1": last_val, "best_val_l1": self.best_metric
-                if self.best_step >= 0 else None, "run_dir": str(self.run_dir)}  # fmt: skip
+        return {"step": self.step, "epoch": self.epoch, "val_metric": cfg.val_metric, "val": last_val,
+                "best_val": self.best_metric if self.best_step >= 0 else None, "best_step": self.best_step,
+                "run_dir": str(self.run_dir)}  # fmt: skip
 
     def _reduce(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
         t = torch.stack([values[k].float() for k in LOSS_KEYS])
@@ -406,7 +454,8 @@ class Trainer:
             "window": self.cfg.data.window,
             "step": self.step,
             "epoch": self.epoch,
-            "metrics": {"best_val_l1": self.best_metric if self.best_step >= 0 else None, "best_step": self.best_step},
+            "metrics": {"val_metric": self.cfg.val_metric, "best_val": self.best_metric if self.best_step >= 0 else None,
+                        "best_step": self.best_step},
             "train_config": self.cfg.model_dump(mode="json"),
         }  # fmt: skip
 
@@ -476,6 +525,21 @@ class Trainer:
             self.batch_in_epoch = 0
         r = self.env.rank if same_world else 0
         restore_rng(meta["rng"][r], {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.r{r}.")})
+
+
+def best_lag_corr(x: torch.Tensor, y: torch.Tensor, max_lag: int = 2) -> torch.Tensor:
+    """Per row of ``(B, T)`` series: the highest Pearson correlation of ``x`` shifted by up to ``max_lag`` frames
+    against ``y`` (0 where either side is still)."""
+    best = torch.full((x.shape[0],), -1.0, dtype=torch.float64, device=x.device)
+    T = x.shape[1]
+    for lag in range(-max_lag, max_lag + 1):
+        a = x[:, max(0, lag) : T + min(0, lag)].double()
+        b = y[:, max(0, -lag) : T + min(0, -lag)].double()
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        den = (a.pow(2).sum(1) * b.pow(2).sum(1)).sqrt()
+        c = torch.where(den > 1e-12, (a * b).sum(1) / den.clamp_min(1e-12), torch.zeros_like(den))
+        best = torch.maximum(best, c)
+    return best
 
 
 class GracefulStop:

@@ -1,0 +1,171 @@
+"""The training-recipe extensions behind the shipped model: residual output, mouth / sync losses, the adversarial
+warm-up, window augmentation (deterministic, speech and lips kept in sync), coupling filter and validation metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from a2k_toolkit.data.clips import Clip
+from a2k_toolkit.data.windows import ClipWindowDataset
+from a2k_toolkit.errors import ConfigError
+from a2k_toolkit.keypoints import Normalizer
+from a2k_toolkit.models.config import ModelConfig, build_generator
+from a2k_toolkit.training import Trainer, load_train_config
+from a2k_toolkit.training.config import AugmentConfig
+from a2k_toolkit.training.losses import mouth_opening, sync_loss
+from a2k_toolkit.training.trainer import best_lag_corr
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+SMALL = {"width": 16, "depth": 2, "channels_2d": [4, 8],
+         "pv_encoder": {"name": "pv", "params": {"hidden": 16, "out_dim": 4}},
+         "piv_encoder": {"name": "piv", "params": {"hidden": 16, "out_dim": 4}}}  # fmt: skip
+
+
+def test_residual_generator_starts_as_the_reference_and_needs_it(catalog):
+    g = build_generator(ModelConfig(**SMALL, residual=True), (4, 80), catalog)
+    feats, ref = torch.randn(2, 32, 320), torch.randn(2, 136)
+    out = g(feats, ref)
+    assert torch.equal(out, ref[:, None, :].expand(-1, 32, -1))  # zero-initialised head: the static baseline
+    torch.nn.init.normal_(g.head.weight)
+    moved = g(feats, ref)
+    assert not torch.allclose(moved, out)
+    levels, T = g.encode_audio(feats)
+    with pytest.raises(ValueError, match="reference"):
+        g.decode(levels, T, list(g.codes(ref)))
+    with pytest.raises(ConfigError, match="residual needs the reference"):
+        build_generator(ModelConfig(**{**SMALL, "pv_encoder": None, "piv_encoder": None}, residual=True), (4, 80),
+                        catalog)  # fmt: skip
+
+
+def test_sync_loss_and_mouth_opening():
+    t = torch.linspace(0, 6, 64)
+    real = (0.2 + 0.1 * torch.sin(t))[None].repeat(3, 1)
+    assert sync_loss(real, real).item() == pytest.approx(0.0, abs=1e-3)
+    assert sync_loss(0.4 - real, real).item() == pytest.approx(2.0, abs=2e-3)  # anti-correlated
+    assert sync_loss(0.2 + 2 * (real - 0.2), real).item() == pytest.approx(math.log(2), abs=2e-3)  # twice as wide
+    # a still prediction: correlation 0, std ratio eps / std
+    still = sync_loss(torch.full_like(real, 0.2), real).item()
+    assert still > 1 + math.log(0.07 / 1e-3) - 0.1
+    # mouth opening = distance of points 62 and 66 after undoing the standardisation
+    pts = torch.zeros(1, 68, 2)
+    pts[0, 62] = torch.tensor([0.0, 1.0])
+    pts[0, 66] = torch.tensor([0.0, 4.0])
+    mean, std = torch.full((136,), 0.5), torch.full((136,), 2.0)
+    z = (pts.reshape(1, 136) - mean) / std
+    assert mouth_opening(z, mean, std).item() == pytest.approx(3.0)
+
+
+def test_best_lag_correlation_finds_a_shift():
+    x = torch.randn(4, 64, dtype=torch.float64)
+    y = torch.roll(x, 2, dims=1)
+    assert torch.all(best_lag_corr(x, y, max_lag=2) > 0.95)
+    assert torch.all(best_lag_corr(x, y, max_lag=1) < 0.6)
+    assert torch.equal(best_lag_corr(torch.zeros(2, 64), torch.randn(2, 64)), torch.zeros(2, dtype=torch.float64))
+
+
+def test_adversarial_weight_warms_up(real_clips_dir, tiny_train_config, catalog, tmp_path):
+    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=4,
+                            loss={"adv": 0.5, "adv_start": 2, "adv_ramp": 4, "mouth": 1.0, "sync": 0.5})  # fmt: skip
+    tr = Trainer(cfg, catalog=catalog)
+    assert [tr.adv_weight(s) for s in (0, 1, 2, 3, 5, 9)] == [0.0, 0.0, 0.125, 0.25, 0.5, 0.5]
+    tr.fit()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "loss_reg" in x]
+    assert [r["loss_adv"] for r in rows[:2]] == [0.0, 0.0] and rows[3]["loss_adv"] > 0
+    assert all(r["loss_mouth"] > 0 and r["loss_sync"] > 0 for r in rows)
+
+
+def _timed_clip(T=120, sample_rate=16000, fps=25.0) -> Clip:
+    """A clip whose keypoints move with time (mouth opening = frame index) and whose audio is a rising chirp."""
+    rng = np.random.default_rng(0)
+    base = rng.uniform(80, 160, (68, 2))
+    kp = np.repeat(base[None], T, 0).astype(np.float32)
+    kp[:, 66] = kp[:, 62] + np.stack([np.zeros(T), 5.0 + np.arange(T)], 1)  # inner-lip gap: one pixel more a frame
+    audio = (0.1 * rng.standard_normal(int(T / fps * sample_rate))).astype(np.float32)
+    return Clip(keypoints=kp, audio=audio, sample_rate=sample_rate, fps=fps, clip_id="timed")
+
+
+def test_augmentation_is_deterministic_per_epoch_and_keeps_speech_and_lips_in_sync():
+    clip = _timed_clip()
+    T = len(clip.keypoints)
+    S, F = 4, 3
+    # features encode time: every value of sub-frame k of frame j is j + (k + 0.5) / S
+    feats = np.repeat(((np.arange(T)[:, None] + (np.arange(S)[None] + 0.5) / S)).reshape(T, S, 1), F, 2)
+    feats = feats.reshape(T, S * F).astype(np.float32)
+    aug = AugmentConfig(tempo=0.2, rotate=5, aspect=0.1, shape=0.02, gain_db=0.0)
+    ds = ClipWindowDataset([clip], [feats], Normalizer(), 32, 8, augment=aug, seed=3, feature_shape=(S, F))
+    a, b = ds[1], ds[1]
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # same (seed, epoch, window): same draw
+    ds.set_epoch(1)
+    assert not np.array_equal(ds[1]["keypoints"], a["keypoints"])
+    rates = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            it = ds[i]
+            time_from_audio = it["features"].reshape(32, S, F)[:, :, 0].mean(1)  # source time of each output frame
+            p = it["keypoints"].reshape(32, 68, 2)
+            gap = np.linalg.norm(p[:, 66] - p[:, 62], axis=1)  # grows with source time, in normalised units
+            # the lip gap is an affine function of the source frame index; so must the audio time be
+            fit = np.polyfit(time_from_audio - 0.5, gap, 1)
+            assert np.abs(np.polyval(fit, time_from_audio - 0.5) - gap).max() < 0.02 * np.ptp(gap) + 1e-6
+            rates.add(round(float(np.diff(time_from_audio).mean()), 2))
+    assert min(rates) < 0.9 and max(rates) > 1.1  # windows were really slowed down and sped up
+
+
+def test_augmented_geometry_keeps_the_normalised_frame():
+    """Rotation / aspect / shape act about the reference nose: frame 0 stays the reference and the nose stays at 0."""
+    clip = _timed_clip()
+    feats = np.zeros((len(clip.keypoints), 8), np.float32)
+    ds = ClipWindowDataset([clip], [feats], Normalizer(scale_by_face=True), 32, 8,
+                           augment=AugmentConfig(rotate=10, aspect=0.2, gain_db=3), seed=0)  # fmt: skip
+    it = ds[0]
+    assert np.array_equal(it["keypoints"][0], it["reference"])
+    assert np.abs(it["reference"].reshape(68, 2)[27]).max() < 1e-5
+    plain = ClipWindowDataset([clip], [feats], Normalizer(scale_by_face=True), 32, 8)[0]
+    assert not np.allclose(plain["keypoints"], it["keypoints"])
+    shift = it["features"] - plain["features"]
+    assert np.ptp(shift) < 1e-6 and 0 < abs(shift[0, 0]) <= 3  # one gain for the whole window
+
+
+def test_noise_augmentation_needs_a_frontend_and_gain_needs_log_power(real_clips_dir, tiny_train_config, pm,
+                                                                       tmp_path):  # fmt: skip
+    from a2k_toolkit.catalog import Catalog
+    from a2k_toolkit.testing import DummyPlugin
+
+    pm.register(DummyPlugin())
+    catalog = Catalog(pm)
+    clip = _timed_clip()
+    with pytest.raises(Exception, match="noise_snr_db needs an audio front-end"):
+        ClipWindowDataset([clip], [np.zeros((120, 8), np.float32)], Normalizer(), 32, 8,
+                          augment=AugmentConfig(noise_snr_db=(10, 20)))  # fmt: skip
+    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=1, augment={"gain_db": 3},
+                            frontend={"name": "dummy-audio"})  # fmt: skip
+    with pytest.raises(ConfigError, match="gain_db shifts log-power features"):
+        Trainer(cfg, catalog=catalog)
+
+
+def test_min_coupling_needs_voxkp(real_clips_dir, tiny_train_config, catalog, tmp_path):
+    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=1, data={"min_coupling": 0.1})
+    with pytest.raises(ConfigError, match="min_coupling needs data.format: voxkp"):
+        Trainer(cfg, catalog=catalog)
+
+
+@pytest.mark.parametrize("metric", ["l1", "mouth_l1", "lip_sync"])
+def test_validation_metrics_pick_best(real_clips_dir, real_clips, tiny_train_config, catalog, tmp_path, metric):
+    val = real_clips_dir / f"{real_clips[0].clip_id}.npz"
+    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=2, val_every=1, val_metric=metric,
+                            data={"val": [str(val)]}, augment={"rotate": 3, "tempo": 0.1})  # fmt: skip
+    tr = Trainer(cfg, catalog=catalog)
+    summary = tr.fit()
+    assert summary["val_metric"] == metric and summary["best_val"] is not None
+    hi = {"l1": 5.0, "mouth_l1": 5.0, "lip_sync": 2.0}[metric]
+    assert 0 <= summary["best_val"] <= hi
+    meta = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert meta["metrics"]["val_metric"] == metric
+    assert load_train_config(cfg).val_metric == metric
