@@ -161,10 +161,12 @@ class TrainConfig(_Strict):
         return self
 
     def effective_model(self) -> ModelConfig:
-        """``model`` with the components the ablation removes set to null."""
+        """``model`` with the components the ablation removes set to null (``audio_only`` also turns off
+        ``residual``, which needs the reference)."""
         m = self.model.model_copy()
         if self.ablation == "audio_only":
             m.pv_encoder = m.piv_encoder = None
+            m.residual = False  # no reference to add offsets to: the audio-only model predicts absolute keypoints
         elif self.ablation == "no_piv":
             m.piv_encoder = None
         return m
