@@ -99,6 +99,13 @@ class Audio2KeypointGenerator(KeypointGenerator):
                               f"({self.info.window} frames)")  # fmt: skip
         self._net = None
 
+    @classmethod
+    def from_pretrained(cls, path=None, **params):
+        """The generator for the checkpoint directory ``path`` (``model.safetensors`` + ``config.json``, as written by
+        ``a2k train`` into ``RUN_DIR/best`` or ``RUN_DIR/latest``, or a run directory); ``None`` = the default weights
+        shipped in ``a2k_toolkit/weights/``. Other ``params`` as in the pipeline config."""
+        return cls({**params, "checkpoint": None if path is None else str(path)})
+
     @property
     def net(self):
         """The generator network, loaded on first use."""
