@@ -64,8 +64,8 @@ class LossConfig(_Strict):
     triplet_margin: float = Field(0.2, ge=0, description="margin of the triplet on RMS code distances")
     exact_piv_gradients: bool = Field(
         True,
-        description="keep L_PIV-Gen's gradient out of the PIV encoder exactly, at the cost of a second decoder pass; "
-        "false skips that pass and lets L_PIV-Gen reach the encoder through its code at the bottleneck",
+        description="keep L_PIV-Gen's gradient out of the PIV encoder exactly, at the cost of one extra gradient pass "
+        "through the decoder; false skips it and lets L_PIV-Gen reach the encoder through its code at the bottleneck",
     )
 
 
