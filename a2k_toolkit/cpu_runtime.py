@@ -6,7 +6,7 @@ variable is not already set, so a user's own setting always wins:
 * ``OMP_WAIT_POLICY=PASSIVE``: an OpenMP thread that finishes its share of an operation sleeps instead of
   spinning while it waits for the others. With the default (spin for a while), a training process whose threads share
   cores with other busy processes burns the CPU time those processes need and waits for its own descheduled threads:
-  measured on a shared 2-core machine, one paper-width training step took 5-9 s with spinning and 1.2-2.5 s with
+  measured on a shared 2-core machine, one paper-width training step took 4-11 s with spinning and 1.2-2.9 s with
   ``PASSIVE`` (docs/training.md, "Performance"). On a machine the run has to itself the difference is small; set
   ``OMP_WAIT_POLICY=ACTIVE`` to keep spinning there.
 
