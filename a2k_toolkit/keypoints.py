@@ -169,6 +169,23 @@ class Normalizer:
         """``(T, 68, 2)`` pixels -> ``(T, 136)`` normalised, relative to ``reference`` ``(68, 2)``."""
         return ((self.centre(points, reference) - self.mean) / self.std).astype(np.float32)
 
+    def normalize_many(self, points: np.ndarray, references: np.ndarray) -> np.ndarray:
+        """:meth:`normalize` of ``N`` sequences at once (the same values, vectorised): ``(N, T, 68, 2)`` pixels and
+        their ``(N, 68, 2)`` references -> ``(N, T, 136)``."""
+        ref = np.asarray(references, np.float64)[..., :2]
+        N, T = len(ref), np.shape(points)[1]
+        base = np.tile(ref[:, NOSE_BASE_INDEX], NUM_POINTS)[:, None]  # (N, 1, 136): x, y of the nose base per point
+        scale = face_scale(ref) if self.scale_by_face else np.ones(N)
+        scale = np.maximum(scale, 1e-6)[:, None, None]
+        # the operations of `normalize`, in place on (N, T, 136) rows (long inner loops, no temporaries)
+        z = np.asarray(points)[..., :2].reshape(N, T, NUM_POINTS * 2).astype(np.float64)
+        z -= base
+        z /= scale
+        out = z.astype(np.float32)
+        out -= self.mean
+        out /= self.std
+        return out
+
     def denormalize(self, z: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`normalize`: ``(T, 136)`` -> ``(T, 68, 2)`` pixels."""
         base, scale = self._frame(reference)

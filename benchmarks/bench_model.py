@@ -5,7 +5,9 @@
 Prints one table:
 
 * training throughput: full GAN steps (generator + PIV encoder + discriminator, all losses, Adam) through
-  ``Trainer.train_step`` at the given batch size, in windows (samples) per second;
+  ``Trainer.train_step`` at the given batch size, in windows (samples) per second, in a fresh process started with
+  the environment ``a2k train`` sets (``OMP_WAIT_POLICY=PASSIVE`` unless already set), with that process's peak RSS
+  and the share of each step the real training loop (``Trainer.fit``) spent waiting for its next batch;
 * inference real-time factor (compute time / audio duration; < 1 is faster than real time) of the ``audio2keypoint``
   generator for 10 s and 60 s of audio, with and without the log-mel front-end;
 * peak memory of a fresh process generating 10 minutes (``--quick``: 2 minutes) of keypoints from features: the
@@ -46,34 +48,76 @@ def synthetic_clips(directory: Path, n: int, seconds: float, seed: int = 0) -> N
                                                           clip_id=f"synthetic_{i}"))  # fmt: skip
 
 
-def bench_training(args, work: Path):
+def train_probe(work: str, device: str = "auto", amp: str = "auto", batch_size: int = 32, steps: int = 3,
+                fit_steps: int = 3) -> dict:  # fmt: skip
+    """Run in a fresh process by :func:`run_train_probe`: build a paper-width ``Trainer`` on synthetic clips (4 x 20 s,
+    written as clip files), time ``steps`` full GAN steps (``Trainer.train_step``, one warm-up first) on one batch,
+    then train ``fit_steps`` steps through ``Trainer.fit`` (the real loop, loader included) and read its
+    ``data_wait_fraction``. Returns the step times, the fit loop's seconds per step waiting for data, the generator's
+    parameter count and the process's peak RSS (``ru_maxrss``: everything the training process ever held)."""
+    import resource
+
     import torch
 
     from a2k_toolkit.data.windows import collate
     from a2k_toolkit.models import count_parameters
     from a2k_toolkit.training import Trainer
 
+    work = Path(work)
     clips = work / "clips"
-    clips.mkdir()
+    clips.mkdir(exist_ok=True)
     synthetic_clips(clips, n=4, seconds=20)
-    cfg = {"run_dir": str(work / "run"), "device": args.device, "amp": args.amp, "progress": False,
-           "data": {"train": [str(clips)], "window": 64, "stride": 16}, "batch_size": args.batch_size}  # fmt: skip
+    cfg = {"run_dir": str(work / "run"), "device": device, "amp": amp, "progress": False, "batch_size": batch_size,
+           "data": {"train": [str(clips)], "window": 64, "stride": 16}, "max_steps": fit_steps, "log_every": 1,
+           "checkpoint_every": 10**6, "val_every": 10**6}  # fmt: skip
     trainer = Trainer(cfg)
-    batches = trainer.epoch_batches(0)
-    steps = 2 if args.quick else 8
-    batch = collate([trainer.train_set[i] for i in batches[0]])
-    trainer.train_step(batch)  # warm-up
-    if trainer.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    batch = collate(trainer.train_set.__getitems__(trainer.epoch_batches(0)[0]))
+    n = len(batch["keypoints"])
+    if n != batch_size:
+        raise RuntimeError(f"the synthetic training set gave a batch of {n}, expected {batch_size}")
+    cuda = trainer.device.startswith("cuda")
+    times = []
+    for i in range(steps + 1):  # the first is the warm-up
+        t0 = time.perf_counter()
         trainer.train_step(batch)
-    if trainer.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    dt = (time.perf_counter() - t0) / steps
-    trainer.save_latest()
-    params = count_parameters(trainer.generator)
-    return trainer.device, params, dt, args.batch_size / dt, work / "run" / "latest"
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    trainer.fit()  # fit_steps steps of the real loop; ends with a checkpoint in run/latest
+    rows = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "data_wait_fraction" in r]
+    wait = [r["data_wait_fraction"] * batch_size / r["samples_per_s"] for r in rows]  # seconds per step
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+    return {"device": trainer.device, "params": count_parameters(trainer.generator), "step_s": times[1:],
+            "fit_wait_s": wait, "fit_step_s": [batch_size / r["samples_per_s"] for r in rows], "peak_rss_mib": rss,
+            "checkpoint": str(work / "run" / "latest")}  # fmt: skip
+
+
+def run_train_probe(work: Path, **kwargs) -> dict:
+    """:func:`train_probe` in a fresh Python process started as ``a2k train`` starts: with the environment defaults
+    ``a2k train`` applies before torch loads (:data:`a2k_toolkit.cpu_runtime.TRAIN_ENV_DEFAULTS`), so the figure is
+    what the command gets, and the peak memory is the training process's own."""
+    from a2k_toolkit.cpu_runtime import TRAIN_ENV_DEFAULTS, apply_env_defaults
+
+    env = os.environ.copy()
+    apply_env_defaults(TRAIN_ENV_DEFAULTS, env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_model; "
+            f"print(json.dumps(bench_model.train_probe({str(work)!r}, **{kwargs!r})))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"training probe failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bench_training(args, work: Path):
+    import statistics
+
+    steps = 2 if args.quick else 8
+    r = run_train_probe(work, device=args.device, amp=args.amp, batch_size=args.batch_size, steps=steps)
+    dt = statistics.median(r["step_s"])
+    wait = statistics.median(r["fit_wait_s"]) / statistics.median(r["fit_step_s"])
+    return r["device"], r["params"], dt, args.batch_size / dt, Path(r["checkpoint"]), r["peak_rss_mib"], wait
 
 
 def bench_inference(args, checkpoint: Path):
@@ -168,13 +212,15 @@ def main() -> None:
     import torch
 
     with tempfile.TemporaryDirectory(prefix="a2k-bench-") as tmp:
-        device, params, step_s, sps, ckpt = bench_training(args, Path(tmp))
+        device, params, step_s, sps, ckpt, train_rss, wait = bench_training(args, Path(tmp))
         infer = bench_inference(args, ckpt)
         mem_s, mem = bench_memory(args, ckpt)
     print(f"\nAudio2Keypoint benchmark on {device} (torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"amp={args.amp}); generator parameters: {params / 1e6:.2f} M\n")  # fmt: skip
     rows = [("training, full GAN step, batch %d x 64 frames" % args.batch_size,
-             f"{sps:.1f} samples/s ({step_s * 1000:.0f} ms/step)")]  # fmt: skip
+             f"{sps:.1f} samples/s ({step_s * 1000:.0f} ms/step)"),
+            ("  peak RSS of the training process", f"{train_rss:.0f} MiB"),
+            ("  time the training loop waits for data", f"{100 * wait:.2f} % of each step")]  # fmt: skip
     for seconds, rtf_gen, rtf_all in infer:
         rows.append((f"inference {seconds} s audio: real-time factor", f"{rtf_gen:.4f} generator, "
                      f"{rtf_all:.4f} with log-mel"))  # fmt: skip

@@ -155,34 +155,49 @@ def stage_keypoints(ctx: Context) -> dict[str, float]:
 
 
 def stage_train(ctx: Context) -> dict[str, float]:
-    """One full training step (generator + PIV encoder + discriminator, all losses, Adam) at batch 32 x 64 frames:
-    samples (windows) per second and seconds per step."""
+    """One full training step (generator + PIV encoder + discriminator, all losses, Adam) at batch 32 x 64 frames,
+    in a fresh process started as ``a2k train`` starts (its environment defaults, e.g. ``OMP_WAIT_POLICY=PASSIVE``):
+    samples (windows) per second, seconds per step, the seconds per step the real training loop waited for its next
+    batch, and that process's peak RSS (``train_peak_rss_mib`` is then the training process's own, not this one's)."""
+    from bench_model import run_train_probe
+
+    work = ctx.work / "train"
+    work.mkdir()
+    r = run_train_probe(work, device=ctx.device, steps=ctx.repeat, fit_steps=max(3, ctx.repeat))
+    t = statistics.median(r["step_s"])
+    return {"train_step_s": t, "train_samples_per_s": 32 / t, "train_data_wait_s": statistics.median(r["fit_wait_s"]),
+            "train_process_peak_rss_mib": r["peak_rss_mib"]}  # fmt: skip
+
+
+def stage_loader(ctx: Context) -> dict[str, float]:
+    """The training data loader (``Trainer.make_loader``, as ``a2k train`` builds it) over clip files of the real
+    format (8 synthetic clips of 30 s): windows of 64 frames per second while it produces an epoch of batches of 32,
+    and the one-time set-up (reading the clips, their log-mel features, the keypoint normaliser)."""
     from bench_model import synthetic_clips
 
-    from a2k_toolkit.data.windows import collate
+    from a2k_toolkit.data.windows import ClipWindowDataset
     from a2k_toolkit.training import Trainer
+    from a2k_toolkit.training.data import load_clips
 
-    clips = ctx.work / "train-clips"
+    clips = ctx.work / "loader-clips"
     clips.mkdir()
-    synthetic_clips(clips, n=4, seconds=20)
-    cfg = {"run_dir": str(ctx.work / "train-run"), "device": ctx.device, "progress": False, "batch_size": 32,
+    synthetic_clips(clips, n=8, seconds=30, seed=1)
+    cfg = {"run_dir": str(ctx.work / "loader-run"), "device": ctx.device, "progress": False, "batch_size": 32,
            "data": {"train": [str(clips)], "window": 64, "stride": 16}}  # fmt: skip
     trainer = Trainer(cfg)
-    batch = collate([trainer.train_set[i] for i in trainer.epoch_batches(0)[0]])
-    n = len(batch["keypoints"])
-    if n != 32:
-        raise RuntimeError(f"the synthetic training set gave a batch of {n}, expected 32")
-    trainer.train_step(batch)  # warm-up
+    d = trainer.cfg.data
+    setup = median_time(lambda: ClipWindowDataset(load_clips(d.train, d), trainer.frontend, None, d.window, d.stride),
+                        ctx.repeat)  # fmt: skip
+    batches = trainer.epoch_batches(0)
+    windows = sum(len(b) for b in batches)
 
-    def step():
-        trainer.train_step(batch)
-        if trainer.device.startswith("cuda"):
-            import torch
+    def epoch():
+        for batch in trainer.make_loader(batches):
+            if len(batch["keypoints"]) != 32:
+                raise RuntimeError(f"the loader gave a batch of {len(batch['keypoints'])}, expected 32")
 
-            torch.cuda.synchronize()
-
-    t = median_time(step, ctx.repeat)
-    return {"train_step_s": t, "train_samples_per_s": n / t}
+    epoch()  # warm-up
+    return {"loader_windows_per_s": windows / median_time(epoch, ctx.repeat), "loader_setup_s": setup}
 
 
 def stage_landmarks(ctx: Context) -> dict[str, float]:
@@ -244,6 +259,7 @@ STAGES: dict[str, Callable[[Context], dict[str, float]]] = {
     "frontend": stage_frontend,
     "keypoints": stage_keypoints,
     "train": stage_train,
+    "loader": stage_loader,
     "landmarks": stage_landmarks,
     "render": stage_render,
     "generate": stage_generate,

@@ -16,7 +16,7 @@ from a2k_toolkit.commands.bench import load_suite
 from a2k_toolkit.errors import A2KError
 
 ROOT = Path(a2k_toolkit.__file__).resolve().parents[1]
-STAGES = ["frontend", "keypoints", "train", "landmarks", "render", "generate"]
+STAGES = ["frontend", "keypoints", "train", "loader", "landmarks", "render", "generate"]
 
 
 def a2k(*args):

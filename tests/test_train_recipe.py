@@ -101,6 +101,8 @@ def test_augmentation_is_deterministic_per_epoch_and_keeps_speech_and_lips_in_sy
     ds = ClipWindowDataset([clip], [feats], Normalizer(), 32, 8, augment=aug, seed=3, feature_shape=(S, F))
     a, b = ds[1], ds[1]
     assert all(np.array_equal(a[k], b[k]) for k in a)  # same (seed, epoch, window): same draw
+    batch = ds.__getitems__([0, 1])  # the loader's batched fetch augments each window the same way
+    assert all(np.array_equal(batch[k][1], a[k]) for k in a)
     ds.set_epoch(1)
     assert not np.array_equal(ds[1]["keypoints"], a["keypoints"])
     rates = set()

@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..cpu_runtime import TRAIN_ENV_DEFAULTS, apply_env_defaults
+
+    apply_env_defaults(TRAIN_ENV_DEFAULTS)  # before torch loads: OpenMP reads it once (docs/training.md, Performance)
     from ..training import train
 
     overrides = {"run_dir": args.run_dir, "device": args.device, "max_steps": args.max_steps}

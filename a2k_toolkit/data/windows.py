@@ -226,6 +226,23 @@ class ClipWindowDataset:
             feats = feats + np.float32(rng.uniform(-aug.gain_db, aug.gain_db))
         return p.astype(np.float32), np.asarray(feats, np.float32)
 
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        """Windows ``indices`` stacked into one batch ``{"features": (N, W, D), "keypoints": (N, W, 136),
+        "reference": (N, 136)}``, normalised in one vectorised call: what ``torch.utils.data.DataLoader`` fetches
+        for a batch (its collate function then receives this dict; :func:`collate` takes either form). The values
+        equal stacking ``self[i]`` for each ``i``."""
+        if len(indices) == 0:
+            raise InputError("cannot fetch an empty batch of windows")
+        if self.augment is not None:  # every window draws its own transform
+            items = [self[i] for i in indices]
+            return {k: np.stack([it[k] for it in items]) for k in items[0]}
+        W = self.window
+        where = [self.index[i] for i in indices]
+        feats = np.stack([self.features[ci][s : s + W] for ci, s in where])
+        pts = np.stack([self.keypoints[ci][s : s + W] for ci, s in where])
+        kp = self.normalizer.normalize_many(pts, pts[:, 0])
+        return {"features": feats, "keypoints": kp, "reference": kp[:, 0].copy()}
+
     def raw_windows(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
             yield self.raw_window(i)
@@ -255,9 +272,11 @@ def fit_normalizer(dataset: ClipWindowDataset, max_sequences: int = 10_000, **kw
     return Normalizer.fit(dataset.raw_windows(), max_sequences=max_sequences, **kwargs)
 
 
-def collate(items: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+def collate(items: list[dict[str, np.ndarray]] | dict[str, np.ndarray]) -> dict[str, Any]:
     """Stack a list of items into ``torch`` tensors (what ``DataLoader``'s default collate does, without its
-    type dispatch)."""
+    type dispatch); a batch already stacked by :meth:`ClipWindowDataset.__getitems__` is converted as it is."""
     import torch
 
+    if isinstance(items, dict):
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in items.items()}
     return {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}

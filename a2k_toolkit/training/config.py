@@ -110,8 +110,8 @@ class LossConfig(_Strict):
     adv_ramp: int = Field(0, ge=0, description="steps over which L_Adv's weight then ramps linearly from 0 to `adv`")
     exact_piv_gradients: bool = Field(
         True,
-        description="keep L_PIV-Gen's gradient out of the PIV encoder exactly, at the cost of a second decoder pass; "
-        "false skips that pass and lets L_PIV-Gen reach the encoder through its code at the bottleneck",
+        description="keep L_PIV-Gen's gradient out of the PIV encoder exactly, at the cost of one extra gradient pass "
+        "through the decoder; false skips it and lets L_PIV-Gen reach the encoder through its code at the bottleneck",
     )
 
 

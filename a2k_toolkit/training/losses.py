@@ -20,8 +20,9 @@ The generator (audio encoder, PV encoder, decoder) minimises ``L_Gen = L_Adv + L
 minimises ``L_PIV = L_Reg + L_Adv + L_PIV-PIV`` (it receives L_Reg and L_Adv through its code at the bottleneck); the
 discriminator minimises ``L_D``. One backward pass of ``L_Reg + L_Adv + L_PIV-Gen + L_PIV-PIV`` gives each of the
 generator and the PIV encoder exactly its own objective's gradient, because L_PIV-Gen is computed with E's parameters
-detached and on an output decoded from a detached PIV code (:class:`GANForward`), and L_PIV-PIV on a detached
-output.
+detached and with the part of its gradient that would reach the PIV code through the decoder cancelled (the
+gradients of decoding a second time from a detached PIV code, without that second pass: :class:`GANForward`), and
+L_PIV-PIV on a detached output.
 """
 
 from __future__ import annotations
@@ -82,6 +83,29 @@ def frozen(module: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach() for n, p in module.named_parameters()}
 
 
+class _WithoutCodeGradient(torch.autograd.Function):
+    """Identity on ``pred`` whose backward sends the incoming gradient on to ``pred`` and *minus* its
+    vector-Jacobian product through the decoder onto ``code``: what reaches ``code`` by this route cancels, so a loss
+    on the output reaches every generator parameter but not the network that produced ``code``. It equals decoding a
+    second time from ``code.detach()`` (the same values, the same gradients) at the cost of one gradient-of-input pass
+    through the decoder instead of a second forward and full backward."""
+
+    @staticmethod
+    def forward(ctx, pred: torch.Tensor, code: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(pred, code)
+        return pred.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        pred, code = ctx.saved_tensors
+        (through,) = torch.autograd.grad(pred, code, grad, retain_graph=True, allow_unused=True)
+        return grad, (None if through is None else -through)
+
+
+def _without_code_gradient(pred: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    return _WithoutCodeGradient.apply(pred, code)
+
+
 class GANForward(nn.Module):
     """Wraps the generator so one (DDP-wrapped) forward yields the output and every PIV code the losses need."""
 
@@ -97,7 +121,7 @@ class GANForward(nn.Module):
         pred = g.decode(levels, T, [pv, piv], reference)
         out = {"pred": pred}
         if g.piv is not None:
-            pred_for_piv = g.decode(levels, T, [pv, piv.detach()], reference) if self.exact else pred
+            pred_for_piv = _without_code_gradient(pred, piv) if self.exact and piv.requires_grad else pred
             params = frozen(g.piv)
             out["e_ref_fixed"] = functional_call(g.piv, params, (reference[:, None, :],))[:, 0]
             out["e_pred_fixed"] = functional_call(g.piv, params, (pred_for_piv,))

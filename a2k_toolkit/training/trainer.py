@@ -161,15 +161,15 @@ class Trainer:
         o = cfg.optim
         g_params = [p for n, p in self.generator.named_parameters() if not n.startswith("piv.")]
         e_params = list(self.generator.piv.parameters()) if self.generator.piv is not None else []
-        self.optimizers: dict[str, torch.optim.Optimizer] = {
-            "g": torch.optim.Adam(g_params, lr=o.lr_g, betas=o.betas, weight_decay=o.weight_decay)
-        }
-        if e_params:
-            self.optimizers["e"] = torch.optim.Adam(e_params, lr=o.lr_e, betas=o.betas, weight_decay=o.weight_decay)
-        if self.disc is not None:
-            self.optimizers["d"] = torch.optim.Adam(self.disc.parameters(), lr=o.lr_d, betas=o.betas,
-                                                    weight_decay=o.weight_decay)  # fmt: skip
         kind = torch.device(self.device).type
+        # the same Adam update in one fused kernel per optimiser (about 3x faster than the per-tensor loop on CPU)
+        fused = {"fused": True} if kind in ("cpu", "cuda") else {}
+        adam = {"betas": o.betas, "weight_decay": o.weight_decay, **fused}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {"g": torch.optim.Adam(g_params, lr=o.lr_g, **adam)}
+        if e_params:
+            self.optimizers["e"] = torch.optim.Adam(e_params, lr=o.lr_e, **adam)
+        if self.disc is not None:
+            self.optimizers["d"] = torch.optim.Adam(self.disc.parameters(), lr=o.lr_d, **adam)
         self.scalers = {n: torch.amp.GradScaler(kind if kind == "cuda" else "cpu", enabled=use_scaler)
                         for n in ("g", "d")}  # fmt: skip
 
@@ -246,6 +246,16 @@ class Trainer:
         idx = list(self.sampler)
         bs = self.cfg.batch_size
         return [idx[i * bs : (i + 1) * bs] for i in range(len(idx) // bs)]
+
+    def make_loader(self, batches: list[list[int]]):
+        """The ``DataLoader`` of :meth:`fit` over ``batches`` of training-window indices: each batch fetched in one
+        vectorised call (:meth:`ClipWindowDataset.__getitems__`), ``data.num_workers`` worker processes, pinned
+        memory on CUDA."""
+        from torch.utils.data import DataLoader
+
+        return DataLoader(self.train_set, batch_sampler=ListBatchSampler(batches), collate_fn=collate,
+                          num_workers=self.cfg.data.num_workers, generator=torch.Generator(),
+                          pin_memory=self.device.startswith("cuda"))  # fmt: skip
 
     def _clip(self, name: str, params) -> None:
         if self.cfg.optim.grad_clip:
@@ -344,7 +354,7 @@ class Trainer:
         openings: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
         for i in range(0, len(idx), self.cfg.batch_size):
             chunk = idx[i : i + self.cfg.batch_size]
-            batch = collate([self.val_set[j] for j in chunk])
+            batch = collate(self.val_set.__getitems__(chunk))
             with self.autocast():
                 pred = self.generator(batch["features"].to(self.device), batch["reference"].to(self.device))
             kp = batch["keypoints"].to(self.device)
@@ -382,7 +392,6 @@ class Trainer:
             self.env.close()
 
     def _fit(self) -> dict[str, Any]:
-        from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
         cfg, env = self.cfg, self.env
@@ -396,17 +405,15 @@ class Trainer:
                    desc=f"train {self.run_dir.name}", unit="step", dynamic_ncols=True)  # fmt: skip
         acc = {k: torch.zeros((), device=self.device) for k in LOSS_KEYS}
         n_acc, t0 = 0, time.perf_counter()
+        data_wait = DataWait()
         last_val = None
         self.generator.train()
         stop = GracefulStop()
         try:
             while self.step < self.total_steps:
-                batches = self.epoch_batches(self.epoch)[self.batch_in_epoch :]
                 self.train_set.set_epoch(self.epoch)
-                loader = DataLoader(self.train_set, batch_sampler=ListBatchSampler(batches), collate_fn=collate,
-                                    num_workers=cfg.data.num_workers, generator=torch.Generator(),
-                                    pin_memory=self.device.startswith("cuda"))  # fmt: skip
-                for batch in loader:
+                loader = self.make_loader(self.epoch_batches(self.epoch)[self.batch_in_epoch :])
+                for batch in data_wait(loader):
                     losses = self.train_step(batch)
                     for k in LOSS_KEYS:
                         acc[k] += losses[k]
@@ -421,8 +428,10 @@ class Trainer:
                     save = done or stopping or self.step % cfg.checkpoint_every == 0
                     if done or save or self.step % cfg.log_every == 0:
                         means = self._reduce({k: v / n_acc for k, v in acc.items()})
-                        rate = n_acc * cfg.batch_size * env.world_size / (time.perf_counter() - t0)
-                        log.write({"step": self.step, "epoch": self.epoch, **means, "samples_per_s": round(rate, 2)})
+                        elapsed = time.perf_counter() - t0
+                        rate = n_acc * cfg.batch_size * env.world_size / elapsed
+                        log.write({"step": self.step, "epoch": self.epoch, **means, "samples_per_s": round(rate, 2),
+                                   "data_wait_fraction": round(data_wait.take() / elapsed, 4)})  # fmt: skip
                         bar.set_postfix(reg=f"{means['loss_reg']:.4f}", d=f"{means['loss_d']:.3f}")
                         acc = {k: torch.zeros((), device=self.device) for k in LOSS_KEYS}
                         n_acc, t0 = 0, time.perf_counter()
@@ -554,6 +563,30 @@ def best_lag_corr(x: torch.Tensor, y: torch.Tensor, max_lag: int = 2) -> torch.T
         c = torch.where(den > 1e-12, (a * b).sum(1) / den.clamp_min(1e-12), torch.zeros_like(den))
         best = torch.maximum(best, c)
     return best
+
+
+class DataWait:
+    """Wraps the loader of :meth:`Trainer.fit` and adds up the time spent blocked waiting for the next batch (the
+    loader starving training); :meth:`take` returns the sum since the last call and restarts it."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __call__(self, iterable):
+        it = iter(iterable)
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - t
+            yield item
+
+    def take(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
 
 
 class GracefulStop:

@@ -1,0 +1,30 @@
+"""Process settings for CPU work that must be in place before torch (and its OpenMP runtime) is loaded.
+
+``a2k train`` applies :data:`TRAIN_ENV_DEFAULTS` to its own environment before it imports torch, each only where the
+variable is not already set, so a user's own setting always wins:
+
+* ``OMP_WAIT_POLICY=PASSIVE``: an OpenMP thread that finishes its share of an operation sleeps instead of
+  spinning while it waits for the others. With the default (spin for a while), a training process whose threads share
+  cores with other busy processes burns the CPU time those processes need and waits for its own descheduled threads:
+  measured on a shared 2-core machine, one paper-width training step took 4-11 s with spinning and 1.2-2.9 s with
+  ``PASSIVE`` (docs/training.md, "Performance"). On a machine the run has to itself the difference is small; set
+  ``OMP_WAIT_POLICY=ACTIVE`` to keep spinning there.
+
+This module imports nothing heavy, so the command can call it first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+TRAIN_ENV_DEFAULTS: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def apply_env_defaults(defaults: dict[str, str], environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Set each variable of ``defaults`` that ``environ`` (default: this process's environment) does not set yet;
+    return the ones set. In this process they take effect only if torch has not been imported yet."""
+    env = os.environ if environ is None else environ
+    applied = {k: v for k, v in defaults.items() if k not in env}
+    env.update(applied)
+    return applied
