@@ -79,6 +79,10 @@ class Audio2KeypointGenerator(KeypointGenerator):
             8, ge=0, description="frames over which the offset that pins frame 0 to the reference fades out"
         )
         precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for inference")
+        fast: bool = Field(
+            True, description="fused conv/norm/activation blocks and, on a CPU, windows spread over worker threads "
+            "(same outputs to float32 rounding); false = the straightforward path"
+        )  # fmt: skip
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
@@ -166,7 +170,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
             ref = np.asarray(reference.points[0][:, :2], np.float32)
             refs.append(ref)
             jobs.append((feats, info.normalizer.normalize(ref[None], ref)[0]))
-        runner = WindowedRunner(self.net, info.window, p.overlap, p.batch_size, p.precision)
+        runner = WindowedRunner(self.net, info.window, p.overlap, p.batch_size, p.precision, fast=p.fast)
         results = []
         for (feats, ref_n), ref, (_, reference), out in zip(jobs, refs, requests, runner.run(jobs)):
             out = anchor_start(out, ref_n, p.anchor_frames)
