@@ -16,7 +16,7 @@ moves the output by up to 0.8 normalised units, half a frame-to-frame motion on 
 Fast path (the default, ``fast=True``): the same arithmetic, arranged for the CPU:
 
 * :func:`fuse_for_inference` replaces each conv -> GroupNorm -> LeakyReLU block by :class:`FusedConvNormAct`
-  (per-channel statistics in two cheap passes, one fused affine, the activation in place) and runs the 2D audio stem
+  (per-channel statistics in two cheap passes, one fused affine, both in place) and runs the 2D audio stem
   channels-last (oneDNN's fast layout); the result equals the module's output to float32 rounding;
 * on a CPU, the batches of windows are spread over ``torch.get_num_threads()`` worker threads that each run with one
   intra-op thread: windows are independent, so this parallelism needs no synchronisation inside each layer (on this
@@ -74,8 +74,8 @@ class FusedConvNormAct(nn.Module):
     """Inference form of ``Sequential(Conv, GroupNorm, LeakyReLU)`` with the same weights (shared, not copied).
 
     GroupNorm's statistics come from per-channel means and centred sums of squares (two vectorised passes instead of
-    a Welford reduction), the normalisation and affine are one ``addcmul`` with per-(sample, channel) scale and shift,
-    and the LeakyReLU runs in place. 2D convolutions run channels-last. Inference only (no autograd support needed:
+    a Welford reduction), the normalisation and affine are one in-place ``addcmul`` with per-(sample, channel) scale
+    and shift, and the LeakyReLU runs in place. 2D convolutions run channels-last. Inference only (no autograd support needed:
     it is used under ``torch.inference_mode``).
     """
 
@@ -98,6 +98,7 @@ class FusedConvNormAct(nn.Module):
         mean = flat.sum(dim, keepdim=True).div_(n)
         centred = flat - mean
         var = centred.mul_(centred).sum(dim).div_(n)  # (B, C), per channel
+        del centred
         mean = mean.reshape(B, C)
         G = self.norm.num_groups
         gmean = mean.view(B, G, -1).mean(2, keepdim=True)
@@ -108,7 +109,7 @@ class FusedConvNormAct(nn.Module):
         scale = (weight * rstd).reshape(B, C)
         shift = (bias - gmean * scale.view(B, G, -1)).reshape(B, C)
         view = (B, C) + (1,) * (y.dim() - 2)
-        out = torch.addcmul(shift.view(view), y, scale.view(view))
+        out = torch.addcmul(shift.view(view), y, scale.view(view), out=y)  # in place: y is ours
         return F.leaky_relu_(out, self.slope)
 
 
@@ -158,14 +159,15 @@ class WindowedRunner:
         """``[(features (T, D), reference (136,) or None), ...]`` -> ``[(T, 136) float32, ...]`` (normalised space)."""
         W, O = self.window, self.overlap
         jobs = [(r, s) for r, (f, _) in enumerate(requests) for s in window_plan(len(f), W, O)]
-        outs = [np.zeros((len(f), 136), np.float64) for f, _ in requests]
-        wsum = [np.zeros(len(f), np.float64) for f, _ in requests]
+        outs = [np.zeros((len(f), 136), np.float32) for f, _ in requests]  # float32: an hour is 49 MB, not 98
+        wsum = [np.zeros(len(f), np.float32) for f, _ in requests]
         device = next(self.net.parameters()).device
         uses_ref = getattr(self.net, "uses_reference", True)
         model = self.model()
         workers = max(1, min(self.workers or torch.get_num_threads(), len(jobs)))
         parallel = self.fast and device.type == "cpu" and workers > 1
-        size = min(self.batch_size, math.ceil(len(jobs) / workers)) if parallel else self.batch_size
+        # in parallel, the workers share the batch: at most batch_size windows in the model at once, as serially
+        size = max(1, min(self.batch_size // workers, math.ceil(len(jobs) / workers))) if parallel else self.batch_size
         batches = [jobs[b0 : b0 + size] for b0 in range(0, len(jobs), size)]
 
         def forward(batch):
@@ -191,7 +193,9 @@ class WindowedRunner:
         else:
             for batch in batches:
                 blend(batch, forward(batch))
-        return [(o / ws[:, None]).astype(np.float32) for o, ws in zip(outs, wsum)]
+        for o, ws in zip(outs, wsum):
+            o /= ws[:, None]  # in place: no second copy of a long output
+        return outs
 
     @staticmethod
     def _parallel(forward, batches, workers):
