@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
         "bench",
         help="measure each stage's speed and peak memory on this machine",
         description="Measure the audio front-end, keypoint generation, training, landmark extraction, renderers and "
-        "end-to-end generation on this machine, and its dense float32 throughput (medians over repeated runs after one warm-up) and print a table. "
+        "end-to-end generation on this machine, and its dense float32 throughput (medians over repeated runs after "
+        "one warm-up) and print a table. "
         "Runs from a source checkout (the runner is benchmarks/suite.py).",
     )
     p.add_argument("--quick", action="store_true", help="fewer frames and steps, no 10 min audio, one run each")
