@@ -75,8 +75,8 @@ class FusedConvNormAct(nn.Module):
 
     GroupNorm's statistics come from per-channel means and centred sums of squares (two vectorised passes instead of
     a Welford reduction), the normalisation and affine are one in-place ``addcmul`` with per-(sample, channel)
-    scale and shift, and the LeakyReLU runs in place. 2D convolutions run channels-last. Inference only (no autograd support needed:
-    it is used under ``torch.inference_mode``).
+    scale and shift, and the LeakyReLU runs in place. 2D convolutions run channels-last. Inference only (it is used
+    under ``torch.inference_mode``; no autograd support).
     """
 
     def __init__(self, conv: nn.Module, norm: nn.GroupNorm, act: nn.LeakyReLU):
