@@ -98,23 +98,29 @@ class Context:
     repeat: int
     work: Path
     device: str = "cpu"
-    _checkpoint: Path | None = field(default=None, repr=False)
+    naive: bool = False
+    _checkpoints: dict[str, Path] = field(default_factory=dict, repr=False)
 
-    def checkpoint(self) -> Path:
-        """A paper-width Audio2Keypoint checkpoint with random weights, written as ``a2k train`` writes one."""
-        if self._checkpoint is None:
+    def checkpoint(self, preset: str = "a2k") -> Path:
+        """An Audio2Keypoint checkpoint with random weights and the model of ``configs/train/<preset>.yaml`` (``a2k``:
+        the paper width; ``lite``), written as ``a2k train`` writes one."""
+        if preset not in self._checkpoints:
             from bench_model import synthetic_clips
 
             from a2k_toolkit.training import Trainer
+            from a2k_toolkit.training.config import load_train_config
 
             clips = self.work / "ckpt-clips"
-            clips.mkdir()
-            synthetic_clips(clips, n=2, seconds=8)
-            cfg = {"run_dir": str(self.work / "ckpt-run"), "device": self.device, "progress": False, "batch_size": 4,
+            if not clips.exists():
+                clips.mkdir()
+                synthetic_clips(clips, n=2, seconds=8)
+            model = load_train_config(REPO / "configs" / "train" / f"{preset}.yaml").model.model_dump(mode="json")
+            run = self.work / f"ckpt-{preset}"
+            cfg = {"run_dir": str(run), "device": self.device, "progress": False, "batch_size": 4, "model": model,
                    "data": {"train": [str(clips)], "window": 64, "stride": 16}}  # fmt: skip
             Trainer(cfg).save_latest()
-            self._checkpoint = self.work / "ckpt-run" / "latest"
-        return self._checkpoint
+            self._checkpoints[preset] = run / "latest"
+        return self._checkpoints[preset]
 
 
 # -------------------------------------------------------------------------------------------------------- stages
@@ -129,29 +135,131 @@ def stage_frontend(ctx: Context) -> dict[str, float]:
     return {"frontend_10s_s": t, "frontend_rtf": t / 10}
 
 
+def stage_hardware(ctx: Context) -> dict[str, float]:
+    """This machine's dense float32 throughput with torch's intra-op threads: a 1024^3 sgemm and a 3x3 convolution
+    (64 -> 64 channels, batch 8 of 64x64), GFLOP/s of the best of ``repeat + 2`` runs (the limit, not the typical)."""
+    import torch
+
+    def best_gflops(fn, flops: float, runs: int) -> float:
+        fn()
+        best = min(_timed(fn) for _ in range(runs))
+        return flops / best / 1e9
+
+    runs = ctx.repeat + 2
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+    x = torch.randn(8, 64, 64, 64)
+    with torch.inference_mode():
+        sgemm = best_gflops(lambda: a @ b, 2 * 1024**3, runs)
+        conv_flops = 2 * 8 * 64 * 64 * 9 * 64 * 64
+        conv_gf = best_gflops(lambda: conv(x), conv_flops, runs)
+    return {"hardware_sgemm_gflop_per_s": sgemm, "hardware_conv_gflop_per_s": conv_gf}
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def model_gflop(net, window: int, feature_dim: int) -> float:
+    """GFLOP of one forward pass of ``net`` on one window (``torch.utils.flop_counter``: 2 per multiply-add of the
+    convolutions and matrix products; normalisations and activations are not counted)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, window, feature_dim), torch.zeros(1, 136))
+    return counter.get_total_flops() / 1e9
+
+
 def stage_keypoints(ctx: Context) -> dict[str, float]:
     """The audio2keypoint generator (paper width, random weights) on log-mel features of 10 s, 60 s (and, without
-    --quick, 10 min) of speech: seconds after load, front-end excluded."""
+    --quick, 10 min) of speech: seconds after load, front-end excluded; FLOPs and achieved GFLOP/s; the ``lite``
+    preset's speed; with --naive the straightforward path next to the fast one; without --quick the peak memory of
+    1 h of audio in a fresh process."""
     from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
     from a2k_toolkit.builtin.logmel import LogMel
     from a2k_toolkit.io import load_image
+    from a2k_toolkit.models.config import count_parameters
+    from a2k_toolkit.models.inference import window_plan
     from a2k_toolkit.pipeline import Pipeline
 
     ref = Pipeline.from_config({"renderer": None, "device": ctx.device}).detect(load_image(SAMPLES / "astronaut.jpg"))
-    gen = Audio2KeypointGenerator(checkpoint=str(ctx.checkpoint())).to(ctx.device)
     fe = LogMel().to(ctx.device)
-    gen.generate(fe(speech(10), SAMPLE_RATE), ref)  # loads the weights, warms up
+    feats = {seconds: fe(speech(seconds), SAMPLE_RATE) for seconds in (10, 60)}
     out: dict[str, float] = {}
-    lengths = [(10, "10s"), (60, "60s")] + ([] if ctx.quick else [(600, "10min")])
-    for seconds, label in lengths:
-        feats = fe(speech(seconds), SAMPLE_RATE)
+
+    def timed(gen, seconds: int) -> float:
+        f = feats[seconds] if seconds in feats else fe(speech(seconds), SAMPLE_RATE)
         frames = []
-        t = median_time(lambda: frames.append(len(gen.generate(feats, ref))), ctx.repeat)
+        t = median_time(lambda: frames.append(len(gen.generate(f, ref))), ctx.repeat)
         if frames[-1] != seconds * 25:
             raise RuntimeError(f"audio2keypoint returned {frames[-1]} frames for {seconds} s, expected {seconds * 25}")
-        out[f"keypoints_{label}_s"] = t
-        out[f"keypoints_{label}_rtf"] = t / seconds
+        return t
+
+    variants = [("", "a2k", True, [(10, "10s"), (60, "60s")] + ([] if ctx.quick else [(600, "10min")]))]
+    variants.append(("_lite", "lite", True, [(10, "10s"), (60, "60s")]))
+    if ctx.naive:  # one window at a time, no fusion, intra-op threads: the straightforward path
+        variants.append(("_naive", "a2k", False, [(10, "10s"), (60, "60s")]))
+        variants.append(("_lite_naive", "lite", False, [(10, "10s"), (60, "60s")]))
+    for suffix, preset, fast, lengths in variants:
+        params = {"fast": fast} if fast else {"fast": False, "batch_size": 1}
+        gen = Audio2KeypointGenerator(checkpoint=str(ctx.checkpoint(preset)), **params).to(ctx.device)
+        gen.generate(feats[10], ref)  # loads the weights, warms up
+        for seconds, label in lengths:
+            t = timed(gen, seconds)
+            tag = suffix.replace("_naive", "")  # keypoints_lite_60s_naive_s: the variant's marker goes last
+            mark = "_naive" if "_naive" in suffix else ""
+            out[f"keypoints{tag}_{label}{mark}_s"] = t
+            out[f"keypoints{tag}_{label}{mark}_rtf"] = t / seconds
+        if fast:  # FLOPs are the same on both paths: count them once per model
+            info = gen.info
+            window_gf = model_gflop(gen.net, info.window, info.feature_shape[0] * info.feature_shape[1])
+            windows_60s = len(window_plan(60 * 25, info.window, gen.params.overlap))
+            out[f"keypoints{suffix}_params_m"] = count_parameters(gen.net) / 1e6
+            out[f"keypoints{suffix}_window_gflop"] = window_gf
+            out[f"keypoints{suffix}_60s_gflop"] = window_gf * windows_60s
+            out[f"keypoints{suffix}_60s_gflop_per_s"] = window_gf * windows_60s / out[f"keypoints{suffix}_60s_s"]
+    t_fe = median_time(lambda: fe(speech(60), SAMPLE_RATE), ctx.repeat)
+    out["keypoints_60s_with_frontend_s"] = t_fe + out["keypoints_60s_s"]
+    if not ctx.quick:
+        out["keypoints_1h_peak_rss_mib"] = fresh_process_peak_mib(ctx.checkpoint("a2k"), 3600, ctx.device)
     return out
+
+
+PEAK_PROBE = r"""
+import sys
+sys.path.insert(0, {here!r})
+import numpy as np
+from suite import PeakRSS, SAMPLE_RATE, SAMPLES, speech
+from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
+from a2k_toolkit.builtin.logmel import LogMel
+from a2k_toolkit.keypoints import Keypoints
+
+gen = Audio2KeypointGenerator(checkpoint={checkpoint!r}).to({device!r})
+fe = LogMel().to({device!r})
+ref = Keypoints(np.random.default_rng(0).uniform(60, 160, (1, 68, 2)), image_size=(224, 224))
+gen.generate(fe(speech(3), SAMPLE_RATE), ref)  # load the weights, warm up
+with PeakRSS() as mem:
+    wav = speech({seconds})
+    out = gen.generate(fe(wav, SAMPLE_RATE), ref)
+assert len(out) == {seconds} * 25
+print(mem.peak_mib)
+"""
+
+
+def fresh_process_peak_mib(checkpoint: Path, seconds: int, device: str) -> float:
+    """Peak RSS (MiB) of a fresh Python process that loads the generator, then turns ``seconds`` of speech (the
+    waveform, 220 MiB for an hour, is counted) into features and keypoints."""
+    import subprocess
+
+    code = PEAK_PROBE.format(here=str(HERE), checkpoint=str(checkpoint), device=device, seconds=seconds)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {seconds} s memory probe failed:\n{proc.stderr[-2000:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
 
 
 def stage_train(ctx: Context) -> dict[str, float]:
@@ -256,6 +364,7 @@ def stage_generate(ctx: Context) -> dict[str, float]:
 
 
 STAGES: dict[str, Callable[[Context], dict[str, float]]] = {
+    "hardware": stage_hardware,
     "frontend": stage_frontend,
     "keypoints": stage_keypoints,
     "train": stage_train,
@@ -278,10 +387,10 @@ def machine_info(device: str) -> dict[str, Any]:
 
 
 def run(stages: list[str], *, quick: bool = False, repeat: int | None = None, device: str = "auto",
-        progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+        naive: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run ``stages`` (names in :data:`STAGES`) and return one JSON-ready object: ``machine``, ``settings`` and, at
     the top level, every stage's figures plus ``<stage>_peak_rss_mib`` and ``<stage>_wall_s`` (the stage's own run
-    time, warm-ups and setup included)."""
+    time, warm-ups and setup included). ``naive`` adds the straightforward path's figures (``*_naive_*``)."""
     from a2k_toolkit.device import resolve_device
 
     unknown = [s for s in stages if s not in STAGES]
@@ -290,9 +399,10 @@ def run(stages: list[str], *, quick: bool = False, repeat: int | None = None, de
     repeat = repeat if repeat is not None else (1 if quick else 3)
     dev = resolve_device(device)
     result: dict[str, Any] = {"machine": machine_info(dev),
-                              "settings": {"quick": quick, "repeat": repeat, "stages": list(stages)}}  # fmt: skip
+                              "settings": {"quick": quick, "repeat": repeat, "naive": naive,
+                                           "stages": list(stages)}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="a2k-bench-") as tmp:
-        ctx = Context(quick=quick, repeat=repeat, work=Path(tmp), device=dev)
+        ctx = Context(quick=quick, repeat=repeat, work=Path(tmp), device=dev, naive=naive)
         for name in stages:
             if progress:
                 progress(name)
@@ -305,7 +415,8 @@ def run(stages: list[str], *, quick: bool = False, repeat: int | None = None, de
     return result
 
 
-UNITS = (("_per_s", "/s"), ("_mib", "MiB"), ("_rtf", "RTF"), ("_s", "s"))
+UNITS = (("_gflop_per_s", "GFLOP/s"), ("_per_s", "/s"), ("_gflop", "GFLOP"), ("_params_m", "M params"),
+         ("_mib", "MiB"), ("_rtf", "RTF"), ("_s", "s"))
 
 
 def unit_of(key: str) -> str:
@@ -316,7 +427,8 @@ def format_table(result: dict[str, Any]) -> str:
     """The figures of ``result`` as a plain table: stage | figure | value | unit."""
     m, s = result["machine"], result["settings"]
     lines = [f"a2k bench on {m['device']}: {m['cpu_count']} CPUs, torch {m['torch_version']} "
-             f"({m['torch_threads']} threads); median of {s['repeat']} run(s){', --quick' if s['quick'] else ''}",
+             f"({m['torch_threads']} threads); median of {s['repeat']} run(s){', --quick' if s['quick'] else ''}"
+             f"{', --naive' if s.get('naive') else ''}",
              ""]  # fmt: skip
     rows = []
     for stage in s["stages"]:

@@ -17,6 +17,8 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints
 
+BLOCK = 4096  # frames per block when checking and denormalising long outputs (bounds the temporaries)
+
 
 class MLPEncoderParams(Params):
     hidden: int = Field(256, ge=1, description="width of the hidden layers")
@@ -79,6 +81,10 @@ class Audio2KeypointGenerator(KeypointGenerator):
             8, ge=0, description="frames over which the offset that pins frame 0 to the reference fades out"
         )
         precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for inference")
+        fast: bool = Field(
+            True, description="fused conv/norm/activation blocks and, on a CPU, windows spread over worker threads "
+            "(same outputs to float32 rounding); false = the straightforward path"
+        )  # fmt: skip
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
@@ -168,27 +174,31 @@ class Audio2KeypointGenerator(KeypointGenerator):
                 raise InputError(f"request {i}: features must have shape (T, {dim}) with T >= 1 for this checkpoint, "
                                  f"got {feats.shape}; compute them with the checkpoint's front-end "
                                  f"{info.frontend['name']!r}")  # fmt: skip
-            if not np.isfinite(feats).all():
+            if not all(np.isfinite(feats[i : i + BLOCK]).all() for i in range(0, len(feats), BLOCK)):
                 raise InputError(f"request {i}: features contain NaN or infinite values")
             ref = np.asarray(reference.points[0][:, :2], np.float32)
             refs.append(ref)
             jobs.append((feats, info.normalizer.normalize(ref[None], ref)[0]))
-        runner = WindowedRunner(self.net, info.window, p.overlap, p.batch_size, p.precision)
+        runner = WindowedRunner(self.net, info.window, p.overlap, p.batch_size, p.precision, fast=p.fast)
         results = []
         for (feats, ref_n), ref, (_, reference), out in zip(jobs, refs, requests, runner.run(jobs)):
-            out = anchor_start(out, ref_n, p.anchor_frames)
-            pts = info.normalizer.denormalize(out, ref)
+            out = anchor_start(out, ref_n, p.anchor_frames, copy=False)
+            # in blocks (denormalize makes float64 temporaries), over the output's own float32 buffer (each block is
+            # read before it is overwritten): an hour of keypoints then needs one 47 MiB array, not four
+            pts = out.reshape(len(out), 68, 2)
+            for i in range(0, len(out), BLOCK):
+                pts[i : i + BLOCK] = info.normalizer.denormalize(out[i : i + BLOCK], ref)
             pts[0] = ref
             results.append(Keypoints(pts, fps=info.fps, image_size=reference.image_size,
                                      meta={"generator": self.name, "checkpoint": str(info.path)}))  # fmt: skip
         return results
 
 
-def anchor_start(out: np.ndarray, reference: np.ndarray, frames: int) -> np.ndarray:
+def anchor_start(out: np.ndarray, reference: np.ndarray, frames: int, copy: bool = True) -> np.ndarray:
     """Pin frame 0 to ``reference``: add ``reference - out[0]`` with a weight falling linearly from 1 at frame 0 to 0
     at frame ``frames`` (the paper uses the reference image as the first frame; the model learns to start close to
-    it, and this removes the residual offset without a jump)."""
-    out = out.copy()
+    it, and this removes the residual offset without a jump). ``copy=False`` changes ``out`` in place."""
+    out = out.copy() if copy else out
     n = min(len(out), max(frames, 1))
     w = 1.0 - np.arange(n) / max(frames, 1)
     out[:n] += w[:, None] * (reference - out[0])[None]

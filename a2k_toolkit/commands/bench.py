@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
         "bench",
         help="measure each stage's speed and peak memory on this machine",
         description="Measure the audio front-end, keypoint generation, training, landmark extraction, renderers and "
-        "end-to-end generation on this machine (medians over repeated runs after one warm-up) and print a table. "
+        "end-to-end generation on this machine, and its dense float32 throughput (medians over repeated runs after "
+        "one warm-up) and print a table. "
         "Runs from a source checkout (the runner is benchmarks/suite.py).",
     )
     p.add_argument("--quick", action="store_true", help="fewer frames and steps, no 10 min audio, one run each")
@@ -29,6 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--only", metavar="STAGE[,STAGE...]", help="run only these stages (default: all)")
     p.add_argument("--repeat", type=int, default=None, help="timed runs per figure (default: 3; --quick: 1)")
     p.add_argument("--device", default="auto", help="device for the models (auto, cpu, cuda, mps)")
+    p.add_argument("--naive", action="store_true", help="also time the straightforward keypoint path (one window at "
+                   "a time, no fusion) next to the fast one (keys *_naive_*)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -69,6 +72,7 @@ def run(args) -> int:
     def progress(name: str) -> None:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
 
-    result = suite.run(stages, quick=args.quick, repeat=args.repeat, device=args.device, progress=progress)
+    result = suite.run(stages, quick=args.quick, repeat=args.repeat, device=args.device, naive=args.naive,
+                       progress=progress)  # fmt: skip
     print(json.dumps(result, indent=2) if args.json else suite.format_table(result))
     return 0

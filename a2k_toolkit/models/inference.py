@@ -7,15 +7,35 @@ than ``batch_size x W`` frames at once, whatever the audio length. Every window 
 frame, so all windows share one coordinate frame; each window's output is weighted by a raised-cosine ramp over the
 ``overlap`` frames it shares with its neighbours, and the weighted outputs are summed and renormalised: the sequence
 is continuous across window boundaries (no hard cuts).
+
+Every window is computed on its own: the network's GroupNorm statistics are taken over the window, as in training,
+so a window's output depends on that window's features only. (Running the audio encoder once over the whole clip
+would share the convolutions of the overlaps but normalise over the whole clip instead: on a trained checkpoint that
+moves the output by up to 0.8 normalised units, half a frame-to-frame motion on average; see docs/benchmarks.md.)
+
+Fast path (the default, ``fast=True``): the same arithmetic, arranged for the CPU:
+
+* :func:`fuse_for_inference` replaces each conv -> GroupNorm -> LeakyReLU block by :class:`FusedConvNormAct`
+  (per-channel statistics in two cheap passes, one fused affine, both in place) and runs the 2D audio stem
+  channels-last (oneDNN's fast layout); the result equals the module's output to float32 rounding;
+* on a CPU, the batches of windows are spread over ``torch.get_num_threads()`` worker threads that each run with one
+  intra-op thread: windows are independent, so this parallelism needs no synchronisation inside each layer (on this
+  2-core machine, two intra-op threads on a loaded CPU were 2.4x slower than one).
+
+``fast=False`` is the straightforward path (``a2k bench --naive`` runs it with ``batch_size=1``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 def window_plan(num_frames: int, window: int, overlap: int) -> list[int]:
@@ -50,40 +70,150 @@ def autocast(device: str, precision: str):
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
+class FusedConvNormAct(nn.Module):
+    """Inference form of ``Sequential(Conv, GroupNorm, LeakyReLU)`` with the same weights (shared, not copied).
+
+    GroupNorm's statistics come from per-channel means and centred sums of squares (two vectorised passes instead of
+    a Welford reduction), the normalisation and affine are one in-place ``addcmul`` with per-(sample, channel)
+    scale and shift, and the LeakyReLU runs in place. 2D convolutions run channels-last. Inference only (it is used
+    under ``torch.inference_mode``; no autograd support).
+    """
+
+    def __init__(self, conv: nn.Module, norm: nn.GroupNorm, act: nn.LeakyReLU):
+        super().__init__()
+        self.conv, self.norm = conv, norm
+        self.slope = float(act.negative_slope)
+        self.channels_last = isinstance(conv, nn.Conv2d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self.conv(x)
+        B, C = y.shape[:2]
+        if y.dim() == 4 and self.channels_last:
+            flat, dim = y.permute(0, 2, 3, 1).reshape(B, -1, C), 1  # a view of the channels-last tensor
+        else:
+            flat, dim = y.reshape(B, C, -1), 2
+        n = flat.shape[dim]
+        mean = flat.sum(dim, keepdim=True).div_(n)
+        centred = flat - mean
+        var = centred.mul_(centred).sum(dim).div_(n)  # (B, C), per channel
+        del centred
+        mean = mean.reshape(B, C)
+        G = self.norm.num_groups
+        gmean = mean.view(B, G, -1).mean(2, keepdim=True)
+        gvar = (var.view(B, G, -1) + (mean.view(B, G, -1) - gmean).square_()).mean(2, keepdim=True)
+        rstd = torch.rsqrt(gvar + self.norm.eps)
+        weight = self.norm.weight.view(G, -1) if self.norm.affine else torch.ones_like(gmean)
+        bias = self.norm.bias.view(G, -1) if self.norm.affine else torch.zeros_like(gmean)
+        scale = (weight * rstd).reshape(B, C)
+        shift = (bias - gmean * scale.view(B, G, -1)).reshape(B, C)
+        view = (B, C) + (1,) * (y.dim() - 2)
+        out = torch.addcmul(shift.view(view), y, scale.view(view), out=y)  # in place: y is ours
+        return F.leaky_relu_(out, self.slope)
+
+
+def fuse_for_inference(net: nn.Module) -> nn.Module:
+    """An inference copy of ``net`` (in eval mode, parameters shared with ``net``) whose conv -> GroupNorm ->
+    LeakyReLU blocks are :class:`FusedConvNormAct`; every other module, and ``net``'s own ``forward``, is kept."""
+    fused = copy.copy(net)  # a shallow copy: the same parameters, its own module dict
+    fused._modules = dict(net._modules)
+    for name, child in net.named_children():
+        if (isinstance(child, nn.Sequential) and len(child) == 3
+                and isinstance(child[0], (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d))
+                and isinstance(child[1], nn.GroupNorm) and isinstance(child[2], nn.LeakyReLU)):  # fmt: skip
+            fused._modules[name] = FusedConvNormAct(child[0], child[1], child[2])
+        elif len(child._modules):
+            fused._modules[name] = fuse_for_inference(child)
+    return fused
+
+
 class WindowedRunner:
-    """Runs a generator net over sequences of any length (see the module docstring)."""
+    """Runs a generator net over sequences of any length (see the module docstring).
+
+    ``fast`` (default) runs :func:`fuse_for_inference`'s form of the net (in float32; other precisions run the net as
+    it is) and, on a CPU, spreads the batches over worker threads of one intra-op thread each; ``workers`` overrides
+    their number (default ``torch.get_num_threads()``). ``fast=False`` runs the net as it is, batch after batch.
+    """
 
     def __init__(self, net: torch.nn.Module, window: int, overlap: int = 16, batch_size: int = 32,
-                 precision: str = "fp32"):  # fmt: skip
+                 precision: str = "fp32", *, fast: bool = True, workers: int | None = None):  # fmt: skip
         if not 0 <= overlap < window:
             raise ValueError(f"overlap must be in [0, window) = [0, {window}), got {overlap}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.net, self.window, self.overlap = net, window, overlap
-        self.batch_size, self.precision = batch_size, precision
+        self.batch_size, self.precision, self.fast = batch_size, precision, fast
+        self.workers = workers
+        self._fused: nn.Module | None = None
+
+    def model(self) -> torch.nn.Module:
+        """The module the windows go through: the fused inference form on the fast float32 path, else the net."""
+        if not (self.fast and self.precision == "fp32"):
+            return self.net
+        if self._fused is None:
+            self._fused = fuse_for_inference(self.net)
+        return self._fused
 
     def run(self, requests: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
         """``[(features (T, D), reference (136,) or None), ...]`` -> ``[(T, 136) float32, ...]`` (normalised space)."""
         W, O = self.window, self.overlap
         jobs = [(r, s) for r, (f, _) in enumerate(requests) for s in window_plan(len(f), W, O)]
-        outs = [np.zeros((len(f), 136), np.float64) for f, _ in requests]
-        wsum = [np.zeros(len(f), np.float64) for f, _ in requests]
+        outs = [np.zeros((len(f), 136), np.float32) for f, _ in requests]  # float32: an hour is 49 MB, not 98
+        wsum = [np.zeros(len(f), np.float32) for f, _ in requests]
         device = next(self.net.parameters()).device
         uses_ref = getattr(self.net, "uses_reference", True)
-        with torch.inference_mode(), autocast(str(device), self.precision):
-            for b0 in range(0, len(jobs), self.batch_size):
-                batch = jobs[b0 : b0 + self.batch_size]
+        model = self.model()
+        workers = max(1, min(self.workers or torch.get_num_threads(), len(jobs)))
+        parallel = self.fast and device.type == "cpu" and workers > 1
+        # in parallel, the workers share the batch: at most batch_size windows in the model at once, as serially
+        size = max(1, min(self.batch_size // workers, math.ceil(len(jobs) / workers))) if parallel else self.batch_size
+        batches = [jobs[b0 : b0 + size] for b0 in range(0, len(jobs), size)]
+
+        def forward(batch):
+            with torch.inference_mode(), autocast(str(device), self.precision):
                 feats = np.stack([self._window(requests[r][0], s) for r, s in batch])
                 x = torch.from_numpy(feats).to(device)
                 ref = None
                 if uses_ref:
                     ref = torch.from_numpy(np.stack([requests[r][1] for r, _ in batch]).astype(np.float32)).to(device)
-                y = self.net(x, ref).float().cpu().numpy()
-                for (r, s), yy in zip(batch, y):
-                    T = len(outs[r])
-                    n = min(W, T - s)
-                    w = window_weights(W, O, ramp_in=s > 0, ramp_out=s + W < T)[:n]
-                    outs[r][s : s + n] += yy[:n] * w[:, None]
-                    wsum[r][s : s + n] += w
-        return [(o / ws[:, None]).astype(np.float32) for o, ws in zip(outs, wsum)]
+                return model(x, ref).float().cpu().numpy()
+
+        def blend(batch, y):
+            for (r, s), yy in zip(batch, y):
+                T = len(outs[r])
+                n = min(W, T - s)
+                w = window_weights(W, O, ramp_in=s > 0, ramp_out=s + W < T)[:n]
+                outs[r][s : s + n] += yy[:n] * w[:, None]
+                wsum[r][s : s + n] += w
+
+        if parallel:
+            for batch, y in zip(batches, self._parallel(forward, batches, workers)):
+                blend(batch, y)
+        else:
+            for batch in batches:
+                blend(batch, forward(batch))
+        for o, ws in zip(outs, wsum):
+            o /= ws[:, None]  # in place: no second copy of a long output
+        return outs
+
+    @staticmethod
+    def _parallel(forward, batches, workers):
+        """``forward`` of each batch on ``workers`` threads of one intra-op thread each, yielded in order (at most
+        ``2 * workers`` batches in flight). Setting a worker's thread count also changes process-wide settings (MKL's),
+        so the caller's count is restored at the end."""
+        threads = torch.get_num_threads()
+        try:
+            with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                pending = []
+                for batch in batches:
+                    pending.append(pool.submit(forward, batch))
+                    if len(pending) >= 2 * workers:
+                        yield pending.pop(0).result()
+                for future in pending:
+                    yield future.result()
+        finally:
+            torch.set_num_threads(threads)
 
     def _window(self, features: np.ndarray, start: int) -> np.ndarray:
         win = np.asarray(features[start : start + self.window], np.float32)

@@ -1,0 +1,78 @@
+"""The fast inference path (fused blocks, channels-last stem, windows on single-threaded workers) against the
+straightforward path: same outputs to float32 rounding, same behaviours (any length, frame 0, determinism, threads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
+from a2k_toolkit.builtin.logmel import LogMel
+from a2k_toolkit.io import load_audio
+from a2k_toolkit.models.config import ModelConfig, build_generator
+from a2k_toolkit.models.inference import FusedConvNormAct, WindowedRunner, fuse_for_inference
+
+# Tolerance, in normalised keypoint units (the output's std is about 0.4, a frame-to-frame step about 0.1): the fast
+# path does the same arithmetic in another order (GroupNorm statistics from per-channel sums, channels-last 2D
+# convolutions), so it may differ by float32 rounding only; measured 3e-6 at the paper width on 60 s of speech. 1e-4
+# is 30x that and 1000x below any visible change; a wrong window, group or padding moves outputs by 0.01 or more.
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def speech_features(sample_speech_path):
+    return LogMel()(np.resize(load_audio(sample_speech_path, 16000), 16000 * 14), 16000)  # tiled to 350 frames
+
+
+@pytest.fixture(scope="module")
+def small_net(speech_features):
+    torch.manual_seed(0)
+    net = build_generator(ModelConfig(width=24, channels_2d=(8, 16)), (4, 80)).eval()
+    net.set_feature_stats(speech_features.mean(0), speech_features.std(0))
+    return net
+
+
+def test_fused_blocks_equal_the_modules(small_net, speech_features):
+    fused = fuse_for_inference(small_net)
+    blocks = [m for m in fused.modules() if isinstance(m, FusedConvNormAct)]
+    # every conv -> GroupNorm -> LeakyReLU block is replaced (stem 2D, 1D encoder, bottleneck, up, merge)
+    assert len(blocks) == len(small_net.audio.stem) + 2 + 2 * small_net.depth + 1 + small_net.depth * 2
+    assert any(b.channels_last for b in blocks)
+    # the original net is untouched and shares its parameters with the fused form
+    assert not any(isinstance(m, FusedConvNormAct) for m in small_net.modules())
+    assert {id(p) for p in fused.parameters()} == {id(p) for p in small_net.parameters()}
+    x = torch.from_numpy(np.stack([speech_features[s : s + 64] for s in (0, 48, 96)]))
+    ref = torch.randn(3, 136)
+    with torch.inference_mode():
+        expected, got = small_net(x, ref), fused(x, ref)
+    assert (got - expected).abs().max().item() < TOL
+    assert expected.std().item() > 0.05  # a meaningful comparison, not two near-constant outputs
+
+
+@pytest.mark.parametrize("frames", [1, 37, 64, 65, 300])
+def test_fast_runner_matches_the_windowed_path(small_net, speech_features, frames):
+    feats = speech_features[:frames]
+    ref = np.random.default_rng(0).normal(0, 1, 136).astype(np.float32)
+    slow = WindowedRunner(small_net, 64, 16, batch_size=1, fast=False).run([(feats, ref)])[0]
+    threads = torch.get_num_threads()
+    fast = WindowedRunner(small_net, 64, 16, batch_size=4, workers=2).run([(feats, ref)])[0]
+    assert torch.get_num_threads() == threads  # the workers' single-thread setting does not leak out
+    assert fast.shape == slow.shape == (frames, 136) and fast.dtype == np.float32
+    assert np.abs(fast - slow).max() < TOL
+    again = WindowedRunner(small_net, 64, 16, batch_size=4, workers=2).run([(feats, ref)])[0]
+    assert np.array_equal(fast, again)  # deterministic
+
+
+def test_generator_fast_and_straightforward_agree(tiny_a2k_checkpoint, sample_speech_path):
+    from a2k_toolkit.keypoints import Keypoints
+
+    feats = LogMel()(load_audio(sample_speech_path, 16000)[: 16000 * 6], 16000)
+    ref = Keypoints(np.random.default_rng(1).uniform(60, 160, (1, 68, 2)), image_size=(224, 224))
+    fast = Audio2KeypointGenerator(checkpoint=str(tiny_a2k_checkpoint)).generate(feats, ref).points
+    slow = Audio2KeypointGenerator(checkpoint=str(tiny_a2k_checkpoint), fast=False, batch_size=1)
+    slow = slow.generate(feats, ref).points
+    assert fast.shape == (len(feats), 68, 2)
+    np.testing.assert_array_equal(fast[0], ref.points[0])  # frame 0 is the reference on both paths
+    # pixels: the normalised tolerance times the keypoint scale (a 100-pixel face: well under 0.01 px)
+    assert np.abs(fast - slow).max() < 0.01
