@@ -74,6 +74,13 @@ def test_adversarial_weight_warms_up(real_clips_dir, tiny_train_config, catalog,
                             loss={"adv": 0.5, "adv_start": 2, "adv_ramp": 4, "mouth": 1.0, "sync": 0.5})  # fmt: skip
     tr = Trainer(cfg, catalog=catalog)
     assert [tr.adv_weight(s) for s in (0, 1, 2, 3, 5, 9)] == [0.0, 0.0, 0.125, 0.25, 0.5, 0.5]
+    assert tr.lr_factor(0) == 1.0 and tr.lr_factor(3) == 1.0  # constant (the paper)
+    cos = Trainer(tiny_train_config(real_clips_dir, tmp_path / "cos", max_steps=11,
+                                    optim={"schedule": "cosine", "final_lr_fraction": 0.2}), catalog=catalog)  # fmt: skip
+    assert [round(cos.lr_factor(s), 6) for s in (0, 5, 10, 20)] == [1.0, 0.6, 0.2, 0.2]
+    cos.step = 5
+    cos._set_learning_rates()
+    assert cos.optimizers["g"].param_groups[0]["lr"] == pytest.approx(0.6e-4)
     tr.fit()
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "loss_reg" in x]
     assert [r["loss_adv"] for r in rows[:2]] == [0.0, 0.0] and rows[3]["loss_adv"] > 0

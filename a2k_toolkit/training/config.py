@@ -85,6 +85,12 @@ class OptimConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float | None = Field(None, gt=0, description="clip each network's gradient norm to this")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant",
+        description="learning-rate schedule of all three networks: constant (the paper), or cosine from the rates "
+        "above down to `final_lr_fraction` of them at the last step (epochs x steps per epoch, or max_steps)",
+    )
+    final_lr_fraction: float = Field(0.1, ge=0, le=1, description="cosine: the last step's fraction of each rate")
 
 
 class LossConfig(_Strict):

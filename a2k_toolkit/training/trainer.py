@@ -279,10 +279,27 @@ class Trainer:
             return w.adv
         return w.adv * min(1.0, (step - w.adv_start + 1) / w.adv_ramp)
 
+    def lr_factor(self, step: int | None = None) -> float:
+        """The learning-rate multiplier of ``optim.schedule`` at ``step`` (default: the current one, 0-based)."""
+        o = self.cfg.optim
+        if o.schedule == "constant":
+            return 1.0
+        step = self.step if step is None else step
+        progress = min(1.0, step / max(1, self.total_steps - 1))
+        return o.final_lr_fraction + (1.0 - o.final_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def _set_learning_rates(self) -> None:
+        o, f = self.cfg.optim, self.lr_factor()
+        for name, opt in self.optimizers.items():
+            base = {"g": o.lr_g, "e": o.lr_e, "d": o.lr_d}[name]
+            for group in opt.param_groups:
+                group["lr"] = base * f
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One GAN step on a batch; returns the (detached) loss terms."""
         w = self.cfg.loss
         w_adv = self.adv_weight()
+        self._set_learning_rates()
         dev = self.device
         feats = batch["features"].to(dev, non_blocking=True)
         kp = batch["keypoints"].to(dev, non_blocking=True)
