@@ -178,3 +178,20 @@ def test_validation_metrics_pick_best(real_clips_dir, real_clips, tiny_train_con
     meta = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
     assert meta["metrics"]["val_metric"] == metric
     assert load_train_config(cfg).val_metric == metric
+
+
+def test_lip_losses_skip_weakly_coupled_clips():
+    strong, weak, unknown = _timed_clip(), _timed_clip(), _timed_clip()
+    strong.meta, weak.meta = {"corr": 0.3}, {"corr": 0.05}
+    feats = [np.zeros((120, 8), np.float32)] * 3
+    ds = ClipWindowDataset([strong, weak, unknown], feats, Normalizer(), 32, 32, lip_min_coupling=0.1)
+    per_clip = len(ds) // 3
+    batch = ds.__getitems__(list(range(len(ds))))
+    assert batch["lip_weight"].tolist() == [1.0] * per_clip + [0.0] * (2 * per_clip)
+    assert [float(ds[i]["lip_weight"]) for i in (0, per_clip)] == [1.0, 0.0]
+    assert "lip_weight" not in ClipWindowDataset([strong], feats[:1], Normalizer(), 32, 32)[0]
+    # the weighted losses ignore the windows with weight 0
+    real = torch.rand(3, 64)
+    w = torch.tensor([1.0, 0.0, 0.0])
+    assert sync_loss(real, real, weights=w).item() == pytest.approx(sync_loss(real[:1], real[:1]).item())
+    assert sync_loss(-real, real, weights=torch.zeros(3)).item() == 0.0

@@ -77,6 +77,7 @@ class ClipWindowDataset:
         augment: Any = None,
         seed: int = 0,
         feature_shape: tuple[int, int] | None = None,
+        lip_min_coupling: float | None = None,
     ):
         if window < 2:
             raise InputError(f"window must be at least 2 frames, got {window}")
@@ -117,6 +118,11 @@ class ClipWindowDataset:
         self.normalizer = normalizer if normalizer is not None else fit_normalizer(self)
         self.augment = augment if augment is not None and augment.enabled else None
         self.seed, self.epoch = int(seed), 0
+        # per clip: 1 if its lip-audio coupling (Clip.meta["corr"], from the dataset builder) reaches lip_min_coupling
+        self.lip_weights: list[float] | None = None
+        if lip_min_coupling is not None:
+            self.lip_weights = [float(c.meta.get("corr") is not None and c.meta["corr"] >= lip_min_coupling)
+                                for c in self.clips]  # fmt: skip
         if feature_shape is None:
             feature_shape = getattr(frontend_or_features, "feature_shape", None)
         self.feature_shape = tuple(feature_shape) if feature_shape is not None and len(feature_shape) == 2 else None
@@ -172,7 +178,10 @@ class ClipWindowDataset:
                     pts, feats = self._tempo(rng, ci, s, source)
                 pts, feats = self._augmented(rng, pts, feats)
         kp = self.normalizer.normalize(pts, pts[0])
-        return {"features": feats, "keypoints": kp, "reference": kp[0].copy()}
+        item = {"features": feats, "keypoints": kp, "reference": kp[0].copy()}
+        if self.lip_weights is not None:
+            item["lip_weight"] = np.float32(self.lip_weights[ci])
+        return item
 
     def _tempo(self, rng: np.random.Generator, ci: int, s: int, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The window cut from ``rate x W`` frames at ``s`` (only over frames with a face) and resampled to ``W``."""
@@ -241,7 +250,10 @@ class ClipWindowDataset:
         feats = np.stack([self.features[ci][s : s + W] for ci, s in where])
         pts = np.stack([self.keypoints[ci][s : s + W] for ci, s in where])
         kp = self.normalizer.normalize_many(pts, pts[:, 0])
-        return {"features": feats, "keypoints": kp, "reference": kp[:, 0].copy()}
+        batch = {"features": feats, "keypoints": kp, "reference": kp[:, 0].copy()}
+        if self.lip_weights is not None:
+            batch["lip_weight"] = np.array([self.lip_weights[ci] for ci, _ in where], np.float32)
+        return batch
 
     def raw_windows(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
@@ -279,4 +291,4 @@ def collate(items: list[dict[str, np.ndarray]] | dict[str, np.ndarray]) -> dict[
 
     if isinstance(items, dict):
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in items.items()}
-    return {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
+    return {k: torch.from_numpy(np.stack([np.asarray(it[k]) for it in items])) for k in items[0]}

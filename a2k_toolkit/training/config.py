@@ -42,6 +42,11 @@ class DataConfig(_Strict):
     min_valid_fraction: float = Field(0.5, ge=0, le=1, description="skip clips with fewer frames with a face")
     normalizer_sequences: int = Field(10_000, ge=1, description="windows used to fit the keypoint statistics")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
+    lip_min_coupling: float | None = Field(
+        None,
+        description="Vox-KP only: windows of clips whose lip-audio coupling is below this (or undefined) are trained "
+        "without the lip losses (loss.mouth, loss.sync) but with every other term, so their head motion still counts",
+    )
     min_coupling: float | None = Field(
         None,
         description="Vox-KP only: leave out training clips whose lip-audio coupling (recorded by the dataset builder) "

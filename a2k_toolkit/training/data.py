@@ -127,9 +127,10 @@ def load_clips(paths: list[str], cfg: DataConfig, exclude: Iterable[str] = ()) -
     clips where a face was found in fewer than ``data.min_valid_fraction`` of the frames."""
     if cfg.format not in CLIP_SOURCES:
         raise ConfigError(f"unknown data.format {cfg.format!r}; available: {', '.join(sorted(CLIP_SOURCES))}")
-    if cfg.min_coupling is not None and cfg.format != "voxkp":
-        raise ConfigError("data.min_coupling needs data.format: voxkp (the coupling is measured by `a2k dataset "
-                          "build`); build a Vox-KP dataset or remove min_coupling")  # fmt: skip
+    for key in ("min_coupling", "lip_min_coupling"):
+        if getattr(cfg, key) is not None and cfg.format != "voxkp":
+            raise ConfigError(f"data.{key} needs data.format: voxkp (the coupling is measured by `a2k dataset "
+                              f"build`); build a Vox-KP dataset or remove {key}")  # fmt: skip
     excluded = {os.path.realpath(p) for p in exclude}
     if excluded and cfg.format in ("auto", "videos", "clips"):
         files = [str(f) for f in expand_paths(paths, VIDEO_EXTS | CLIP_EXTS) if os.path.realpath(f) not in excluded]

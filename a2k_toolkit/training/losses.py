@@ -43,16 +43,25 @@ def mouth_opening(kp: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (p[..., 66, :] - p[..., 62, :]).norm(dim=-1)
 
 
-def sync_loss(pred_open: torch.Tensor, real_open: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+def weighted_mean(per_window: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``(B,)`` values, or their ``weights``-weighted mean (0 when every weight is 0)."""
+    if weights is None:
+        return per_window.mean()
+    w = weights.to(per_window.dtype)
+    return (per_window * w).sum() / w.sum().clamp_min(1.0)
+
+
+def sync_loss(pred_open: torch.Tensor, real_open: torch.Tensor, eps: float = 1e-3,
+              weights: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Lip-sync loss on mouth openings ``(B, T)``: per window ``1 - corr(pred, real)`` (Pearson over time) plus
-    ``|log(std_pred / std_real)|`` (right amplitude), averaged over windows. ``eps`` (face-size units) keeps windows
-    with a still mouth finite."""
+    ``|log(std_pred / std_real)|`` (right amplitude), averaged over windows (weighted by ``weights`` ``(B,)`` if
+    given). ``eps`` (face-size units) keeps windows with a still mouth finite."""
     x = pred_open - pred_open.mean(1, keepdim=True)
     y = real_open - real_open.mean(1, keepdim=True)
     sx = x.pow(2).mean(1).add(eps**2).sqrt()
     sy = y.pow(2).mean(1).add(eps**2).sqrt()
     corr = (x * y).mean(1) / (sx * sy)
-    return (1.0 - corr).mean() + (sx.log() - sy.log()).abs().mean()
+    return weighted_mean((1.0 - corr) + (sx.log() - sy.log()).abs(), weights)
 
 
 def adversarial_loss(d_fake: torch.Tensor) -> torch.Tensor:

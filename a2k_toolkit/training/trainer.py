@@ -48,6 +48,7 @@ from .losses import (
     piv_triplet_loss,
     reg_loss,
     sync_loss,
+    weighted_mean,
 )
 from .state import (
     capture_rng,
@@ -195,7 +196,8 @@ class Trainer:
             raise ConfigError(f"augment.gain_db shifts log-power features; the {self.frontend.name!r} front-end's are "
                               f"not (use one of {', '.join(LOG_POWER_FRONTENDS)}, or set gain_db: 0)")  # fmt: skip
         self.train_set = ClipWindowDataset(train_clips, self.frontend, normalizer, d.window, d.stride,
-                                           augment=cfg.augment, seed=cfg.seed)  # fmt: skip
+                                           augment=cfg.augment, seed=cfg.seed,
+                                           lip_min_coupling=d.lip_min_coupling)  # fmt: skip
         if normalizer is None and len(self.train_set) == 0:
             raise ConfigError(f"no training windows: every clip is shorter than data.window ({d.window} frames) or "
                               "has undetected frames; add longer clips or lower data.window")  # fmt: skip
@@ -322,11 +324,14 @@ class Trainer:
             self.scalers["d"].update()
 
         loss_reg = reg_loss(pred, kp)
-        loss_mouth = reg_loss(pred[..., MOUTH], kp[..., MOUTH]) if w.mouth else zero
+        lip_w = batch["lip_weight"].to(dev) if "lip_weight" in batch else None
+        loss_mouth = zero
+        if w.mouth:
+            loss_mouth = weighted_mean((pred[..., MOUTH] - kp[..., MOUTH]).abs().mean((1, 2)), lip_w)
         loss_sync = zero
         if w.sync:
             mean, std = self._norm_stats()
-            loss_sync = sync_loss(mouth_opening(pred, mean, std), mouth_opening(kp, mean, std))
+            loss_sync = sync_loss(mouth_opening(pred, mean, std), mouth_opening(kp, mean, std), weights=lip_w)
         loss_adv = loss_pg = loss_pp = zero
         if self.disc is not None and w_adv > 0:
             with self.autocast():
