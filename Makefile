@@ -1,6 +1,8 @@
 # The README's two commands. Each creates .venv if needed and installs the project before running.
 #   make demo   generate keypoints and an MP4 from the bundled sample inputs
 #   make test   run the whole test suite
+#   make results  rebuild the shipped model and docs/results.md's evaluation from the shared clips (about 30 min on
+#                 2 CPU cores; not part of demo or test)
 # On machines without an NVIDIA GPU the CPU build of torch is installed (set TORCH_SPEC / TORCH_INDEX to override,
 # e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu on a machine whose pip would otherwise pick a CUDA build).
 
@@ -15,7 +17,10 @@ PLUGIN_DIRS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml
 DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean
+RESULTS_DATA ?= runs/voxkp-shared
+RESULTS_RUNS := a2k-default a2k-default-audio-only a2k-default-no-piv a2k-default-no-disc
+
+.PHONY: demo test install clean results
 
 install: $(STAMP)
 
@@ -33,6 +38,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The shipped default model and the evaluation in docs/results.md: build the Vox-KP dataset of the shared clips,
+# train the recipe and its three ablations (rerunning resumes a finished or interrupted run), evaluate them on the
+# held-out test identities. Install the full model with: cp runs/a2k-default/latest/{model.safetensors,config.json}
+# a2k_toolkit/weights/
+results: $(STAMP)
+	test -f $(RESULTS_DATA)/manifest.json || $(BIN)/a2k dataset build configs/data/shared_clips.csv $(RESULTS_DATA) \
+		--detect-every 2
+	for run in $(RESULTS_RUNS); do \
+		if test -f runs/$$run/latest/config.json; then resume=--resume; else resume=; fi; \
+		$(BIN)/a2k train configs/train/$${run#a2k-}.yaml --no-progress $$resume || exit 1; \
+	done
+	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split test --config configs/eval/results.yaml --out docs/results
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

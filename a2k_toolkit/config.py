@@ -56,7 +56,7 @@ class PipelineConfig(BaseModel):
         description="text-to-speech source used when the input is text",
     )
     detector: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="dlib"))
-    generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="procedural"))
+    generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="audio2keypoint"))
     renderer: ComponentSpec | None = Field(default_factory=lambda: ComponentSpec(name="warp"))
     device: str = Field("auto", description="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps', ...")
     seed: int | None = Field(0, description="seed for stochastic generators; null for a fresh one each call")

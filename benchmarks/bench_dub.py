@@ -3,7 +3,7 @@
     python benchmarks/bench_dub.py [--jobs 12] [--seconds 10] [--size 256] [--workers 1,2] [--data ../shared/data]
 
 Each setting runs a fresh manifest (different faces, one 10 s cut of the real TTS speech in shared/data) into a
-fresh output folder with the default pipeline (logmel + dlib + procedural + sketch at --size px). "wall" includes
+fresh output folder with the default pipeline (logmel + dlib + the shipped audio2keypoint + sketch at --size px). "wall" includes
 starting the worker processes (importing torch, loading dlib); "start-up" is the time until the first job started;
 "steady" is jobs per minute from the first job's start to the last job's end; "per job" is the mean job time.
 """

@@ -345,7 +345,7 @@ def stage_render(ctx: Context) -> dict[str, float]:
 
 
 def stage_generate(ctx: Context) -> dict[str, float]:
-    """End to end as ``a2k generate`` does it: the default pipeline (logmel, dlib, procedural, warp at 256 px), the
+    """End to end as ``a2k generate`` does it: the default pipeline (logmel, dlib, the shipped audio2keypoint model, warp at 256 px), the
     bundled photo and 10 s of speech from a WAV file to an H.264 MP4 with audio; wall seconds after load."""
     from a2k_toolkit.io import write_wav
     from a2k_toolkit.pipeline import Pipeline
