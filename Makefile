@@ -1,7 +1,7 @@
 # The README's two commands. Each creates .venv if needed and installs the project before running.
 #   make demo   generate keypoints and an MP4 from the bundled sample inputs
 #   make test   run the whole test suite
-#   make results  rebuild the shipped model and docs/results.md's evaluation from the shared clips (about 30 min on
+#   make results  rebuild the shipped model and docs/results.md's evaluation from the shared clips (about 45 min on
 #                 2 CPU cores; not part of demo or test)
 # On machines without an NVIDIA GPU the CPU build of torch is installed (set TORCH_SPEC / TORCH_INDEX to override,
 # e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu on a machine whose pip would otherwise pick a CUDA build).
@@ -18,7 +18,7 @@ DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
 RESULTS_DATA ?= runs/voxkp-shared
-RESULTS_RUNS := a2k-default a2k-default-audio-only a2k-default-no-piv a2k-default-no-disc
+RESULTS_RUNS := a2k-default a2k-default-audio-only a2k-default-no-piv a2k-default-no-disc a2k-default-paper-width
 
 .PHONY: demo test install clean results
 
