@@ -40,28 +40,27 @@ class PVEncoder(KeypointEncoder):
         from ..models.encoders import KeypointMLP
 
         p = self.params
-        return KeypointMLP(in_dim, p.hidden, p.layers, p.out_dim, normalize=False)
+        return KeypointMLP(in_dim, p.hidden, p.layers, p.out_dim, normalize=self.unit_rms_codes)
+
+    @property
+    def unit_rms_codes(self) -> bool:
+        return False
 
 
 class PIVEncoderParams(MLPEncoderParams):
     normalize: bool = Field(True, description="rescale codes to unit RMS, so the triplet margin has a fixed meaning")
 
 
-class PIVEncoder(KeypointEncoder):
-    """Pose-invariant (PIV) encoder E(k): a per-frame MLP trained with a triplet loss (paper §4.2)."""
+class PIVEncoder(PVEncoder):
+    """Pose-invariant (PIV) encoder E(k): a per-frame MLP trained with a triplet loss (paper §4.2); the PV encoder's
+    network with optional unit-RMS codes."""
 
     name = "piv"
     Params = PIVEncoderParams
 
     @property
-    def out_dim(self) -> int:
-        return self.params.out_dim
-
-    def build(self, in_dim: int = 136):
-        from ..models.encoders import KeypointMLP
-
-        p = self.params
-        return KeypointMLP(in_dim, p.hidden, p.layers, p.out_dim, normalize=p.normalize)
+    def unit_rms_codes(self) -> bool:
+        return self.params.normalize
 
 
 class Audio2KeypointGenerator(KeypointGenerator):

@@ -36,6 +36,14 @@ SHAPE_PARTS = (range(0, 17), range(17, 22), range(22, 27), range(27, 36), range(
 FeatureSource = Any  # an AudioFrontend, a callable (waveform, sample_rate) -> (T, D), or one (T, D) array per clip
 
 
+def faceless_before(num_frames: int, valid: np.ndarray | None) -> np.ndarray:
+    """``(num_frames + 1,)`` counts of the frames without a face before each frame: frames ``[a, b)`` all have one
+    when ``counts[b] - counts[a] == 0`` (``valid=None``: every frame has one)."""
+    if valid is None:
+        return np.zeros(num_frames + 1, np.int64)
+    return np.concatenate([[0], np.cumsum(~np.asarray(valid, bool)[:num_frames])])
+
+
 def window_starts(num_frames: int, window: int, stride: int, valid: np.ndarray | None = None) -> list[int]:
     """Start frames of the windows of a clip with ``num_frames`` frames; windows touching an invalid frame are
     left out."""
@@ -44,8 +52,16 @@ def window_starts(num_frames: int, window: int, stride: int, valid: np.ndarray |
     starts = list(range(0, num_frames - window + 1, stride))
     if valid is None:
         return starts
-    bad = np.concatenate([[0], np.cumsum(~np.asarray(valid, bool))])
+    bad = faceless_before(num_frames, valid)
     return [s for s in starts if bad[s + window] - bad[s] == 0]
+
+
+def _lerp_rows(rows: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Rows of ``rows`` (float64, at least 2) linearly interpolated at the fractional positions ``t`` (within
+    ``[0, len(rows) - 1]``)."""
+    i0 = np.minimum(np.floor(t).astype(int), len(rows) - 2)
+    f = (t - i0).reshape(-1, *[1] * (rows.ndim - 1))
+    return rows[i0] * (1 - f) + rows[i0 + 1] * f
 
 
 def clip_features(clip: Clip, source: FeatureSource) -> np.ndarray:
@@ -95,7 +111,7 @@ class ClipWindowDataset:
         self.features: list[np.ndarray] = []
         self.keypoints: list[np.ndarray] = []
         self.index: list[tuple[int, int]] = []
-        self.bad: list[np.ndarray] = []  # per clip: cumulative count of frames without a face
+        self.bad: list[np.ndarray] = []  # per clip: faceless_before(T, valid)
         for ci, (clip, f) in enumerate(zip(self.clips, feats)):
             kp = np.asarray(clip.keypoints, np.float32)[..., :2]
             if f.ndim != 2:
@@ -109,8 +125,7 @@ class ClipWindowDataset:
             self.features.append(f[:T])
             self.keypoints.append(kp[:T])
             valid = clip.valid[:T] if clip.valid is not None else None
-            self.bad.append(np.concatenate([[0], np.cumsum(~np.asarray(valid, bool))]) if valid is not None
-                            else np.zeros(T + 1, np.int64))  # fmt: skip
+            self.bad.append(faceless_before(T, valid))
             self.index += [(ci, s) for s in window_starts(T, self.window, self.stride, valid)]
         dims = {f.shape[1] for f in self.features}
         if len(dims) > 1:
@@ -195,20 +210,12 @@ class ClipWindowDataset:
             return self.keypoints[ci][s : s + W], source[s : s + W]
         # output frame j (centred at j + 0.5 frame periods) <- source time (j + 0.5) * n / W; the same map per sub-frame
         t = np.clip((np.arange(W) + 0.5) * (n / W) - 0.5, 0, n - 1)
-        kp = self.keypoints[ci][s : s + n].astype(np.float64)
-        i0 = np.minimum(np.floor(t).astype(int), n - 2)
-        f = (t - i0)[:, None, None]
-        pts = (kp[i0] * (1 - f) + kp[i0 + 1] * f).astype(np.float32)
+        pts = _lerp_rows(self.keypoints[ci][s : s + n].astype(np.float64), t).astype(np.float32)
         # features: resampled per sub-frame so each output frame holds its sub-frames in time order
-        feats = source[s : s + n]
         S = max(1, int(self.feature_shape[0])) if self.feature_shape is not None else 1
-        sub = feats.reshape(n * S, -1).astype(np.float64)
-        ts = (np.arange(W * S) + 0.5) * (n / W) - 0.5
-        ts = np.clip(ts, 0, n * S - 1)
-        j0 = np.minimum(np.floor(ts).astype(int), n * S - 2)
-        g = (ts - j0)[:, None]
-        out = (sub[j0] * (1 - g) + sub[j0 + 1] * g).reshape(W, -1).astype(np.float32)
-        return pts, out
+        sub = source[s : s + n].reshape(n * S, -1).astype(np.float64)
+        ts = np.clip((np.arange(W * S) + 0.5) * (n / W) - 0.5, 0, n * S - 1)
+        return pts, _lerp_rows(sub, ts).reshape(W, -1).astype(np.float32)
 
     def _augmented(self, rng: np.random.Generator, pts: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         aug = self.augment

@@ -32,6 +32,7 @@ from ..catalog import Catalog
 from ..config import format_validation_error
 from ..data.windows import ClipWindowDataset, collate
 from ..errors import CheckpointError, ConfigError, require
+from ..eval.metrics import best_lag_correlation
 from ..io import atomic_write_text
 from ..models.checkpoint import atomic_dir, read_checkpoint, resolve_checkpoint, write_model_files
 from ..models.config import build_discriminator, build_generator, normalize_feature_shape
@@ -202,6 +203,9 @@ class Trainer:
             raise ConfigError(f"no training windows: every clip is shorter than data.window ({d.window} frames) or "
                               "has undetected frames; add longer clips or lower data.window")  # fmt: skip
         self.normalizer = self.train_set.normalizer
+        # the keypoint statistics as tensors, for the mouth-opening losses and metrics
+        self.norm_stats = tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device)
+                                for v in (self.normalizer.mean, self.normalizer.std))  # fmt: skip
         self.val_set = (ClipWindowDataset(val_clips, self.frontend, self.normalizer, d.window, d.val_stride or d.window)
                         if val_clips else None)  # fmt: skip
         if self.val_set is not None and len(self.val_set) == 0:
@@ -264,12 +268,6 @@ class Trainer:
             self.scalers["d" if name == "d" else "g"].unscale_(self.optimizers[name])
             torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
 
-    def _norm_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if getattr(self, "_norm_t", None) is None:
-            self._norm_t = tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device)
-                                 for v in (self.normalizer.mean, self.normalizer.std))  # fmt: skip
-        return self._norm_t
-
     def adv_weight(self, step: int | None = None) -> float:
         """L_Adv's weight at ``step`` (default: the current one): 0 before ``loss.adv_start``, then a linear ramp over
         ``loss.adv_ramp`` steps to ``loss.adv``."""
@@ -330,7 +328,7 @@ class Trainer:
             loss_mouth = weighted_mean((pred[..., MOUTH] - kp[..., MOUTH]).abs().mean((1, 2)), lip_w)
         loss_sync = zero
         if w.sync:
-            mean, std = self._norm_stats()
+            mean, std = self.norm_stats
             loss_sync = sync_loss(mouth_opening(pred, mean, std), mouth_opening(kp, mean, std), weights=lip_w)
         loss_adv = loss_pg = loss_pp = zero
         if self.disc is not None and w_adv > 0:
@@ -372,7 +370,7 @@ class Trainer:
         ranks = 1 if sync else self.env.world_size
         idx = list(range(0 if sync else self.env.rank, len(self.val_set), ranks))
         sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # |err| all, count, |err| mouth, count
-        mean, std = self._norm_stats()
+        mean, std = self.norm_stats
         openings: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}
         for i in range(0, len(idx), self.cfg.batch_size):
             chunk = idx[i : i + self.cfg.batch_size]
@@ -400,9 +398,9 @@ class Trainer:
             corrs = []
             for parts in openings.values():
                 parts.sort(key=lambda t: t[0])
-                x = torch.cat([p for _, p, _ in parts])[None]
-                y = torch.cat([r for _, _, r in parts])[None]
-                corrs.append(float(best_lag_corr(x, y, max_lag=3)[0]))
+                x = torch.cat([p for _, p, _ in parts]).cpu().numpy()
+                y = torch.cat([r for _, _, r in parts]).cpu().numpy()
+                corrs.append(best_lag_correlation(x, y, max_lag=3)[0])
             return 1.0 - float(np.mean(corrs)) if corrs else None
         return float(sums[0] / sums[1].clamp_min(1))
 
@@ -570,21 +568,6 @@ class Trainer:
             self.batch_in_epoch = 0
         r = self.env.rank if same_world else 0
         restore_rng(meta["rng"][r], {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.r{r}.")})
-
-
-def best_lag_corr(x: torch.Tensor, y: torch.Tensor, max_lag: int = 2) -> torch.Tensor:
-    """Per row of ``(B, T)`` series: the highest Pearson correlation of ``x`` shifted by up to ``max_lag`` frames
-    against ``y`` (0 where either side is still)."""
-    best = torch.full((x.shape[0],), -1.0, dtype=torch.float64, device=x.device)
-    T = x.shape[1]
-    for lag in range(-max_lag, max_lag + 1):
-        a = x[:, max(0, lag) : T + min(0, lag)].double()
-        b = y[:, max(0, -lag) : T + min(0, -lag)].double()
-        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-        den = (a.pow(2).sum(1) * b.pow(2).sum(1)).sqrt()
-        c = torch.where(den > 1e-12, (a * b).sum(1) / den.clamp_min(1e-12), torch.zeros_like(den))
-        best = torch.maximum(best, c)
-    return best
 
 
 class DataWait:
