@@ -148,6 +148,11 @@ class TrainConfig(_Strict):
         description="what picks best/: l1 (mean L1 of all keypoints, the paper's Avg. L1), mouth_l1 (L1 of the mouth "
         "points) or lip_sync (1 - correlation of predicted and real mouth opening over the validation windows)",
     )
+    ema: float = Field(
+        0.0, ge=0, lt=1,
+        description="decay of an exponential moving average of the generator's weights (0 = off; e.g. 0.999): "
+        "validation, best/ and the weights in latest/ use the average, the raw weights are kept for resuming",
+    )  # fmt: skip
     batch_size: int = Field(32, ge=1, description="windows per step and per process (global: x world size)")
     epochs: int = Field(300, ge=1, description="passes over the training windows (paper §5.1)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (before `epochs` if smaller)")

@@ -15,6 +15,7 @@ forward), then one backward of the generator / PIV-encoder losses with the fresh
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import random
@@ -64,7 +65,7 @@ LOSS_KEYS = ("loss_g", "loss_reg", "loss_mouth", "loss_sync", "loss_adv", "loss_
 MOUTH = slice(48 * 2, 68 * 2)  # the mouth points' coordinates in a (.., 136) keypoint vector
 LOG_POWER_FRONTENDS = ("logmel", "librosa-mel")
 # config fields that must not change when a run is resumed
-RESUME_FIXED = ("seed", "ablation", "frontend", "model", "batch_size", ("data", "window"), ("data", "stride"))
+RESUME_FIXED = ("seed", "ablation", "frontend", "model", "batch_size", "ema", ("data", "window"), ("data", "stride"))
 
 
 class ListBatchSampler:
@@ -149,6 +150,10 @@ class Trainer:
         self.generator = build_generator(self.model_cfg, self.feature_shape, self.catalog).to(self.device)
         if info is None:
             self.generator.set_feature_stats(*self.train_set.feature_stats())
+        # the weights validation and checkpoints use: an exponential moving average of the generator's, if `ema`
+        self.ema_generator = None
+        if cfg.ema > 0:
+            self.ema_generator = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.disc = build_discriminator(self.model_cfg).to(self.device) if cfg.uses_discriminator else None
         self.gan = GANForward(self.generator, cfg.loss.exact_piv_gradients)
         self.gan_ddp, self.disc_ddp = self.gan, self.disc
@@ -295,6 +300,27 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = base * f
 
+    @property
+    def eval_generator(self):
+        """The generator that is validated and saved: the weight average when ``ema`` is on, else the trained one."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    def ema_decay(self, step: int | None = None) -> float:
+        """The average's decay after ``step`` updates: ``ema`` capped by ``(1 + step) / (10 + step)`` so the early,
+        random weights fade out quickly."""
+        step = self.step if step is None else step
+        return min(self.cfg.ema, (1.0 + step) / (10.0 + step))
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema_generator is None:
+            return
+        d = self.ema_decay()
+        avg = list(self.ema_generator.parameters())
+        torch._foreach_lerp_(avg, [p.detach() for p in self.generator.parameters()], 1.0 - d)
+        for a, b in zip(self.ema_generator.buffers(), self.generator.buffers()):
+            a.copy_(b)
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One GAN step on a batch; returns the (detached) loss terms."""
         w = self.cfg.loss
@@ -351,6 +377,7 @@ class Trainer:
         for opt in opts:
             self.scalers["g"].step(opt)
         self.scalers["g"].update()
+        self._update_ema()
         # L_Gen as the paper defines it (the generator's objective), for logging
         loss_g = w.reg * loss_reg + w.mouth * loss_mouth + w.sync * loss_sync + w_adv * loss_adv + w.piv_gen * loss_pg
         terms = (loss_g, loss_reg, loss_mouth, loss_sync, loss_adv, loss_pg, loss_pp, loss_d)
@@ -364,7 +391,8 @@ class Trainer:
         frames, as ``a2k eval`` measures lip sync), averaged over clips."""
         if self.val_set is None:
             return None
-        self.generator.eval()
+        gen = self.eval_generator
+        gen.eval()
         sync = self.cfg.val_metric == "lip_sync"
         # lip_sync needs whole clips: every rank evaluates every window (validation sets are small)
         ranks = 1 if sync else self.env.world_size
@@ -376,7 +404,7 @@ class Trainer:
             chunk = idx[i : i + self.cfg.batch_size]
             batch = collate(self.val_set.__getitems__(chunk))
             with self.autocast():
-                pred = self.generator(batch["features"].to(self.device), batch["reference"].to(self.device))
+                pred = gen(batch["features"].to(self.device), batch["reference"].to(self.device))
             kp = batch["keypoints"].to(self.device)
             pred = pred.float()
             err = (pred - kp).abs()
@@ -391,7 +419,8 @@ class Trainer:
                     openings.setdefault(ci, []).append((start, po[k], ro[k]))
         if self.env.distributed and not sync:
             dist.all_reduce(sums)
-        self.generator.train()
+        if gen is self.generator:
+            gen.train()
         if self.cfg.val_metric == "mouth_l1":
             return float(sums[2] / sums[3].clamp_min(1))
         if sync:
@@ -505,7 +534,7 @@ class Trainer:
     def save_best(self) -> None:
         if self.env.is_main:
             with atomic_dir(self.best_dir) as tmp:
-                write_model_files(tmp, self.generator, self.checkpoint_meta())
+                write_model_files(tmp, self.eval_generator, self.checkpoint_meta())
 
     def save_latest(self) -> None:
         """Weights + everything needed to continue exactly: optimisers, scalers, RNG of every rank, data position."""
@@ -519,6 +548,8 @@ class Trainer:
         tensors: dict[str, torch.Tensor] = {}
         if self.disc is not None:
             tensors.update({f"disc.{k}": v for k, v in self.disc.state_dict().items()})
+        if self.ema_generator is not None:  # model.safetensors holds the average; the raw weights go on training
+            tensors.update({f"raw.{k}": v for k, v in self.generator.state_dict().items()})
         opt_meta = {n: flatten_optimizer(o.state_dict(), f"opt_{n}", tensors) for n, o in self.optimizers.items()}
         rng = []
         for r, (m, ts) in enumerate(ranks):
@@ -531,19 +562,21 @@ class Trainer:
             "scalers": {n: s.state_dict() for n, s in self.scalers.items()}, "rng": rng,
         }  # fmt: skip
         with atomic_dir(self.latest_dir) as tmp:
-            write_model_files(tmp, self.generator, self.checkpoint_meta())
+            write_model_files(tmp, self.eval_generator, self.checkpoint_meta())
             save_training_state(tmp, meta, tensors)
 
     def _restore(self, info) -> None:
         from safetensors.torch import load_file
 
         try:
-            self.generator.load_state_dict(load_file(str(info.weights_path)), strict=True)
+            self.eval_generator.load_state_dict(load_file(str(info.weights_path)), strict=True)
         except Exception as exc:  # noqa: BLE001
             raise CheckpointError(f"cannot load the generator weights of {info.path} ({exc}); the checkpoint is "
                                   "corrupt or from another model: start a new run_dir") from None  # fmt: skip
         meta, tensors = load_training_state(info.path)
         try:
+            if self.ema_generator is not None:
+                self.generator.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
             if self.disc is not None:
                 self.disc.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("disc.")})
             for n, opt in self.optimizers.items():
