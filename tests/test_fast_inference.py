@@ -76,3 +76,55 @@ def test_generator_fast_and_straightforward_agree(tiny_a2k_checkpoint, sample_sp
     np.testing.assert_array_equal(fast[0], ref.points[0])  # frame 0 is the reference on both paths
     # pixels: the normalised tolerance times the keypoint scale (a 100-pixel face: well under 0.01 px)
     assert np.abs(fast - slow).max() < 0.01
+
+
+def test_runnable_threads_reads_the_kernels_count():
+    from a2k_toolkit.cpu_runtime import cpu_is_shared, runnable_threads
+
+    assert runnable_threads("0.52 0.58 0.59 3/211 12345\n") == 3
+    assert runnable_threads("garbage") is None
+    assert cpu_is_shared(1) is False and cpu_is_shared(2) is True
+    live = runnable_threads()
+    assert live is None or live >= 1  # this thread is running while it reads
+
+
+def test_a_busy_cpu_is_seen_as_shared():
+    import subprocess
+    import sys
+    import time
+
+    from a2k_toolkit.cpu_runtime import cpu_is_shared, runnable_threads
+
+    if runnable_threads() is None:
+        pytest.skip("the kernel does not report runnable threads (not Linux)")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert all(cpu_is_shared() for _ in range(5))
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_default_workers_follow_the_load(small_net, speech_features, monkeypatch, shared):
+    """Worker threads when other work shares the CPU, plain batches on the intra-op threads when it is idle; an
+    explicit ``workers`` wins either way. The output is the same."""
+    import a2k_toolkit.models.inference as inference
+
+    calls = []
+    original = WindowedRunner._parallel
+
+    def spy(forward, batches, workers):
+        calls.append(workers)
+        return original(forward, batches, workers)
+
+    monkeypatch.setattr(WindowedRunner, "_parallel", staticmethod(spy))
+    monkeypatch.setattr(inference, "cpu_is_shared", lambda: shared)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    feats, ref = speech_features[:300], np.zeros(136, np.float32)
+    auto = WindowedRunner(small_net, 64, 16, batch_size=4).run([(feats, ref)])[0]
+    assert calls == ([2] if shared else [])
+    forced = WindowedRunner(small_net, 64, 16, batch_size=4, workers=2).run([(feats, ref)])[0]
+    assert calls[-1] == 2
+    assert np.abs(auto - forced).max() < TOL
