@@ -263,7 +263,11 @@ def write_video(
 
 def probe_video(path: PathLike, *, count_frames: bool = True) -> dict:
     """Stream facts of a media file from ffmpeg's own report: codecs, size, fps, duration, and (``count_frames``)
-    the frame count. Counting decodes the whole video; without it only the header is read and ``frames`` is None."""
+    the frame count. Counting decodes the whole video; without it only the header is read and ``frames`` is None.
+
+    ``width`` and ``height`` are the *displayed* size: a video with a rotation in its display matrix (phones record
+    portrait video as landscape frames plus a 90 degree rotation) is reported, and decoded by ffmpeg, upright;
+    ``rotation`` holds the matrix's angle in degrees (0 when there is none)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video file not found: {path}")
@@ -282,7 +286,7 @@ def _parse_ffmpeg_report(text: str) -> dict:
     import re
 
     info: dict = {"video_codec": None, "audio_codec": None, "width": None, "height": None, "fps": None,
-                  "duration": None, "frames": None, "pix_fmt": None}  # fmt: skip
+                  "duration": None, "frames": None, "pix_fmt": None, "rotation": 0.0}  # fmt: skip
     m = re.search(r"Duration: (\d+):(\d+):(\d+\.\d+)", text)
     if m:
         info["duration"] = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
@@ -300,6 +304,13 @@ def _parse_ffmpeg_report(text: str) -> dict:
                 info["fps"] = float(fm[1])
         if "Stream #" in line and "Audio:" in line and info["audio_codec"] is None:
             info["audio_codec"] = line.split("Audio:")[1].strip().split()[0].rstrip(",")
+    # the first video stream's display matrix (ffmpeg 6+: "Display Matrix: rotation of -90.00 degrees"; older:
+    # "displaymatrix: rotation of ..."); ffmpeg applies it when decoding, so the frames come out upright
+    rm = re.search(r"(?i)display ?matrix: rotation of (-?[\d.]+) degrees", text)
+    if rm and info["width"] is not None:
+        info["rotation"] = float(rm[1])
+        if round(info["rotation"] / 90) % 2:
+            info["width"], info["height"] = info["height"], info["width"]
     frames = re.findall(r"frame=\s*(\d+)", text)
     if frames:
         info["frames"] = int(frames[-1])

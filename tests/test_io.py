@@ -92,3 +92,29 @@ def test_run_ffmpeg_reports_errors(tmp_path):
 
     with pytest.raises(A2KError, match="ffmpeg failed"):
         run_ffmpeg(["-i", str(tmp_path / "missing.wav"), "-f", "null", "-"])
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_phone_videos_with_a_display_rotation_decode_upright(tmp_path, rotation):
+    """Phones store portrait video as landscape frames plus a rotation in the display matrix; ffmpeg decodes it
+    upright, so the probe must report the displayed size or every frame would be cut from the wrong byte grid."""
+    import subprocess
+
+    from a2k_toolkit.io import ffmpeg_exe
+
+    plain, rotated = tmp_path / "plain.mp4", tmp_path / "rotated.mp4"
+    run = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    subprocess.run([*run, "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=0.4", "-pix_fmt", "yuv420p",
+                    "-c:v", "libx264", str(plain)], check=True)  # fmt: skip
+    subprocess.run([*run, "-display_rotation:v:0", str(rotation), "-i", str(plain), "-c", "copy", str(rotated)],
+                   check=True)  # fmt: skip
+    info = probe_video(rotated, count_frames=False)
+    assert info["rotation"] % 360 == rotation % 360  # ffmpeg reports 180 as -180
+    assert (info["width"], info["height"]) == ((64, 48) if rotation == 180 else (48, 64))
+    assert probe_video(plain, count_frames=False)["rotation"] == 0
+    upright = list(read_video_frames(rotated))
+    frames = list(read_video_frames(plain))
+    assert len(upright) == len(frames) == 10
+    expected = np.rot90(frames[0], {90: 1, -90: -1, 180: 2}[rotation])
+    assert upright[0].shape == expected.shape
+    assert np.abs(upright[0].astype(int) - expected).mean() < 2
