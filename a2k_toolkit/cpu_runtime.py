@@ -45,12 +45,33 @@ def runnable_threads(loadavg_text: str | None = None) -> int | None:
         return None
 
 
-def cpu_is_shared(runnable: int | None = None) -> bool:
-    """Whether other work is running on the CPU now, i.e. any runnable thread beside the caller's (unknown: True).
+def own_runnable_threads() -> int | None:
+    """How many of this process's threads are runnable right now (state ``R`` in ``/proc/self/task/*/stat``), the
+    caller's included; ``None`` where the kernel does not report it."""
+    import glob
+
+    count, seen = 0, False
+    for stat in glob.glob("/proc/self/task/*/stat"):
+        try:
+            with open(stat, encoding="ascii", errors="replace") as f:
+                text = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seen = True
+        count += text[text.rfind(")") + 2 :].startswith("R")  # the state follows "(comm) "
+    return count if seen else None
+
+
+def cpu_is_shared(runnable: int | None = None, own: int | None = None) -> bool:
+    """Whether other work is running on the CPU now: a runnable thread of another process (unknown: True). This
+    process's own runnable threads (e.g. OpenMP threads still spinning after the last operation) do not count.
 
     Inference on a CPU uses this to choose between intra-op threads (fastest on an idle machine) and independent worker
     threads of one intra-op thread each (no barrier inside each layer, so a thread descheduled by another process does
     not stall the rest: 2.4x faster on a loaded 2-core machine, 10-25 % slower on an idle one)."""
     if runnable is None:
         runnable = runnable_threads()
-    return runnable is None or runnable > 1
+        own = own_runnable_threads()
+    if runnable is None:
+        return True
+    return runnable - max(1, own or 0) > 0

@@ -79,13 +79,15 @@ def test_generator_fast_and_straightforward_agree(tiny_a2k_checkpoint, sample_sp
 
 
 def test_runnable_threads_reads_the_kernels_count():
-    from a2k_toolkit.cpu_runtime import cpu_is_shared, runnable_threads
+    from a2k_toolkit.cpu_runtime import cpu_is_shared, own_runnable_threads, runnable_threads
 
     assert runnable_threads("0.52 0.58 0.59 3/211 12345\n") == 3
     assert runnable_threads("garbage") is None
-    assert cpu_is_shared(1) is False and cpu_is_shared(2) is True
-    live = runnable_threads()
+    assert cpu_is_shared(1, 1) is False and cpu_is_shared(2, 1) is True
+    assert cpu_is_shared(3, 3) is False  # this process's own spinning threads are not other work
+    live, own = runnable_threads(), own_runnable_threads()
     assert live is None or live >= 1  # this thread is running while it reads
+    assert own is None or own >= 1
 
 
 def test_a_busy_cpu_is_seen_as_shared():
