@@ -18,6 +18,9 @@ DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
 RESULTS_DATA ?= runs/voxkp-shared
+# intra-op threads of each training: the shipped weights were trained with 1 (the same count reproduces them byte for
+# byte; another count sums floats in another order and gives other weights of the same quality)
+RESULTS_THREADS ?= 1
 RESULTS_RUNS := a2k-default a2k-default-audio-only a2k-default-no-piv a2k-default-no-disc a2k-default-paper-width
 
 .PHONY: demo test install clean results
@@ -48,7 +51,7 @@ results: $(STAMP)
 		--detect-every 2
 	for run in $(RESULTS_RUNS); do \
 		if test -f runs/$$run/latest/config.json; then resume=--resume; else resume=; fi; \
-		$(BIN)/a2k train configs/train/$${run#a2k-}.yaml --no-progress $$resume || exit 1; \
+		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$${run#a2k-}.yaml --no-progress $$resume || exit 1; \
 	done
 	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split test --config configs/eval/results.yaml --out docs/results
 
