@@ -227,3 +227,49 @@ def test_inference_does_not_import_training(tiny_a2k_checkpoint):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_silence_gate_closes_the_mouth_in_silence_only(sample_image_path, sample_speech_path):
+    """With ``silence_gate_db`` the mouth rests in the reference's shape through an inserted stretch of near-silence,
+    carried to each frame's head pose, and the speech frames away from it are untouched."""
+    from a2k_toolkit.builtin.audio2keypoint import voice_activity
+    from a2k_toolkit.builtin.logmel import LogMel
+    from a2k_toolkit.io import load_audio
+    from a2k_toolkit.pipeline import Pipeline
+
+    wav = load_audio(sample_speech_path, 16000)
+    quiet = 1e-4 * np.random.default_rng(0).standard_normal(32000).astype(np.float32)  # 2 s, 60+ dB below speech
+    feats = LogMel()(np.concatenate([wav[:48000], quiet, wav[48000:96000]]), 16000)  # frames 75-124 are quiet
+    ref = Pipeline.from_config({"renderer": None}).detect(sample_image_path)
+    active = voice_activity(feats, 25.0)
+    assert (active[80:120] == 0).all() and active[:75].mean() > 0.8
+
+    free = Audio2KeypointGenerator().generate(feats, ref).points
+    gated = Audio2KeypointGenerator(silence_gate_db=25.0).generate(feats, ref).points
+    speech = np.flatnonzero(active == 1)
+    assert len(speech) > 100
+    np.testing.assert_array_equal(gated[speech], free[speech])
+    np.testing.assert_array_equal(gated[:, :48], free[:, :48])  # only the mouth changes
+    iod = np.linalg.norm(ref.points[0, 36] - ref.points[0, 45])
+    gap = np.linalg.norm(gated[:, 62] - gated[:, 66], axis=-1) / iod
+    free_gap = np.linalg.norm(free[:, 62] - free[:, 66], axis=-1) / iod
+    ref_gap = np.linalg.norm(ref.points[0, 62] - ref.points[0, 66]) / iod
+    assert free_gap[80:120].std() > 0.003  # the model alone keeps moving the mouth in silence
+    assert gap[80:120].std() < 0.1 * free_gap[80:120].std()
+    assert abs(gap[80:120].mean() - ref_gap) < 0.01
+
+
+def test_silence_gate_needs_log_power_features(tmp_path):
+    import shutil
+
+    from a2k_toolkit.errors import ConfigError
+    from a2k_toolkit.models.checkpoint import DEFAULT_WEIGHTS_DIR
+
+    ckpt = tmp_path / "w2v"
+    shutil.copytree(DEFAULT_WEIGHTS_DIR, ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["frontend"]["name"] = "wav2vec2"
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    Audio2KeypointGenerator(checkpoint=str(ckpt))  # fine without the gate
+    with pytest.raises(ConfigError, match="silence_gate_db reads loudness from log-power features"):
+        Audio2KeypointGenerator(checkpoint=str(ckpt), silence_gate_db=25.0)

@@ -16,6 +16,7 @@ from ..components import AudioFrontend, KeypointEncoder, KeypointGenerator, Para
 from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints
+from .logmel import LOG_POWER_FRONTENDS
 
 BLOCK = 4096  # frames per block when checking and denormalising long outputs (bounds the temporaries)
 
@@ -84,6 +85,13 @@ class Audio2KeypointGenerator(KeypointGenerator):
             True, description="fused conv/norm/activation blocks and, on a CPU, windows spread over worker threads "
             "(same outputs to float32 rounding); false = the straightforward path"
         )  # fmt: skip
+        silence_gate_db: float | None = Field(
+            None, gt=0,
+            description="close the mouth in silence: frames quieter than the clip's speech level (its 95th loudness "
+            "percentile) by more than this many dB get the reference's mouth, carried to the frame's head pose, with "
+            "soft edges (e.g. 25); null = off (the model's own mouth everywhere). Needs a log-power front-end "
+            "(logmel, librosa-mel)",
+        )  # fmt: skip
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
@@ -99,6 +107,10 @@ class Audio2KeypointGenerator(KeypointGenerator):
                 f"checkpoint {self.info.path} does not match the generator params: it was trained with {diff}; "
                 "remove these params to use the checkpoint's architecture, or point `checkpoint` at a matching one"
             )
+        if p.silence_gate_db is not None and self.info.frontend["name"] not in LOG_POWER_FRONTENDS:
+            raise ConfigError(f"generator.params.silence_gate_db reads loudness from log-power features, but this "
+                              f"checkpoint uses the {self.info.frontend['name']!r} front-end (use one of "
+                              f"{', '.join(LOG_POWER_FRONTENDS)}, or remove silence_gate_db)")  # fmt: skip
         if p.overlap >= self.info.window:
             raise ConfigError(f"generator.params.overlap ({p.overlap}) must be smaller than the checkpoint's window "
                               f"({self.info.window} frames)")  # fmt: skip
@@ -188,9 +200,44 @@ class Audio2KeypointGenerator(KeypointGenerator):
             for i in range(0, len(out), BLOCK):
                 pts[i : i + BLOCK] = info.normalizer.denormalize(out[i : i + BLOCK], ref)
             pts[0] = ref
+            if p.silence_gate_db is not None:
+                close_mouth_in_silence(pts, ref, feats, p.silence_gate_db)
             results.append(Keypoints(pts, fps=info.fps, image_size=reference.image_size,
                                      meta={"generator": self.name, "checkpoint": str(info.path)}))  # fmt: skip
         return results
+
+
+def voice_activity(features: np.ndarray, gate_db: float) -> np.ndarray:
+    """Per frame, 1 where there is speech and 0 in silence, from log-power features ``(T, sub * bands)`` in dB: a
+    frame's loudness is the power mean over its sub-frames and bands; frames within ``gate_db`` of the clip's speech
+    level (the 95th percentile of loudness) are speech, ``gate_db + 6`` below it silence, linear between; then widened
+    by 2 frames each side (word onsets and the lips' lead over the sound) and smoothed over 3 frames."""
+    from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
+    T = len(features)
+    power = np.power(10.0, np.asarray(features, np.float64).reshape(T, -1) / 10.0).mean(1)
+    loud = 10.0 * np.log10(np.maximum(power, 1e-12))
+    level = np.percentile(loud, 95)
+    active = np.clip((loud - (level - gate_db - 6.0)) / 6.0, 0.0, 1.0)
+    active = maximum_filter1d(active, size=5, mode="nearest")
+    active = uniform_filter1d(active, size=3, mode="nearest")
+    return np.where(active < 1e-6, 0.0, np.where(active > 1 - 1e-6, 1.0, active))  # exact 0 and 1, not 1e-17 off
+
+
+def close_mouth_in_silence(points: np.ndarray, reference: np.ndarray, features: np.ndarray,
+                           gate_db: float) -> np.ndarray:  # fmt: skip
+    """Blend each frame's mouth (points 48-67 of ``points (T, 68, 2)``, in place) towards the reference's mouth,
+    carried to the frame's head pose by the similarity that maps the reference's brows, eyes and nose onto the frame's,
+    with weight ``1 - voice_activity``."""
+    from .warp import apply_similarity, similarity
+
+    weight = voice_activity(features, gate_db)
+    rigid = slice(17, 48)  # brows, nose, eyes: they move with the head, not with speech
+    for t in np.flatnonzero(weight < 1.0):
+        a, b = similarity(reference[rigid], points[t, rigid])
+        rest = apply_similarity(reference[48:68], a, b)
+        points[t, 48:68] = weight[t] * points[t, 48:68] + (1.0 - weight[t]) * rest
+    return points
 
 
 def anchor_start(out: np.ndarray, reference: np.ndarray, frames: int, copy: bool = True) -> np.ndarray:

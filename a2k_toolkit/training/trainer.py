@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..catalog import Catalog
+from ..builtin.logmel import LOG_POWER_FRONTENDS
 from ..config import format_validation_error
 from ..data.windows import ClipWindowDataset, collate
 from ..errors import CheckpointError, ConfigError, require
@@ -63,7 +64,6 @@ from .state import (
 
 LOSS_KEYS = ("loss_g", "loss_reg", "loss_mouth", "loss_sync", "loss_adv", "loss_piv_gen", "loss_piv_piv", "loss_d")
 MOUTH = slice(48 * 2, 68 * 2)  # the mouth points' coordinates in a (.., 136) keypoint vector
-LOG_POWER_FRONTENDS = ("logmel", "librosa-mel")
 # config fields that must not change when a run is resumed
 RESUME_FIXED = ("seed", "ablation", "frontend", "model", "batch_size", "ema", ("data", "window"), ("data", "stride"))
 
