@@ -169,11 +169,12 @@ class WindowedRunner:
         device = next(self.net.parameters()).device
         uses_ref = getattr(self.net, "uses_reference", True)
         model = self.model()
+        cpu_fast = self.fast and device.type == "cpu"
         workers = self.workers
-        if workers is None:
-            workers = torch.get_num_threads() if self.fast and device.type == "cpu" and cpu_is_shared() else 1
+        if workers is None:  # look at the machine's load only where the choice matters
+            workers = torch.get_num_threads() if cpu_fast and len(jobs) > 1 and cpu_is_shared() else 1
         workers = max(1, min(workers, len(jobs)))
-        parallel = self.fast and device.type == "cpu" and workers > 1
+        parallel = cpu_fast and workers > 1
         # in parallel, the workers share the batch: at most batch_size windows in the model at once, as serially
         size = max(1, min(self.batch_size // workers, math.ceil(len(jobs) / workers))) if parallel else self.batch_size
         batches = [jobs[b0 : b0 + size] for b0 in range(0, len(jobs), size)]

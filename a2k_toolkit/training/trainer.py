@@ -29,8 +29,8 @@ import torch.distributed as dist
 from pydantic import ValidationError
 
 from .. import __version__
-from ..catalog import Catalog
 from ..builtin.logmel import LOG_POWER_FRONTENDS
+from ..catalog import Catalog
 from ..config import format_validation_error
 from ..data.windows import ClipWindowDataset, collate
 from ..errors import CheckpointError, ConfigError, require
