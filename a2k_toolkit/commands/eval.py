@@ -34,7 +34,13 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, help="seed for stochastic generators (overrides the config's; default 0)")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N clips")
     p.add_argument("--split", metavar="NAME", help="treat each --clips path as a built dataset directory and "
-                   "evaluate its split NAME")  # fmt: skip
+                   "evaluate its split NAME (or NAME,NAME: several splits)")  # fmt: skip
+    p.add_argument("--fold", metavar="I/N", help="cross-validation: evaluate only the people dealt into fold I of N "
+                   "(as a training run with data.folds: N, data.fold: I over the same clips; docs/training.md); "
+                   "{fold} in a checkpoint path becomes I")  # fmt: skip
+    p.add_argument("--folds", type=int, metavar="N", help="cross-validation: evaluate every fold I of N on its "
+                   "held-out people, with {fold} in checkpoint paths replaced by I, and report all clips together")
+    p.add_argument("--fold-seed", type=int, default=0, help="seed of the deal into folds (data.fold_seed; default 0)")
     p.add_argument("--device", default="auto", help="device: auto (default), cpu, cuda, mps")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -48,15 +54,25 @@ def run(args) -> int:
 
     from ..catalog import Catalog
     from ..config import ComponentSpec, format_validation_error
+    from ..data.folds import parse_fold, split_fold
     from ..device import resolve_device
     from ..errors import ConfigError, InputError
     from ..eval.config import build_generators, load_eval_config, load_normalizer, parse_generator_specs
-    from ..eval.evaluate import evaluate
+    from ..eval.evaluate import evaluate, fit_normalizer, merge_results
     from ..eval.report import summary_table, write_report
     from ..eval.sources import default_cache_dir, iter_clips
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
+    fold = parse_fold(args.fold) if args.fold else None
+    if args.folds is not None:
+        if fold is not None:
+            raise InputError("give --fold I/N (one fold) or --folds N (every fold), not both")
+        if args.folds < 2:
+            raise InputError(f"--folds must be at least 2, got {args.folds}")
+        if args.limit:
+            raise InputError("--limit cannot be combined with --folds (every fold needs its people)")
+    splits = [s.strip() for s in args.split.split(",") if s.strip()] if args.split else [None]
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory; give a directory for the report")
@@ -76,14 +92,22 @@ def run(args) -> int:
     norm_path = args.norm_stats or cfg.normalizer
     normalizer = load_normalizer(norm_path) if norm_path else None
     device = resolve_device(args.device)
-    generators = build_generators(entries, catalog)
+    fold_ids = range(args.folds) if args.folds else [fold[0] if fold else None]
+    # every fold's generators are built (configs read and checked; weights load on first use) before any clip is read
+    per_fold = [build_generators(entries, catalog, fold=i) for i in fold_ids]
     frontend = audio_cls(audio_params).to(device)
-    for gen in generators.values():
-        gen.to(device)
+    for generators in per_fold:
+        for gen in generators.values():
+            gen.to(device)
 
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
-    clips = iter_clips(args.clips, detector=lambda: detector_cls().to(device), cache_dir=cache, fps=frontend.fps,
-                       sample_rate=frontend.sample_rate, split=args.split)  # fmt: skip
+    clips = itertools.chain.from_iterable(
+        iter_clips(args.clips, detector=lambda: detector_cls().to(device), cache_dir=cache, fps=frontend.fps,
+                   sample_rate=frontend.sample_rate, split=split)
+        for split in splits
+    )  # fmt: skip
+    if fold is not None:  # the deal needs every identity first
+        clips = split_fold(list(clips), lambda c: c.identity, fold[0], fold[1], args.fold_seed)[1]
     if args.limit:
         clips = itertools.islice(clips, args.limit)
 
@@ -92,10 +116,30 @@ def run(args) -> int:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
     seed = args.seed if args.seed is not None else cfg.seed
-    results = evaluate(generators, clips, frontend, normalizer=normalizer, alpha=cfg.alpha, max_lag=cfg.max_lag,
-                       seed=seed, progress=progress)  # fmt: skip
-    if norm_path:
-        results.settings["normalizer_source"] = f"given ({Path(norm_path).name})"
+    if args.folds:
+        clips = list(clips)
+        if normalizer is None:  # one set of L1 statistics for all folds, so their clips average as one table
+            normalizer = fit_normalizer(clips)
+        parts = []
+        for i, generators in zip(fold_ids, per_fold):
+            held = split_fold(clips, lambda c: c.identity, i, args.folds, args.fold_seed)[1]
+            progress(f"fold {i}/{args.folds}: {', '.join(sorted({c.identity for c in held}))}")
+            parts.append(evaluate(generators, held, frontend, normalizer=normalizer, alpha=cfg.alpha,
+                                  max_lag=cfg.max_lag, seed=seed, progress=progress))  # fmt: skip
+        checkpoints = {}  # label -> the checkpoint of each fold
+        for lb in per_fold[0]:
+            ckpts = [gens[lb].params.model_dump(mode="json").get("checkpoint") for gens in per_fold]
+            if any(c is not None for c in ckpts):
+                checkpoints[lb] = ckpts
+        cv = {"folds": args.folds, "fold_seed": args.fold_seed, "checkpoints": checkpoints}
+        results = merge_results(parts, {"cross_validation": cv, "normalizer_source": (
+            f"given ({Path(norm_path).name})" if norm_path else f"fitted on the ground truth of all {len(clips)} clips "
+            "of the folds")})  # fmt: skip
+    else:
+        results = evaluate(per_fold[0], clips, frontend, normalizer=normalizer, alpha=cfg.alpha, max_lag=cfg.max_lag,
+                           seed=seed, progress=progress)  # fmt: skip
+        if norm_path:
+            results.settings["normalizer_source"] = f"given ({Path(norm_path).name})"
     written = write_report(results, out, plots=not args.no_plots)
     print("\n".join(summary_table(results)))
     print(f"{results.num_clips} clips, {results.seconds:.1f} s -> {written['markdown']}")

@@ -19,6 +19,10 @@ def add_parser(sub) -> None:
     p.add_argument("--run-dir", default=None, help="override the config's run_dir")
     p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, mps)")
     p.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
+    p.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    p.add_argument("--fold", default=None, metavar="I/N",
+                   help="cross-validation by identity: hold out fold I of N of data.train's people as the validation "
+                   "set (sets data.folds and data.fold; score it with `a2k eval --fold I/N`)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -29,7 +33,12 @@ def run(args) -> int:
     apply_env_defaults(TRAIN_ENV_DEFAULTS)  # before torch loads: OpenMP reads it once (docs/training.md, Performance)
     from ..training import train
 
-    overrides = {"run_dir": args.run_dir, "device": args.device, "max_steps": args.max_steps}
+    overrides = {"run_dir": args.run_dir, "device": args.device, "max_steps": args.max_steps, "seed": args.seed}
+    if args.fold is not None:
+        from ..data.folds import parse_fold
+
+        fold, folds = parse_fold(args.fold)
+        overrides["data"] = {"folds": folds, "fold": fold}
     if args.no_progress:
         overrides["progress"] = False
     summary = train(args.config, resume=args.resume, **overrides)

@@ -92,8 +92,39 @@ def parse_generator_specs(items: list[str] | None) -> list[EvalEntry]:
     return entries
 
 
-def build_generators(entries: list[EvalEntry], catalog: Catalog) -> dict[str, KeypointGenerator]:
-    """Validate every entry (name, params, unique labels) before building any; return ``label -> generator``."""
+FOLD_FIELD = "{fold}"
+
+
+def uses_fold(entries: list[EvalEntry]) -> bool:
+    """Whether any entry's ``checkpoint`` names a ``{fold}`` placeholder (cross-validation, ``--folds``)."""
+    return any(FOLD_FIELD in str(e.generator.params.get("checkpoint", "")) for e in entries)
+
+
+def with_fold(entries: list[EvalEntry], fold: int | None) -> list[EvalEntry]:
+    """The entries with ``{fold}`` in their ``checkpoint`` (a path, or each path of a list) replaced by ``fold``."""
+    if not uses_fold(entries):
+        return list(entries)
+    if fold is None:
+        raise ConfigError("a generator checkpoint contains {fold}, which names one model per cross-validation fold; "
+                          "evaluate with --folds N (every fold) or --fold I/N")  # fmt: skip
+    out = []
+    for e in entries:
+        ckpt = e.generator.params.get("checkpoint")
+        if ckpt is not None:
+            sub = [str(c).replace(FOLD_FIELD, str(fold)) for c in ckpt] if isinstance(ckpt, list) else (
+                str(ckpt).replace(FOLD_FIELD, str(fold)))  # fmt: skip
+            spec = ComponentSpec(name=e.generator.name, params={**e.generator.params, "checkpoint": sub})
+            e = EvalEntry(label=e.display_label, generator=spec)  # the label keeps the placeholder-free template name
+        out.append(e)
+    return out
+
+
+def build_generators(
+    entries: list[EvalEntry], catalog: Catalog, fold: int | None = None
+) -> dict[str, KeypointGenerator]:
+    """Validate every entry (name, params, unique labels) before building any; return ``label -> generator``.
+    ``fold`` fills ``{fold}`` placeholders in checkpoint paths (:func:`with_fold`)."""
+    entries = with_fold(entries, fold)
     if not entries:
         raise ConfigError("no generators to evaluate: pass --generators static,procedural or a --config with entries")
     checked = []

@@ -235,6 +235,50 @@ def _aggregate(clips: list[ClipRecord], values: Callable[[ClipRecord], dict], ke
     return out
 
 
+def _summarise(records: list[ClipRecord], labels: list[str]) -> tuple[dict, dict]:
+    """``(aggregate, real_aggregate)``: unweighted means over clips; aggregate ratios are ratios of those means."""
+    keys = [m.key for m in METRICS]
+    aggregate = {label: _aggregate(records, lambda c, lb=label: c.generators[lb], keys) for label in labels}
+    real_aggregate = _aggregate(records, lambda c: c.real, [m.key for m in REAL_METRICS])
+    for label in labels:
+        for key, (num, den) in RATIO_OF.items():
+            aggregate[label][key] = {
+                **aggregate[label][num], "mean": M.ratio(aggregate[label][num]["mean"], real_aggregate[den]["mean"])
+            }
+    return aggregate, real_aggregate
+
+
+def fit_normalizer(clips: Iterable[Any]) -> Normalizer:
+    """L1 statistics fitted on the ground truth of ``clips`` (their usable frames), as :func:`evaluate` fits them
+    when it is given none; for scoring several evaluations (the folds of a cross-validation) in one unit."""
+    moments = _GroundTruthMoments()
+    for clip in clips:
+        T = _usable_frames(clip)
+        if T >= MIN_FRAMES:
+            moments.add(np.asarray(clip.keypoints[:T, :, :2], np.float64))
+    return moments.normalizer()
+
+
+def merge_results(parts: list[EvalResults], settings: dict[str, Any] | None = None) -> EvalResults:
+    """One :class:`EvalResults` over the clips of several evaluations of the same labels on disjoint clips (the
+    folds of a cross-validation: each fold's models scored on the people they never saw). Aggregates are recomputed
+    over all clips; ``settings`` are added to the first part's; ``generators`` are the first part's."""
+    if not parts:
+        raise InputError("nothing to merge: no evaluation results given")
+    labels = parts[0].labels
+    for part in parts[1:]:
+        if part.labels != labels:
+            raise InputError(f"cannot merge evaluations of different generators: {part.labels} vs {labels}")
+    records = [c for part in parts for c in part.clips]
+    aggregate, real_aggregate = _summarise(records, labels)
+    series: dict[str, dict[str, np.ndarray]] = {}
+    for part in parts:
+        series.update({k: v for k, v in part.series.items() if len(series) < 3 and k not in series})
+    return EvalResults(labels, parts[0].generators, records, aggregate, real_aggregate,
+                       [s for part in parts for s in part.skipped], {**parts[0].settings, **(settings or {})},
+                       parts[0].normalizer, series)  # fmt: skip
+
+
 def evaluate(
     generators: Mapping[str, KeypointGenerator],
     clips: Iterable[Any],
@@ -324,14 +368,7 @@ def evaluate(
                 rec.generators[label]["l1"] = float((terms / normalizer.std).mean())
             rec._l1_terms.clear()
     labels = list(generators)
-    keys = [m.key for m in METRICS]
-    aggregate = {label: _aggregate(records, lambda c, lb=label: c.generators[lb], keys) for label in labels}
-    real_aggregate = _aggregate(records, lambda c: c.real, [m.key for m in REAL_METRICS])
-    for label in labels:
-        for key, (num, den) in RATIO_OF.items():
-            aggregate[label][key] = {
-                **aggregate[label][num], "mean": M.ratio(aggregate[label][num]["mean"], real_aggregate[den]["mean"])
-            }
+    aggregate, real_aggregate = _summarise(records, labels)
     settings = {
         "alpha": alpha, "max_lag": max_lag, "seed": seed, "fps": frontend.fps, "min_frames": MIN_FRAMES,
         "frontend": {"name": frontend.name, "params": frontend.params.model_dump(mode="json")},

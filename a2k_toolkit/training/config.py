@@ -52,6 +52,23 @@ class DataConfig(_Strict):
         description="Vox-KP only: leave out training clips whose lip-audio coupling (recorded by the dataset builder) "
         "is below this or undefined, as large corpora are filtered by sync scores",
     )
+    folds: int | None = Field(
+        None, ge=2,
+        description="cross-validation by identity: deal the people of data.train into this many folds, validate on "
+        "fold `fold` and train on the others (data.val must be empty); `a2k eval --fold FOLD/FOLDS` scores the "
+        "held-out people (docs/training.md)",
+    )  # fmt: skip
+    fold: int = Field(0, ge=0, description="the held-out fold when `folds` is set (0 .. folds-1)")
+    fold_seed: int = Field(0, description="seed of the deal of identities into folds")
+
+    @model_validator(mode="after")
+    def _check_folds(self):
+        if self.folds is not None:
+            if self.fold >= self.folds:
+                raise ValueError(f"fold {self.fold} is out of range for {self.folds} folds (0 .. {self.folds - 1})")
+            if self.val:
+                raise ValueError("with folds, the held-out fold is the validation set: remove data.val")
+        return self
 
 
 class AugmentConfig(_Strict):

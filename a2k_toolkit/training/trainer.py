@@ -32,6 +32,7 @@ from .. import __version__
 from ..builtin.logmel import LOG_POWER_FRONTENDS
 from ..catalog import Catalog
 from ..config import format_validation_error
+from ..data.folds import split_fold
 from ..data.windows import ClipWindowDataset, collate
 from ..errors import CheckpointError, ConfigError, require
 from ..eval.metrics import best_lag_correlation
@@ -65,7 +66,8 @@ from .state import (
 LOSS_KEYS = ("loss_g", "loss_reg", "loss_mouth", "loss_sync", "loss_adv", "loss_piv_gen", "loss_piv_piv", "loss_d")
 MOUTH = slice(48 * 2, 68 * 2)  # the mouth points' coordinates in a (.., 136) keypoint vector
 # config fields that must not change when a run is resumed
-RESUME_FIXED = ("seed", "ablation", "frontend", "model", "batch_size", "ema", ("data", "window"), ("data", "stride"))
+RESUME_FIXED = ("seed", "ablation", "frontend", "model", "batch_size", "ema", ("data", "window"), ("data", "stride"),
+                ("data", "folds"), ("data", "fold"), ("data", "fold_seed"))
 
 
 class ListBatchSampler:
@@ -192,6 +194,9 @@ class Trainer:
         val_files = validation_files(cfg.data)
         train_clips = load_clips(cfg.data.train, cfg.data, exclude=[*val_files, *cfg.data.exclude])
         val_clips = load_clips(cfg.data.val, cfg.data) if cfg.data.val else []
+        if cfg.data.folds is not None:  # cross-validation: the held-out fold's people are the validation set
+            train_clips, val_clips = split_fold(train_clips, lambda c: c.identity, cfg.data.fold, cfg.data.folds,
+                                                cfg.data.fold_seed)  # fmt: skip
         if env.is_main:
             env.barrier()
         if not train_clips:
@@ -238,8 +243,11 @@ class Trainer:
         for key in RESUME_FIXED:
             path = key if isinstance(key, tuple) else (key,)
             a, b = now, saved
-            for k in path:
+            for k in path[:-1]:
                 a, b = (a or {}).get(k), (b or {}).get(k)
+            if path[-1] not in (b or {}):  # a run started before this setting existed had its default
+                continue
+            a, b = (a or {}).get(path[-1]), b[path[-1]]
             if a != b:
                 changed.append(".".join(path))
         if changed:
