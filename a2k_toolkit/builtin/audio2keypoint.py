@@ -70,8 +70,11 @@ class Audio2KeypointGenerator(KeypointGenerator):
     name = "audio2keypoint"
 
     class Params(Params):
-        checkpoint: str | None = Field(
-            None, description="checkpoint directory or run directory from `a2k train`; null = the shipped default"
+        checkpoint: str | list[str] | None = Field(
+            None,
+            description="checkpoint directory or run directory from `a2k train`, an ensemble directory "
+            "(ensemble.json), or a list of checkpoint / run directories whose predictions are averaged (models of one recipe, e.g. "
+            "several seeds); null = the shipped default",
         )
         width: int | None = Field(None, ge=4, description="expected UNet width; null = the checkpoint's")
         depth: int | None = Field(None, ge=1, description="expected temporal depth; null = the checkpoint's")
@@ -95,18 +98,20 @@ class Audio2KeypointGenerator(KeypointGenerator):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        from ..models.checkpoint import read_checkpoint
+        from ..models.checkpoint import read_members
 
         p = self.params
-        self.info = read_checkpoint(p.checkpoint)
+        self.members = read_members(p.checkpoint)
+        self.info = self.members[0]  # members agree on front-end, window and statistics (read_members checks)
         wanted = {k: getattr(p, k) for k in ("width", "depth") if getattr(p, k) is not None}
-        found = {k: getattr(self.info.model, k) for k in wanted}
-        if wanted != found:
-            diff = ", ".join(f"{k}={found[k]} (params say {wanted[k]})" for k in wanted if wanted[k] != found[k])
-            raise CheckpointError(
-                f"checkpoint {self.info.path} does not match the generator params: it was trained with {diff}; "
-                "remove these params to use the checkpoint's architecture, or point `checkpoint` at a matching one"
-            )
+        for info in self.members:
+            found = {k: getattr(info.model, k) for k in wanted}
+            if wanted != found:
+                diff = ", ".join(f"{k}={found[k]} (params say {wanted[k]})" for k in wanted if wanted[k] != found[k])
+                raise CheckpointError(
+                    f"checkpoint {info.path} does not match the generator params: it was trained with {diff}; "
+                    "remove these params to use the checkpoint's architecture, or point `checkpoint` at a matching one"
+                )
         if p.silence_gate_db is not None and self.info.frontend["name"] not in LOG_POWER_FRONTENDS:
             raise ConfigError(f"generator.params.silence_gate_db reads loudness from log-power features, but this "
                               f"checkpoint uses the {self.info.frontend['name']!r} front-end (use one of "
@@ -124,12 +129,21 @@ class Audio2KeypointGenerator(KeypointGenerator):
         return cls({**params, "checkpoint": None if path is None else str(path)})
 
     @property
+    def checkpoint_label(self) -> str:
+        """Where the weights came from: the checkpoint directory, or the ensemble's (or its members', joined)."""
+        if len(self.members) == 1:
+            return str(self.info.path)
+        if isinstance(self.params.checkpoint, list):
+            return ", ".join(str(i.path) for i in self.members)
+        return str(self.members[0].path.parent)  # an ensemble directory holds its members
+
+    @property
     def net(self):
         """The generator network, loaded on first use."""
         if self._net is None:
-            from ..models.checkpoint import load_generator
+            from ..models.checkpoint import load_members
 
-            self._net = load_generator(self.info, device=self.device)
+            self._net = load_members(self.members, device=self.device)
         return self._net
 
     def to(self, device):
@@ -203,7 +217,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
             if p.silence_gate_db is not None:
                 close_mouth_in_silence(pts, ref, feats, p.silence_gate_db)
             results.append(Keypoints(pts, fps=info.fps, image_size=reference.image_size,
-                                     meta={"generator": self.name, "checkpoint": str(info.path)}))  # fmt: skip
+                                     meta={"generator": self.name, "checkpoint": self.checkpoint_label}))  # fmt: skip
         return results
 
 

@@ -7,6 +7,11 @@ A checkpoint is a directory holding
   name, params and ``feature_shape``, the keypoint :class:`~a2k_toolkit.keypoints.Normalizer` statistics, the window
   length, plus the training step, metrics, the full training config and the SHA-256 of the weights file.
 
+An **ensemble** is a directory holding ``ensemble.json`` (``{"format": "a2k-ensemble", "members": ["seed0", ...]}``)
+and the member checkpoints in the named subdirectories: models of one recipe trained with different seeds, whose
+predictions the generator averages (:func:`read_members`, :class:`EnsembleNet`). Members must share the front-end,
+window and keypoint statistics, so their outputs live in one normalised space.
+
 Training checkpoints (``latest/``) also hold ``training_state.safetensors`` + ``training_state.json`` (discriminator,
 optimisers, RNG states, data position); inference ignores them. This module never imports ``a2k_toolkit.training``.
 """
@@ -32,6 +37,8 @@ FORMAT = "a2k-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+ENSEMBLE_FORMAT = "a2k-ensemble"
+ENSEMBLE_FILE = "ensemble.json"
 # Default weights shipped with the package (a later release puts a checkpoint here); picked up when present.
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 TRAIN_HINT = (
@@ -107,11 +114,15 @@ def _is_checkpoint(p: Path) -> bool:
     return (p / CONFIG_FILE).is_file()
 
 
+def _is_ensemble(p: Path) -> bool:
+    return (p / ENSEMBLE_FILE).is_file()
+
+
 def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
     """The checkpoint directory for ``path``: a checkpoint directory, a run directory (``best/``, else ``latest/``),
     a file inside a checkpoint, or ``None`` for the default weights shipped in ``a2k_toolkit/weights/``."""
     if path is None or str(path) == "":
-        if _is_checkpoint(DEFAULT_WEIGHTS_DIR):
+        if _is_checkpoint(DEFAULT_WEIGHTS_DIR) or _is_ensemble(DEFAULT_WEIGHTS_DIR):
             return DEFAULT_WEIGHTS_DIR
         raise CheckpointError(f"no Audio2Keypoint checkpoint given and no default weights are installed; {TRAIN_HINT}")
     p = Path(path).expanduser()
@@ -122,7 +133,7 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
         if _is_checkpoint(old):  # a crash interrupted the directory swap in atomic_dir
             return old
         raise CheckpointError(f"checkpoint {p} not found; check the path, or {TRAIN_HINT}")
-    if _is_checkpoint(p):
+    if _is_checkpoint(p) or _is_ensemble(p):
         return p
     for sub in ("best", "latest"):
         if _is_checkpoint(p / sub):
@@ -157,6 +168,9 @@ class CheckpointInfo:
 def read_checkpoint(path: str | os.PathLike | None) -> CheckpointInfo:
     """Resolve and parse a checkpoint's ``config.json`` (weights are not loaded)."""
     root = resolve_checkpoint(path)
+    if _is_ensemble(root) and not _is_checkpoint(root):
+        raise CheckpointError(f"{root} is an ensemble of checkpoints ({ENSEMBLE_FILE}), not one checkpoint; read it "
+                              "with read_members, or point at one of its members")  # fmt: skip
     cfg_path = root / CONFIG_FILE
     try:
         meta = json.loads(cfg_path.read_text("utf-8"))
@@ -221,3 +235,103 @@ def load_generator(info: CheckpointInfo, device: str = "cpu", catalog=None, veri
             "the checkpoint was edited or mixed from different runs"
         ) from None
     return net.to(device).eval()
+
+
+def load_members(infos: list[CheckpointInfo], device: str = "cpu", catalog=None, verify: bool = True):
+    """One checkpoint's generator (:func:`load_generator`), or for several an :class:`EnsembleNet` averaging them."""
+    nets = [load_generator(info, device, catalog, verify) for info in infos]
+    if len(nets) == 1:
+        return nets[0]
+    from .generator import EnsembleNet
+
+    return EnsembleNet(nets).eval()
+
+
+def ensemble_members(root: Path) -> list[Path]:
+    """The member checkpoint directories listed in ``root/ensemble.json`` (subdirectories of ``root``)."""
+    path = root / ENSEMBLE_FILE
+    try:
+        meta = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}; the ensemble is corrupt") from None
+    if not isinstance(meta, dict) or meta.get("format") != ENSEMBLE_FORMAT:
+        raise CheckpointError(f"{path} is not an a2k ensemble file (no \"format\": \"{ENSEMBLE_FORMAT}\")")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(f"ensemble {root} has format version {meta['format_version']}, newer than this "
+                              f"a2k-toolkit understands ({FORMAT_VERSION}); upgrade a2k-toolkit")  # fmt: skip
+    names = meta.get("members")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise CheckpointError(f"{path}: \"members\" must be a non-empty list of subdirectory names")
+    members = []
+    for name in names:
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise CheckpointError(f"{path}: member {name!r} must be a subdirectory of the ensemble (a relative path "
+                                  "without '..'), so the ensemble can be moved as one directory")  # fmt: skip
+        member = root / rel
+        if not _is_checkpoint(member):
+            raise CheckpointError(f"{path}: member {name!r} is not a checkpoint ({member / CONFIG_FILE} is missing); "
+                                  "the ensemble is incomplete")  # fmt: skip
+        members.append(member)
+    return members
+
+
+def read_members(path: str | os.PathLike | list | tuple | None) -> list[CheckpointInfo]:
+    """The checkpoints a generator averages: one for a checkpoint or run directory, the members of an ensemble
+    directory, or each path of a list (each a checkpoint or run directory). ``None`` = the shipped default. Members
+    must agree on everything their outputs depend on besides the weights (front-end, window, keypoint statistics,
+    whether they read the reference); a mismatch is an error naming it."""
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise CheckpointError("an empty list of checkpoints; give at least one checkpoint directory")
+        infos = [read_checkpoint(p) for p in path]
+    else:
+        root = resolve_checkpoint(path)
+        infos = [read_checkpoint(m) for m in ensemble_members(root)] if _is_ensemble(root) else [read_checkpoint(root)]
+    first = infos[0]
+    for info in infos[1:]:
+        diffs = []
+        for field in ("feature_shape", "frontend", "fps", "sample_rate", "window"):
+            if getattr(info, field) != getattr(first, field):
+                diffs.append(f"{field} {getattr(info, field)} vs {getattr(first, field)}")
+        if _reads_reference(info.model) != _reads_reference(first.model):
+            diffs.append("one reads the reference keypoints, the other does not")
+        a, b = info.normalizer.to_dict(), first.normalizer.to_dict()
+        if a.keys() != b.keys() or any(not _close(a[k], b[k]) for k in a):
+            diffs.append("keypoint statistics (normalizer): the members were trained on different data")
+        if diffs:
+            raise CheckpointError(f"checkpoints {first.path} and {info.path} cannot be averaged: "
+                                  f"{'; '.join(diffs)}. Ensemble only models of one recipe on one data set (e.g. "
+                                  "different seeds)")  # fmt: skip
+    return infos
+
+
+def _reads_reference(m: ModelConfig) -> bool:
+    return m.pv_encoder is not None or m.piv_encoder is not None
+
+
+def _close(a: Any, b: Any) -> bool:
+    import numpy as np
+
+    try:
+        return bool(np.allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-5, atol=1e-6))
+    except (TypeError, ValueError):
+        return a == b
+
+
+def write_ensemble(directory: str | os.PathLike, members: list[str | os.PathLike], description: str = "") -> Path:
+    """Copy the checkpoints ``members`` (checkpoint or run directories) into ``directory/member-K`` and write its
+    ``ensemble.json``, atomically (a reader sees the old directory or the complete new one)."""
+    infos = read_members([str(m) for m in members])  # refuses members that cannot be averaged
+    target = Path(directory)
+    with atomic_dir(target) as tmp:
+        names = []
+        for k, info in enumerate(infos):
+            name = f"member-{k}"
+            (tmp / name).mkdir()
+            for fname in (WEIGHTS_FILE, CONFIG_FILE):
+                shutil.copy2(info.path / fname, tmp / name / fname)
+            names.append(name)
+        write_json(tmp / ENSEMBLE_FILE, {"format": ENSEMBLE_FORMAT, "format_version": FORMAT_VERSION,
+                                         "members": names, "description": description})  # fmt: skip
+    return target

@@ -120,3 +120,25 @@ class Audio2KeypointNet(nn.Module):
         levels, T = self.encode_audio(features)
         pv, piv = self.codes(reference)
         return self.decode(levels, T, [pv, piv], reference)
+
+
+class EnsembleNet(nn.Module):
+    """The mean of several generators' outputs (same inputs, same normalised output space): an ensemble of models of
+    one recipe trained with different seeds (``a2k_toolkit.models.checkpoint``, ``ensemble.json``). Averaging removes
+    the part of each model's motion that depends on its seed rather than on the audio."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def uses_reference(self) -> bool:
+        return bool(getattr(self.members[0], "uses_reference", True))
+
+    def forward(self, features: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.members[0](features, reference)
+        for m in self.members[1:]:
+            out = out + m(features, reference)
+        return out / len(self.members)

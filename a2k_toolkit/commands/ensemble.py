@@ -1,0 +1,29 @@
+"""``a2k ensemble OUT CHECKPOINT...``: bundle trained checkpoints into one ensemble directory."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="bundle checkpoints of one recipe (e.g. several seeds) into an ensemble directory",
+        description="Copy the given checkpoints (checkpoint directories, or run directories: best/, else latest/) "
+        "into OUT/member-K and write OUT/ensemble.json. The audio2keypoint generator loads OUT like a checkpoint "
+        "(`checkpoint: OUT`) and averages its members' predictions. The members must share the front-end, window and "
+        "keypoint statistics: models of one recipe on one data set (docs/model.md).",
+    )
+    p.add_argument("out", metavar="OUT", help="ensemble directory to write (replaced atomically if it exists)")
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="checkpoint or run directories, 2 or more")
+    p.add_argument("--description", default="", help="free text stored in ensemble.json (e.g. the recipe)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import InputError
+    from ..models.checkpoint import ensemble_members, write_ensemble
+
+    if len(args.checkpoints) < 2:
+        raise InputError("an ensemble needs at least 2 checkpoints; a single one is used directly as `checkpoint`")
+    out = write_ensemble(args.out, args.checkpoints, args.description)
+    print(f"wrote ensemble {out} with {len(ensemble_members(out))} members")
+    return 0
