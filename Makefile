@@ -3,6 +3,7 @@
 #   make test   run the whole test suite
 #   make results  rebuild the shipped model and docs/results.md's evaluation from the shared clips (about 45 min on
 #                 2 CPU cores; not part of demo or test)
+#   make cv       the cross-validation over the train and val people that chose the shipped model (about 75 min)
 # On machines without an NVIDIA GPU the CPU build of torch is installed (set TORCH_SPEC / TORCH_INDEX to override,
 # e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu on a machine whose pip would otherwise pick a CUDA build).
 
@@ -23,7 +24,12 @@ RESULTS_DATA ?= runs/voxkp-shared
 RESULTS_THREADS ?= 1
 RESULTS_RUNS := a2k-default a2k-default-audio-only a2k-default-no-piv a2k-default-no-disc a2k-default-paper-width
 
-.PHONY: demo test install clean results
+# cross-validation (docs/results.md): seeds of the default recipe and of its EMA variant, 4 folds each, CV_JOBS at once
+CV_BASE_SEEDS ?= 0 1 2 3 4
+CV_EMA_SEEDS ?= 0 1 2
+CV_JOBS ?= 2
+
+.PHONY: demo test install clean results cv
 
 install: $(STAMP)
 
@@ -54,6 +60,20 @@ results: $(STAMP)
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$${run#a2k-}.yaml --no-progress $$resume || exit 1; \
 	done
 	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split test --config configs/eval/results.yaml --out docs/results
+
+# The cross-validation that chose the shipped model (docs/results.md): each candidate's seeds trained on 3 of 4
+# folds of the train and val people (4.5 min each on one thread; 32 runs, CV_JOBS at a time, resumed when rerun),
+# then every fold's models scored on the people it held out, into docs/results/cv.
+cv: $(STAMP)
+	test -f $(RESULTS_DATA)/manifest.json || $(BIN)/a2k dataset build configs/data/shared_clips.csv $(RESULTS_DATA) \
+		--detect-every 2
+	mkdir -p runs/cv
+	{ for s in $(CV_BASE_SEEDS); do for f in 0 1 2 3; do echo "default-cv base $$f $$s"; done; done; \
+	  for s in $(CV_EMA_SEEDS); do for f in 0 1 2 3; do echo "default-cv-ema ema $$f $$s"; done; done; } | \
+	xargs -P $(CV_JOBS) -L 1 sh -c 'd=runs/cv/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
+		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$$0.yaml --fold $$2/4 --seed $$3 \
+		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
+	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split train,val --folds 4 --config configs/eval/cv.yaml --out docs/results/cv
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
