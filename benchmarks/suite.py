@@ -176,7 +176,7 @@ def model_gflop(net, window: int, feature_dim: int) -> float:
 def stage_keypoints(ctx: Context) -> dict[str, float]:
     """The audio2keypoint generator (paper width, random weights) on log-mel features of 10 s, 60 s (and, without
     --quick, 10 min) of speech: seconds after load, front-end excluded; FLOPs and achieved GFLOP/s; the ``lite``
-    preset's speed; with --naive the straightforward path next to the fast one; without --quick the peak memory of
+    preset's speed; the shipped default model's (an ensemble runs all its members); with --naive the straightforward path next to the fast one; without --quick the peak memory of
     1 h of audio in a fresh process."""
     from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
     from a2k_toolkit.builtin.logmel import LogMel
@@ -200,12 +200,14 @@ def stage_keypoints(ctx: Context) -> dict[str, float]:
 
     variants = [("", "a2k", True, [(10, "10s"), (60, "60s")] + ([] if ctx.quick else [(600, "10min")]))]
     variants.append(("_lite", "lite", True, [(10, "10s"), (60, "60s")]))
+    variants.append(("_shipped", None, True, [(10, "10s"), (60, "60s")]))  # a2k_toolkit/weights, as it is
     if ctx.naive:  # one window at a time, no fusion, intra-op threads: the straightforward path
         variants.append(("_naive", "a2k", False, [(10, "10s"), (60, "60s")]))
         variants.append(("_lite_naive", "lite", False, [(10, "10s"), (60, "60s")]))
     for suffix, preset, fast, lengths in variants:
         params = {"fast": fast} if fast else {"fast": False, "batch_size": 1}
-        gen = Audio2KeypointGenerator(checkpoint=str(ctx.checkpoint(preset)), **params).to(ctx.device)
+        ckpt = str(ctx.checkpoint(preset)) if preset else None
+        gen = Audio2KeypointGenerator(checkpoint=ckpt, **params).to(ctx.device)
         gen.generate(feats[10], ref)  # loads the weights, warms up
         for seconds, label in lengths:
             t = timed(gen, seconds)

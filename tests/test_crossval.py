@@ -111,3 +111,24 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
     shutil.rmtree(tmp_path / "cv-f2")
     assert main([*base, "--folds", "3", "--out", str(tmp_path / "x")]) == 2  # checked before any clip is scored
     assert "cv-f2" in capsys.readouterr().err
+
+
+def test_the_repo_cross_validation_config_names_one_run_per_fold():
+    """configs/eval/cv.yaml (make cv): every model entry names a fold's run, and `make cv` trains those runs."""
+    import re
+    from pathlib import Path
+
+    from a2k_toolkit.eval.config import load_eval_config, with_fold
+
+    repo = Path(__file__).resolve().parents[1]
+    entries = load_eval_config(repo / "configs" / "eval" / "cv.yaml").entries
+    assert len({e.display_label for e in entries}) == len(entries)
+    makefile = (repo / "Makefile").read_text()
+    seeds = {name: set(re.search(rf"CV_{name.upper()}_SEEDS \?= ([\d ]+)", makefile).group(1).split())
+             for name in ("base", "ema")}  # fmt: skip
+    for fold in range(4):
+        for e in with_fold(entries, fold):
+            ckpt = e.generator.params.get("checkpoint")
+            for path in [ckpt] if isinstance(ckpt, str) else ckpt or []:
+                name, f, seed = re.fullmatch(r"runs/cv/(base|ema)-f(\d)-s(\d)/latest", path).groups()
+                assert int(f) == fold and seed in seeds[name]
