@@ -1,9 +1,9 @@
 # The README's two commands. Each creates .venv if needed and installs the project before running.
 #   make demo   generate keypoints and an MP4 from the bundled sample inputs
 #   make test   run the whole test suite
-#   make results  rebuild the shipped model and docs/results.md's evaluation from the shared clips (about 45 min on
+#   make results  rebuild the shipped model and docs/results.md's evaluation from the shared clips (about 1 h on
 #                 2 CPU cores; not part of demo or test)
-#   make cv       the cross-validation over the train and val people that chose the shipped model (about 75 min)
+#   make cv       the cross-validation over the train and val people that chose the shipped model (about 1.5 h)
 # On machines without an NVIDIA GPU the CPU build of torch is installed (set TORCH_SPEC / TORCH_INDEX to override,
 # e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu on a machine whose pip would otherwise pick a CUDA build).
 
@@ -23,6 +23,9 @@ RESULTS_DATA ?= runs/voxkp-shared
 # byte; another count sums floats in another order and gives other weights of the same quality)
 RESULTS_THREADS ?= 1
 RESULTS_RUNS := a2k-default a2k-default-audio-only a2k-default-no-piv a2k-default-no-disc a2k-default-paper-width
+# the shipped model: an ensemble of these seeds of this recipe (chosen by `make cv`, docs/results.md)
+SHIPPED_RECIPE ?= default-ema
+SHIPPED_SEEDS ?= 0 1 2
 
 # cross-validation (docs/results.md): seeds of the default recipe and of its EMA variant, 4 folds each, CV_JOBS at once
 CV_BASE_SEEDS ?= 0 1 2 3 4
@@ -49,9 +52,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The shipped default model and the evaluation in docs/results.md: build the Vox-KP dataset of the shared clips,
-# train the recipe and its three ablations (rerunning resumes a finished or interrupted run), evaluate them on the
-# held-out test identities. Install the full model with: cp runs/a2k-default/latest/{model.safetensors,config.json}
-# a2k_toolkit/weights/
+# train the recipe, its three ablations and paper-width twin, and the seeds of the shipped ensemble (rerunning resumes
+# a finished or interrupted run), bundle the ensemble into runs/a2k-shipped, evaluate on the held-out test identities.
+# Install it as the default model with: cp -r runs/a2k-shipped/* a2k_toolkit/weights/
 results: $(STAMP)
 	test -f $(RESULTS_DATA)/manifest.json || $(BIN)/a2k dataset build configs/data/shared_clips.csv $(RESULTS_DATA) \
 		--detect-every 2
@@ -59,11 +62,19 @@ results: $(STAMP)
 		if test -f runs/$$run/latest/config.json; then resume=--resume; else resume=; fi; \
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$${run#a2k-}.yaml --no-progress $$resume || exit 1; \
 	done
+	for s in $(SHIPPED_SEEDS); do d=runs/a2k-shipped-s$$s; \
+		if test -f $$d/latest/config.json; then resume=--resume; else resume=; fi; \
+		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$(SHIPPED_RECIPE).yaml --seed $$s \
+			--run-dir $$d --no-progress $$resume || exit 1; \
+	done
+	$(BIN)/a2k ensemble runs/a2k-shipped $(foreach s,$(SHIPPED_SEEDS),runs/a2k-shipped-s$(s)/latest) \
+		--description "configs/train/$(SHIPPED_RECIPE).yaml, seeds $(SHIPPED_SEEDS)"
 	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split test --config configs/eval/results.yaml --out docs/results
+	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split test --config configs/eval/shipped.yaml --out docs/results/shipped
 
 # The cross-validation that chose the shipped model (docs/results.md): each candidate's seeds trained on 3 of 4
-# folds of the train and val people (4.5 min each on one thread; 32 runs, CV_JOBS at a time, resumed when rerun),
-# then every fold's models scored on the people it held out, into docs/results/cv.
+# folds of the train and val people (about 5 min each on one thread; 32 runs, CV_JOBS at a time: 1.5 h with 2;
+# resumed when rerun), then every fold's models scored on the people it held out, into docs/results/cv.
 cv: $(STAMP)
 	test -f $(RESULTS_DATA)/manifest.json || $(BIN)/a2k dataset build configs/data/shared_clips.csv $(RESULTS_DATA) \
 		--detect-every 2
