@@ -263,10 +263,10 @@ def test_silence_gate_needs_log_power_features(tmp_path):
     import shutil
 
     from a2k_toolkit.errors import ConfigError
-    from a2k_toolkit.models.checkpoint import DEFAULT_WEIGHTS_DIR
+    from a2k_toolkit.models.checkpoint import read_members
 
     ckpt = tmp_path / "w2v"
-    shutil.copytree(DEFAULT_WEIGHTS_DIR, ckpt)
+    shutil.copytree(read_members(None)[0].path, ckpt)  # one checkpoint of the shipped model
     cfg = json.loads((ckpt / "config.json").read_text())
     cfg["frontend"]["name"] = "wav2vec2"
     (ckpt / "config.json").write_text(json.dumps(cfg))
