@@ -78,16 +78,21 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
 
     cfg = tmp_path / "train.yaml"
     cfg.write_text(yaml.safe_dump(tiny_train_config(real_clips_dir, tmp_path / "unused", max_steps=2)))
+    deal = identity_folds({c.identity for c in real_clips}, 3)
     for fold in range(3):
         assert main(["train", str(cfg), "--fold", f"{fold}/3", "--seed", "1", "--run-dir",
                      str(tmp_path / f"cv-f{fold}")]) == 0  # fmt: skip
-        saved = json.loads((tmp_path / f"cv-f{fold}" / "latest" / "config.json").read_text())["train_config"]
+        meta = json.loads((tmp_path / f"cv-f{fold}" / "latest" / "config.json").read_text())
+        saved = meta["train_config"]
         assert (saved["data"]["folds"], saved["data"]["fold"], saved["seed"]) == (3, fold, 1)
+        assert meta["cross_validation"]["held_out"] == sorted(p for p, f in deal.items() if f == fold)
+        assert not (tmp_path / f"cv-f{fold}" / "best").exists()  # it would be picked on the held-out people
     capsys.readouterr()
     ev = tmp_path / "eval.yaml"
     template = str(tmp_path / "cv-f{fold}" / "latest")
     ev.write_text(yaml.safe_dump({"entries": ["static", {"label": "model", "generator": {
-        "name": "audio2keypoint", "params": {"checkpoint": template}}}]}))  # fmt: skip
+        "name": "audio2keypoint", "params": {"checkpoint": template, "fast": False}}}]}))  # fmt: skip
+    # fast: false keeps every run on one arithmetic path (the fast path picks worker threads by the machine's load)
     base = ["eval", "--clips", str(real_clips_dir), "--config", str(ev), "--no-plots", "--quiet"]
     assert main([*base, "--folds", "3", "--out", str(tmp_path / "all")]) == 0
     merged = json.loads((tmp_path / "all" / "results.json").read_text())
@@ -108,6 +113,9 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
     assert "--folds N" in capsys.readouterr().err
     assert main([*base, "--folds", "3", "--fold", "0/3", "--out", str(tmp_path / "x")]) == 2
     assert "not both" in capsys.readouterr().err
+    # another fold seed deals other people: scoring a fold's model on people it trained on is refused
+    assert main([*base, "--folds", "3", "--fold-seed", "5", "--out", str(tmp_path / "x")]) == 2
+    assert "was trained holding out" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "cv-f2")
     assert main([*base, "--folds", "3", "--out", str(tmp_path / "x")]) == 2  # checked before any clip is scored
     assert "cv-f2" in capsys.readouterr().err

@@ -47,6 +47,24 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_held_out(generators, held, where: str) -> None:
+    """Refuse to score a cross-validation model on other people than those its fold held out in training (recorded
+    in its checkpoint): a deal over other clips, or another fold seed, would score it on people it trained on."""
+    from ..errors import InputError
+
+    people = sorted({c.identity for c in held})
+    for label, gen in generators.items():
+        for info in getattr(gen, "members", []):
+            cv = info.meta.get("cross_validation")
+            if cv and sorted(cv.get("held_out") or []) != people:
+                raise InputError(
+                    f"{label!r}: checkpoint {info.path} was trained holding out {', '.join(cv.get('held_out') or [])} "
+                    f"(fold {cv.get('fold')}/{cv.get('folds')}, fold seed {cv.get('fold_seed')}), but {where} of "
+                    f"these clips holds out {', '.join(people) or 'nobody'}; give eval the clips the run dealt its "
+                    "folds from (the same dataset splits) and the same --fold-seed"
+                )
+
+
 def run(args) -> int:
     import itertools
 
@@ -108,6 +126,7 @@ def run(args) -> int:
     )  # fmt: skip
     if fold is not None:  # the deal needs every identity first
         clips = split_fold(list(clips), lambda c: c.identity, fold[0], fold[1], args.fold_seed)[1]
+        check_held_out(per_fold[0], clips, f"fold {fold[0]}/{fold[1]}")
     if args.limit:
         clips = itertools.islice(clips, args.limit)
 
@@ -123,6 +142,7 @@ def run(args) -> int:
         parts = []
         for i, generators in zip(fold_ids, per_fold):
             held = split_fold(clips, lambda c: c.identity, i, args.folds, args.fold_seed)[1]
+            check_held_out(generators, held, f"fold {i}/{args.folds}")
             progress(f"fold {i}/{args.folds}: {', '.join(sorted({c.identity for c in held}))}")
             parts.append(evaluate(generators, held, frontend, normalizer=normalizer, alpha=cfg.alpha,
                                   max_lag=cfg.max_lag, seed=seed, progress=progress))  # fmt: skip

@@ -51,7 +51,16 @@ class EvalEntry(BaseModel):
         if self.label:
             return self.label
         ckpt = self.generator.params.get("checkpoint")
-        return f"{self.generator.name}:{Path(str(ckpt)).name}" if ckpt else self.generator.name
+        if not ckpt:
+            return self.generator.name
+
+        def short(c) -> str:  # a member run's latest/ or best/ goes by the run's name
+            p = Path(str(c))
+            return p.parent.name if p.name in ("latest", "best") and p.parent.name else p.name
+
+        if isinstance(ckpt, list):  # an ensemble: its members by run name
+            return f"{self.generator.name}:{'+'.join(short(c) for c in ckpt)}"
+        return f"{self.generator.name}:{Path(str(ckpt)).name}"
 
 
 class EvalConfig(BaseModel):

@@ -114,6 +114,14 @@ def _is_checkpoint(p: Path) -> bool:
     return (p / CONFIG_FILE).is_file()
 
 
+def _format_version(meta: dict[str, Any], path: Path) -> int:
+    try:
+        return int(meta.get("format_version", 0))
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: format_version must be an integer, got {meta.get('format_version')!r}; the "
+                              "file is corrupt or was written by another tool") from None  # fmt: skip
+
+
 def _is_ensemble(p: Path) -> bool:
     return (p / ENSEMBLE_FILE).is_file()
 
@@ -130,7 +138,7 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
         p = p.parent
     if not p.exists():
         old = p.parent / f".{p.name}.old"
-        if _is_checkpoint(old):  # a crash interrupted the directory swap in atomic_dir
+        if _is_checkpoint(old) or _is_ensemble(old):  # a crash interrupted the directory swap in atomic_dir
             return old
         raise CheckpointError(f"checkpoint {p} not found; check the path, or {TRAIN_HINT}")
     if _is_checkpoint(p) or _is_ensemble(p):
@@ -179,7 +187,7 @@ def read_checkpoint(path: str | os.PathLike | None) -> CheckpointInfo:
                               f"(for example the run's latest/) or {TRAIN_HINT}") from None  # fmt: skip
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path} is not an a2k checkpoint config (no \"format\": \"{FORMAT}\")")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    if _format_version(meta, cfg_path) > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {root} has format version {meta['format_version']}, newer than this a2k-toolkit understands "
             f"({FORMAT_VERSION}); upgrade a2k-toolkit"
@@ -256,7 +264,7 @@ def ensemble_members(root: Path) -> list[Path]:
         raise CheckpointError(f"cannot read {path}: {exc}; the ensemble is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != ENSEMBLE_FORMAT:
         raise CheckpointError(f"{path} is not an a2k ensemble file (no \"format\": \"{ENSEMBLE_FORMAT}\")")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    if _format_version(meta, path) > FORMAT_VERSION:
         raise CheckpointError(f"ensemble {root} has format version {meta['format_version']}, newer than this "
                               f"a2k-toolkit understands ({FORMAT_VERSION}); upgrade a2k-toolkit")  # fmt: skip
     names = meta.get("members")
@@ -269,6 +277,9 @@ def ensemble_members(root: Path) -> list[Path]:
             raise CheckpointError(f"{path}: member {name!r} must be a subdirectory of the ensemble (a relative path "
                                   "without '..'), so the ensemble can be moved as one directory")  # fmt: skip
         member = root / rel
+        if not member.resolve().is_relative_to(root.resolve()):
+            raise CheckpointError(f"{path}: member {name!r} leads outside the ensemble (through a link); an ensemble "
+                                  "must hold its members, so it can be moved as one directory")  # fmt: skip
         if not _is_checkpoint(member):
             raise CheckpointError(f"{path}: member {name!r} is not a checkpoint ({member / CONFIG_FILE} is missing); "
                                   "the ensemble is incomplete")  # fmt: skip
@@ -324,6 +335,9 @@ def write_ensemble(directory: str | os.PathLike, members: list[str | os.PathLike
     ``ensemble.json``, atomically (a reader sees the old directory or the complete new one)."""
     infos = read_members([str(m) for m in members])  # refuses members that cannot be averaged
     target = Path(directory)
+    if target.exists() and not (target.is_dir() and _is_ensemble(target)):
+        raise CheckpointError(f"{target} exists and is not an ensemble directory; it would be replaced. Give a new "
+                              "directory (an existing ensemble is replaced atomically)")  # fmt: skip
     with atomic_dir(target) as tmp:
         names = []
         for k, info in enumerate(infos):

@@ -194,11 +194,13 @@ class Trainer:
         val_files = validation_files(cfg.data)
         train_clips = load_clips(cfg.data.train, cfg.data, exclude=[*val_files, *cfg.data.exclude])
         val_clips = load_clips(cfg.data.val, cfg.data) if cfg.data.val else []
+        if env.is_main:
+            env.barrier()
+        self.held_out: list[str] | None = None
         if cfg.data.folds is not None:  # cross-validation: the held-out fold's people are the validation set
             train_clips, val_clips = split_fold(train_clips, lambda c: c.identity, cfg.data.fold, cfg.data.folds,
                                                 cfg.data.fold_seed)  # fmt: skip
-        if env.is_main:
-            env.barrier()
+            self.held_out = sorted({c.identity for c in val_clips})
         if not train_clips:
             raise ConfigError("no usable training clips found in data.train (or every clip has too few frames with a "
                               "face, see data.min_valid_fraction)")  # fmt: skip
@@ -239,15 +241,16 @@ class Trainer:
 
     def _check_resume_config(self, saved: dict[str, Any]) -> None:
         now = self.cfg.model_dump(mode="json")
+        try:  # through today's config model: a setting added since the run started compares at its default
+            saved = load_train_config(saved).model_dump(mode="json")
+        except ConfigError:
+            pass  # compare what was recorded
         changed = []
         for key in RESUME_FIXED:
             path = key if isinstance(key, tuple) else (key,)
             a, b = now, saved
-            for k in path[:-1]:
+            for k in path:
                 a, b = (a or {}).get(k), (b or {}).get(k)
-            if path[-1] not in (b or {}):  # a run started before this setting existed had its default
-                continue
-            a, b = (a or {}).get(path[-1]), b[path[-1]]
             if a != b:
                 changed.append(".".join(path))
         if changed:
@@ -498,7 +501,8 @@ class Trainer:
                             better = last_val < self.best_metric
                             if better:
                                 self.best_metric, self.best_step = last_val, self.step
-                                self.save_best()
+                                if cfg.data.folds is None:  # in a fold, best/ would be picked on the held-out people
+                                    self.save_best()
                             log.write({"step": self.step, "epoch": self.epoch, "val_metric": cfg.val_metric,
                                        "val": last_val, "best_val": self.best_metric})  # fmt: skip
                     if save:
@@ -537,6 +541,10 @@ class Trainer:
             "metrics": {"val_metric": self.cfg.val_metric, "best_val": self.best_metric if self.best_step >= 0 else None,
                         "best_step": self.best_step},
             "train_config": self.cfg.model_dump(mode="json"),
+            # the people this fold held out, so `a2k eval --fold/--folds` can check it scores exactly them
+            **({"cross_validation": {"folds": self.cfg.data.folds, "fold": self.cfg.data.fold,
+                                     "fold_seed": self.cfg.data.fold_seed, "held_out": self.held_out}}
+               if self.held_out is not None else {}),
         }  # fmt: skip
 
     def save_best(self) -> None:
