@@ -73,8 +73,8 @@ class Audio2KeypointGenerator(KeypointGenerator):
         checkpoint: str | list[str] | None = Field(
             None,
             description="checkpoint directory or run directory from `a2k train`, an ensemble directory "
-            "(ensemble.json), or a list of checkpoint / run directories whose predictions are averaged (models of one recipe, e.g. "
-            "several seeds); null = the shipped default",
+            "(ensemble.json), or a list of checkpoint / run directories whose predictions are averaged (models of "
+            "one recipe, e.g. several seeds); null = the shipped default",
         )
         width: int | None = Field(None, ge=4, description="expected UNet width; null = the checkpoint's")
         depth: int | None = Field(None, ge=1, description="expected temporal depth; null = the checkpoint's")
@@ -243,22 +243,16 @@ def close_mouth_in_silence(points: np.ndarray, reference: np.ndarray, features: 
     """Blend each frame's mouth (points 48-67 of ``points (T, 68, 2)``, in place) towards the reference's mouth,
     carried to the frame's head pose by the similarity that maps the reference's brows, eyes and nose onto the frame's,
     with weight ``1 - voice_activity``."""
+    from .warp import apply_similarity, similarity
+
     weight = voice_activity(features, gate_db)
-    rigid = slice(17, 48)  # brows, nose, eyes: they move with the head, not with speech
-    # warp.similarity for all quiet frames at once, in complex form: z -> a z + b maps the reference's rigid points
-    # onto the frame's (least squares), then carries the reference's mouth
-    for i in range(0, len(points), BLOCK):
+    rigid = np.asarray(reference[17:48], np.float64)  # brows, nose, eyes: they move with the head, not with speech
+    for i in range(0, len(points), BLOCK):  # all quiet frames of a block at once
         t = i + np.flatnonzero(weight[i : i + BLOCK] < 1.0)
         if len(t) == 0:
             continue
-        zs = reference[rigid, 0].astype(np.float64) + 1j * reference[rigid, 1]
-        zd = points[t, rigid, 0].astype(np.float64) + 1j * points[t, rigid, 1]
-        cs, cd = zs - zs.mean(), zd - zd.mean(1, keepdims=True)
-        denom = float((np.abs(cs) ** 2).sum())
-        a = (cd * np.conj(cs)).sum(1) / denom if denom > 1e-9 else np.ones(len(t), complex)
-        b = zd.mean(1) - a * zs.mean()
-        z = a[:, None] * (reference[48:68, 0] + 1j * reference[48:68, 1]) + b[:, None]
-        rest = np.stack([z.real, z.imag], axis=-1)
+        a, b = similarity(rigid, np.asarray(points[t, 17:48], np.float64))
+        rest = apply_similarity(reference[48:68], a, b)
         w = weight[t, None, None]
         points[t, 48:68] = w * points[t, 48:68] + (1.0 - w) * rest
     return points
