@@ -4,9 +4,9 @@ model, for the paper width and ``lite``, on 60 s of speech; prints a table.
     python benchmarks/bench_compile.py [--device cpu|cuda] [--repeat 5] [--modes default reduce-overhead]
 
 For each model: the default path (``WindowedRunner``, fused blocks on the CPU) and, per compile mode, the same runner
-whose model is ``torch.compile(net, mode=...)`` of the plain net: steady seconds for 60 s of audio (median of ``--repeat`` after warm-up)
-and the one-time compile cost (the first call's time minus a steady call's). Weights are random (the speed does not
-depend on them); the features are the log-mel of the bundled speech, tiled. ``reduce-overhead`` uses CUDA graphs on a
+whose model is ``torch.compile(net, mode=...)`` of the plain net: steady seconds for 60 s of audio (median of
+``--repeat`` after warm-up) and the one-time compile cost (the first call's time minus a steady call's). Weights are
+random (the speed does not depend on them); the features are the log-mel of the bundled speech, tiled. ``reduce-overhead`` uses CUDA graphs on a
 GPU (on a CPU it is the default mode). The outputs are compared with the default path's: the largest difference in
 normalised keypoint units is printed.
 """

@@ -176,8 +176,8 @@ def model_gflop(net, window: int, feature_dim: int) -> float:
 def stage_keypoints(ctx: Context) -> dict[str, float]:
     """The audio2keypoint generator (paper width, random weights) on log-mel features of 10 s, 60 s (and, without
     --quick, 10 min) of speech: seconds after load, front-end excluded; FLOPs and achieved GFLOP/s; the ``lite``
-    preset's speed; the shipped default model's (an ensemble runs all its members); with --naive the straightforward path next to the fast one; without --quick the peak memory of
-    1 h of audio in a fresh process."""
+    preset's speed; the shipped default model's (an ensemble runs all its members); with --naive the straightforward
+    path next to the fast one; without --quick the peak memory of 1 h of audio in a fresh process."""
     from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
     from a2k_toolkit.builtin.logmel import LogMel
     from a2k_toolkit.io import load_image
