@@ -256,6 +256,7 @@ def process_video(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector
             "source_fps": info["fps"], "vfr": bool(info["vfr_fraction"] > 0.05), "faces": 1 + len(others),
             "thumb_frame": None if tt is None else tt - s, "thumb_scale": None if tt is None else thumbs[tt][1],
             **lip_audio_coupling(pts, seg_audio, cfg.sample_rate, cfg.fps),
+            **src.meta,  # family, language, group from a named-column manifest
         }  # fmt: skip
         clip = Clip(keypoints=pts.astype(np.float32), audio=seg_audio, sample_rate=cfg.sample_rate, fps=cfg.fps,
                     frame_size=frame_size, valid=seen.copy(), clip_id=f"{src.key}@{s}", identity=src.identity,
@@ -292,7 +293,8 @@ def _work(src: VideoSource) -> dict[str, Any]:
 def run_one(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector, layout: Layout) -> dict[str, Any]:
     """Process one video and write its work item; return its status record. Never raises for a bad video."""
     t0 = time.monotonic()
-    rec: dict[str, Any] = {"key": src.key, "identity": src.identity, "source": src.source or str(src.path)}
+    rec: dict[str, Any] = {"key": src.key, "identity": src.identity, "source": src.source or str(src.path),
+                           **({"family": src.meta["family"]} if src.meta.get("family") else {})}
     if src.split:
         rec["split"] = src.split
     try:

@@ -10,6 +10,13 @@ see their true context), then serves windows of ``window`` frames every ``stride
 Windows that contain a frame without a detected face (``Clip.valid`` false) are skipped. Items are numpy arrays, so
 the dataset works with ``torch.utils.data.DataLoader`` (which stacks them into tensors) and without torch.
 
+Clips shorter than the window (one word, ~30 frames) are used when ``min_frames`` is set: a clip of ``n`` frames
+(``min_frames <= n < window``) gives one window whose last ``window - n`` frames repeat its last frame, features and
+keypoints alike -- exactly how inference pads a sequence shorter than the window
+(:class:`~a2k_toolkit.models.inference.WindowedRunner`), so the model sees in training what it sees at inference.
+Every item then carries ``"mask": (W,) float32`` (1 for the clip's frames, 0 for padding; all ones for full windows)
+and the losses count only the masked-in frames.
+
 With an ``augment`` config (:class:`~a2k_toolkit.training.config.AugmentConfig`) each window is transformed at random
 before normalisation: the keypoints of all its frames by one in-plane rotation and aspect change about the reference
 nose, and one per-part change of the face shape (jaw, brows, nose, eyes, mouth each shifted and scaled about their
@@ -94,10 +101,15 @@ class ClipWindowDataset:
         seed: int = 0,
         feature_shape: tuple[int, int] | None = None,
         lip_min_coupling: float | None = None,
+        min_frames: int | None = None,
     ):
         if window < 2:
             raise InputError(f"window must be at least 2 frames, got {window}")
+        if min_frames is not None and not 2 <= min_frames <= window:
+            raise InputError(f"min_frames must be between 2 and the window ({window}), got {min_frames}")
         self.window = int(window)
+        # clips of min_frames .. window-1 frames give one padded window; items carry a "mask"
+        self.min_frames = None if min_frames is None else int(min_frames)
         self.stride = int(stride or max(1, window // 4))
         self.clips = list(clips)
         if isinstance(frontend_or_features, (list, tuple)):
@@ -111,6 +123,7 @@ class ClipWindowDataset:
         self.features: list[np.ndarray] = []
         self.keypoints: list[np.ndarray] = []
         self.index: list[tuple[int, int]] = []
+        self.lengths: list[int] = []  # per window: its frames from the clip (the rest, up to `window`, is padding)
         self.bad: list[np.ndarray] = []  # per clip: faceless_before(T, valid)
         for ci, (clip, f) in enumerate(zip(self.clips, feats)):
             kp = np.asarray(clip.keypoints, np.float32)[..., :2]
@@ -126,7 +139,12 @@ class ClipWindowDataset:
             self.keypoints.append(kp[:T])
             valid = clip.valid[:T] if clip.valid is not None else None
             self.bad.append(faceless_before(T, valid))
-            self.index += [(ci, s) for s in window_starts(T, self.window, self.stride, valid)]
+            starts = window_starts(T, self.window, self.stride, valid)
+            self.index += [(ci, s) for s in starts]
+            self.lengths += [self.window] * len(starts)
+            if self.min_frames is not None and self.min_frames <= T < self.window and self.bad[-1][T] == 0:
+                self.index.append((ci, 0))
+                self.lengths.append(T)
         dims = {f.shape[1] for f in self.features}
         if len(dims) > 1:
             raise InputError(f"clips have features of different sizes {sorted(dims)}; use one front-end for all")
@@ -172,15 +190,33 @@ class ClipWindowDataset:
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def padded(self) -> bool:
+        """Whether items carry a ``"mask"`` (short clips are used, :attr:`min_frames`)."""
+        return self.min_frames is not None
+
+    def _cut(self, rows: np.ndarray, s: int, n: int) -> np.ndarray:
+        """``rows[s : s + n]`` padded to the window by repeating its last row (as inference pads)."""
+        win = rows[s : s + n]
+        if n < self.window:
+            win = np.concatenate([win, np.repeat(win[-1:], self.window - n, axis=0)])
+        return win
+
+    def _mask(self, n: int) -> np.ndarray:
+        m = np.zeros(self.window, np.float32)
+        m[:n] = 1.0
+        return m
+
     def raw_window(self, i: int) -> np.ndarray:
-        """Window ``i``'s keypoints in pixels, ``(W, 68, 2)``."""
+        """Window ``i``'s keypoints in pixels, ``(W, 68, 2)`` (a short clip's padded)."""
         ci, s = self.index[i]
-        return self.keypoints[ci][s : s + self.window]
+        return self._cut(self.keypoints[ci], s, self.lengths[i])
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         ci, s = self.index[i]
-        pts = self.keypoints[ci][s : s + self.window]
-        feats = self.features[ci][s : s + self.window]
+        n = self.lengths[i]
+        pts = self._cut(self.keypoints[ci], s, n)
+        feats = self._cut(self.features[ci], s, n)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             if rng.random() < self.augment.probability:
@@ -188,14 +224,16 @@ class ClipWindowDataset:
                 if self.noisy[ci]:
                     k = int(rng.integers(len(self.noisy[ci]) + 1))  # 0: the clean audio
                     source = self.noisy[ci][k - 1] if k else source
-                feats = source[s : s + self.window]
-                if self.augment.tempo:
+                feats = self._cut(source, s, n)
+                if self.augment.tempo and n == self.window:  # a padded window keeps its rate
                     pts, feats = self._tempo(rng, ci, s, source)
                 pts, feats = self._augmented(rng, pts, feats)
         kp = self.normalizer.normalize(pts, pts[0])
         item = {"features": feats, "keypoints": kp, "reference": kp[0].copy()}
         if self.lip_weights is not None:
             item["lip_weight"] = np.float32(self.lip_weights[ci])
+        if self.padded:
+            item["mask"] = self._mask(n)
         return item
 
     def _tempo(self, rng: np.random.Generator, ci: int, s: int, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,18 +290,22 @@ class ClipWindowDataset:
         if self.augment is not None:  # every window draws its own transform
             items = [self[i] for i in indices]
             return {k: np.stack([it[k] for it in items]) for k in items[0]}
-        W = self.window
-        where = [self.index[i] for i in indices]
-        feats = np.stack([self.features[ci][s : s + W] for ci, s in where])
-        pts = np.stack([self.keypoints[ci][s : s + W] for ci, s in where])
+        where = [(*self.index[i], self.lengths[i]) for i in indices]
+        feats = np.stack([self._cut(self.features[ci], s, n) for ci, s, n in where])
+        pts = np.stack([self._cut(self.keypoints[ci], s, n) for ci, s, n in where])
         kp = self.normalizer.normalize_many(pts, pts[:, 0])
         batch = {"features": feats, "keypoints": kp, "reference": kp[:, 0].copy()}
         if self.lip_weights is not None:
-            batch["lip_weight"] = np.array([self.lip_weights[ci] for ci, _ in where], np.float32)
+            batch["lip_weight"] = np.array([self.lip_weights[ci] for ci, _, _ in where], np.float32)
+        if self.padded:
+            batch["mask"] = np.stack([self._mask(n) for _, _, n in where])
         return batch
 
     def raw_windows(self) -> Iterator[np.ndarray]:
-        for i in range(len(self)):
+        """Every window's keypoints in pixels; only the full-length ones when there are any (padding repeats a
+        frame, which would bias the statistics fitted on them)."""
+        full = [i for i in range(len(self)) if self.lengths[i] == self.window]
+        for i in full or range(len(self)):
             yield self.raw_window(i)
 
     def feature_stats(self) -> tuple[np.ndarray, np.ndarray]:

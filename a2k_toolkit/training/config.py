@@ -38,6 +38,19 @@ class DataConfig(_Strict):
                                     description="keypoint detector for video files")  # fmt: skip
     window: int = Field(64, ge=8, description="frames per training window (64 = 2.56 s at 25 fps, paper §4.5)")
     stride: int = Field(16, ge=1, description="frames between consecutive training windows")
+    min_frames: int | None = Field(
+        None, ge=2,
+        description="also train on clips shorter than the window but at least this long: one window each, padded by "
+        "repeating the last frame as inference pads, the padding masked out of every loss (None: such clips are not "
+        "used)",
+    )  # fmt: skip
+    balance: Literal["none", "family", "group"] = Field(
+        "none",
+        description="draw training windows so that each source family (or each person group) weighs "
+        "n_windows ** balance_power instead of n_windows: with power 0 every family counts the same, with 1 every "
+        "window (= none); the dataset's family / group metadata (named-column manifests)",
+    )
+    balance_power: float = Field(0.5, ge=0, le=1, description="see balance")
     val_stride: int | None = Field(None, ge=1, description="frames between validation windows (default: window)")
     min_valid_fraction: float = Field(0.5, ge=0, le=1, description="skip clips with fewer frames with a face")
     normalizer_sequences: int = Field(10_000, ge=1, description="windows used to fit the keypoint statistics")

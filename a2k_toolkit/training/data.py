@@ -21,6 +21,8 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
+
 from ..data.clips import Clip, extract_clip, load_clip, save_clip
 from ..errors import ConfigError, InputError
 from .config import DataConfig
@@ -148,3 +150,42 @@ def validation_files(cfg: DataConfig) -> list[str]:
     if not cfg.val or cfg.format not in ("auto", "videos", "clips"):
         return []
     return [str(f) for f in expand_paths(cfg.val, VIDEO_EXTS | CLIP_EXTS)]
+
+
+# ------------------------------------------------------------------------------------------- balanced sampling
+
+
+def balance_weights(units: list[str], power: float) -> np.ndarray:
+    """Per-window sampling weights such that the windows of each unit (a family or a person group; ``units[i]`` is
+    window ``i``'s) together weigh ``n_unit ** power`` (normalised to sum to 1): ``power`` 1 is uniform over windows,
+    0 gives every unit the same share."""
+    names, inverse, counts = np.unique(np.asarray(units, dtype=object).astype(str), return_inverse=True,
+                                       return_counts=True)  # fmt: skip
+    mass = counts.astype(np.float64) ** power
+    w = (mass / counts)[inverse]
+    return w / w.sum()
+
+
+class WeightedDistributedSampler:
+    """Draws ``len(weights)`` window indices per epoch with replacement, by ``weights``, from a generator seeded by
+    ``(seed, epoch)``, and hands process ``rank`` every ``num_replicas``-th of them (the same draws on every rank, so
+    the ranks' shares are disjoint in position and equal in size). The interface of ``DistributedSampler``
+    (``set_epoch``, iteration, ``len``)."""
+
+    def __init__(self, weights: np.ndarray, num_replicas: int = 1, rank: int = 0, seed: int = 0):
+        self.weights = np.asarray(weights, np.float64)
+        self.num_replicas, self.rank, self.seed = int(num_replicas), int(rank), int(seed)
+        self.epoch = 0
+        self.num_samples = len(self.weights) // self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, 104729, self.epoch])
+        total = self.num_samples * self.num_replicas
+        draws = rng.choice(len(self.weights), size=total, replace=True, p=self.weights)
+        return iter(draws[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples

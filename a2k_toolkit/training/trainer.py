@@ -32,7 +32,7 @@ from .. import __version__
 from ..builtin.logmel import LOG_POWER_FRONTENDS
 from ..catalog import Catalog
 from ..config import format_validation_error
-from ..data.folds import split_fold
+from ..data.folds import family_of, group_of, split_fold
 from ..data.windows import ClipWindowDataset, collate
 from ..errors import CheckpointError, ConfigError, require
 from ..eval.metrics import best_lag_correlation
@@ -41,7 +41,7 @@ from ..models.checkpoint import atomic_dir, read_checkpoint, resolve_checkpoint,
 from ..models.config import build_discriminator, build_generator, normalize_feature_shape
 from . import distributed
 from .config import TrainConfig, load_train_config
-from .data import load_clips, validation_files
+from .data import WeightedDistributedSampler, balance_weights, load_clips, validation_files
 from .losses import (
     GANForward,
     adversarial_loss,
@@ -198,8 +198,8 @@ class Trainer:
             env.barrier()
         self.held_out: list[str] | None = None
         if cfg.data.folds is not None:  # cross-validation: the held-out fold's people are the validation set
-            train_clips, val_clips = split_fold(train_clips, lambda c: c.identity, cfg.data.fold, cfg.data.folds,
-                                                cfg.data.fold_seed)  # fmt: skip
+            train_clips, val_clips = split_fold(train_clips, group_of, cfg.data.fold, cfg.data.folds,
+                                                cfg.data.fold_seed, family_of)  # fmt: skip
             self.held_out = sorted({c.identity for c in val_clips})
         if not train_clips:
             raise ConfigError("no usable training clips found in data.train (or every clip has too few frames with a "
@@ -209,8 +209,8 @@ class Trainer:
             raise ConfigError(f"augment.gain_db shifts log-power features; the {self.frontend.name!r} front-end's are "
                               f"not (use one of {', '.join(LOG_POWER_FRONTENDS)}, or set gain_db: 0)")  # fmt: skip
         self.train_set = ClipWindowDataset(train_clips, self.frontend, normalizer, d.window, d.stride,
-                                           augment=cfg.augment, seed=cfg.seed,
-                                           lip_min_coupling=d.lip_min_coupling)  # fmt: skip
+                                           augment=cfg.augment, seed=cfg.seed, lip_min_coupling=d.lip_min_coupling,
+                                           min_frames=d.min_frames)  # fmt: skip
         if normalizer is None and len(self.train_set) == 0:
             raise ConfigError(f"no training windows: every clip is shorter than data.window ({d.window} frames) or "
                               "has undetected frames; add longer clips or lower data.window")  # fmt: skip
@@ -218,7 +218,8 @@ class Trainer:
         # the keypoint statistics as tensors, for the mouth-opening losses and metrics
         self.norm_stats = tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device)
                                 for v in (self.normalizer.mean, self.normalizer.std))  # fmt: skip
-        self.val_set = (ClipWindowDataset(val_clips, self.frontend, self.normalizer, d.window, d.val_stride or d.window)
+        self.val_set = (ClipWindowDataset(val_clips, self.frontend, self.normalizer, d.window, d.val_stride or d.window,
+                                          min_frames=d.min_frames)
                         if val_clips else None)  # fmt: skip
         if self.val_set is not None and len(self.val_set) == 0:
             self.val_set = None
@@ -231,8 +232,14 @@ class Trainer:
             )
         from torch.utils.data import DistributedSampler
 
-        self.sampler = DistributedSampler(self.train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
-                                          seed=cfg.seed, drop_last=True)  # fmt: skip
+        if d.balance == "none":
+            self.sampler = DistributedSampler(self.train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                              seed=cfg.seed, drop_last=True)  # fmt: skip
+        else:
+            unit = family_of if d.balance == "family" else group_of
+            units = [unit(self.train_set.clips[ci]) for ci, _ in self.train_set.index]
+            self.sampler = WeightedDistributedSampler(balance_weights(units, d.balance_power), env.world_size,
+                                                      env.rank, cfg.seed)  # fmt: skip
 
     @property
     def total_steps(self) -> int:
@@ -341,16 +348,19 @@ class Trainer:
         feats = batch["features"].to(dev, non_blocking=True)
         kp = batch["keypoints"].to(dev, non_blocking=True)
         ref = batch["reference"].to(dev, non_blocking=True)
+        mask = batch["mask"].to(dev, non_blocking=True) if "mask" in batch else None
         zero = torch.zeros((), device=dev)
         with self.autocast():
             out = self.gan_ddp(feats, ref, kp)
         pred = out["pred"].float()
+        # the discriminator sees a short clip's padding as the same (real) frames on both sides: nothing to learn there
+        fake = out["pred"] if mask is None else kp.to(out["pred"].dtype) + (out["pred"] - kp) * mask[..., None]
 
         loss_d = zero
         if self.disc is not None:
             opt = self.optimizers["d"]
             with self.autocast():
-                scores = self.disc_ddp(torch.cat([kp, pred.detach()], 0)).float()
+                scores = self.disc_ddp(torch.cat([kp, fake.detach().float()], 0)).float()
             loss_d = w.d * discriminator_loss(scores[: len(kp)], scores[len(kp) :])
             opt.zero_grad(set_to_none=True)
             self.scalers["d"].scale(loss_d).backward()
@@ -358,24 +368,27 @@ class Trainer:
             self.scalers["d"].step(opt)
             self.scalers["d"].update()
 
-        loss_reg = reg_loss(pred, kp)
+        loss_reg = reg_loss(pred, kp, mask)
         lip_w = batch["lip_weight"].to(dev) if "lip_weight" in batch else None
         loss_mouth = zero
         if w.mouth:
-            loss_mouth = weighted_mean((pred[..., MOUTH] - kp[..., MOUTH]).abs().mean((1, 2)), lip_w)
+            err = (pred[..., MOUTH] - kp[..., MOUTH]).abs()
+            per_window = err.mean((1, 2)) if mask is None else (err.mean(2) * mask).sum(1) / mask.sum(1).clamp_min(1)
+            loss_mouth = weighted_mean(per_window, lip_w)
         loss_sync = zero
         if w.sync:
             mean, std = self.norm_stats
-            loss_sync = sync_loss(mouth_opening(pred, mean, std), mouth_opening(kp, mean, std), weights=lip_w)
+            loss_sync = sync_loss(mouth_opening(pred, mean, std), mouth_opening(kp, mean, std), weights=lip_w,
+                                  mask=mask)  # fmt: skip
         loss_adv = loss_pg = loss_pp = zero
         if self.disc is not None and w_adv > 0:
             with self.autocast():
-                fake = torch.func.functional_call(self.disc, frozen(self.disc), (out["pred"],)).float()
-            loss_adv = adversarial_loss(fake)
+                scores_fake = torch.func.functional_call(self.disc, frozen(self.disc), (fake,)).float()
+            loss_adv = adversarial_loss(scores_fake)
         if "e_ref" in out:
-            loss_pg = piv_gen_loss(out["e_ref_fixed"].float(), out["e_pred_fixed"].float())
+            loss_pg = piv_gen_loss(out["e_ref_fixed"].float(), out["e_pred_fixed"].float(), mask)
             loss_pp = piv_triplet_loss(out["e_ref"].float(), out["e_pos"].float(), out["e_neg"].float(),
-                                       w.triplet_margin)  # fmt: skip
+                                       w.triplet_margin, mask)  # fmt: skip
         total = w.reg * loss_reg + w.mouth * loss_mouth + w.sync * loss_sync + w_adv * loss_adv + w.piv_gen * loss_pg + w.piv_piv * loss_pp
         opts = [self.optimizers[n] for n in ("g", "e") if n in self.optimizers]
         for opt in opts:
@@ -418,16 +431,18 @@ class Trainer:
                 pred = gen(batch["features"].to(self.device), batch["reference"].to(self.device))
             kp = batch["keypoints"].to(self.device)
             pred = pred.float()
-            err = (pred - kp).abs()
+            m = batch["mask"].to(self.device)[..., None] if "mask" in batch else torch.ones_like(kp[..., :1])
+            err = (pred - kp).abs() * m
             sums[0] += err.sum().double()
-            sums[1] += kp.numel()
+            sums[1] += m.sum().double() * kp.shape[-1]
             sums[2] += err[..., MOUTH].sum().double()
-            sums[3] += err[..., MOUTH].numel()
+            sums[3] += m.sum().double() * (MOUTH.stop - MOUTH.start)
             if sync:
                 po, ro = mouth_opening(pred, mean, std), mouth_opening(kp, mean, std)
                 for k, j in enumerate(chunk):
                     ci, start = self.val_set.index[j]
-                    openings.setdefault(ci, []).append((start, po[k], ro[k]))
+                    n = self.val_set.lengths[j]
+                    openings.setdefault(ci, []).append((start, po[k, :n], ro[k, :n]))
         if self.env.distributed and not sync:
             dist.all_reduce(sums)
         if gen is self.generator:
