@@ -13,15 +13,18 @@ def add_parser(sub) -> None:
         description="Run each generator on each clip (frame 0 of the clip as the reference face, the clip's own "
         "audio as input) and compare with the clip's real keypoints: L1 and PCK (paper §5.3), mouth landmark "
         "distance, lip-sync correlations, motion amplitude, jerk and identity error. Writes REPORT_DIR/report.md, "
-        "results.json and plots/*.png. Metric definitions: docs/evaluation.md.",
+        "results.json and plots/*.png. Clips that carry a source family (datasets built from a manifest with a "
+        "family column) also get every figure as the mean over families, by language, and the spread over each "
+        "candidate's seeds. Metric definitions: docs/evaluation.md.",
     )
     p.add_argument("--clips", nargs="+", required=True, metavar="PATH",
                    help="saved clip files (.npz, data.clips.save_clip), videos, or directories of them")  # fmt: skip
     p.add_argument("--generators", action="append", metavar="SPECS",
                    help="comma-separated generator names, NAME:CHECKPOINT_DIR to set a checkpoint; may repeat "
                    "(default: static,procedural when --config has no entries)")  # fmt: skip
-    p.add_argument("--config", help="eval config file (YAML/JSON/TOML): labelled generator entries with params, "
-                   "audio front-end, seed, alpha, max_lag, normalizer; see docs/evaluation.md")  # fmt: skip
+    p.add_argument("--config", help="eval config file (YAML/JSON/TOML): labelled generator entries with params "
+                   "(and the candidate each is one seed of), audio front-end, seed, alpha, max_lag, normalizer; see "
+                   "docs/evaluation.md")  # fmt: skip
     p.add_argument("--out", default="eval-report", metavar="REPORT_DIR", help="report directory (default: eval-report)")
     p.add_argument("--cache", metavar="DIR", help="cache of keypoints extracted from videos "
                    "(default: $XDG_CACHE_HOME/a2k-toolkit/eval-clips)")  # fmt: skip
@@ -72,10 +75,11 @@ def run(args) -> int:
 
     from ..catalog import Catalog
     from ..config import ComponentSpec, format_validation_error
-    from ..data.folds import parse_fold, split_fold
+    from ..data.folds import family_of, group_of, parse_fold, split_fold
     from ..device import resolve_device
     from ..errors import ConfigError, InputError
-    from ..eval.config import build_generators, load_eval_config, load_normalizer, parse_generator_specs
+    from ..eval.config import (build_generators, candidate_map, load_eval_config, load_normalizer,
+                               parse_generator_specs)
     from ..eval.evaluate import evaluate, fit_normalizer, merge_results
     from ..eval.report import summary_table, write_report
     from ..eval.sources import default_cache_dir, iter_clips
@@ -125,7 +129,7 @@ def run(args) -> int:
         for split in splits
     )  # fmt: skip
     if fold is not None:  # the deal needs every identity first
-        clips = split_fold(list(clips), lambda c: c.identity, fold[0], fold[1], args.fold_seed)[1]
+        clips = split_fold(list(clips), group_of, fold[0], fold[1], args.fold_seed, family_of)[1]
         check_held_out(per_fold[0], clips, f"fold {fold[0]}/{fold[1]}")
     if args.limit:
         clips = itertools.islice(clips, args.limit)
@@ -135,17 +139,19 @@ def run(args) -> int:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
     seed = args.seed if args.seed is not None else cfg.seed
+    candidates = candidate_map(entries)
     if args.folds:
         clips = list(clips)
         if normalizer is None:  # one set of L1 statistics for all folds, so their clips average as one table
             normalizer = fit_normalizer(clips)
         parts = []
         for i, generators in zip(fold_ids, per_fold):
-            held = split_fold(clips, lambda c: c.identity, i, args.folds, args.fold_seed)[1]
+            held = split_fold(clips, group_of, i, args.folds, args.fold_seed, family_of)[1]
             check_held_out(generators, held, f"fold {i}/{args.folds}")
             progress(f"fold {i}/{args.folds}: {', '.join(sorted({c.identity for c in held}))}")
             parts.append(evaluate(generators, held, frontend, normalizer=normalizer, alpha=cfg.alpha,
-                                  max_lag=cfg.max_lag, seed=seed, progress=progress))  # fmt: skip
+                                  max_lag=cfg.max_lag, seed=seed, progress=progress,
+                                  candidates=candidates))  # fmt: skip
         checkpoints = {}  # label -> the checkpoint of each fold
         for lb in per_fold[0]:
             ckpts = [gens[lb].params.model_dump(mode="json").get("checkpoint") for gens in per_fold]
@@ -157,7 +163,7 @@ def run(args) -> int:
             "of the folds")})  # fmt: skip
     else:
         results = evaluate(per_fold[0], clips, frontend, normalizer=normalizer, alpha=cfg.alpha, max_lag=cfg.max_lag,
-                           seed=seed, progress=progress)  # fmt: skip
+                           seed=seed, progress=progress, candidates=candidates)  # fmt: skip
         if norm_path:
             results.settings["normalizer_source"] = f"given ({Path(norm_path).name})"
     written = write_report(results, out, plots=not args.no_plots)

@@ -9,6 +9,9 @@ Config file (YAML, JSON or TOML)::
         generator: {name: audio2keypoint, params: {checkpoint: runs/final}}
       - label: a2k-no-disc
         generator: {name: audio2keypoint, params: {checkpoint: runs/no_disc}}
+      - label: "B, seed 1"                      # one seed of a candidate: the report gives the spread over its
+        candidate: B                            # seeds (labels "B: seed N" are seeds of B without this key)
+        generator: {name: audio2keypoint, params: {checkpoint: runs/b-s1}}
     audio: logmel                               # the audio front-end (default logmel)
     seed: 0
     alpha: 0.02                                 # PCK threshold factor
@@ -38,6 +41,9 @@ class EvalEntry(BaseModel):
 
     label: str | None = Field(None, min_length=1, description="row name in the report (default: from the spec)")
     generator: ComponentSpec
+    candidate: str | None = Field(None, min_length=1, description="the candidate this entry is one seed of: the "
+                                  "report gives the spread over each candidate's seeds (default: the label's prefix "
+                                  "before ': seed N', if it has one)")  # fmt: skip
 
     @model_validator(mode="before")
     @classmethod
@@ -123,9 +129,15 @@ def with_fold(entries: list[EvalEntry], fold: int | None) -> list[EvalEntry]:
             sub = [str(c).replace(FOLD_FIELD, str(fold)) for c in ckpt] if isinstance(ckpt, list) else (
                 str(ckpt).replace(FOLD_FIELD, str(fold)))  # fmt: skip
             spec = ComponentSpec(name=e.generator.name, params={**e.generator.params, "checkpoint": sub})
-            e = EvalEntry(label=e.display_label, generator=spec)  # the label keeps the placeholder-free template name
+            # the label keeps the placeholder-free template name
+            e = EvalEntry(label=e.display_label, generator=spec, candidate=e.candidate)
         out.append(e)
     return out
+
+
+def candidate_map(entries: list[EvalEntry]) -> dict[str, str]:
+    """``{label: candidate}`` of the entries that name a ``candidate`` (for :func:`~a2k_toolkit.eval.evaluate`)."""
+    return {e.display_label: e.candidate for e in entries if e.candidate}
 
 
 def build_generators(

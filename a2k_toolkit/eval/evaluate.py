@@ -18,6 +18,7 @@ from ..audio import frame_rms
 from ..components import AudioFrontend, KeypointGenerator
 from ..errors import A2KError, InputError
 from ..keypoints import NUM_POINTS, Keypoints, Normalizer
+from . import groups as G
 from . import metrics as M
 
 # clips with fewer usable frames are skipped (the lagged correlations and jerk need a few frames)
@@ -81,6 +82,9 @@ class ClipRecord:
     real: dict[str, float]
     generators: dict[str, dict[str, float | None]]
     notes: list[str] = field(default_factory=list)
+    family: str = G.UNKNOWN  # groups.family_of(clip.meta): the source family it counts in
+    language: str = G.UNKNOWN  # groups.language_of(clip.meta)
+    meta: dict[str, str] = field(default_factory=dict)  # the clip's family, language and group as its meta has them
     # L1 needs the normaliser's std, known only after the last clip when it is fitted on the evaluated set
     _l1_terms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -88,6 +92,7 @@ class ClipRecord:
         return {
             "clip_id": self.clip_id, "identity": self.identity, "source": self.source,
             "num_frames": self.num_frames, "seconds": round(self.seconds, 4), "real": self.real,
+            "family": self.family, "language": self.language, "meta": self.meta,
             "generators": self.generators, "notes": self.notes,
         }  # fmt: skip
 
@@ -106,6 +111,8 @@ class EvalResults:
     normalizer: Normalizer
     # mouth opening (and audio RMS) over time for the first few clips, for plots: clip_id -> name -> (T,)
     series: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    # label -> the candidate it is one seed of (the config's `candidate:`); labels "X: seed N" count as seeds of "X"
+    candidates: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_clips(self) -> int:
@@ -126,9 +133,30 @@ class EvalResults:
             "real_metrics": {m.key: {"title": m.title, "unit": m.unit, "doc": m.doc} for m in REAL_METRICS},
             "aggregate": self.aggregate,
             "real_aggregate": self.real_aggregate,
+            "selection": self.selection(),
             "clips": [c.to_dict() for c in self.clips],
             "skipped": self.skipped,
             "normalizer": self.normalizer.to_dict(),
+        }
+
+    def selection(self) -> dict[str, Any]:
+        """The selection protocol's numbers (docs/evaluation.md, "Mean over families"), computed from the clips:
+        per-family aggregates of every metric, their means over families (with min and max), the headline figures
+        per family and as family means, families won on lip sync against ``procedural``, the same by language
+        group, and the spread over the seeds of each candidate."""
+        view = _family_view(self.clips, self.labels, full=True)
+        languages = {}
+        for group, langs in G.language_groups(c.language for c in self.clips).items():
+            recs = [c for c in self.clips if c.language in langs]
+            languages[group] = {"languages": langs, **_family_view(recs, self.labels, full=False)}
+        groups = G.candidate_groups(self.labels, self.candidates)
+        return {
+            "figures": {f.key: {"title": f.title, "better": f.better, "doc": f.doc} for f in G.HEADLINE},
+            "family_aliases": dict(G.FAMILY_ALIASES),
+            "language_aliases": dict(G.LANGUAGE_ALIASES),
+            **view,
+            "languages": languages,
+            "candidates": G.seed_spread(groups, view["headline"], view["lip_sync_wins"]),
         }
 
 
@@ -248,6 +276,47 @@ def _summarise(records: list[ClipRecord], labels: list[str]) -> tuple[dict, dict
     return aggregate, real_aggregate
 
 
+def _family_view(records: list[ClipRecord], labels: list[str], *, full: bool) -> dict[str, Any]:
+    """Per-family aggregates (as :func:`_summarise`, on each family's clips) and their means over families. With
+    ``full`` every metric's family mean too; otherwise the headline figures only."""
+    by_family: dict[str, list[ClipRecord]] = {}
+    for rec in records:
+        by_family.setdefault(rec.family, []).append(rec)
+    families: dict[str, dict[str, Any]] = {}
+    for fam in G.family_order(by_family):
+        recs = by_family[fam]
+        aggregate, real_aggregate = _summarise(recs, labels)
+        languages: dict[str, int] = {}
+        for rec in recs:
+            languages[rec.language] = languages.get(rec.language, 0) + 1
+        families[fam] = {
+            "n_clips": len(recs), "seconds": round(float(sum(r.seconds for r in recs)), 4),
+            "sources": sorted({r.meta.get("family", "").strip().lower() for r in recs} - {""}),
+            "languages": languages, "headline": G.headline(aggregate, labels),
+        }  # fmt: skip
+        if full:
+            families[fam].update(aggregate=aggregate, real_aggregate=real_aggregate)
+    per_label = {lb: {fam: v["headline"][lb] for fam, v in families.items()} for lb in labels}
+    keys = [f.key for f in G.HEADLINE]
+    out: dict[str, Any] = {
+        "n_clips": len(records), "seconds": round(float(sum(r.seconds for r in records)), 4),
+        "families": families,
+        "headline": {lb: G.family_means(per_label[lb], keys) for lb in labels},
+        "lip_sync_wins": G.lip_sync_wins({fam: v["headline"] for fam, v in families.items()}, labels),
+    }  # fmt: skip
+    if full:
+        metric_keys = [m.key for m in METRICS]
+        out["family_mean"] = {
+            lb: G.family_means({fam: {k: v["mean"] for k, v in f["aggregate"][lb].items()} for fam, f in
+                                families.items()}, metric_keys)
+            for lb in labels
+        }  # fmt: skip
+        out["real_family_mean"] = G.family_means(
+            {fam: {k: v["mean"] for k, v in f["real_aggregate"].items()} for fam, f in families.items()},
+            [m.key for m in REAL_METRICS])  # fmt: skip
+    return out
+
+
 def fit_normalizer(clips: Iterable[Any]) -> Normalizer:
     """L1 statistics fitted on the ground truth of ``clips`` (their usable frames), as :func:`evaluate` fits them
     when it is given none; for scoring several evaluations (the folds of a cross-validation) in one unit."""
@@ -276,7 +345,7 @@ def merge_results(parts: list[EvalResults], settings: dict[str, Any] | None = No
         series.update({k: v for k, v in part.series.items() if len(series) < 3 and k not in series})
     return EvalResults(labels, parts[0].generators, records, aggregate, real_aggregate,
                        [s for part in parts for s in part.skipped], {**parts[0].settings, **(settings or {})},
-                       parts[0].normalizer, series)  # fmt: skip
+                       parts[0].normalizer, series, dict(parts[0].candidates))  # fmt: skip
 
 
 def evaluate(
@@ -290,6 +359,7 @@ def evaluate(
     seed: int | None = 0,
     keep_series: int = 3,
     progress: Callable[[str], None] | None = None,
+    candidates: Mapping[str, str] | None = None,
 ) -> EvalResults:
     """Run every generator on every clip (frame 0 of the ground truth as the reference, the clip's own audio as
     input) and score the predictions against the ground truth.
@@ -299,10 +369,16 @@ def evaluate(
     ``normalizer`` gives the L1 statistics (e.g. the training set's); when ``None`` they are fitted on the ground
     truth of the evaluated clips. Only a clip's leading run of frames with a face is evaluated; clips with fewer
     than :data:`MIN_FRAMES` such frames are skipped (listed in ``skipped``). Aggregates are unweighted means over
-    clips; aggregate ratios are ratios of those means.
+    clips; aggregate ratios are ratios of those means. ``candidates`` maps labels to the candidate they are one seed
+    of, for the spread over seeds (labels ``"X: seed N"`` count as seeds of ``X`` without it); each clip's family and
+    language come from its ``meta`` (:mod:`.groups`).
     """
     if not generators:
         raise InputError("no generators to evaluate; give at least one (for example `static`)")
+    unknown = sorted(set(candidates or {}) - set(generators))
+    if unknown:
+        raise InputError(f"candidates name labels that are not evaluated: {', '.join(map(repr, unknown))}; the "
+                         f"labels are {', '.join(map(repr, generators))}")  # fmt: skip
     for label, gen in generators.items():
         gen.check_frontend(frontend)
     fitting = normalizer is None
@@ -336,8 +412,10 @@ def evaluate(
         size = tuple(getattr(clip, "frame_size", None) or ())
         image_size = size if len(size) == 2 and all(size) else None
         ref = Keypoints(gt[0].astype(np.float32), fps=clip.fps, image_size=image_size)
+        meta = getattr(clip, "meta", None) or {}
         rec = ClipRecord(clip_id, getattr(clip, "identity", ""), getattr(clip, "source", ""), T, T / clip.fps,
-                         real, {}, notes)  # fmt: skip
+                         real, {}, notes, G.family_of(meta), G.language_of(meta),
+                         {k: str(meta[k]) for k in ("family", "language", "group") if meta.get(k)})  # fmt: skip
         keep = len(series) < keep_series
         if keep:
             series[clip_id] = {"real": real_open, "rms": rms}
@@ -377,4 +455,5 @@ def evaluate(
         "distance_unit": "IOD = inter-ocular distance (eye centre to eye centre) of the clip's frame 0",
     }  # fmt: skip
     gens = {label: {"name": g.name, "params": g.params.model_dump(mode="json")} for label, g in generators.items()}
-    return EvalResults(labels, gens, records, aggregate, real_aggregate, skipped, settings, normalizer, series)
+    return EvalResults(labels, gens, records, aggregate, real_aggregate, skipped, settings, normalizer, series,
+                       dict(candidates or {}))
