@@ -45,6 +45,8 @@ NOSE_TIP = 30
 NOSE_BASE_INDEX = 27
 RIGHT_EYE_CENTRE = list(PARTS["right_eye"])
 LEFT_EYE_CENTRE = list(PARTS["left_eye"])
+# the mouth opening's two points (upper, lower): the centres of the inner lips
+MOUTH_GAP = (62, 66)
 
 
 def part_edges(part: str) -> list[tuple[int, int]]:
@@ -118,19 +120,76 @@ class Keypoints:
         return load_keypoints(path)
 
 
+def _xy(points):
+    """The ``(x, y)`` of ``(..., 68, 2|3)`` points: a torch tensor as it is (its dtype, device and graph), anything
+    else as a float64 numpy array."""
+    if type(points).__module__.partition(".")[0] == "torch":
+        return points[..., :2]
+    return np.asarray(points, dtype=np.float64)[..., :2]
+
+
+def _length(v):
+    """Euclidean length over the last axis, numpy or torch (torch's ``norm`` has a zero gradient at 0, not NaN)."""
+    if type(v).__module__.partition(".")[0] == "torch":
+        return v.norm(dim=-1)
+    return np.linalg.norm(v, axis=-1)
+
+
 def face_scale(points: np.ndarray) -> np.ndarray:
-    """A size of the face per frame: the RMS distance of the points to their centroid. ``(..., 68, 2) -> (...)``."""
+    """The normaliser's unit of length per frame: the RMS distance of the points to their centroid,
+    ``(..., 68, 2) -> (...)``. Only :class:`Normalizer` (the training space the shipped weights were fitted in) and
+    motion amplitudes of the procedural baseline use it; measurements use :func:`interocular`."""
     pts = np.asarray(points, dtype=np.float64)[..., :2]
     centred = pts - pts.mean(axis=-2, keepdims=True)
     return np.sqrt((centred**2).sum(-1).mean(-1))
 
 
-def interocular(points: np.ndarray) -> np.ndarray:
-    """Distance between the eye centres per frame, ``(..., 68, 2) -> (...)``."""
+def interocular(points):
+    """The inter-ocular distance (IOD) per frame: between the eye centres, each the mean of its six points (36-41,
+    42-47). ``(..., 68, 2) -> (...)``; numpy arrays or torch tensors. The unit of every measurement of this toolkit
+    (mouth opening, evaluation distances); a measurement divides by the IOD of its **reference** frame
+    (:func:`reference_iod`)."""
+    pts = _xy(points)
+    return _length(pts[..., RIGHT_EYE_CENTRE, :].mean(-2) - pts[..., LEFT_EYE_CENTRE, :].mean(-2))
+
+
+def reference_iod(points) -> float:
+    """:func:`interocular` of frame 0 of a ``(T, 68, 2)`` sequence (or of one ``(68, 2)`` face), in its pixels: the
+    reference every measurement of the sequence divides by. Raises :class:`InputError` when it is 0 or not finite."""
     pts = np.asarray(points, dtype=np.float64)
-    r = pts[..., RIGHT_EYE_CENTRE, :2].mean(-2)
-    left = pts[..., LEFT_EYE_CENTRE, :2].mean(-2)
-    return np.linalg.norm(r - left, axis=-1)
+    iod = float(interocular(pts if pts.ndim == 2 else pts.reshape(-1, *pts.shape[-2:])[0]))
+    if not np.isfinite(iod) or iod <= 1e-6:
+        raise InputError(
+            "the reference frame has coincident eye centres (inter-ocular distance 0); check the clip's keypoints"
+        )
+    return iod
+
+
+def mouth_gap(points):
+    """Inner-lip gap per frame: the distance between the inner-lip centres :data:`MOUTH_GAP` (62 upper, 66 lower),
+    in the points' own units. ``(..., 68, 2) -> (...)``; numpy arrays or torch tensors."""
+    pts = _xy(points)
+    if pts.shape[-2] != NUM_POINTS:
+        raise InputError(f"keypoints must have shape (..., 68, 2), got {tuple(pts.shape)}")
+    upper, lower = MOUTH_GAP
+    return _length(pts[..., lower, :] - pts[..., upper, :])
+
+
+def mouth_opening(points, scale=None):
+    """**The** mouth opening: :func:`mouth_gap` (points 62-66) divided by ``scale``, ``(..., 68, 2) -> (...)``.
+
+    ``scale`` is an inter-ocular distance in the points' units: evaluation, dataset QA and the warp renderer pass the
+    reference frame's (:func:`reference_iod`), so a sequence's openings share one unit; ``None`` divides each frame
+    by its own IOD. Works on numpy arrays and on torch tensors (then ``scale`` may be a tensor, e.g. ``(B, 1)``)."""
+    gap = mouth_gap(points)
+    return gap / (interocular(points) if scale is None else scale)
+
+
+def face_width(points: np.ndarray) -> np.ndarray:
+    """Face size in pixels for the size checks (is the face large enough to detect, keep or render): the extent of
+    the 68 points along x (jaw corner to jaw corner for a frontal face), ``(..., 68, 2) -> (...)``."""
+    pts = np.asarray(points, dtype=np.float64)
+    return np.ptp(pts[..., 0], axis=-1)
 
 
 @dataclass

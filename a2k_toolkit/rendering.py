@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import to_rgb_uint8
-from .keypoints import NUM_POINTS, Keypoints
+from .keypoints import NUM_POINTS, Keypoints, face_width
 
 # A face narrower than this (output pixels, jaw corner to jaw corner) is refused; below TINY_FACE_PX it is warned.
 MIN_FACE_PX = 4.0
@@ -43,12 +43,6 @@ class RenderInputs:
     @property
     def size(self) -> tuple[int, int]:
         return self.image.shape[0], self.image.shape[1]
-
-
-def face_width(points: np.ndarray) -> float:
-    """Width of a face: the extent of its 68 points along x (jaw corner to jaw corner for a frontal face)."""
-    pts = np.asarray(points, np.float64)[..., :2]
-    return float(np.ptp(pts[:, 0])) if pts.ndim == 2 else float(np.ptp(pts[..., 0], axis=-1).max())
 
 
 def reference_image_rgb(image: np.ndarray) -> np.ndarray:
@@ -115,7 +109,7 @@ def prepare_inputs(
     sx, sy = ow / w, oh / h
     factor = np.array([sx, sy])
     pts, ref = pts * factor, ref * factor
-    fw = face_width(ref)
+    fw = float(face_width(ref))
     if fw < MIN_FACE_PX:
         raise InputError(
             f"{renderer}: the face is only {fw:.1f} px wide in the {ow}x{oh} output, too small to animate; use an "

@@ -120,10 +120,11 @@ def gallery(out: Path, image: np.ndarray, kp: Keypoints, checkpoint: Path | None
 
     from a2k_toolkit.builtin.side_by_side import SideBySideRenderer
     from a2k_toolkit.builtin.sketch import SketchRenderer
-    from a2k_toolkit.builtin.warp import WarpRenderer, mouth_opening
+    from a2k_toolkit.builtin.warp import WarpRenderer
+    from a2k_toolkit.keypoints import mouth_opening, reference_iod
 
     out.mkdir(parents=True, exist_ok=True)
-    t = int(np.argmax([mouth_opening(p) for p in kp.points]))
+    t = int(np.argmax(mouth_opening(kp.points, reference_iod(kp.points))))
     kp2 = Keypoints(kp.points[[0, t]], fps=kp.fps, image_size=kp.image_size)
     # crop the square around the face so the small images show it
     x0, y0 = kp.points[0].min(0)

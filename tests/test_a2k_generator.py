@@ -16,7 +16,7 @@ import torch
 from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
 from a2k_toolkit.builtin.logmel import LogMel
 from a2k_toolkit.errors import CheckpointError, ConfigError, InputError
-from a2k_toolkit.keypoints import Keypoints
+from a2k_toolkit.keypoints import Keypoints, mouth_opening, reference_iod
 from a2k_toolkit.models.inference import window_plan, window_weights
 
 
@@ -250,10 +250,8 @@ def test_silence_gate_closes_the_mouth_in_silence_only(sample_image_path, sample
     assert len(speech) > 100
     np.testing.assert_array_equal(gated[speech], free[speech])
     np.testing.assert_array_equal(gated[:, :48], free[:, :48])  # only the mouth changes
-    iod = np.linalg.norm(ref.points[0, 36] - ref.points[0, 45])
-    gap = np.linalg.norm(gated[:, 62] - gated[:, 66], axis=-1) / iod
-    free_gap = np.linalg.norm(free[:, 62] - free[:, 66], axis=-1) / iod
-    ref_gap = np.linalg.norm(ref.points[0, 62] - ref.points[0, 66]) / iod
+    iod = reference_iod(ref.points)
+    gap, free_gap, ref_gap = (mouth_opening(p, iod) for p in (gated, free, ref.points[0]))
     assert free_gap[80:120].std() > 0.003  # the model alone keeps moving the mouth in silence
     assert gap[80:120].std() < 0.1 * free_gap[80:120].std()
     assert abs(gap[80:120].mean() - ref_gap) < 0.01

@@ -22,7 +22,7 @@ from a2k_toolkit.data.layout import Layout, StatusLog
 from a2k_toolkit.data.reader import VoxKPReader, load_split, load_statistics
 from a2k_toolkit.errors import ConfigError, InputError
 from a2k_toolkit.io import read_video_frames
-from a2k_toolkit.keypoints import Normalizer, interocular
+from a2k_toolkit.keypoints import Normalizer, interocular, mouth_opening, reference_iod
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dataset_inputs import REAL, make_inputs, write_manifest  # noqa: E402
@@ -103,9 +103,7 @@ def test_two_faces_keeps_the_speakers_track_and_vfr_is_resampled_by_time(built):
     orig, vfr = clips["avsr_00002@0"], clips["vfr@0"]
     assert vfr.num_frames == orig.num_frames
     # frames whose timestamps survived line up with the original's: the mouth opening agrees best at lag 0
-    from a2k_toolkit.data.qa import mouth_opening
-
-    mo, mv = mouth_opening(orig.keypoints), mouth_opening(vfr.keypoints)
+    mo, mv = (mouth_opening(c.keypoints, reference_iod(c.keypoints)) for c in (orig, vfr))
     n = orig.num_frames - 2  # the VFR file lost its last two frames (held from the last one)
     kept = np.array([t for t in range(n) if t % 10 not in (3, 4, 5)])
     corr = {}

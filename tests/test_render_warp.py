@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from a2k_toolkit import io
-from a2k_toolkit.builtin.warp import FaceWarper, WarpRenderer, mouth_opening, triangulate
+from a2k_toolkit.builtin.warp import FILL_FROM, FILL_RAMP, FaceWarper, WarpRenderer, triangulate
 from a2k_toolkit.errors import ImageLoadError, InputError
-from a2k_toolkit.keypoints import Keypoints
+from a2k_toolkit.keypoints import Keypoints, mouth_opening, reference_iod
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,8 @@ def test_rotation_carries_hair_with_the_head(face):
 def test_open_mouth_is_filled_with_a_dark_cavity_and_teeth(face):
     img, ref = face
     opened = open_mouth(ref, 0.14)
-    assert mouth_opening(opened) > mouth_opening(ref) + 0.2
+    iod = reference_iod(ref)
+    assert mouth_opening(opened, iod) > mouth_opening(ref, iod) + FILL_FROM + FILL_RAMP  # open past the full fill
     filled, plain = (WarpRenderer(mouth_fill=f).render(seq(ref, opened), img)[1] for f in (1.0, 0.0))
     inside = poly_mask(img.shape, opened[60:68])
     assert inside.sum() > 100

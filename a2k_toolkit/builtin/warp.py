@@ -25,13 +25,15 @@ from pydantic import Field
 
 from ..components import Params, Renderer
 from ..hookspecs import hookimpl
-from ..keypoints import Keypoints
+from ..keypoints import Keypoints, mouth_opening, reference_iod
 from ..rendering import prepare_inputs
 
 # Points whose motion defines the rigid head motion: nose bridge and base, eye corners, upper jaw.
 STABLE = np.array([27, 28, 29, 30, 31, 33, 35, 36, 39, 42, 45, 0, 1, 15, 16])
 INNER_LIP = np.arange(60, 68)
 OUTER_LIP = np.arange(48, 60)
+# the mouth is filled once it opens FILL_FROM wider than in the photo, fully at FILL_FROM + FILL_RAMP (opening in IOD)
+FILL_FROM, FILL_RAMP = 0.02, 0.08
 UPPER_INNER = np.array([60, 61, 62, 63, 64])
 LOWER_INNER = np.array([64, 65, 66, 67, 60])
 # inner-lip point -> the outer-lip point it sits inside of (for the canonical, opened mouth used to triangulate)
@@ -136,13 +138,6 @@ def polygon_area(poly: np.ndarray) -> float:
     return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
-def mouth_opening(face: np.ndarray) -> float:
-    """Inner-lip gap relative to the mouth width: mean distance of the facing inner-lip pairs / corner distance."""
-    width = float(np.linalg.norm(face[64] - face[60])) + 1e-6
-    gap = np.linalg.norm(face[[61, 62, 63]] - face[[67, 66, 65]], axis=1).mean()
-    return float(gap) / width
-
-
 # ----------------------------------------------------------------------------------------------------- the warp
 
 
@@ -198,7 +193,9 @@ class FaceWarper:
         # only triangles with a moving vertex are warped; the others map every pixel to itself
         self.tris = tris[(tris < self.n_moving).any(axis=1)]
         self.src_tri = self.src[self.tris]  # (n, 3, 2) reference vertices
-        self.ref_opening = mouth_opening(face)
+        # the mouth opening (keypoints.mouth_opening) of every frame in the reference's inter-ocular distance
+        self.iod = reference_iod(face)
+        self.ref_opening = float(mouth_opening(face, self.iod))
         self._identity_index = len(self.tris)
         self._colours()
 
@@ -307,8 +304,8 @@ class FaceWarper:
         reference (in place)."""
         import cv2
 
-        extra = mouth_opening(face) - self.ref_opening
-        alpha = float(np.clip((extra - 0.03) / 0.12, 0.0, 1.0)) * self.mouth_fill
+        extra = float(mouth_opening(face, self.iod)) - self.ref_opening
+        alpha = float(np.clip((extra - FILL_FROM) / FILL_RAMP, 0.0, 1.0)) * self.mouth_fill
         if alpha <= 0:
             return
         inner = face[INNER_LIP]

@@ -1,9 +1,12 @@
 """Per-clip quality measures (lip-audio coupling, face size) and the pictures of the QA report.
 
-Lip-audio coupling: the Pearson correlation between the mouth opening (inner-lip gap, points 62-66, divided by the
-face size) and the speech energy (RMS of the audio under each frame), at the best lag within ``±max_lag`` frames.
-A positive lag means the mouth moves before the sound. Clips with weak coupling are poor lip-sync training data;
-training can filter or weight clips on it (as large corpora are filtered with sync scores).
+Lip-audio coupling: the Pearson correlation between the mouth opening (:func:`a2k_toolkit.keypoints.mouth_opening`:
+inner-lip gap, points 62-66, divided by the inter-ocular distance of the clip's frame 0, as in evaluation) and the
+speech energy (RMS of the audio under each frame), at the best lag within ``±max_lag`` frames. A positive lag means
+the mouth moves before the sound. Clips with weak coupling are poor lip-sync training data; training can filter or
+weight clips on it (as large corpora are filtered with sync scores).
+
+Face size: :func:`a2k_toolkit.keypoints.face_width` (pixels), what the builder's ``min_face`` is compared with.
 """
 
 from __future__ import annotations
@@ -13,16 +16,8 @@ import math
 import numpy as np
 
 from ..audio import frame_rms
-from ..keypoints import face_scale
-
-UPPER_INNER_LIP, LOWER_INNER_LIP = 62, 66
-
-
-def mouth_opening(points: np.ndarray) -> np.ndarray:
-    """Inner-lip gap per frame (points 62-66) divided by the face size: ``(T, 68, 2) -> (T,)``."""
-    pts = np.asarray(points, np.float64)
-    gap = np.linalg.norm(pts[:, LOWER_INNER_LIP, :2] - pts[:, UPPER_INNER_LIP, :2], axis=-1)
-    return gap / np.maximum(face_scale(pts), 1e-6)
+from ..errors import InputError
+from ..keypoints import face_width, mouth_opening, reference_iod  # noqa: F401 (face_width: the builder's size)
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -36,9 +31,12 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def lip_audio_coupling(points: np.ndarray, audio: np.ndarray, sample_rate: int, fps: float, max_lag: int = 3) -> dict:
     """``{"corr", "lag", "lag_ms"}`` at the best lag in ``[-max_lag, max_lag]`` (``None`` values when undefined:
-    a still mouth, silence, or fewer than 8 frames)."""
+    a still mouth, silence, fewer than 8 frames, or coincident eye centres in frame 0)."""
     T = len(points)
-    mouth = mouth_opening(points)
+    try:
+        mouth = mouth_opening(points, reference_iod(points))
+    except InputError:  # coincident eye centres in frame 0: no unit to measure the mouth in
+        return {"corr": None, "lag": None, "lag_ms": None}
     energy = frame_rms(audio, sample_rate, T, fps)
     best: tuple[float, int] | None = None
     for lag in range(-max_lag, max_lag + 1):
@@ -51,12 +49,6 @@ def lip_audio_coupling(points: np.ndarray, audio: np.ndarray, sample_rate: int, 
     if best is None:
         return {"corr": None, "lag": None, "lag_ms": None}
     return {"corr": round(best[0], 4), "lag": best[1], "lag_ms": round(1000.0 * best[1] / fps, 1)}
-
-
-def face_width(points: np.ndarray) -> np.ndarray:
-    """Width of the landmarks' bounding box per frame (pixels): ``(T, 68, 2) -> (T,)``."""
-    pts = np.asarray(points)
-    return pts[..., 0].max(-1) - pts[..., 0].min(-1)
 
 
 # ------------------------------------------------------------------------------------------------- pictures

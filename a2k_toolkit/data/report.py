@@ -55,7 +55,8 @@ def write_report(layout: Layout, *, status: dict, index: list[dict], split_info:
             "best_lag_ms": [{"lag_ms": k, "count": lags[k]} for k in sorted(lags)],
         },
         "coupling": {
-            "definition": "Pearson correlation of the inner-lip gap (points 62-66, / face size) with the audio RMS "
+            "definition": "Pearson correlation of the mouth opening (inner-lip gap 62-66 / frame 0's inter-ocular "
+                          "distance) with the audio RMS "
                           "per frame, at the best lag within +-3 frames; lag > 0: the mouth moves before the sound",
             "median": float(np.median(couplings)) if couplings else None,
             "weak_threshold": WEAK_COUPLING,

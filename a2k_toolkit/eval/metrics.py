@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..keypoints import NOSE_TIP, NUM_POINTS, Normalizer, interocular
+from ..keypoints import NOSE_TIP, NUM_POINTS, Normalizer
+from ..keypoints import mouth_opening as _mouth_opening
+from ..keypoints import reference_iod as _reference_iod
 
-# inner-lip point pairs (upper, lower) whose vertical gap is the mouth opening
-MOUTH_PAIRS: tuple[tuple[int, int], ...] = ((61, 67), (62, 66), (63, 65))
 MOUTH_POINTS = np.arange(48, 68)
 # brows, nose and eyes: the shape that should keep the identity of the reference
 IDENTITY_POINTS = np.arange(17, 48)
@@ -59,13 +59,9 @@ def _pair(pred: np.ndarray, real: np.ndarray, min_frames: int = 2) -> tuple[np.n
 
 
 def reference_iod(real: np.ndarray) -> float:
-    """Inter-ocular distance of frame 0 (the reference), in pixels; the unit of every distance metric."""
-    iod = float(interocular(_seq(real)[0]))
-    if not np.isfinite(iod) or iod <= 1e-6:
-        raise InputError(
-            "the reference frame has coincident eye centres (inter-ocular distance 0); check the clip's keypoints"
-        )
-    return iod
+    """Inter-ocular distance of frame 0 (the reference), in pixels; the unit of every distance metric
+    (:func:`a2k_toolkit.keypoints.reference_iod`)."""
+    return _reference_iod(_seq(real))
 
 
 # --------------------------------------------------------------------------------------------- correlation and lag
@@ -117,11 +113,9 @@ def best_lag_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = MAX_LAG) -
 
 
 def mouth_opening(points: np.ndarray, iod: float) -> np.ndarray:
-    """Inner-lip gap per frame, ``(T,)`` in IOD: mean over the pairs (61, 67), (62, 66), (63, 65) of the vertical
-    (image y) distance between the upper and the lower inner-lip point, divided by ``iod``."""
-    pts = _seq(points)
-    gaps = [np.abs(pts[:, lo, 1] - pts[:, up, 1]) for up, lo in MOUTH_PAIRS]
-    return np.mean(gaps, axis=0) / iod
+    """The toolkit's mouth opening (:func:`a2k_toolkit.keypoints.mouth_opening`) of a ``(T, 68, 2)`` sequence,
+    ``(T,)`` in IOD: the distance between the inner-lip centres 62 and 66 divided by ``iod``, the reference IOD."""
+    return _mouth_opening(_seq(points), iod)
 
 
 # ----------------------------------------------------------------------------------------------- error vs the truth

@@ -31,16 +31,21 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..keypoints import mouth_gap
+
 
 def reg_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (pred - target).abs().mean()
 
 
 def mouth_opening(kp: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Inner-lip gap (distance of points 62 and 66) of normalised ``(..., 136)`` keypoints, in face-size units
-    (standardisation undone with the normaliser's ``mean`` / ``std``)."""
+    """The mouth opening (:func:`a2k_toolkit.keypoints.mouth_gap`, points 62-66) of normalised ``(..., 136)``
+    keypoints, standardisation undone with the normaliser's ``mean`` / ``std``: in the normalised space's unit, the
+    reference face's :func:`~a2k_toolkit.keypoints.face_scale`. That is the toolkit's opening in reference IOD times
+    ``IOD / face_scale`` of the window's reference, one positive constant per window, to which :func:`sync_loss` is
+    invariant (its correlation exactly, its log std ratio up to ``eps``) and so is the lip_sync validation metric."""
     p = (kp * std + mean).reshape(*kp.shape[:-1], 68, 2)
-    return (p[..., 66, :] - p[..., 62, :]).norm(dim=-1)
+    return mouth_gap(p)
 
 
 def weighted_mean(per_window: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
