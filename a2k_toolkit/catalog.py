@@ -76,6 +76,12 @@ class Catalog:
     def get(self, kind: str, name: str) -> type[Component]:
         return self.entry(kind, name).cls
 
+    def build(self, kind: str, name: str, params=None) -> Component:
+        """An instance of the component ``name`` of ``kind`` with ``params``. A component that contains components
+        (``uses_catalog``) gets this catalog, so that it builds its parts from the host's plugins, not its own."""
+        cls = self.get(kind, name)
+        return cls(params, catalog=self) if cls.uses_catalog else cls(params)
+
     def entries(self, kind: str | None = None) -> list[Entry]:
         kinds = [kind] if kind else list(self._tables)
         return [self._tables[k][n] for k in kinds for n in sorted(self._tables[k])]

@@ -32,6 +32,9 @@ class Component:
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = Params
+    #: True for components that contain components (e.g. the ``stack`` front-end): their constructor takes a
+    #: keyword ``catalog``, and hosts build them with :meth:`~a2k_toolkit.catalog.Catalog.build`, which passes itself
+    uses_catalog: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, **kwargs: Any):
         if isinstance(params, BaseModel) and not kwargs:

@@ -86,7 +86,7 @@ class Pipeline:
             cfg = load_config({**cfg.model_dump(), **overrides})
         catalog = plugins if isinstance(plugins, Catalog) else Catalog(plugins)
         params = validate_components(cfg, catalog)
-        built = {slot: catalog.get(SLOTS[slot], getattr(cfg, slot).name)(p) for slot, p in params.items()}
+        built = {slot: catalog.build(SLOTS[slot], getattr(cfg, slot).name, p) for slot, p in params.items()}
         return cls(**built, device=cfg.device, seed=cfg.seed)
 
     @property

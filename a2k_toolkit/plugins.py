@@ -21,6 +21,7 @@ LOAD_PLUGINS_ENV = "A2K_LOAD_PLUGINS"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "a2k_toolkit.builtin.logmel",
     "a2k_toolkit.builtin.librosa_mel",
+    "a2k_toolkit.builtin.stack",
     "a2k_toolkit.builtin.dlib_detector",
     "a2k_toolkit.builtin.fan_detector",
     "a2k_toolkit.builtin.baselines",

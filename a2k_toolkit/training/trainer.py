@@ -136,9 +136,8 @@ class Trainer:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
 
-        fe_cls = self.catalog.get("audio", cfg.frontend.name)
         try:
-            self.frontend = fe_cls(cfg.frontend.params)
+            self.frontend = self.catalog.build("audio", cfg.frontend.name, cfg.frontend.params)
         except ValidationError as exc:
             raise ConfigError(f"invalid training config: {format_validation_error(exc, 'frontend.params')}") from None
         self.feature_shape = normalize_feature_shape(self.frontend.feature_shape)
