@@ -34,8 +34,18 @@ from torch.func import functional_call
 from ..keypoints import mouth_gap
 
 
-def reg_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return (pred - target).abs().mean()
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values (B, T, ...)`` over the frames where ``mask (B, T)`` is 1 (every frame when ``mask`` is None):
+    the padding of a short clip's window (data.min_frames) counts for nothing."""
+    if mask is None:
+        return values.mean()
+    m = mask.to(values.dtype).reshape(*mask.shape, *[1] * (values.dim() - mask.dim()))
+    per_frame = values[0, 0].numel()
+    return (values * m).sum() / (m.sum() * per_frame).clamp_min(1.0)
+
+
+def reg_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    return masked_mean((pred - target).abs(), mask)
 
 
 def mouth_opening(kp: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -57,15 +67,25 @@ def weighted_mean(per_window: torch.Tensor, weights: torch.Tensor | None) -> tor
 
 
 def sync_loss(pred_open: torch.Tensor, real_open: torch.Tensor, eps: float = 1e-3,
-              weights: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+              weights: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Lip-sync loss on mouth openings ``(B, T)``: per window ``1 - corr(pred, real)`` (Pearson over time) plus
     ``|log(std_pred / std_real)|`` (right amplitude), averaged over windows (weighted by ``weights`` ``(B,)`` if
-    given). ``eps`` (face-size units) keeps windows with a still mouth finite."""
-    x = pred_open - pred_open.mean(1, keepdim=True)
-    y = real_open - real_open.mean(1, keepdim=True)
-    sx = x.pow(2).mean(1).add(eps**2).sqrt()
-    sy = y.pow(2).mean(1).add(eps**2).sqrt()
-    corr = (x * y).mean(1) / (sx * sy)
+    given). ``eps`` (face-size units) keeps windows with a still mouth finite. With ``mask (B, T)`` the moments are
+    taken over each window's masked-in frames only."""
+    if mask is None:
+        x = pred_open - pred_open.mean(1, keepdim=True)
+        y = real_open - real_open.mean(1, keepdim=True)
+        sx = x.pow(2).mean(1).add(eps**2).sqrt()
+        sy = y.pow(2).mean(1).add(eps**2).sqrt()
+        corr = (x * y).mean(1) / (sx * sy)
+    else:
+        m = mask.to(pred_open.dtype)
+        n = m.sum(1).clamp_min(1.0)
+        x = (pred_open - (pred_open * m).sum(1, keepdim=True) / n[:, None]) * m
+        y = (real_open - (real_open * m).sum(1, keepdim=True) / n[:, None]) * m
+        sx = (x.pow(2).sum(1) / n).add(eps**2).sqrt()
+        sy = (y.pow(2).sum(1) / n).add(eps**2).sqrt()
+        corr = (x * y).sum(1) / n / (sx * sy)
     return weighted_mean((1.0 - corr) + (sx.log() - sy.log()).abs(), weights)
 
 
@@ -77,19 +97,25 @@ def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tens
     return (1.0 - d_real).pow(2).mean() + d_fake.pow(2).mean()
 
 
-def piv_gen_loss(e_ref: torch.Tensor, e_pred: torch.Tensor) -> torch.Tensor:
-    """``e_ref (B, E)``, ``e_pred (B, T, E)``."""
-    return (e_ref - e_pred.mean(1)).pow(2).mean()
+def piv_gen_loss(e_ref: torch.Tensor, e_pred: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``e_ref (B, E)``, ``e_pred (B, T, E)`` (the mean over the frames ``mask (B, T)`` keeps, if given)."""
+    if mask is None:
+        return (e_ref - e_pred.mean(1)).pow(2).mean()
+    m = mask.to(e_pred.dtype)[..., None]
+    mean = (e_pred * m).sum(1) / m.sum(1).clamp_min(1.0)
+    return (e_ref - mean).pow(2).mean()
 
 
 def rms_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((a - b).pow(2).mean(-1) + 1e-8)
 
 
-def piv_triplet_loss(e_ref: torch.Tensor, e_pos: torch.Tensor, e_neg: torch.Tensor, margin: float) -> torch.Tensor:
-    """``e_ref (B, E)`` anchors; ``e_pos (B, T, E)`` ground-truth frames; ``e_neg (B, T, E)`` generated frames."""
+def piv_triplet_loss(e_ref: torch.Tensor, e_pos: torch.Tensor, e_neg: torch.Tensor, margin: float,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """``e_ref (B, E)`` anchors; ``e_pos (B, T, E)`` ground-truth frames; ``e_neg (B, T, E)`` generated frames
+    (the frames ``mask (B, T)`` keeps, if given)."""
     anchor = e_ref[:, None, :]
-    return torch.relu(rms_distance(anchor, e_pos) - rms_distance(anchor, e_neg) + margin).mean()
+    return masked_mean(torch.relu(rms_distance(anchor, e_pos) - rms_distance(anchor, e_neg) + margin), mask)
 
 
 def frozen(module: nn.Module) -> dict[str, torch.Tensor]:
