@@ -123,8 +123,8 @@ class StackFrontend(AudioFrontend):
         subs = {_sub_frames(m.feature_shape)[0] for m in members} - {1}
         if len(subs) > 1:
             found = ", ".join(f"{m.name} {tuple(m.feature_shape)}" for m in members)
-            raise ConfigError(f"stack layout 'repeat' needs the members with sub-frames to share one count, got {found}; "
-                              "use layout 'flat'")  # fmt: skip
+            raise ConfigError(f"stack layout 'repeat' needs the members with sub-frames to share one count, got "
+                              f"{found}; use layout 'flat'")  # fmt: skip
 
     def _plan(self) -> tuple[int, list[tuple[int, int]]]:
         """``(S of the output, [(S_i, F_i) per member])``; ``S = 0`` means a flat vector."""

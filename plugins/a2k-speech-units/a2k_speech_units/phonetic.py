@@ -75,8 +75,10 @@ class PhoneticFrontend(AudioFrontend):
         if self._decoder is None:
             ps = require("pocketsphinx", "pocketsphinx", "the 'phonetic' audio front-end")
             root = os.path.join(ps.get_model_path(), "en-us")
-            self._decoder = ps.Decoder(hmm=os.path.join(root, "en-us"), allphone=os.path.join(root, "en-us-phone.lm.bin"),
-                                       lm=None, lw=self.params.lw, loglevel="ERROR")  # fmt: skip
+            self._decoder = ps.Decoder(
+                hmm=os.path.join(root, "en-us"), allphone=os.path.join(root, "en-us-phone.lm.bin"), lm=None,
+                lw=self.params.lw, loglevel="ERROR",
+            )  # fmt: skip
         return self._decoder
 
     # -------------------------------------------------------------------------------------------------- phones
