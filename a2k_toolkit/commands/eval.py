@@ -117,7 +117,7 @@ def run(args) -> int:
     fold_ids = range(args.folds) if args.folds else [fold[0] if fold else None]
     # every fold's generators are built (configs read and checked; weights load on first use) before any clip is read
     per_fold = [build_generators(entries, catalog, fold=i) for i in fold_ids]
-    frontend = audio_cls(audio_params).to(device)
+    frontend = catalog.build("audio", audio_spec.name, audio_params).to(device)  # a stack builds its members here
     for generators in per_fold:
         for gen in generators.values():
             gen.to(device)

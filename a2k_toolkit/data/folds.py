@@ -38,11 +38,12 @@ UNKNOWN_FAMILY = "unknown"
 
 
 def family_of(item: Any) -> str:
-    """The reported family of a clip (or of its ``meta`` dict): ``meta["family"]`` through :data:`FAMILY_ALIASES`,
-    ``"unknown"`` when the dataset records none."""
-    meta = item if isinstance(item, dict) else getattr(item, "meta", None) or {}
-    fam = str(meta.get("family") or UNKNOWN_FAMILY)
-    return FAMILY_ALIASES.get(fam, fam)
+    """The reported family of a clip (or of its ``meta`` dict, or None): ``meta["family"]`` lower-cased and mapped
+    through :data:`FAMILY_ALIASES`; ``"unknown"`` when the dataset records none. Training (folds, balance) and
+    evaluation (the mean over families) both count families by this."""
+    meta = item if isinstance(item, Mapping) else getattr(item, "meta", None) or {}
+    fam = str(meta.get("family") or "").strip().lower()
+    return FAMILY_ALIASES.get(fam, fam) if fam else UNKNOWN_FAMILY
 
 
 def group_of(clip: Any) -> str:

@@ -25,11 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ..data.folds import FAMILY_ALIASES, UNKNOWN_FAMILY as UNKNOWN, family_of  # noqa: F401 - one definition
 from . import metrics as M
 
-UNKNOWN = "unknown"
-# source family as written in a dataset's metadata -> the family it counts as (lower-cased first)
-FAMILY_ALIASES: dict[str, str] = {"lrs2": "lipread", "lrs3": "lipread", "lrw": "lipread"}
 # language as written -> its ISO 639-1 code (lower-cased, region subtags such as en-US dropped first)
 LANGUAGE_ALIASES: dict[str, str] = {
     "english": "en", "eng": "en", "arabic": "ar", "ara": "ar", "chinese": "zh", "mandarin": "zh", "cmn": "zh",
@@ -64,13 +62,6 @@ HEADLINE: tuple[Figure, ...] = (
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value).strip().lower()
-
-
-def family_of(meta: Mapping[str, Any] | None) -> str:
-    """The family a clip counts in: ``meta["family"]`` lower-cased and mapped through :data:`FAMILY_ALIASES`;
-    ``unknown`` when the clip has none."""
-    raw = _text((meta or {}).get("family"))
-    return FAMILY_ALIASES.get(raw, raw) if raw else UNKNOWN
 
 
 def language_of(meta: Mapping[str, Any] | None) -> str:
