@@ -275,3 +275,20 @@ def test_cli_errors_and_lock(tmp_path, dub_media):
     state.mkdir(parents=True)
     with OutputLock(state), pytest.raises(A2KError, match="another `a2k dub` run is writing"):
         dub_batch(m, tmp_path / "locked", workers=0, progress=False)
+
+
+def test_report_csv_neutralises_formula_cells(tmp_path):
+    """CSV injection (OWASP): an id or reason a spreadsheet would run as a formula is written with a leading quote."""
+    from a2k_toolkit.dubbing.runner import csv_cell
+
+    ids = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "plain"]  # ids are stripped: tab/CR cannot lead
+    rows = [{"id": rid, "image": "nope.jpg", "audio": "nope.wav", "output": f"o{i}.mp4"} for i, rid in enumerate(ids)]
+    m = write_manifest(tmp_path / "m.csv", rows)
+    summary = dub_batch(m, tmp_path / "out", config=SMALL, workers=0, progress=False)
+    assert summary.counts == {"failed": len(ids)}
+    with open(tmp_path / "out" / "dub-report.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["id"] for r in table] == ["'" + rid for rid in ids[:-1]] + ["plain"]
+    assert all(not r[k].startswith(("=", "+", "-", "@", "\t", "\r")) for r in table for k in r if r[k])
+    assert set(report(tmp_path / "out")) == set(ids)  # the JSON report keeps the ids as they are
+    assert [csv_cell(v) for v in ("\tx", "\rx", -1.5, 3, None, "a=b")] == ["'\tx", "'\rx", -1.5, 3, None, "a=b"]

@@ -296,6 +296,19 @@ class OutputLock:
 # ----------------------------------------------------------------------------------------------------------- reports
 
 
+# a spreadsheet evaluates a cell starting with one of these as a formula (OWASP "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` safe to open in a spreadsheet: text that would start a formula gets a leading single quote.
+
+    Numbers are left alone (a negative number is a number, not a formula); only strings are neutralised."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_reports(out: Path, records: list[dict[str, Any]], summary: DubSummary) -> None:
     io.atomic_write_text(out / "dub-report.jsonl", "".join(json.dumps(r, default=str) + "\n" for r in records))
     buf = _stdio.StringIO()
@@ -303,7 +316,7 @@ def write_reports(out: Path, records: list[dict[str, Any]], summary: DubSummary)
     writer.writeheader()
     for r in records:
         flat = {**r, **{f"t_{k}": v for k, v in (r.get("timings") or {}).items()}}
-        writer.writerow(flat)
+        writer.writerow({k: csv_cell(v) for k, v in flat.items()})
     io.atomic_write_text(out / "dub-report.csv", buf.getvalue())
     io.atomic_write_text(out / "dub-summary.json", json.dumps(summary.to_dict(), indent=2, default=str) + "\n")
 
