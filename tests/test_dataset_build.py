@@ -213,6 +213,12 @@ def test_quality_report(built):
     assert sheet is not None and sheet.shape[0] >= 160 and sheet.std() > 10
     md = (out / "qa" / "report.md").read_text()
     assert "no_face" in md and "Lip-audio coupling" in md
+    # a plain path,identity manifest records no family: one row, `unknown`, and a note saying so
+    fam = rep["families"]
+    assert fam["recorded"] == {"family": 0, "language": 0}
+    assert list(fam["per_family"]) == ["unknown"] == list(fam["per_language"])
+    assert fam["per_family"]["unknown"] == fam["all"] and fam["all"]["clips"] == 6
+    assert "records no family" in md and "| unknown | 6 |" in md
     before = (out / "manifest.json").read_bytes()
     proc = _cli("dataset", "report", str(out))
     assert proc.returncode == 0, proc.stderr

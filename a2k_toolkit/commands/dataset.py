@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
     r = dsub.add_parser("report", help="(re)write the QA report of a dataset and print its summary")
     r.add_argument("out", metavar="OUT", help="dataset folder")
     r.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    r.add_argument("--recompute-qa", action="store_true",
+                   help="measure each clip's lip-audio coupling again on its stored keypoints and audio with today's "
+                   "definition; only the report changes (shards and index keep the stored values)")  # fmt: skip
     r.set_defaults(func=run_report)
 
 
@@ -106,7 +109,7 @@ def run_merge(args) -> int:
 def run_report(args) -> int:
     from ..data.report import report
 
-    rep = report(args.out)
+    rep = report(args.out, recompute=args.recompute_qa)
     if args.json:
         print(json.dumps(rep, indent=2))
         return 0
@@ -117,6 +120,14 @@ def run_report(args) -> int:
         print(f"  {s:5s}: {v['clips']} clips, {v['identities']} identities, {v['frames']} frames")
     for reason, n in rep["rejections"].items():
         print(f"  rejected ({reason}): {n}")
-    print(f"lip-audio coupling: median {rep['coupling']['median']}, {len(rep['coupling']['weak'])} weak clip(s)")
+    print(f"lip-audio coupling ({rep['coupling']['source']}): median {rep['coupling']['median']}, "
+          f"{len(rep['coupling']['weak'])} weak clip(s)")  # fmt: skip
+    ch = rep["coupling"].get("recompute")
+    if ch:
+        print(f"  recomputed: {ch['changed']}/{ch['compared']} clips changed, mean |change| {ch['mean_abs_change']}, "
+              f"largest {ch['max_abs_change']} ({ch['max_change_clip']}), best lag changed in {ch['lag_changed']}")
+    for fam, v in rep["families"]["per_family"].items():
+        print(f"  {fam}: {v['clips']} clips, {v['minutes']:.2f} min, faceless frames {v['faceless_fraction']}, "
+              f"corr median {v['coupling_median']} mean {v['coupling_mean']}, >= 0.2: {v['coupling_strong_fraction']}")
     print(f"report: {args.out}/qa/report.md")
     return 0
