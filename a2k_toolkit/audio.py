@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AudioLoadError, InputError
-from .io import atomic_path, ffmpeg_exe
+from .io import atomic_path, child_argv, ffmpeg_exe
 
 PathLike = str | os.PathLike
 
@@ -203,7 +203,7 @@ def probe_audio(path: PathLike) -> AudioStreamInfo:
     """Facts about the first audio stream of ``path``; :class:`AudioLoadError` if it is unreadable or has none."""
     path = Path(path)
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, check=False
+        child_argv([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]), capture_output=True, check=False
     )  # exits 1 ("At least one output file must be specified") even for a good file; the report is on stderr
     text = proc.stderr.decode("utf-8", "replace")
     if "Invalid data found when processing input" in text or "Error opening input" in text:
@@ -254,7 +254,7 @@ def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         "-map", "0:a:0", "-vn", "-sn", "-dn", *mix, "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
     ]  # fmt: skip
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        proc = subprocess.Popen(child_argv(cmd), stdout=subprocess.PIPE, stderr=err)
         buf = bytearray()
         try:
             while True:

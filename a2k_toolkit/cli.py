@@ -5,8 +5,11 @@ code). User errors (:class:`~a2k_toolkit.errors.A2KError`) print one line and ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 import warnings
 
 from . import __version__
@@ -43,6 +46,27 @@ def _format_warning(message, category, filename, lineno, line=None):
     return f"warning: {message}\n"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM, Kubernetes and systemd send), raised like Ctrl-C so that every ``finally`` and cleanup
+    runs: temporaries are removed and child processes killed, the previous outputs stay as they were."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -51,12 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     warnings.formatwarning = _format_warning
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_raises():
+            return int(args.func(args) or 0)
     except A2KError as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

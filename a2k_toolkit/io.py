@@ -4,10 +4,14 @@ atomic (temp file + rename)."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
 import itertools
 import json
 import os
+import re
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -24,23 +28,103 @@ os.umask(_UMASK)
 # ---------------------------------------------------------------------------------------------------- atomic writes
 
 
+# Temporaries carry the writing process's id (``.<stem>.a2k-<pid>.<random><ext>`` next to the output,
+# ``a2k-video-<pid>-<random>`` in the temp folder), so a later run can remove those of processes that were killed.
+_TEMP_PID = re.compile(r"\.a2k-(\d+)\.")
+_VIDEO_TMPDIR_PREFIX = "a2k-video-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def clean_stale_temporaries(folder: PathLike, stem: str | None = None) -> int:
+    """Remove the temporary files that killed processes left in ``folder`` (those of ``stem``'s output only, when
+    given): files named ``.<stem>.a2k-<pid>.*`` whose process no longer runs. Returns how many were removed."""
+    folder = Path(folder)
+    removed = 0
+    try:
+        candidates = list(folder.glob(f".{glob.escape(stem)}.a2k-*" if stem is not None else ".*.a2k-*"))
+    except OSError:
+        return 0
+    for tmp in candidates:
+        m = _TEMP_PID.search(tmp.name[len(stem) + 1 :] if stem is not None else tmp.name)
+        if m and tmp.is_file() and not tmp.is_symlink() and not _pid_alive(int(m[1])):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
+def clean_stale_video_dirs(root: PathLike | None = None) -> int:
+    """Remove the ``a2k-video-<pid>-*`` folders that killed processes left in the temp folder."""
+    import shutil
+
+    root = Path(root or tempfile.gettempdir())
+    removed = 0
+    try:
+        candidates = list(root.glob(f"{_VIDEO_TMPDIR_PREFIX}*-*"))
+    except OSError:
+        return 0
+    for d in candidates:
+        pid = d.name[len(_VIDEO_TMPDIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and d.is_dir() and not d.is_symlink() and not _pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _temp_beside(path: Path, suffix: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temporaries(path.parent, path.stem)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.a2k-{os.getpid()}.", suffix=suffix or path.suffix, dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the permissions a plain open() would
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed over ``path``, on error removed.
 
-    The temporary file keeps ``path``'s extension (tools such as ffmpeg pick the format from it).
+    The temporary file keeps ``path``'s extension (tools such as ffmpeg pick the format from it). Temporaries of
+    ``path`` left by killed processes are removed first.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the permissions a plain open() would
-    tmp_path = Path(tmp)
+    tmp_path = _temp_beside(path, suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: PathLike | None) -> Iterator[list[Path | None]]:
+    """:func:`atomic_path` for several outputs that belong together: yields one temporary per path (None for a
+    None path); only when the block succeeds are they renamed, one right after the other, so a run killed while
+    writing leaves every previous output as it was."""
+    temps: list[Path | None] = []
+    try:
+        for p in paths:
+            temps.append(None if p is None else _temp_beside(Path(p)))
+        yield temps
+        for p, tmp in zip(paths, temps):
+            if tmp is not None:
+                os.replace(tmp, p)
+    except BaseException:
+        for tmp in temps:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
         raise
 
 
@@ -66,10 +150,37 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+@functools.lru_cache(maxsize=1)
+def _pdeathsig_prefix() -> tuple[str, ...]:
+    if not sys.platform.startswith("linux") or os.environ.get("A2K_NO_PDEATHSIG"):
+        return ()
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return ()
+    try:  # util-linux >= 2.33 has --pdeathsig
+        ok = subprocess.run([setpriv, "--pdeathsig", "KILL", "--", "true"], capture_output=True, timeout=10).returncode
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return (setpriv, "--pdeathsig", "KILL", "--") if ok == 0 else ()
+
+
+def child_argv(argv: list[str]) -> list[str]:
+    """``argv`` for a helper process (ffmpeg) that must not outlive this one.
+
+    On Linux the command runs under ``setpriv --pdeathsig KILL``: the kernel kills it when the thread that started
+    it dies, even by SIGKILL, so an encoder never keeps writing for a killed run. That needs no ``preexec_fn``
+    (which is unsafe in a process with threads, as torch's are). Where ``setpriv`` is missing (or
+    ``A2K_NO_PDEATHSIG`` is set) the command runs as is; the callers still kill it on every error and on SIGTERM.
+    Start and wait for the child in the same thread (the signal follows the thread, not the process)."""
+    return [*_pdeathsig_prefix(), *argv]
+
+
 def run_ffmpeg(args: list[str], *, input: bytes | None = None, what: str = "ffmpeg") -> bytes:
     """Run ffmpeg with an argument list (never a shell string); raise :class:`A2KError` with its last error lines."""
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args],
+        child_argv([ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *args]),
         input=input,
         capture_output=True,
         check=False,
@@ -165,6 +276,7 @@ def write_video(
     sample_rate: int = 16000,
     num_frames: int | None = None,
     crf: int = 20,
+    atomic: bool = True,
 ) -> int:
     """Encode RGB uint8 frames as H.264 (yuv420p) MP4 at ``fps``, with the audio muxed as AAC; atomic.
 
@@ -173,7 +285,7 @@ def write_video(
     frames as the iterable yields, and ``num_frames``, when given, is checked against that count. The audio (a
     waveform at ``sample_rate`` or an audio/video file) is cut to the video's duration, or padded with silence when
     shorter. Returns the number of frames written. On any error, ``path`` is left as it was and no temporary file
-    remains.
+    remains. ``atomic=False`` writes straight to ``path`` (for a caller that renames it, see :func:`atomic_paths`).
     """
     from .audio import write_wav  # local: a2k_toolkit.audio imports this module
     from .errors import AudioLoadError
@@ -194,8 +306,9 @@ def write_video(
         raise InputError("cannot write a video with zero frames") from None
     first = to_rgb_uint8(first)
     h, w = first.shape[:2]
+    clean_stale_video_dirs()
     with contextlib.ExitStack() as stack:
-        tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="a2k-video-"))
+        tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{_VIDEO_TMPDIR_PREFIX}{os.getpid()}-"))
         audio_src = None
         if audio is not None:
             if isinstance(audio, np.ndarray):
@@ -209,7 +322,7 @@ def write_video(
             return ["-i", audio_src, "-map", "0:v:0", "-map", "1:a:0", "-af", "apad", "-c:a", "aac", "-b:a", "128k",
                     "-t", f"{duration:.6f}"]  # fmt: skip
 
-        tmp = stack.enter_context(atomic_path(path))
+        tmp = stack.enter_context(atomic_path(path)) if atomic else path
         # with audio but no known frame count, encode the video alone first, then mux the audio cut to its length
         two_pass = audio_src is not None and num_frames is None
         video_out = os.path.join(tmpdir, "video.mp4") if two_pass else str(tmp)
@@ -224,7 +337,7 @@ def write_video(
         # ffmpeg's messages go to a file, not a pipe nobody reads while frames are written (a full pipe would block)
         log_path = os.path.join(tmpdir, "ffmpeg.log")
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+            proc = subprocess.Popen(child_argv(cmd), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
 
         def ffmpeg_message() -> str:
             with open(log_path, "rb") as f:
@@ -274,7 +387,7 @@ def probe_video(path: PathLike, *, count_frames: bool = True) -> dict:
     # with no output ffmpeg only prints the input's header (and exits non-zero: that is expected)
     decode = ["-map", "0:v:0?", "-f", "null", "-"] if count_frames else []
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), *decode],
+        child_argv([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), *decode]),
         capture_output=True,
         check=False,
     )
@@ -332,7 +445,7 @@ def read_video_frames(path: PathLike, fps: float | None = None, size: tuple[int,
     if vf:
         cmd += ["-vf", ",".join(vf)]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(child_argv(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     nbytes = w * h * 3
     try:
         while True:
@@ -349,21 +462,68 @@ def read_video_frames(path: PathLike, fps: float | None = None, size: tuple[int,
 # --------------------------------------------------------------------------------------------------- keypoint files
 
 
-def save_keypoints(path: PathLike, keypoints: Keypoints) -> None:
-    """Write keypoints as ``.npy`` (plain float32 array), ``.npz`` or ``.json`` (array + fps, image size, layout)."""
+KEYPOINT_EXTENSIONS = (".npy", ".npz", ".json")
+VIDEO_EXTENSIONS = (".mp4",)
+
+
+def save_keypoints(path: PathLike, keypoints: Keypoints, *, atomic: bool = True) -> None:
+    """Write keypoints as ``.npy`` (plain float32 array), ``.npz`` or ``.json`` (array + fps, image size, layout).
+
+    ``atomic=False`` writes straight to ``path`` (for a caller that renames it, see :func:`atomic_paths`)."""
     path = Path(path)
     ext = path.suffix.lower()
-    meta = {"fps": keypoints.fps, "image_size": keypoints.image_size, "layout": keypoints.layout, **keypoints.meta}
-    if ext == ".npy":
-        with atomic_path(path) as tmp:
-            np.save(tmp, keypoints.points)
-    elif ext == ".npz":
-        with atomic_path(path) as tmp:
-            np.savez_compressed(tmp, points=keypoints.points, meta=json.dumps(meta))
-    elif ext == ".json":
-        atomic_write_text(path, json.dumps({**meta, "points": np.round(keypoints.points, 3).tolist()}))
-    else:
+    if ext not in KEYPOINT_EXTENSIONS:
         raise InputError(f"unsupported keypoint file extension {ext!r}; use .npy, .npz or .json")
+    meta = {"fps": keypoints.fps, "image_size": keypoints.image_size, "layout": keypoints.layout, **keypoints.meta}
+    with atomic_path(path) if atomic else contextlib.nullcontext(path) as tmp:
+        if ext == ".npy":
+            np.save(tmp, keypoints.points)
+        elif ext == ".npz":
+            np.savez_compressed(tmp, points=keypoints.points, meta=json.dumps(meta))
+        else:
+            text = json.dumps({**meta, "points": np.round(keypoints.points, 3).tolist()})
+            with open(tmp, "wb") as f:
+                f.write(text.encode("utf-8"))
+
+
+def check_output_folder(folder: PathLike, *, what: str = "output folder") -> Path:
+    """Refuse, before any work starts, a folder that could not hold new files: a file in its place (or in place of
+    a parent), or a folder that is read-only, virtual (``/proc``) or not ours. The nearest existing folder is tested
+    with one empty probe file, removed at once; no folder is created."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"cannot write {what}: {folder} is a file, not a folder; choose another path")
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot write {what}: {existing} is a file, not a folder; choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".a2k-{os.getpid()}.probe.", dir=existing)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise InputError(f"cannot write {what}: the folder {existing} does not accept new files ({reason}); "
+                         "choose a writable folder") from None  # fmt: skip
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
+def check_output_path(path: PathLike, extensions: tuple[str, ...] | None = None, *, what: str = "output") -> Path:
+    """Refuse, before any work starts, an output that could not be written: an unsupported extension, a folder or
+    special file in its place, a parent that is a file, or a folder that does not accept new files (read-only,
+    ``/proc``, no permission). Writes and removes one empty probe file; creates no folder."""
+    path = Path(path)
+    if extensions is not None and path.suffix.lower() not in extensions:
+        ext = f"unsupported extension {path.suffix!r}" if path.suffix else "no extension"
+        use = extensions[0] if len(extensions) == 1 else ", ".join(extensions[:-1]) + " or " + extensions[-1]
+        raise InputError(f"{what} {path} has {ext}; use {use}")
+    if path.is_dir():
+        raise InputError(f"{what} {path} is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{what} {path} exists and is not a regular file (a device, FIFO or socket); give a file name")
+    check_output_folder(path.absolute().parent, what=f"{what} {path}")
+    return path
 
 
 def load_keypoints(path: PathLike, *, fps: float = 25.0) -> Keypoints:

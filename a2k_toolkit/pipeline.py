@@ -42,14 +42,22 @@ class Result:
         return np.stack(list(self.iter_frames()))
 
     def save(self, keypoints: str | Path | None = None, video: str | Path | None = None) -> None:
-        """Write the keypoint file (.npy / .npz / .json) and/or an H.264 MP4 with the speech muxed in; atomic."""
+        """Write the keypoint file (.npy / .npz / .json) and/or an H.264 MP4 with the speech muxed in.
+
+        Both are written to temporaries first and renamed only when both are complete, so an error or a kill
+        leaves the previous pair as it was (never new keypoints beside an old video)."""
         if keypoints is not None:
-            io.save_keypoints(keypoints, self.keypoints)
+            io.check_output_path(keypoints, io.KEYPOINT_EXTENSIONS, what="keypoint file")
         if video is not None:
-            io.write_video(
-                video, self.iter_frames(), self.keypoints.fps, audio=self.waveform,
-                sample_rate=self.sample_rate, num_frames=len(self.keypoints),
-            )  # fmt: skip
+            io.check_output_path(video, io.VIDEO_EXTENSIONS, what="video")
+        with io.atomic_paths(keypoints, video) as (kp_tmp, video_tmp):
+            if kp_tmp is not None:
+                io.save_keypoints(kp_tmp, self.keypoints, atomic=False)
+            if video_tmp is not None:
+                io.write_video(
+                    video_tmp, self.iter_frames(), self.keypoints.fps, audio=self.waveform,
+                    sample_rate=self.sample_rate, num_frames=len(self.keypoints), atomic=False,
+                )  # fmt: skip
 
 
 class Pipeline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -134,3 +135,26 @@ def test_error_nothing_to_write_and_bad_extension(io_paths):
     tmp, face, speech = io_paths
     assert_user_error(a2k("generate", "--image", face, "--audio", speech), "nothing to write")
     assert_user_error(a2k("generate", "--image", face, "--audio", speech, "--video-out", tmp / "o.avi"), ".mp4")
+
+
+@pytest.mark.parametrize("flag,out,needle", [
+    ("--keypoints-out", "/proc/kp.npy", "does not accept new files"),
+    ("--video-out", "/sys/v.mp4", "does not accept new files"),
+    ("--keypoints-out", "out/kp.txt", "unsupported extension '.txt'"),
+    ("--keypoints-out", "/dev/null", "no extension"),
+    ("--video-out", "out/v.avi", "use .mp4"),
+    ("--keypoints-out", "file.txt/kp.npy", "is a file, not a folder"),
+    ("--keypoints-out", "readonly/kp.npy", "does not accept new files"),
+])  # fmt: skip
+def test_unwritable_or_unsupported_output_is_refused_before_any_work(tmp_path, flag, out, needle):
+    # the image does not exist: an output error (not "image file not found") proves the outputs are checked first
+    (tmp_path / "file.txt").write_text("x")
+    if out.startswith("readonly"):
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only folder; /proc and /sys cover unwritable folders")
+        (tmp_path / "readonly").mkdir(mode=0o555)
+    proc = a2k("generate", "--image", tmp_path / "none.jpg", "--audio", tmp_path / "none.wav", flag, out, cwd=tmp_path)
+    assert_user_error(proc, needle, out)
+    assert len(proc.stderr.strip().splitlines()) == 1 and "image file not found" not in proc.stderr
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"] + (
+        ["readonly"] if out.startswith("readonly") else [])  # fmt: skip

@@ -292,3 +292,11 @@ def test_report_csv_neutralises_formula_cells(tmp_path):
     assert all(not r[k].startswith(("=", "+", "-", "@", "\t", "\r")) for r in table for k in r if r[k])
     assert set(report(tmp_path / "out")) == set(ids)  # the JSON report keeps the ids as they are
     assert [csv_cell(v) for v in ("\tx", "\rx", -1.5, 3, None, "a=b")] == ["'\tx", "'\rx", -1.5, 3, None, "a=b"]
+
+
+def test_unwritable_out_folder_is_refused_before_any_work(tmp_path):
+    m = write_manifest(tmp_path / "m.csv", [{"id": "a", "image": "nope.jpg", "audio": "nope.wav", "output": "a.mp4"}])
+    for out in ("/proc/dubbed", "/sys/dubbed"):
+        proc = a2k("dub", m, "--out", out, "--workers", "0")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "does not accept new files" in proc.stderr

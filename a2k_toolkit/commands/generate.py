@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import InputError
 
@@ -29,15 +28,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..io import KEYPOINT_EXTENSIONS, VIDEO_EXTENSIONS, check_output_path
     from ..pipeline import Pipeline
 
     if not args.keypoints_out and not args.video_out:
         raise InputError("nothing to write: give --keypoints-out KP.npy and/or --video-out OUT.mp4")
-    for out in (args.keypoints_out, args.video_out):
-        if out and Path(out).is_dir():
-            raise InputError(f"output path {out} is a directory; give a file name")
-    if args.video_out and Path(args.video_out).suffix.lower() != ".mp4":
-        raise InputError(f"--video-out must end in .mp4, got {args.video_out}")
+    # every output is checked before any work starts: a run never fails at the end for an unwritable path
+    if args.keypoints_out:
+        check_output_path(args.keypoints_out, KEYPOINT_EXTENSIONS, what="--keypoints-out")
+    if args.video_out:
+        check_output_path(args.video_out, VIDEO_EXTENSIONS, what="--video-out")
     overrides = {"device": args.device} if args.device else {}
     pipe = Pipeline.from_config(args.config, **overrides)
     if args.video_out and pipe.renderer is None:

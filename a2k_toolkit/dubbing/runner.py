@@ -341,6 +341,7 @@ def dub_batch(manifest: str | os.PathLike, out: str | os.PathLike, *, config: An
         raise InputError(f"--workers must be >= 0, got {workers}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder; give a folder for the outputs")
+    io.check_output_folder(out, what=f"--out {out}")  # before any work: never fail at the end for an unwritable folder
     rows = read_manifest(manifest)
     if pipeline is not None and config is not None:
         raise InputError("give either `pipeline` or `config`, not both")
