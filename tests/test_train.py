@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from a2k_toolkit.errors import CheckpointError, ConfigError
 from a2k_toolkit.training import Trainer, load_train_config
@@ -242,3 +244,83 @@ def test_ctrl_c_finishes_the_step_saves_and_resumes(real_clips_dir, tiny_train_c
     assert json.loads((tmp_path / "run" / "latest" / "training_state.json").read_text())["step"] == 2
     assert Trainer(cfg, resume=True, catalog=catalog).fit()["step"] == 5
     assert sorted(losses_by_step(tmp_path / "run")) == [1, 2, 3, 4, 5]
+
+
+def _wait_for_steps(metrics, proc, n: int, timeout: float = 300.0) -> None:
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if metrics.is_file() and sum(1 for ln in metrics.read_text().splitlines() if '"loss_reg"' in ln) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} logged steps after {timeout} s")
+
+
+def _sigterm_run_checks(run_dir, proc, stderr: str) -> int:
+    assert proc.returncode == 130, stderr  # stopped like Ctrl-C, not killed by the signal (-15 / 143)
+    assert "SIGTERM: stopping after this step" in stderr and "Traceback" not in stderr, stderr
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss_reg" in x]
+    saved = json.loads((run_dir / "latest" / "training_state.json").read_text())["step"]
+    assert saved == steps[-1] >= 2  # latest/ holds the step it stopped at (checkpoint_every is far away)
+    return saved
+
+
+def test_sigterm_saves_latest_like_ctrl_c_in_a_real_process(real_clips_dir, tiny_train_config, tmp_path):
+    import signal
+    import subprocess
+
+    from a2k_toolkit.cli import main
+
+    run_dir = tmp_path / "run"
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_train_config(real_clips_dir, run_dir, max_steps=100000)))
+    proc = subprocess.Popen([sys.executable, "-m", "a2k_toolkit.cli", "train", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _wait_for_steps(run_dir / "metrics.jsonl", proc, 2)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    saved = _sigterm_run_checks(run_dir, proc, stderr)
+    assert main(["train", str(path), "--resume", "--max-steps", str(saved + 1)]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the ranks through /proc")
+def test_sigterm_to_one_ddp_rank_stops_and_saves_every_rank(real_clips_dir, tiny_train_config, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    run_dir = tmp_path / "run"
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(tiny_train_config(real_clips_dir, run_dir, max_steps=100000, batch_size=2)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "a2k_toolkit.cli", "train", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        _wait_for_steps(run_dir / "metrics.jsonl", proc, 2)
+        ranks = {}
+        for child in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split():
+            environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            rank = next((e[5:].decode() for e in environ if e.startswith(b"RANK=")), None)
+            ranks[rank] = int(child)
+        assert set(ranks) == {"0", "1"}, ranks
+        os.kill(ranks["1"], signal.SIGTERM)  # only rank 1 is told: the ranks agree, rank 0 saves, all stop
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "SIGTERM: stopping after this step" in stderr, stderr
+    steps = [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines() if "loss_reg" in x]
+    state = json.loads((run_dir / "latest" / "training_state.json").read_text())
+    assert state["step"] == steps[-1] >= 2 and state["world_size"] == 2
+    deadline = time.time() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in ranks.values()) and time.time() < deadline:
+        time.sleep(0.1)

@@ -658,24 +658,28 @@ class DataWait:
 
 
 class GracefulStop:
-    """First Ctrl-C: finish the current step, save latest/, stop (all ranks agree); a second one aborts at once."""
+    """First Ctrl-C or SIGTERM (what SLURM, Kubernetes and systemd send): finish the current step, save latest/,
+    stop (all ranks agree, so a signal reaching any rank stops every rank); a second one aborts at once."""
 
     def __init__(self):
         import signal
         import threading
 
         self.requested = False
-        self.previous = None
+        self.previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        import signal
         import sys
 
-        print("\nstopping after this step and saving latest/ (Ctrl-C again to abort now)", file=sys.stderr)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: stopping after this step and saving latest/ (again to abort now)", file=sys.stderr)
 
     def agreed(self, env) -> bool:
         if not env.distributed:
@@ -685,11 +689,11 @@ class GracefulStop:
         return bool(flag.item())
 
     def restore(self) -> None:
-        if self.previous is not None:
-            import signal
+        import signal
 
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self.previous = {}
 
 
 class MetricsLog:
