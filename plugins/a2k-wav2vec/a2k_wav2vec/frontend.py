@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import warnings
 from pathlib import Path
@@ -80,6 +81,19 @@ def _transformers():
     return transformers
 
 
+def _pickled_weights_error(src: str, weights: list[Path], exc: BaseException) -> ModelUnavailableError:
+    files = ", ".join(str(w) for w in weights) or f"{src}'s pytorch_model.bin"
+    detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), "")
+    detail = detail.split(" was not an allowed global")[0].replace("WeightsUnpickler error: ", "")
+    return ModelUnavailableError(
+        f"cannot load the wav2vec model weights {files}: the file is a pickle holding more than tensors, which torch "
+        f"refuses to load because it could run code{f' ({detail})' if detail else ''}. Use the model's "
+        "model.safetensors instead (download it, or convert on a machine where you trust the file: load it with "
+        "torch.load(..., weights_only=False) and write the tensors with safetensors.torch.save_file to "
+        "model.safetensors in the same folder, then remove the .bin)"
+    )
+
+
 class Wav2VecFrontend(AudioFrontend):
     """wav2vec 2.0 / HuBERT hidden states (transformers), one layer, pooled to the video frame rate."""
 
@@ -118,8 +132,13 @@ class Wav2VecFrontend(AudioFrontend):
         kwargs = {"local_files_only": local or offline}
         if not local and self.params.revision:
             kwargs["revision"] = self.params.revision
+        weights = sorted(Path(src).glob("*.bin")) if local else []
+        if local and what == "model" and any(Path(src).glob("*.safetensors")):
+            kwargs["use_safetensors"] = True  # never fall back to a pickled .bin beside the safetensors weights
         try:
             return loader.from_pretrained(src, **kwargs)
+        except pickle.UnpicklingError as exc:  # torch's weights_only load refused a pickled checkpoint's objects
+            raise _pickled_weights_error(src, weights, exc) from None
         except (OSError, ValueError) as exc:
             if local:
                 raise ModelUnavailableError(

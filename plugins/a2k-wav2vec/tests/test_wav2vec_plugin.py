@@ -167,3 +167,54 @@ def test_registered_through_the_entry_point():
 
 def test_errors_are_a2k_errors():
     assert issubclass(ModelUnavailableError, A2KError)
+
+
+class _Payload:
+    """A pickle that would create a file when unpickled (the kind of object torch's weights_only load refuses)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _pickled_copy(src, dst, marker, keep_safetensors: bool):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    shutil.copytree(src, dst)
+    state = load_file(str(dst / "model.safetensors"))
+    torch.save({**state, "payload": _Payload(marker)}, dst / "pytorch_model.bin")
+    if not keep_safetensors:
+        (dst / "model.safetensors").unlink()
+    return dst
+
+
+def test_pickled_weights_are_refused_with_a_clear_error_and_safetensors_preferred(tiny_wav2vec2, tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "payload-ran"
+    pickled = _pickled_copy(tiny_wav2vec2, tmp_path / "pickled", marker, keep_safetensors=False)
+    with pytest.raises(ModelUnavailableError, match=r"pytorch_model\.bin.*could run code.*model\.safetensors"):
+        Wav2VecFrontend(model=str(pickled))(np.zeros(1600, np.float32), 16000)
+    assert not marker.exists()
+    # through the CLI: one `error:` line naming the file and the fix, exit 2, no traceback
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text('{"audio": {"name": "wav2vec", "params": {"model": "%s"}}, "generator": "static"}' % pickled)
+    samples = __import__("a2k_toolkit").__file__.rsplit("/", 1)[0] + "/samples"
+    proc = subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", "generate", "--image", f"{samples}/astronaut.jpg",
+                           "--audio", f"{samples}/speech.wav", "--config", str(cfg), "--keypoints-out",
+                           str(tmp_path / "kp.npy")], capture_output=True, text=True)  # fmt: skip
+    if "unknown audio front-end 'wav2vec'" in proc.stderr:
+        pytest.skip("a2k-wav2vec is not pip-installed: the CLI cannot find it")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: ") and "pytorch_model.bin" in proc.stderr and "safetensors" in proc.stderr
+    assert not marker.exists()
+    # beside safetensors weights, the pickled .bin is never opened
+    both = _pickled_copy(tiny_wav2vec2, tmp_path / "both", marker, keep_safetensors=True)
+    feats = Wav2VecFrontend(model=str(both))(np.zeros(1600, np.float32), 16000)
+    np.testing.assert_array_equal(feats, Wav2VecFrontend(model=str(tiny_wav2vec2))(np.zeros(1600, np.float32), 16000))
+    assert not marker.exists()
