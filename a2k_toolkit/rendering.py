@@ -25,6 +25,14 @@ TINY_FACE_PX = 24.0
 def output_size(image_hw: tuple[int, int], size: int | None) -> tuple[int, int, float]:
     """``(height, width, scale)`` for an output whose longest side is ``size`` (even sides, for H.264)."""
     h, w = image_hw
+    if size is None:  # the photo's own size, but a huge photo is not rendered at full size (memory, time)
+        from .limits import limit
+
+        cap = limit("max_render_side")
+        if cap and max(h, w) > cap:
+            warnings.warn(f"the photo is {w}x{h}: rendering at {cap} pixels on the longest side; set the renderer's "
+                          "`size` (up to 4096) for another size, or A2K_MAX_RENDER_SIDE", stacklevel=2)  # fmt: skip
+            size = cap
     scale = 1.0 if size is None else size / max(h, w)
     oh, ow = int(round(h * scale)) // 2 * 2, int(round(w * scale)) // 2 * 2
     return max(oh, 2), max(ow, 2), scale

@@ -158,3 +158,61 @@ def test_unwritable_or_unsupported_output_is_refused_before_any_work(tmp_path, f
     assert len(proc.stderr.strip().splitlines()) == 1 and "image file not found" not in proc.stderr
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"] + (
         ["readonly"] if out.startswith("readonly") else [])  # fmt: skip
+
+
+def _png_header_only(path, w: int, h: int) -> None:
+    """A PNG whose header says ``w x h`` (its pixel data is a stub): a decoder would need w*h*3 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+
+
+def test_image_that_is_not_a_file_truncated_or_corrupt_says_what_it_is(tmp_path, sample_image_path, sample_speech_path):
+    trunc = tmp_path / "trunc.jpg"
+    trunc.write_bytes(sample_image_path.read_bytes()[:30000])
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    cases = {trunc: "JPEG file is truncated or corrupt", tmp_path: "it is a directory", fifo: "FIFO (named pipe)",
+             "/dev/zero": "it is a device"}  # fmt: skip
+    for image, needle in cases.items():
+        proc = a2k("generate", "--image", image, "--audio", sample_speech_path, "--keypoints-out", tmp_path / "k.npy")
+        assert_user_error(proc, needle)
+        assert "not found" not in proc.stderr and "use PNG, JPEG" not in proc.stderr.split(";")[0]
+
+
+def test_image_limits_refuse_enormous_images_from_the_header(tmp_path, sample_image_path, sample_speech_path):
+    import time
+
+    bomb = tmp_path / "huge.png"
+    _png_header_only(bomb, 20000, 20000)
+    t0 = time.time()
+    proc = a2k("generate", "--image", bomb, "--audio", sample_speech_path, "--keypoints-out", tmp_path / "k.npy")
+    assert_user_error(proc, "400 megapixels", "over the limit of 100 megapixels", "A2K_MAX_IMAGE_PIXELS")
+    assert time.time() - t0 < 60
+    env_run = [sys.executable, "-m", "a2k_toolkit.cli", "generate", "--image", str(sample_image_path), "--audio",
+               str(sample_speech_path), "--keypoints-out", str(tmp_path / "k.npy")]  # fmt: skip
+    for var, value, needle in (("A2K_MAX_IMAGE_PIXELS", "1000", "over the limit of 0.001 megapixels"),
+                               ("A2K_MAX_IMAGE_BYTES", "1000", "A2K_MAX_IMAGE_BYTES"),
+                               ("A2K_MAX_IMAGE_BYTES", "lots", "is not a number")):  # fmt: skip
+        proc = subprocess.run(env_run, capture_output=True, text=True, env={**os.environ, var: value})
+        assert_user_error(proc, needle)
+
+
+def test_default_render_size_is_capped_for_big_photos_and_says_so(tmp_path, sample_image_path, sample_speech_path):
+    from a2k_toolkit.audio import load_audio, write_wav
+
+    speech = tmp_path / "one-second.wav"
+    write_wav(speech, load_audio(sample_speech_path, 16000)[:16000], 16000)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"renderer": {"name": "sketch", "params": {"background": "reference"}}}))
+    proc = subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", "generate", "--image", str(sample_image_path),
+                           "--audio", str(speech), "--config", str(cfg), "--video-out", str(tmp_path / "o.mp4")],
+                          capture_output=True, text=True, env={**os.environ, "A2K_MAX_RENDER_SIDE": "256"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "rendering at 256 pixels on the longest side" in proc.stderr and "A2K_MAX_RENDER_SIDE" in proc.stderr
+    assert max(probe_video(tmp_path / "o.mp4")["width"], probe_video(tmp_path / "o.mp4")["height"]) == 256
