@@ -237,7 +237,7 @@ def test_sigkill_midway_then_resume_gives_the_same_dataset(built, inputs, tmp_pa
     out_ref, _ = built
     out = tmp_path / "vox"
     cmd = [sys.executable, "-m", "a2k_toolkit.cli", "dataset", "build", str(inputs["manifest"]), str(out),
-           "--config", str(inputs["config"])]  # fmt: skip
+           "--config", str(inputs["config"]), "--allow-failures"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     status = out / "work" / "status.jsonl"
@@ -317,3 +317,14 @@ def test_eval_reads_a_split_of_a_built_dataset(built, tmp_path):
     results = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert "static" in json.dumps(results)
     assert (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_build_exits_1_when_videos_failed_unless_allow_failures(inputs, tmp_path):
+    """Some inputs fail by design (EXPECTED_FAILURES): the exit code says so, the count is in the last line."""
+    base = ["dataset", "build", str(inputs["manifest"]), str(tmp_path / "vox"), "--config", str(inputs["config"])]
+    proc = _cli(*base)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stderr
+    assert f"{len(EXPECTED_FAILURES)} video(s) failed" in last and "--allow-failures" in last
+    again = _cli(*base, "--retry-failed", "--allow-failures")
+    assert again.returncode == 0 and f"{len(EXPECTED_FAILURES)} failed in this run" in again.stdout.splitlines()[-1]

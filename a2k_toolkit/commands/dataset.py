@@ -32,6 +32,8 @@ def add_parser(sub) -> None:
     b.add_argument("--shard-index", type=int, default=0, help="this machine's part of the videos, 0-based (default 0)")
     b.add_argument("--num-shards", type=int, default=1, help="number of machines sharing the videos (default 1)")
     b.add_argument("--retry-failed", action="store_true", help="process videos that failed before again")
+    b.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even when some videos failed in this run (default: exit 1, the count in the last line)")
     b.set_defaults(func=run_build)
 
     m = dsub.add_parser(
@@ -90,9 +92,14 @@ def run_build(args) -> int:
     summary = build(args.videos, args.out, cfg, workers=args.workers, shard_index=args.shard_index,
                     num_shards=args.num_shards, retry_failed=args.retry_failed)  # fmt: skip
     ds = summary.get("dataset", {})
-    print(f"{summary['videos']} videos ({summary['done']} done and {summary['failed']} failed in this run); "
-          f"dataset: {ds.get('clips', 0)} clips {ds.get('splits', {})} in {args.out}")  # fmt: skip
-    return 0
+    failed = summary["failed"]
+    hint = ""
+    if failed and not args.allow_failures:  # a batch job must notice; the reasons are in the QA report
+        hint = (f"; {failed} video(s) failed (reasons: {args.out}/qa/report.md): exit 1 "
+                "(--allow-failures to accept them)")  # fmt: skip
+    print(f"{summary['videos']} videos ({summary['done']} done and {failed} failed in this run); "
+          f"dataset: {ds.get('clips', 0)} clips {ds.get('splits', {})} in {args.out}{hint}")  # fmt: skip
+    return 1 if failed and not args.allow_failures else 0
 
 
 def run_merge(args) -> int:
