@@ -95,6 +95,17 @@ class Audio2KeypointGenerator(KeypointGenerator):
             "soft edges (e.g. 25); null = off (the model's own mouth everywhere). Needs a log-power front-end "
             "(logmel, librosa-mel)",
         )  # fmt: skip
+        head_motion: float = Field(
+            1.0, ge=0, le=4,
+            description="head motion scale: each frame's head pose relative to the reference (the similarity that "
+            "maps the reference's brows, eyes and nose onto the frame's: translation, rotation, scale) scaled by this; "
+            "0 = a still head, 1 = as generated, > 1 livelier",
+        )  # fmt: skip
+        mouth_scale: float = Field(
+            1.0, ge=0, le=3,
+            description="mouth and jaw motion scale: in the head's frame, the mouth and lower-jaw points' departure "
+            "from the reference's, scaled by this; 0 = the reference's mouth, 1 = as generated",
+        )  # fmt: skip
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
@@ -216,6 +227,8 @@ class Audio2KeypointGenerator(KeypointGenerator):
             pts[0] = ref
             if p.silence_gate_db is not None:
                 close_mouth_in_silence(pts, ref, feats, p.silence_gate_db)
+            if p.head_motion != 1.0 or p.mouth_scale != 1.0:
+                rescale_motion(pts, ref, p.head_motion, p.mouth_scale)
             results.append(Keypoints(pts, fps=info.fps, image_size=reference.image_size,
                                      meta={"generator": self.name, "checkpoint": self.checkpoint_label}))  # fmt: skip
         return results
@@ -255,6 +268,44 @@ def close_mouth_in_silence(points: np.ndarray, reference: np.ndarray, features: 
         rest = apply_similarity(reference[48:68], a, b)
         w = weight[t, None, None]
         points[t, 48:68] = w * points[t, 48:68] + (1.0 - w) * rest
+    return points
+
+
+RIGID = slice(17, 48)  # brows, nose, eyes: they move with the head, not with speech
+# the points the mouth scale moves: the lower jaw (it drops as the mouth opens) and the mouth
+SPEECH_POINTS = np.r_[3:14, 48:68]
+# points whose departure from the similarity pose is mostly the head's turn out of the image plane (the nose and the
+# jaw's upper ends): the head scale scales that departure too, so a still head (0) has exactly the reference's nose
+HEAD_POINTS = np.r_[0:3, 14:17, 27:36]
+
+
+def rescale_motion(points: np.ndarray, reference: np.ndarray, head: float = 1.0, mouth: float = 1.0) -> np.ndarray:
+    """Scale the motion of keypoints ``points (T, 68, 2)`` (in place) about the reference ``(68, 2)``.
+
+    Each frame's head pose is the similarity ``z -> a z + b`` (complex numbers) that maps the reference's rigid points
+    (brows, eyes, nose) onto the frame's. The frame is taken back to the reference's pose (its expression in the
+    reference's frame: ``a^-1 (z - b)``), its mouth and lower jaw's departure from the reference's scaled by
+    ``mouth``, and it is carried to the pose scaled by ``head``: about the reference's rigid centroid, translation
+    times ``head``, rotation angle times ``head`` and scale to the power ``head``; the nose's and upper jaw's
+    departure from that pose (turns out of the image plane) is scaled by ``head`` too. Eyes and brows keep their own
+    motion (blinks, raised brows). ``head = mouth = 1`` leaves the points as they are (to float rounding)."""
+    from .warp import similarity
+
+    ref = np.asarray(reference, np.float64)
+    zr = ref[:, 0] + 1j * ref[:, 1]
+    c = zr[RIGID].mean()
+    for i in range(0, len(points), BLOCK):
+        blk = np.asarray(points[i : i + BLOCK], np.float64)
+        a, b = similarity(ref[RIGID], blk[:, RIGID])
+        z = blk[..., 0] + 1j * blk[..., 1]
+        local = (z - b[:, None]) / a[:, None]  # the expression in the reference's frame
+        local[:, SPEECH_POINTS] = zr[SPEECH_POINTS] + mouth * (local[:, SPEECH_POINTS] - zr[SPEECH_POINTS])
+        local[:, HEAD_POINTS] = zr[HEAD_POINTS] + head * (local[:, HEAD_POINTS] - zr[HEAD_POINTS])
+        t = a * c + b - c  # the rigid centroid's displacement
+        a2 = np.exp(head * np.log(a))  # |a| ** head, angle * head (principal angle: |rotation| < 180 degrees)
+        b2 = c + head * t - a2 * c
+        z2 = a2[:, None] * local + b2[:, None]
+        points[i : i + BLOCK] = np.stack([z2.real, z2.imag], -1)
     return points
 
 

@@ -1,0 +1,76 @@
+"""Motion controls of the learned generator: head motion scale and mouth scale (audio2keypoint params), on synthetic
+poses with a known answer and through the shipped model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator, rescale_motion
+from a2k_toolkit.builtin.warp import similarity
+from a2k_toolkit.keypoints import Keypoints, mouth_gap
+from a2k_toolkit.testing import mean_face
+
+
+def _posed(T: int = 40, seed: int = 0):
+    """Frames of a reference face under known poses (rotation, scale, translation about its rigid centroid) with a
+    moving mouth."""
+    rng = np.random.default_rng(seed)
+    ref = mean_face().astype(np.float64)
+    c = ref[17:48].mean(0)
+    theta, scale, shift = rng.normal(0, 0.08, T), np.exp(rng.normal(0, 0.04, T)), rng.normal(0, 4.0, (T, 2))
+    theta[0], scale[0], shift[0] = 0.0, 1.0, 0.0
+    local = np.repeat(ref[None], T, 0)
+    local[:, 57:60, 1] += np.abs(rng.normal(0, 3.0, (T, 1)))  # the lower lip drops
+    local[:, 65:68, 1] += local[:, 57:58, 1] - ref[57, 1]
+    local[0] = ref
+    rot = np.stack([np.stack([np.cos(theta), -np.sin(theta)], -1), np.stack([np.sin(theta), np.cos(theta)], -1)], 1)
+    pts = np.einsum("tij,tnj->tni", rot, local - c) * scale[:, None, None] + c + shift[:, None]
+    return ref, local, pts, (theta, scale, shift)
+
+
+def test_identity_still_head_and_livelier_head():
+    ref, local, pts, (theta, scale, shift) = _posed()
+    same = rescale_motion(pts.copy(), ref, 1.0, 1.0)
+    assert np.abs(same - pts).max() < 1e-9
+    still = rescale_motion(pts.copy(), ref, 0.0, 1.0)
+    assert np.abs(still - local).max() < 1e-9  # the expression, in the reference's pose
+    turned = pts.copy()
+    turned[:, 27:36, 0] += 2.0  # the nose off the similarity pose (a turn out of the image plane)
+    assert np.abs(rescale_motion(turned, ref, 0.0, 1.0)[:, 27:36] - ref[27:36]).max() < 1e-9
+    twice = rescale_motion(pts.copy(), ref, 2.0, 1.0)
+    a, b = similarity(ref[17:48], twice[:, 17:48])
+    assert np.allclose(np.angle(a), 2 * theta, atol=1e-9) and np.allclose(np.abs(a), scale**2, atol=1e-9)
+    c = ref[17:48].mean(0)
+    moved = a * complex(*c) + b - complex(*c)
+    assert np.allclose(np.stack([moved.real, moved.imag], -1), 2 * shift, atol=1e-9)
+    # the nose tip's spread (the head motion metric) doubles
+    spread = lambda p: np.sqrt(((p[:, 30] - p[:, 30].mean(0)) ** 2).sum(-1).mean())  # noqa: E731
+    assert spread(twice) == pytest.approx(2 * spread(pts), rel=0.15)
+
+
+def test_mouth_scale_scales_the_opening_in_the_heads_frame():
+    ref, local, pts, _ = _posed()
+    gap = mouth_gap(local) - mouth_gap(ref)
+    for m in (0.0, 0.5, 1.5):
+        out = rescale_motion(pts.copy(), ref, 0.0, m)  # head 0: back in the reference's pose, to compare with local
+        assert np.allclose(mouth_gap(out) - mouth_gap(ref), m * gap, atol=1e-9)
+        assert np.abs(out[:, 17:48] - ref[17:48]).max() < 1e-9  # brows, eyes, nose untouched by the mouth scale
+
+
+def test_the_shipped_model_takes_the_controls(sample_speech_path):
+    from a2k_toolkit.builtin.logmel import LogMel as LogMelFrontend
+    from a2k_toolkit.io import load_audio
+
+    audio = load_audio(sample_speech_path, 16000)[: 16000 * 4]
+    feats = LogMelFrontend()(audio, 16000)
+    ref = Keypoints(mean_face()[None].astype(np.float32), image_size=(256, 256))
+    plain = Audio2KeypointGenerator().generate(feats, ref).points
+    still = Audio2KeypointGenerator({"head_motion": 0.0}).generate(feats, ref).points
+    lively = Audio2KeypointGenerator({"head_motion": 2.0, "mouth_scale": 1.5}).generate(feats, ref).points
+    nose = lambda p: np.linalg.norm(p[:, 30] - p[0, 30], axis=-1).mean()  # noqa: E731
+    assert nose(still) < 1e-3 < nose(plain) < nose(lively)
+    amp = lambda p: np.std(mouth_gap(p))  # noqa: E731
+    assert amp(lively) > 1.3 * amp(plain)
+    with pytest.raises(Exception, match="head_motion"):
+        Audio2KeypointGenerator({"head_motion": -1})
