@@ -168,3 +168,15 @@ def test_training_on_short_clips_with_family_balance(real_clips, tiny_train_conf
     tr.fit()
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "loss_reg" in x]
     assert len(rows) == 3 and all(np.isfinite(r["loss_g"]) and r["loss_adv"] > 0 for r in rows)
+
+
+def test_family_subset_is_fixed_and_spread():
+    from a2k_toolkit.data.folds import family_subset
+
+    clips = [_clip(3, i, f"w{i % 7}", "lrcar") for i in range(50)] + [_clip(3, i, f"g{i}", "grid") for i in range(3)]
+    for i, c in enumerate(clips):
+        c.clip_id = f"clip{i:03d}"
+    keep = family_subset(clips, 10)
+    assert len(keep) == 13 and {f"clip{i:03d}" for i in range(50, 53)} <= keep  # small families whole
+    assert keep == family_subset(list(reversed(clips)), 10)  # independent of order
+    assert len({c.identity for c in clips if c.clip_id in keep and c.meta["family"] == "lrcar"}) >= 4

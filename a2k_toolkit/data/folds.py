@@ -46,6 +46,17 @@ def family_of(item: Any) -> str:
     return FAMILY_ALIASES.get(fam, fam) if fam else UNKNOWN_FAMILY
 
 
+def family_subset(clips: Iterable[Any], per_family: int) -> set[str]:
+    """The ids of at most ``per_family`` clips of each family: those with the lowest stable hash of their clip id, a
+    subset spread over the family's people that does not depend on the clips' order or on the folds."""
+    from .sources import stable_hash
+
+    by_family: dict[str, list[str]] = {}
+    for c in clips:
+        by_family.setdefault(family_of(c), []).append(c.clip_id)
+    return {cid for ids in by_family.values() for cid in sorted(ids, key=stable_hash)[:per_family]}
+
+
 def group_of(clip: Any) -> str:
     """The unit a clip is dealt into folds by: its ``group`` (identities that may be one person), else its
     identity."""
