@@ -74,3 +74,34 @@ def test_the_shipped_model_takes_the_controls(sample_speech_path):
     assert amp(lively) > 1.3 * amp(plain)
     with pytest.raises(Exception, match="head_motion"):
         Audio2KeypointGenerator({"head_motion": -1})
+
+
+def test_an_ensemble_directory_carries_the_settings_it_was_chosen_with(tmp_path, tiny_a2k_checkpoint):
+    from a2k_toolkit.errors import CheckpointError
+    from a2k_toolkit.models.checkpoint import checkpoint_defaults, write_ensemble
+
+    out = write_ensemble(tmp_path / "pkg", [tiny_a2k_checkpoint], "one member", {"head_motion": 2.5})
+    assert checkpoint_defaults(out) == {"head_motion": 2.5} and checkpoint_defaults(tiny_a2k_checkpoint) == {}
+    gen = Audio2KeypointGenerator({"checkpoint": str(out)})
+    assert (gen.head_motion, gen.mouth_scale) == (2.5, 1.0)
+    assert Audio2KeypointGenerator({"checkpoint": str(out), "head_motion": 1.0}).head_motion == 1.0  # params win
+    with pytest.raises(CheckpointError, match="unknown default 'speed'"):
+        write_ensemble(tmp_path / "bad", [tiny_a2k_checkpoint], "", {"speed": 2})
+    with pytest.raises(CheckpointError, match=r"must be a number in \[0, 4\]"):
+        write_ensemble(tmp_path / "bad", [tiny_a2k_checkpoint], "", {"head_motion": 9})
+
+
+def test_ensemble_cli_packages_defaults(tmp_path, tiny_a2k_checkpoint):
+    import json
+    import subprocess
+    import sys
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", "ensemble", *a],  # noqa: E731
+                                    capture_output=True, text=True)  # fmt: skip
+    r = run(str(tmp_path / "e"), str(tiny_a2k_checkpoint), "--default", "mouth_scale=1.2")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "e" / "ensemble.json").read_text())["defaults"] == {"mouth_scale": 1.2}
+    r = run(str(tmp_path / "f"), str(tiny_a2k_checkpoint), "--default", "mouth_scale")
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "PARAM=NUMBER" in r.stderr
+    r = run(str(tmp_path / "g"), str(tiny_a2k_checkpoint))
+    assert r.returncode == 2 and "at least 2 checkpoints" in r.stderr

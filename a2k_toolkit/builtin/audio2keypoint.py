@@ -95,24 +95,30 @@ class Audio2KeypointGenerator(KeypointGenerator):
             "soft edges (e.g. 25); null = off (the model's own mouth everywhere). Needs a log-power front-end "
             "(logmel, librosa-mel)",
         )  # fmt: skip
-        head_motion: float = Field(
-            1.0, ge=0, le=4,
+        head_motion: float | None = Field(
+            None, ge=0, le=4,
             description="head motion scale: each frame's head pose relative to the reference (the similarity that "
             "maps the reference's brows, eyes and nose onto the frame's: translation, rotation, scale) scaled by this; "
-            "0 = a still head, 1 = as generated, > 1 livelier",
+            "0 = a still head, 1 = as generated, > 1 livelier; null = the model's default (an ensemble directory's "
+            "`defaults`, else 1)",
         )  # fmt: skip
-        mouth_scale: float = Field(
-            1.0, ge=0, le=3,
+        mouth_scale: float | None = Field(
+            None, ge=0, le=3,
             description="mouth and jaw motion scale: in the head's frame, the mouth and lower-jaw points' departure "
-            "from the reference's, scaled by this; 0 = the reference's mouth, 1 = as generated",
+            "from the reference's, scaled by this; 0 = the reference's mouth, 1 = as generated; null = the model's "
+            "default (else 1)",
         )  # fmt: skip
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        from ..models.checkpoint import read_members
+        from ..models.checkpoint import checkpoint_defaults, read_members
 
         p = self.params
         self.members = read_members(p.checkpoint)
+        defaults = checkpoint_defaults(p.checkpoint)
+        # the motion scales in effect: the params', else the model's stored defaults, else as generated
+        self.head_motion = p.head_motion if p.head_motion is not None else defaults.get("head_motion", 1.0)
+        self.mouth_scale = p.mouth_scale if p.mouth_scale is not None else defaults.get("mouth_scale", 1.0)
         self.info = self.members[0]  # members agree on front-end, window and statistics (read_members checks)
         wanted = {k: getattr(p, k) for k in ("width", "depth") if getattr(p, k) is not None}
         for info in self.members:
@@ -227,8 +233,8 @@ class Audio2KeypointGenerator(KeypointGenerator):
             pts[0] = ref
             if p.silence_gate_db is not None:
                 close_mouth_in_silence(pts, ref, feats, p.silence_gate_db)
-            if p.head_motion != 1.0 or p.mouth_scale != 1.0:
-                rescale_motion(pts, ref, p.head_motion, p.mouth_scale)
+            if self.head_motion != 1.0 or self.mouth_scale != 1.0:
+                rescale_motion(pts, ref, self.head_motion, self.mouth_scale)
             results.append(Keypoints(pts, fps=info.fps, image_size=reference.image_size,
                                      meta={"generator": self.name, "checkpoint": self.checkpoint_label}))  # fmt: skip
         return results

@@ -330,9 +330,48 @@ def _close(a: Any, b: Any) -> bool:
         return a == b
 
 
-def write_ensemble(directory: str | os.PathLike, members: list[str | os.PathLike], description: str = "") -> Path:
+# generator params an ensemble directory may set defaults for (`defaults` in ensemble.json): the inference settings
+# a model was chosen with (docs/results.md), used where the generator's params leave them unset
+DEFAULT_KEYS = {"head_motion": (0.0, 4.0), "mouth_scale": (0.0, 3.0)}
+
+
+def check_defaults(defaults: Any, where: str) -> dict[str, float]:
+    """``defaults`` as ``{param: float}`` with known params in their ranges; a :class:`CheckpointError` otherwise."""
+    if not isinstance(defaults, dict):
+        raise CheckpointError(f"{where}: `defaults` must be a mapping of generator params to numbers")
+    out = {}
+    for key, value in defaults.items():
+        if key not in DEFAULT_KEYS:
+            raise CheckpointError(f"{where}: unknown default {key!r}; an ensemble can set defaults for "
+                                  f"{', '.join(DEFAULT_KEYS)}")  # fmt: skip
+        lo, hi = DEFAULT_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
+            raise CheckpointError(f"{where}: default {key} = {value!r} must be a number in [{lo:g}, {hi:g}]")
+        out[key] = float(value)
+    return out
+
+
+def checkpoint_defaults(path: str | os.PathLike | list | tuple | None) -> dict[str, float]:
+    """The generator defaults stored with an ensemble directory (``defaults`` in its ensemble.json; ``None`` = the
+    shipped weights); ``{}`` for a checkpoint, run directory or list."""
+    if isinstance(path, (list, tuple)):
+        return {}
+    root = resolve_checkpoint(path)
+    if not _is_ensemble(root):
+        return {}
+    try:
+        meta = json.loads((root / ENSEMBLE_FILE).read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {root / ENSEMBLE_FILE}: {exc}; the ensemble is corrupt") from None
+    return check_defaults(meta.get("defaults", {}), str(root / ENSEMBLE_FILE))
+
+
+def write_ensemble(directory: str | os.PathLike, members: list[str | os.PathLike], description: str = "",
+                   defaults: dict[str, float] | None = None) -> Path:  # fmt: skip
     """Copy the checkpoints ``members`` (checkpoint or run directories) into ``directory/member-K`` and write its
-    ``ensemble.json``, atomically (a reader sees the old directory or the complete new one)."""
+    ``ensemble.json`` (with generator ``defaults``, e.g. ``{"head_motion": 2.0}``), atomically (a reader sees the old
+    directory or the complete new one)."""
+    defaults = check_defaults(dict(defaults or {}), "ensemble defaults")
     infos = read_members([str(m) for m in members])  # refuses members that cannot be averaged
     target = Path(directory)
     if target.exists() and not (target.is_dir() and _is_ensemble(target)):
@@ -347,5 +386,6 @@ def write_ensemble(directory: str | os.PathLike, members: list[str | os.PathLike
                 shutil.copy2(info.path / fname, tmp / name / fname)
             names.append(name)
         write_json(tmp / ENSEMBLE_FILE, {"format": ENSEMBLE_FORMAT, "format_version": FORMAT_VERSION,
-                                         "members": names, "description": description})  # fmt: skip
+                                         "members": names, "description": description,
+                                         **({"defaults": defaults} if defaults else {})})  # fmt: skip
     return target
