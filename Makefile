@@ -1,9 +1,11 @@
 # The README's two commands. Each creates .venv if needed and installs the project before running.
 #   make demo   generate keypoints and an MP4 from the bundled sample inputs
 #   make test   run the whole test suite
-#   make results  rebuild the shipped model and docs/results.md's evaluation from the shared clips (about 1 h on
+#   make cv       the selection over every person of ../shared/data/clips.csv that chose the shipped model: the
+#                 dataset, 3-fold cross-validation of the candidates, the reports in docs/results/selection (~2 h on
 #                 2 CPU cores; not part of demo or test)
-#   make cv       the cross-validation over the train and val people that chose the shipped model (about 1.5 h)
+#   make results  the shipped model: the chosen recipe trained on every person, bundled with its settings (~20 min)
+#   make table1   the earlier Table 1 on the 25 first shared clips (5 test people) and its ablations (about 1 h)
 # On machines without an NVIDIA GPU the CPU build of torch is installed (set TORCH_SPEC / TORCH_INDEX to override,
 # e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu on a machine whose pip would otherwise pick a CUDA build).
 
@@ -19,20 +21,29 @@ DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
 
 RESULTS_DATA ?= runs/voxkp-shared
-# intra-op threads of each training: the shipped weights were trained with 1 (the same count reproduces them byte for
-# byte; another count sums floats in another order and gives other weights of the same quality)
+# intra-op threads of each training: runs are byte-reproducible at a fixed count (another count sums floats in
+# another order and gives other weights of the same quality)
 RESULTS_THREADS ?= 1
 RESULTS_RUNS := a2k-default a2k-default-audio-only a2k-default-no-piv a2k-default-no-disc a2k-default-paper-width
-# the shipped model: an ensemble of these seeds of this recipe (chosen by `make cv`, docs/results.md)
-SHIPPED_RECIPE ?= default-ema
-SHIPPED_SEEDS ?= 0 1 2
+TABLE1_RECIPE ?= default-ema
+TABLE1_SEEDS ?= 0 1 2
 
-# cross-validation (docs/results.md): seeds of the default recipe and of its EMA variant, 4 folds each, CV_JOBS at once
-CV_BASE_SEEDS ?= 0 1 2 3 4
-CV_EMA_SEEDS ?= 0 1 2
+# the selection over every person of the shared data (docs/results.md, "Selection"): all of clips.csv, 3 folds of
+# person groups; stage 1 = one seed of each candidate (config:label), stage 2 = more seeds of the winner
+ALL_DATA ?= runs/voxkp-all
+CLIPS_CSV ?= ../shared/data/clips.csv
+CV_DIR ?= runs/cv-all
+CV_CANDIDATES ?= all-cv:A all-cv-balanced:B all-cv-vad:C all-cv-phonetic:D
+CV_WINNER ?= all-cv-balanced:B
+CV_WINNER_SEEDS ?= 1 2
 CV_JOBS ?= 2
+CV_FAMILY_CAP ?= 200
+# the shipped model: the chosen recipe on every person, these seeds averaged, with the chosen inference settings
+SHIPPED_RECIPE ?= shipped
+SHIPPED_SEEDS ?= 0 1 2
+SHIPPED_DEFAULTS ?= --default head_motion=2
 
-.PHONY: demo test install clean results cv
+.PHONY: demo test install clean results cv table1 all-data
 
 install: $(STAMP)
 
@@ -51,40 +62,48 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The shipped default model and the evaluation in docs/results.md: build the Vox-KP dataset of the shared clips,
-# train the recipe, its three ablations and paper-width twin, and the seeds of the shipped ensemble (rerunning resumes
-# a finished or interrupted run), bundle the ensemble into runs/a2k-shipped, evaluate on the held-out test identities.
-# Install it as the default model with: cp -r runs/a2k-shipped/* a2k_toolkit/weights/
-results: $(STAMP)
+$(ALL_DATA)/manifest.json:
+	$(BIN)/a2k dataset build $(CLIPS_CSV) $(ALL_DATA) --detect-every 2 --min-frames 16 --workers 2
+
+all-data: $(STAMP) $(ALL_DATA)/manifest.json
+
+# The selection (docs/results.md): each candidate's fold runs (about 5 min each on one thread, CV_JOBS at a time;
+# resumed when rerun), then every fold's models scored on the people it held out, one report per audio front-end.
+cv: $(STAMP) $(ALL_DATA)/manifest.json
+	mkdir -p $(CV_DIR)
+	{ for c in $(CV_CANDIDATES); do for f in 0 1 2; do echo "$${c%%:*} $${c##*:} $$f 0"; done; done; \
+	  for s in $(CV_WINNER_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_WINNER))) \
+	  $(lastword $(subst :, ,$(CV_WINNER))) $$f $$s"; done; done; } | \
+	xargs -P $(CV_JOBS) -L 1 sh -c 'd=$(CV_DIR)/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
+		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$$0.yaml --fold $$2/3 --seed $$3 \
+		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
+	for fe in logmel vad phonetic; do \
+		$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
+			--config configs/eval/selection-$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
+	done
+
+# The shipped default model: the chosen recipe trained on every person of the shared data (seeds averaged, the
+# chosen inference settings stored with it) into runs/a2k-shipped. Install it as the default model with:
+#   rm -rf a2k_toolkit/weights/member-* && cp -r runs/a2k-shipped/* a2k_toolkit/weights/
+results: $(STAMP) $(ALL_DATA)/manifest.json
+	for s in $(SHIPPED_SEEDS); do d=runs/a2k-shipped-s$$s; \
+		if test -f $$d/latest/config.json; then resume=--resume; else resume=; fi; \
+		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$(SHIPPED_RECIPE).yaml --seed $$s \
+			--run-dir $$d --no-progress $$resume || exit 1; \
+	done
+	$(BIN)/a2k ensemble runs/a2k-shipped $(foreach s,$(SHIPPED_SEEDS),runs/a2k-shipped-s$(s)/latest) $(SHIPPED_DEFAULTS) \
+		--description "configs/train/$(SHIPPED_RECIPE).yaml on every person of clips.csv, seeds $(SHIPPED_SEEDS)"
+
+# The earlier Table 1 (docs/results.md, "Table 1 on real data"): the 25 first shared clips split by identity, the
+# recipe, its three ablations and paper-width twin, evaluated on the 5 test identities.
+table1: $(STAMP)
 	test -f $(RESULTS_DATA)/manifest.json || $(BIN)/a2k dataset build configs/data/shared_clips.csv $(RESULTS_DATA) \
 		--detect-every 2
 	for run in $(RESULTS_RUNS); do \
 		if test -f runs/$$run/latest/config.json; then resume=--resume; else resume=; fi; \
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$${run#a2k-}.yaml --no-progress $$resume || exit 1; \
 	done
-	for s in $(SHIPPED_SEEDS); do d=runs/a2k-shipped-s$$s; \
-		if test -f $$d/latest/config.json; then resume=--resume; else resume=; fi; \
-		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$(SHIPPED_RECIPE).yaml --seed $$s \
-			--run-dir $$d --no-progress $$resume || exit 1; \
-	done
-	$(BIN)/a2k ensemble runs/a2k-shipped $(foreach s,$(SHIPPED_SEEDS),runs/a2k-shipped-s$(s)/latest) \
-		--description "configs/train/$(SHIPPED_RECIPE).yaml, seeds $(SHIPPED_SEEDS)"
 	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split test --config configs/eval/results.yaml --out docs/results
-	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split test --config configs/eval/shipped.yaml --out docs/results/shipped
-
-# The cross-validation that chose the shipped model (docs/results.md): each candidate's seeds trained on 3 of 4
-# folds of the train and val people (about 5 min each on one thread; 32 runs, CV_JOBS at a time: 1.5 h with 2;
-# resumed when rerun), then every fold's models scored on the people it held out, into docs/results/cv.
-cv: $(STAMP)
-	test -f $(RESULTS_DATA)/manifest.json || $(BIN)/a2k dataset build configs/data/shared_clips.csv $(RESULTS_DATA) \
-		--detect-every 2
-	mkdir -p runs/cv
-	{ for s in $(CV_BASE_SEEDS); do for f in 0 1 2 3; do echo "default-cv base $$f $$s"; done; done; \
-	  for s in $(CV_EMA_SEEDS); do for f in 0 1 2 3; do echo "default-cv-ema ema $$f $$s"; done; done; } | \
-	xargs -P $(CV_JOBS) -L 1 sh -c 'd=runs/cv/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
-		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$$0.yaml --fold $$2/4 --seed $$3 \
-		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
-	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split train,val --folds 4 --config configs/eval/cv.yaml --out docs/results/cv
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
