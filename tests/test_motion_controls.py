@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator, rescale_motion
+from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
+from a2k_toolkit.builtin.motion import rescale_motion
 from a2k_toolkit.builtin.warp import similarity
 from a2k_toolkit.keypoints import Keypoints, mouth_gap
 from a2k_toolkit.testing import mean_face
@@ -105,3 +106,36 @@ def test_ensemble_cli_packages_defaults(tmp_path, tiny_a2k_checkpoint):
     assert r.returncode == 2 and r.stderr.startswith("error:") and "PARAM=NUMBER" in r.stderr
     r = run(str(tmp_path / "g"), str(tiny_a2k_checkpoint))
     assert r.returncode == 2 and "at least 2 checkpoints" in r.stderr
+
+
+def _eye_gap(p):
+    return np.linalg.norm(p[:, [37, 38, 43, 44]] - p[:, [41, 40, 47, 46]], axis=-1).mean(1)
+
+
+def test_blinks_in_the_learned_model(sample_speech_path):
+    from a2k_toolkit.builtin.logmel import LogMel
+    from a2k_toolkit.io import load_audio
+
+    audio = load_audio(sample_speech_path, 16000)
+    feats = LogMel()(audio, 16000)
+    ref = Keypoints(mean_face()[None].astype(np.float32), image_size=(256, 256))
+    plain = Audio2KeypointGenerator({"blink_interval": 0}).generate(feats, ref).points
+    blinking = Audio2KeypointGenerator({"blink_interval": 1.0})
+    a, b = blinking.generate(feats, ref, seed=3).points, blinking.generate(feats, ref, seed=3).points
+    assert np.array_equal(a, b)  # the seed fixes the blink times
+    closed = _eye_gap(a) < 0.3 * _eye_gap(plain)
+    seconds = len(a) / 25
+    assert 0.4 * seconds <= closed.sum() / 3 <= 2.5 * seconds  # about one 3-frame-deep blink a second
+    assert np.array_equal(np.delete(a, [37, 38, 43, 44], axis=1), np.delete(plain, [37, 38, 43, 44], axis=1))
+    assert not np.array_equal(a, blinking.generate(feats, ref, seed=4).points)
+
+
+def test_procedural_blinks_are_the_shared_ones():
+    from a2k_toolkit.builtin.baselines import ProceduralGenerator
+
+    feats = np.abs(np.random.default_rng(0).normal(size=(300, 320))).astype(np.float32) - 60
+    ref = Keypoints(mean_face()[None].astype(np.float32), image_size=(256, 256))
+    p = ProceduralGenerator({"blink_interval": 2.0}).generate(feats, ref, seed=1).points
+    gap = _eye_gap(p)
+    closed = gap < 0.3 * np.median(gap)
+    assert 3 <= closed.sum() / 3 <= 10 and not closed[0]  # 12 s at one blink every 2 s (3 closed frames each)

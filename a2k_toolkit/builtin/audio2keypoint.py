@@ -17,6 +17,7 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints
 from .logmel import LOG_POWER_FRONTENDS
+from .motion import apply_blinks, blink_schedule, rescale_motion
 
 BLOCK = 4096  # frames per block when checking and denormalising long outputs (bounds the temporaries)
 
@@ -102,6 +103,12 @@ class Audio2KeypointGenerator(KeypointGenerator):
             "0 = a still head, 1 = as generated, > 1 livelier; null = the model's default (an ensemble directory's "
             "`defaults`, else 1)",
         )  # fmt: skip
+        blink_interval: float | None = Field(
+            None, ge=0, le=60,
+            description="blinks: mean seconds between eyelid closures added to the network's output (it averages "
+            "the blinks of its training clips away); 0 = none; null = the model's default (else none). The blink "
+            "times come from the generation seed (0 when none is given)",
+        )  # fmt: skip
         mouth_scale: float | None = Field(
             None, ge=0, le=3,
             description="mouth and jaw motion scale: in the head's frame, the mouth and lower-jaw points' departure "
@@ -119,6 +126,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
         # the motion scales in effect: the params', else the model's stored defaults, else as generated
         self.head_motion = p.head_motion if p.head_motion is not None else defaults.get("head_motion", 1.0)
         self.mouth_scale = p.mouth_scale if p.mouth_scale is not None else defaults.get("mouth_scale", 1.0)
+        self.blink_interval = p.blink_interval if p.blink_interval is not None else defaults.get("blink_interval", 0.0)
         self.info = self.members[0]  # members agree on front-end, window and statistics (read_members checks)
         wanted = {k: getattr(p, k) for k in ("width", "depth") if getattr(p, k) is not None}
         for info in self.members:
@@ -203,7 +211,8 @@ class Audio2KeypointGenerator(KeypointGenerator):
     def generate_batch(self, requests, *, seed=None):
         """Keypoints for many ``(features, reference)`` pairs, their windows batched together.
 
-        The model samples nothing, so the output is deterministic; ``seed`` is accepted for the interface.
+        The network samples nothing; ``seed`` (default 0) only draws the blink times when ``blink_interval`` is on,
+        so the output is deterministic for a given seed.
         """
         from ..models.inference import WindowedRunner
 
@@ -235,6 +244,9 @@ class Audio2KeypointGenerator(KeypointGenerator):
                 close_mouth_in_silence(pts, ref, feats, p.silence_gate_db)
             if self.head_motion != 1.0 or self.mouth_scale != 1.0:
                 rescale_motion(pts, ref, self.head_motion, self.mouth_scale)
+            if self.blink_interval > 0:
+                rng = np.random.default_rng(0 if seed is None else seed)
+                apply_blinks(pts, blink_schedule(len(pts), self.blink_interval, info.fps, rng))
             results.append(Keypoints(pts, fps=info.fps, image_size=reference.image_size,
                                      meta={"generator": self.name, "checkpoint": self.checkpoint_label}))  # fmt: skip
         return results
@@ -274,44 +286,6 @@ def close_mouth_in_silence(points: np.ndarray, reference: np.ndarray, features: 
         rest = apply_similarity(reference[48:68], a, b)
         w = weight[t, None, None]
         points[t, 48:68] = w * points[t, 48:68] + (1.0 - w) * rest
-    return points
-
-
-RIGID = slice(17, 48)  # brows, nose, eyes: they move with the head, not with speech
-# the points the mouth scale moves: the lower jaw (it drops as the mouth opens) and the mouth
-SPEECH_POINTS = np.r_[3:14, 48:68]
-# points whose departure from the similarity pose is mostly the head's turn out of the image plane (the nose and the
-# jaw's upper ends): the head scale scales that departure too, so a still head (0) has exactly the reference's nose
-HEAD_POINTS = np.r_[0:3, 14:17, 27:36]
-
-
-def rescale_motion(points: np.ndarray, reference: np.ndarray, head: float = 1.0, mouth: float = 1.0) -> np.ndarray:
-    """Scale the motion of keypoints ``points (T, 68, 2)`` (in place) about the reference ``(68, 2)``.
-
-    Each frame's head pose is the similarity ``z -> a z + b`` (complex numbers) that maps the reference's rigid points
-    (brows, eyes, nose) onto the frame's. The frame is taken back to the reference's pose (its expression in the
-    reference's frame: ``a^-1 (z - b)``), its mouth and lower jaw's departure from the reference's scaled by
-    ``mouth``, and it is carried to the pose scaled by ``head``: about the reference's rigid centroid, translation
-    times ``head``, rotation angle times ``head`` and scale to the power ``head``; the nose's and upper jaw's
-    departure from that pose (turns out of the image plane) is scaled by ``head`` too. Eyes and brows keep their own
-    motion (blinks, raised brows). ``head = mouth = 1`` leaves the points as they are (to float rounding)."""
-    from .warp import similarity
-
-    ref = np.asarray(reference, np.float64)
-    zr = ref[:, 0] + 1j * ref[:, 1]
-    c = zr[RIGID].mean()
-    for i in range(0, len(points), BLOCK):
-        blk = np.asarray(points[i : i + BLOCK], np.float64)
-        a, b = similarity(ref[RIGID], blk[:, RIGID])
-        z = blk[..., 0] + 1j * blk[..., 1]
-        local = (z - b[:, None]) / a[:, None]  # the expression in the reference's frame
-        local[:, SPEECH_POINTS] = zr[SPEECH_POINTS] + mouth * (local[:, SPEECH_POINTS] - zr[SPEECH_POINTS])
-        local[:, HEAD_POINTS] = zr[HEAD_POINTS] + head * (local[:, HEAD_POINTS] - zr[HEAD_POINTS])
-        t = a * c + b - c  # the rigid centroid's displacement
-        a2 = np.exp(head * np.log(a))  # |a| ** head, angle * head (principal angle: |rotation| < 180 degrees)
-        b2 = c + head * t - a2 * c
-        z2 = a2[:, None] * local + b2[:, None]
-        points[i : i + BLOCK] = np.stack([z2.real, z2.imag], -1)
     return points
 
 

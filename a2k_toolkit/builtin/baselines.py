@@ -13,6 +13,7 @@ from ..components import KeypointGenerator, Params
 from ..errors import InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints, face_scale
+from .motion import apply_blinks, blink_schedule
 
 
 def _check(features: np.ndarray, reference: Keypoints) -> tuple[np.ndarray, np.ndarray]:
@@ -99,16 +100,7 @@ class ProceduralGenerator(KeypointGenerator):
         pts = rot + centre + np.stack([dx, dy], -1)[:, None, :]
 
         # blinks: upper lids meet the lower lids over ~5 frames
-        closing = np.zeros(T)
-        t = rng.uniform(0.5, 1.5) * p.blink_interval * p.fps
-        while t < T:
-            for k, v in zip(range(-2, 3), (0.4, 0.85, 1.0, 0.85, 0.4)):
-                if 0 < int(t) + k < T:
-                    closing[int(t) + k] = max(closing[int(t) + k], v)
-            t += rng.uniform(0.6, 1.4) * p.blink_interval * p.fps
-        for upper, lower in (([37, 38], [41, 40]), ([43, 44], [47, 46])):
-            gap = pts[:, lower, :] - pts[:, upper, :]
-            pts[:, upper, :] += gap * closing[:, None, None] * 0.9
+        apply_blinks(pts, blink_schedule(T, p.blink_interval, p.fps, rng))
         pts[0] = ref
         return Keypoints(pts.astype(np.float32), image_size=reference.image_size, meta={"generator": self.name})
 
