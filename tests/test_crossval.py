@@ -121,22 +121,27 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
     assert "cv-f2" in capsys.readouterr().err
 
 
-def test_the_repo_cross_validation_config_names_one_run_per_fold():
-    """configs/eval/cv.yaml (make cv): every model entry names a fold's run, and `make cv` trains those runs."""
+def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
+    """configs/eval/selection-*.yaml (make cv): every model entry names a fold's run of a candidate that `make cv`
+    trains (configs/train/CONFIG.yaml exists, the seed is stage 1's 0 or one of the winner's stage-2 seeds)."""
     import re
     from pathlib import Path
 
     from a2k_toolkit.eval.config import load_eval_config, with_fold
 
     repo = Path(__file__).resolve().parents[1]
-    entries = load_eval_config(repo / "configs" / "eval" / "cv.yaml").entries
-    assert len({e.display_label for e in entries}) == len(entries)
     makefile = (repo / "Makefile").read_text()
-    seeds = {name: set(re.search(rf"CV_{name.upper()}_SEEDS \?= ([\d ]+)", makefile).group(1).split())
-             for name in ("base", "ema")}  # fmt: skip
-    for fold in range(4):
-        for e in with_fold(entries, fold):
-            ckpt = e.generator.params.get("checkpoint")
-            for path in [ckpt] if isinstance(ckpt, str) else ckpt or []:
-                name, f, seed = re.fullmatch(r"runs/cv/(base|ema)-f(\d)-s(\d)/latest", path).groups()
-                assert int(f) == fold and seed in seeds[name]
+    candidates = dict(reversed(c.split(":")) for c in re.search(r"CV_CANDIDATES \?= (.+)", makefile).group(1).split())
+    winner = re.search(r"CV_WINNER \?= \S+:(\w+)", makefile).group(1)
+    seeds = set(re.search(r"CV_WINNER_SEEDS \?= ([\d ]+)", makefile).group(1).split())
+    assert all((repo / "configs" / "train" / f"{cfg}.yaml").is_file() for cfg in candidates.values())
+    for fe in ("logmel", "vad", "phonetic"):
+        entries = load_eval_config(repo / "configs" / "eval" / f"selection-{fe}.yaml").entries
+        assert len({e.display_label for e in entries}) == len(entries)
+        for fold in range(3):
+            for e in with_fold(entries, fold):
+                ckpt = e.generator.params.get("checkpoint")
+                for path in [ckpt] if isinstance(ckpt, str) else ckpt or []:
+                    label, f, seed = re.fullmatch(r"runs/cv-all/(\w)-f(\d)-s(\d)/latest", path).groups()
+                    assert label in candidates and int(f) == fold
+                    assert seed == "0" or (label == winner and seed in seeds)
