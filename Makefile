@@ -41,7 +41,7 @@ CV_FAMILY_CAP ?= 200
 # the shipped model: the chosen recipe on every person, these seeds averaged, with the chosen inference settings
 SHIPPED_RECIPE ?= shipped
 SHIPPED_SEEDS ?= 0 1 2
-SHIPPED_DEFAULTS ?= --default head_motion=2
+SHIPPED_DEFAULTS ?= --default head_motion=3 --default mouth_scale=1.4 --default blink_interval=3.5
 
 .PHONY: demo test install clean results cv table1 all-data
 
@@ -77,7 +77,7 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 	xargs -P $(CV_JOBS) -L 1 sh -c 'd=$(CV_DIR)/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$$0.yaml --fold $$2/3 --seed $$3 \
 		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
-	for fe in logmel vad phonetic; do \
+	for fe in logmel vad phonetic stage2; do \
 		$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
 			--config configs/eval/selection-$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
 	done

@@ -66,7 +66,7 @@ def test_the_shipped_model_takes_the_controls(sample_speech_path):
     audio = load_audio(sample_speech_path, 16000)[: 16000 * 4]
     feats = LogMelFrontend()(audio, 16000)
     ref = Keypoints(mean_face()[None].astype(np.float32), image_size=(256, 256))
-    plain = Audio2KeypointGenerator().generate(feats, ref).points
+    plain = Audio2KeypointGenerator({"head_motion": 1.0, "mouth_scale": 1.0}).generate(feats, ref).points
     still = Audio2KeypointGenerator({"head_motion": 0.0}).generate(feats, ref).points
     lively = Audio2KeypointGenerator({"head_motion": 2.0, "mouth_scale": 1.5}).generate(feats, ref).points
     nose = lambda p: np.linalg.norm(p[:, 30] - p[0, 30], axis=-1).mean()  # noqa: E731
