@@ -135,7 +135,7 @@ def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
     winner = re.search(r"CV_WINNER \?= \S+:(\w+)", makefile).group(1)
     seeds = set(re.search(r"CV_WINNER_SEEDS \?= ([\d ]+)", makefile).group(1).split())
     assert all((repo / "configs" / "train" / f"{cfg}.yaml").is_file() for cfg in candidates.values())
-    for fe in ("logmel", "vad", "phonetic"):
+    for fe in ("logmel", "vad", "phonetic", "stage2"):
         entries = load_eval_config(repo / "configs" / "eval" / f"selection-{fe}.yaml").entries
         assert len({e.display_label for e in entries}) == len(entries)
         for fold in range(3):
