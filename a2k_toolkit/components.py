@@ -26,6 +26,33 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: ``json_schema_extra`` of a parameter that names a file or directory which must exist (``a2k config validate``
+#: checks it); use :func:`path_field` to declare one
+PATH_MARK = "a2k_path"
+
+
+def path_field(*args: Any, **kwargs: Any) -> Any:
+    """A ``Field`` (same arguments) for a parameter holding an existing file or directory path (a string, or a list
+    of them)."""
+    return Field(*args, json_schema_extra={PATH_MARK: True}, **kwargs)
+
+
+def param_paths(params: BaseModel) -> list[tuple[str, str]]:
+    """``(key, path)`` for every path that ``params`` names in its :func:`path_field` parameters (``key`` is
+    ``name`` or ``name[i]`` for a list); unset (``None`` or empty) parameters name none."""
+    found: list[tuple[str, str]] = []
+    for key, info in type(params).model_fields.items():
+        extra = info.json_schema_extra
+        if not (isinstance(extra, dict) and extra.get(PATH_MARK)):
+            continue
+        value = getattr(params, key)
+        if isinstance(value, (list, tuple)):
+            found += [(f"{key}[{i}]", str(v)) for i, v in enumerate(value) if v not in (None, "")]
+        elif value not in (None, ""):
+            found.append((key, str(value)))
+    return found
+
+
 class Component:
     """Base of all components. Subclasses set ``name`` and may override ``Params``."""
 

@@ -147,6 +147,21 @@ def validate_components(config: PipelineConfig, catalog: Catalog) -> dict[str, B
     return validated
 
 
+def check_paths(params: dict[str, BaseModel]) -> None:
+    """Refuse validated slot params (from :func:`validate_components`) naming a file or directory that does not exist
+    (the parameters components declare with :func:`~a2k_toolkit.components.path_field`, e.g. a checkpoint)."""
+    from .components import param_paths
+
+    missing = []
+    for slot, p in params.items():
+        for key, value in param_paths(p):
+            if not Path(value).expanduser().exists():
+                missing.append(f"{slot}.params.{key}: {value} not found")
+    if missing:
+        raise ConfigError(f"invalid config: {'; '.join(missing)}; check the spelling, or give the path from the "
+                          f"current directory ({Path.cwd()}), which is where relative paths are read from")
+
+
 def config_schema() -> dict[str, Any]:
     """JSON schema of the pipeline config."""
     return PipelineConfig.model_json_schema()

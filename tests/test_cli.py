@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -77,6 +78,31 @@ def test_plugins_list_and_config_commands(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("renderer: {name: sketch, params: {size: tiny}}\n")
     assert_user_error(a2k("config", "validate", bad), "renderer.params.size")
+
+
+def test_config_validate_refuses_a_missing_checkpoint(tmp_path):
+    """Issue 16 item 7: a config whose checkpoint does not exist is not "valid"; one `error:` line naming the key."""
+    (tmp_path / "run").mkdir()
+    missing = tmp_path / "runs" / "nope"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"generator: {{name: audio2keypoint, params: {{checkpoint: {missing}}}}}\n")
+    proc = a2k("config", "validate", cfg)
+    assert_user_error(proc, f"generator.params.checkpoint: {missing} not found")
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+    # a list names the member that is missing; a relative path is read from the current directory
+    cfg.write_text("generator: {name: audio2keypoint, params: {checkpoint: [run, gone]}}\n")
+    assert_user_error(a2k("config", "validate", cfg, cwd=tmp_path), "generator.params.checkpoint[1]: gone not found",
+                      str(tmp_path))  # fmt: skip
+    cfg.write_text("generator: {name: audio2keypoint, params: {checkpoint: [run]}}\n")
+    ok = a2k("config", "validate", cfg, cwd=tmp_path)
+    assert ok.returncode == 0 and "valid" in ok.stdout, ok.stderr
+    # the renderer plugin's checkpoint and shots are paths too
+    if importlib.util.find_spec("a2k_face_translator") is None:
+        return
+    face = tmp_path / "face.png"
+    face.write_bytes(b"")
+    cfg.write_text(f"renderer: {{name: face-translator, params: {{checkpoint: {face}, shots: [{face}, x.png]}}}}\n")
+    assert_user_error(a2k("config", "validate", cfg, cwd=tmp_path), "renderer.params.shots[1]: x.png not found")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ..components import AudioFrontend, KeypointEncoder, KeypointGenerator, Params
+from ..components import AudioFrontend, KeypointEncoder, KeypointGenerator, Params, path_field
 from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints
@@ -71,7 +71,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
     name = "audio2keypoint"
 
     class Params(Params):
-        checkpoint: str | list[str] | None = Field(
+        checkpoint: str | list[str] | None = path_field(
             None,
             description="checkpoint directory or run directory from `a2k train`, an ensemble directory "
             "(ensemble.json), or a list of checkpoint / run directories whose predictions are averaged (models of "

@@ -10,7 +10,8 @@ def add_parser(sub) -> None:
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     sch = csub.add_parser("schema", help="print the JSON schema of the pipeline config")
     sch.set_defaults(func=run_schema)
-    val = csub.add_parser("validate", help="check a config file: shape, component names and every slot's params")
+    val = csub.add_parser("validate", help="check a config file: shape, component names, every slot's params and that "
+                         "the files they name (checkpoints) exist")
     val.add_argument("file", help="YAML, JSON or TOML config file")
     val.set_defaults(func=run_validate)
     show = csub.add_parser("show", help="print the full config (defaults filled in) as YAML")
@@ -25,12 +26,14 @@ def run_schema(args) -> int:
     return 0
 
 
-def _resolved(path):
+def _resolved(path, paths: bool = False):
     from ..catalog import Catalog
-    from ..config import load_config, validate_components
+    from ..config import check_paths, load_config, validate_components
 
     cfg = load_config(path)
     params = validate_components(cfg, Catalog())
+    if paths:
+        check_paths(params)
     data = cfg.model_dump(mode="json")
     for slot, p in params.items():
         data[slot]["params"] = p.model_dump(mode="json")
@@ -38,7 +41,7 @@ def _resolved(path):
 
 
 def run_validate(args) -> int:
-    data = _resolved(args.file)
+    data = _resolved(args.file, paths=True)
     names = ", ".join(f"{k}={v['name']}" for k, v in data.items() if isinstance(v, dict))
     print(f"{args.file}: valid ({names})")
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from a2k_toolkit.components import Params, Renderer
+from a2k_toolkit.components import Params, Renderer, path_field
 from a2k_toolkit.keypoints import Keypoints
 from a2k_toolkit.rendering import prepare_inputs
 
@@ -28,11 +28,11 @@ class FaceTranslatorRenderer(Renderer):
     name = "face-translator"
 
     class Params(Params):
-        checkpoint: str = Field(min_length=1, description="path of a .safetensors checkpoint (meta or personal)")
+        checkpoint: str = path_field(min_length=1, description="path of a .safetensors checkpoint (meta or personal)")
         size: int | None = Field(None, ge=16, le=4096,
                                  description="longest side of the output; null keeps the image size")  # fmt: skip
-        shots: list[str] = Field(default_factory=list, max_length=64,
-                                 description="more photos of the same person: K = 1 + len(shots)")  # fmt: skip
+        shots: list[str] = path_field(default_factory=list, max_length=64,
+                                      description="more photos of the same person: K = 1 + len(shots)")  # fmt: skip
         finetune_steps: int = Field(0, ge=0, le=5000, description="few-shot fine-tuning steps on the K shots")
         finetune_lr: float = Field(1e-4, gt=0, le=1e-2)
         paste: bool = Field(True, description="blend the generated face into the photo; false: output the crop")
