@@ -13,6 +13,10 @@ LIMITS = {
     "max_image_pixels": ("A2K_MAX_IMAGE_PIXELS", 100_000_000, "pixels of an input image (read from its header)"),
     "max_image_bytes": ("A2K_MAX_IMAGE_BYTES", 200 * 2**20, "bytes of an input image file"),
     "max_render_side": ("A2K_MAX_RENDER_SIDE", 1920, "longest side of a video whose renderer has no `size`"),
+    # the web demo (integrations/gradio)
+    "demo_max_upload_bytes": ("A2K_DEMO_MAX_UPLOAD_BYTES", 50 * 2**20, "bytes of a file uploaded to the web demo"),
+    "demo_max_audio_seconds": ("A2K_DEMO_MAX_AUDIO_SECONDS", 120, "seconds of speech uploaded to the web demo"),
+    "demo_keep_outputs": ("A2K_DEMO_KEEP_OUTPUTS", 4, "per-request output folders the web demo keeps"),
 }
 
 

@@ -6,7 +6,9 @@ import importlib.util
 import io
 import shutil
 import socket
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,18 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def demo_url():
+def demo_out(tmp_path_factory) -> Path:
+    """The demo's folder of per-request outputs."""
+    return tmp_path_factory.mktemp("a2k-gradio-out")
+
+
+@pytest.fixture(scope="module")
+def demo_url(demo_out):
     spec = importlib.util.spec_from_file_location("a2k_gradio_app", REPO / "integrations" / "gradio" / "app.py")
     app = importlib.util.module_from_spec(spec)
     sys.modules["a2k_gradio_app"] = app
     spec.loader.exec_module(app)
-    demo = app.build_demo({"renderer": {"name": "sketch", "params": {"size": 128}}, "device": "cpu"})
+    demo = app.build_demo({"renderer": {"name": "sketch", "params": {"size": 128}}, "device": "cpu"}, out_root=demo_out)
     port = free_port()
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -109,3 +117,72 @@ def test_missing_face_shows_the_error(page, demo_url):
     page.click("#generate")
     page.get_by_text("Upload a face image first.").first.wait_for(timeout=30_000)
     assert page.locator("#video video").count() == 0
+
+
+# ------------------------------------------------------------------ bad uploads and limits (issue 16 items 4, 7)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels in a few hundred bytes (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 4096)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def submit(page, url, face, *, audio=None, text=None):
+    """Open the demo, upload ``face`` (a path or a (name, mime type, bytes) triple) and speech or text, click."""
+    open_demo(page, url)
+    if isinstance(face, tuple):
+        face = {"name": face[0], "mimeType": face[1], "buffer": face[2]}
+    page.locator("#face input[type=file]").set_input_files(face if isinstance(face, dict) else str(face))
+    if audio is not None:
+        page.locator("#speech input[type=file]").set_input_files(str(audio))
+        page.wait_for_selector("#speech audio, #speech canvas, #speech [data-testid='waveform-x']", timeout=30_000,
+                               state="attached")  # fmt: skip
+    if text is not None:
+        page.fill("#text textarea", text)
+    page.click("#generate")
+
+
+def shown_error(page, needle: str) -> str:
+    """The text of the page once ``needle`` (part of the demo's error message) is on it; never gradio's generic one."""
+    page.get_by_text(needle).first.wait_for(timeout=60_000)
+    body = page.locator("body").inner_text()
+    assert "upstream Gradio app has raised an exception" not in body and "/tmp/" not in body, body
+    return body
+
+
+def test_a_non_image_or_a_decompression_bomb_gets_the_toolkits_message(page, demo_url):
+    submit(page, demo_url, ("notes.png", "image/png", b"plain text, not an image"), text="Hello.")
+    assert "notes.png: not a supported image file" in shown_error(page, "not a supported image file")
+    submit(page, demo_url, ("bomb.png", "image/png", png_header(30000, 30000)), text="Hello.")
+    shown_error(page, "over the limit of 100 megapixels")
+    assert page.locator("#video video").count() == 0
+
+
+def test_corrupt_audio_is_named_by_its_file_name_not_the_server_path(page, demo_url, dub_media):
+    submit(page, demo_url, dub_media.face, audio=dub_media.corrupt)
+    assert "corrupt.wav" in shown_error(page, "is corrupt or not in a supported format")
+
+
+def test_upload_limits_bytes_and_audio_seconds(page, demo_url, dub_media, monkeypatch):
+    monkeypatch.setenv("A2K_DEMO_MAX_AUDIO_SECONDS", "1")
+    submit(page, demo_url, dub_media.face, audio=dub_media.speech2)
+    shown_error(page, "speech2.wav is 2 s long, over this demo's limit of 1 s")
+    monkeypatch.setenv("A2K_DEMO_MAX_UPLOAD_BYTES", "1000")
+    submit(page, demo_url, dub_media.face, text="Hello.")
+    shown_error(page, "obama.jpg is 0.")
+    assert "A2K_DEMO_MAX_UPLOAD_BYTES" in page.locator("body").inner_text()
+
+
+def test_only_the_newest_output_folders_are_kept(page, demo_url, demo_out, dub_media, monkeypatch):
+    monkeypatch.setenv("A2K_DEMO_KEEP_OUTPUTS", "1")
+    for _ in range(2):
+        submit(page, demo_url, dub_media.face, audio=dub_media.speech1)
+        wait_for_video(page)
+    folders = list(demo_out.glob("a2k-demo-*"))
+    assert len(folders) == 1 and (folders[0] / "keypoints.npz").is_file(), folders

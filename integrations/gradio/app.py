@@ -5,18 +5,24 @@ Run it locally (nothing leaves the machine; the pipeline is built once at start-
     python integrations/gradio/app.py [--config cfg.yaml] [--host 127.0.0.1] [--port 7860]
 
 and open the printed address. ``build_demo(...)`` returns the ``gradio.Blocks`` for embedding or testing.
+
+Uploads are bounded (A2K_DEMO_MAX_UPLOAD_BYTES, A2K_DEMO_MAX_AUDIO_SECONDS and the image limits of
+``a2k_toolkit.limits``), a bad upload gets the toolkit's message (without the server's paths), and only the newest
+A2K_DEMO_KEEP_OUTPUTS per-request output folders are kept; see docs/config.md, Limits.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from a2k_toolkit.errors import A2KError, require
+from a2k_toolkit.limits import limit
 
 COMMON_LANGS = ["en", "en-us", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "hi", "zh", "ja", "ar", "tr"]
 TITLE = "a2k-toolkit: talking-head keypoints from one face image and speech"
@@ -40,10 +46,65 @@ def languages() -> list[str]:
     return found or COMMON_LANGS
 
 
-def make_generate(pipeline, out_root: Path):
-    """The click handler: checks the inputs, runs the pipeline, returns (video, keypoint file, status line)."""
+class Upload:
+    """One uploaded file: where the server keeps it and the name the user gave it (shown in messages instead of the
+    server's path)."""
 
-    def generate(image: str | None, audio: str | None, text: str | None, lang: str | None):
+    def __init__(self, payload: Any, what: str):
+        if isinstance(payload, dict):  # gradio's FileData (the handler gets the raw upload, see build_demo)
+            path, name = payload.get("path"), payload.get("orig_name")
+        else:  # a plain path (a Python caller)
+            path, name = payload, None
+        if not path:
+            raise A2KError(f"the {what} did not arrive on the server; upload it again")
+        self.path, self.what = str(path), what
+        self.name = Path(str(name or path)).name or f"the {what}"  # never a folder part such as ../
+
+    def check_size(self) -> None:
+        max_bytes = limit("demo_max_upload_bytes")
+        size = os.path.getsize(self.path)
+        if max_bytes and size > max_bytes:
+            raise A2KError(f"the {self.what} {self.name} is {size / 2**20:.1f} MiB, over this demo's limit of "
+                           f"{max_bytes / 2**20:g} MiB; upload a smaller file (the server's A2K_DEMO_MAX_UPLOAD_BYTES "
+                           "sets the limit)")  # fmt: skip
+
+    def hide(self, message: str) -> str:
+        """``message`` with the server's path of the file replaced by the user's file name."""
+        return message.replace(self.path, self.name)
+
+
+def check_audio_length(upload: Upload) -> None:
+    """Refuse speech longer than A2K_DEMO_MAX_AUDIO_SECONDS, from the file's header (before it is decoded)."""
+    from a2k_toolkit.audio import probe_audio
+
+    max_seconds = limit("demo_max_audio_seconds")
+    if not max_seconds:
+        return
+    duration = probe_audio(upload.path).duration
+    if duration is not None and duration > max_seconds:
+        raise A2KError(f"the speech audio {upload.name} is {duration:.0f} s long, over this demo's limit of "
+                       f"{max_seconds} s; upload a shorter cut (the server's A2K_DEMO_MAX_AUDIO_SECONDS sets the "
+                       "limit), or use the `a2k generate` command for long audio")  # fmt: skip
+
+
+def prune_outputs(out_root: Path) -> None:
+    """Delete all but the newest A2K_DEMO_KEEP_OUTPUTS per-request output folders (0 keeps them all). Gradio serves
+    the results from its own copies, so a request's folder is not needed once its response is sent."""
+    keep = limit("demo_keep_outputs")
+    if not keep:
+        return
+    folders = sorted((d for d in out_root.glob("a2k-demo-*") if d.is_dir()), key=lambda d: d.stat().st_mtime_ns)
+    for old in folders[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def make_generate(pipeline, out_root: Path):
+    """The click handler: checks the inputs, runs the pipeline, returns (video, keypoint file, status line).
+
+    ``image`` and ``audio`` are gradio's raw uploads (the event does not preprocess them: gradio's own decoding would
+    fail with its generic message, and it would read a whole upload before any limit is checked) or file paths."""
+
+    def generate(image: Any, audio: Any, text: str | None, lang: str | None):
         import gradio as gr
 
         text = (text or "").strip()
@@ -51,13 +112,29 @@ def make_generate(pipeline, out_root: Path):
             raise gr.Error("Upload a face image first.")
         if bool(audio) == bool(text):
             raise gr.Error("Give either speech audio (upload or record) or text to speak, not both.")
-        out = Path(tempfile.mkdtemp(prefix="a2k-demo-", dir=out_root))
+        uploads: list[Upload] = []
+        out = None
         try:
-            result = pipeline(image, audio=audio) if audio else pipeline(image, text=text, lang=lang or None)
+            uploads.append(Upload(image, "face image"))
+            if audio:
+                uploads.append(Upload(audio, "speech audio"))
+            for up in uploads:
+                up.check_size()
+            if audio:
+                check_audio_length(uploads[1])
+            out = Path(tempfile.mkdtemp(prefix="a2k-demo-", dir=out_root))
+            prune_outputs(out_root)
+            face = uploads[0].path
+            result = pipeline(face, audio=uploads[1].path) if audio else pipeline(face, text=text, lang=lang or None)
             kp, video = out / "keypoints.npz", out / "talking_head.mp4"
             result.save(keypoints=kp, video=video if pipeline.renderer is not None else None)
-        except A2KError as exc:  # bad input: show the message (problem and fix), no traceback
-            raise gr.Error(str(exc)) from None
+        except A2KError as exc:  # bad input: show the message (problem and fix), no traceback, no server paths
+            if out is not None:
+                shutil.rmtree(out, ignore_errors=True)
+            message = str(exc)
+            for up in uploads:
+                message = up.hide(message)
+            raise gr.Error(message[:1].upper() + message[1:]) from None
         n = len(result.keypoints)
         status = f"{n} frames ({n / result.keypoints.fps:.2f} s at {result.keypoints.fps:g} fps)"
         return (str(video) if video.exists() else None), str(kp), status
@@ -75,7 +152,8 @@ def build_demo(config: Any = None, pipeline: Any = None, out_root: str | Path | 
         pipeline = Pipeline.from_config(config)
     root = Path(out_root or tempfile.mkdtemp(prefix="a2k-gradio-"))
     root.mkdir(parents=True, exist_ok=True)
-    with gr.Blocks(title="a2k-toolkit demo", analytics_enabled=False) as demo:
+    # gradio keeps its own copies of uploads and results: delete them an hour after they were made (and at exit)
+    with gr.Blocks(title="a2k-toolkit demo", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         gr.Markdown(f"## {TITLE}\nUpload a face photo, then upload or record speech, or type text and pick a "
                     "language. The result is a 25 fps keypoint video with the speech, and the keypoint file.")
         with gr.Row():
@@ -92,8 +170,16 @@ def build_demo(config: Any = None, pipeline: Any = None, out_root: str | Path | 
                 video = gr.Video(label="Talking-head keypoints", elem_id="video")
                 keypoints = gr.File(label="Keypoint file (.npz)", elem_id="keypoints")
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
-        button.click(make_generate(pipeline, root), [image, audio, text, lang], [video, keypoints, status])
+        # preprocess=False: the handler gets the raw uploads and checks them itself (see make_generate)
+        button.click(make_generate(pipeline, root), [image, audio, text, lang], [video, keypoints, status],
+                     preprocess=False)  # fmt: skip
     return demo
+
+
+def upload_limit() -> int | None:
+    """A2K_DEMO_MAX_UPLOAD_BYTES for ``launch(max_file_size=...)``: gradio then refuses a bigger upload before it is
+    stored (``None``: no limit)."""
+    return limit("demo_max_upload_bytes") or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=7860)
     args = p.parse_args(argv)
     try:
+        max_file_size = upload_limit()
         demo = build_demo(args.config)
     except A2KError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    demo.queue().launch(server_name=args.host, server_port=args.port)
+    demo.queue().launch(server_name=args.host, server_port=args.port, max_file_size=max_file_size)
     return 0
 
 
