@@ -513,16 +513,27 @@ def read_video_frames(path: PathLike, fps: float | None = None, size: tuple[int,
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     proc = subprocess.Popen(child_argv(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     nbytes = w * h * 3
+    decoded = 0
     try:
         while True:
             buf = proc.stdout.read(nbytes)
             if len(buf) < nbytes:
                 break
+            decoded += 1
             yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+        rate = fps or info["fps"]
+        expected = round(info["duration"] * rate) if info["duration"] and rate else None
+        if expected and decoded < 0.9 * expected and expected - decoded >= 2:  # a truncated or damaged file
+            import warnings
+
+            warnings.warn(f"{path}: decoded {decoded} frames but the container reports {info['duration']:.2f} s "
+                          f"(about {expected} frames at {rate:g} fps); the file is probably truncated or damaged, "
+                          "so the rest of it is missing: re-download or re-export it", stacklevel=2)  # fmt: skip
     finally:
         proc.stdout.close()
         proc.kill()
         proc.wait()
+        proc.stderr.close()
 
 
 # --------------------------------------------------------------------------------------------------- keypoint files

@@ -118,3 +118,22 @@ def test_phone_videos_with_a_display_rotation_decode_upright(tmp_path, rotation)
     expected = np.rot90(frames[0], {90: 1, -90: -1, 180: 2}[rotation])
     assert upright[0].shape == expected.shape
     assert np.abs(upright[0].astype(int) - expected).mean() < 2
+
+
+def test_a_truncated_faststart_mp4_warns_that_frames_are_missing(tmp_path):
+    """Issue 16 item 8: half of a faststart MP4 decodes to fewer frames than its header reports; say so."""
+    import warnings
+
+    full = tmp_path / "full.mp4"
+    frames = [np.full((64, 64, 3), (i * 5) % 256, np.uint8) for i in range(50)]
+    write_video(full, frames, fps=25)
+    run_ffmpeg(["-i", str(full), "-c", "copy", "-movflags", "+faststart", str(tmp_path / "fast.mp4")])
+    data = (tmp_path / "fast.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(list(read_video_frames(tmp_path / "fast.mp4"))) == 50
+    with pytest.warns(UserWarning, match=r"decoded \d+ frames but the container reports 2.00 s \(about 50 frames"):
+        n = len(list(read_video_frames(cut)))
+    assert n < 45
