@@ -122,12 +122,15 @@ def test_blinks_in_the_learned_model(sample_speech_path):
     plain = Audio2KeypointGenerator({"blink_interval": 0}).generate(feats, ref).points
     blinking = Audio2KeypointGenerator({"blink_interval": 1.0})
     a, b = blinking.generate(feats, ref, seed=3).points, blinking.generate(feats, ref, seed=3).points
-    assert np.array_equal(a, b)  # the seed fixes the blink times
+    # the seed fixes the blink times (the network's output itself is equal to float32 rounding: on a busy CPU the
+    # windows may run on worker threads)
+    assert np.allclose(a, b, atol=1e-3)
     closed = _eye_gap(a) < 0.3 * _eye_gap(plain)
     seconds = len(a) / 25
     assert 0.4 * seconds <= closed.sum() / 3 <= 2.5 * seconds  # about one 3-frame-deep blink a second
-    assert np.array_equal(np.delete(a, [37, 38, 43, 44], axis=1), np.delete(plain, [37, 38, 43, 44], axis=1))
-    assert not np.array_equal(a, blinking.generate(feats, ref, seed=4).points)
+    assert np.allclose(np.delete(a, [37, 38, 43, 44], axis=1), np.delete(plain, [37, 38, 43, 44], axis=1), atol=1e-3)
+    other = blinking.generate(feats, ref, seed=4).points
+    assert np.abs(_eye_gap(other) - _eye_gap(a)).max() > 0.3 * np.median(_eye_gap(plain))  # other blink times
 
 
 def test_procedural_blinks_are_the_shared_ones():
