@@ -44,6 +44,15 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (values * m).sum() / (m.sum() * per_frame).clamp_min(1.0)
 
 
+def window_mean(values: torch.Tensor, mask: torch.Tensor | None, keepdim: bool = False) -> torch.Tensor:
+    """Per window, the mean of ``values (B, T, ...)`` over time (dim 1), over the frames where ``mask (B, T)`` is 1
+    when it is given."""
+    if mask is None:
+        return values.mean(1, keepdim=keepdim)
+    m = mask.to(values.dtype).reshape(*mask.shape, *[1] * (values.dim() - mask.dim()))
+    return (values * m).sum(1, keepdim=keepdim) / m.sum(1, keepdim=keepdim).clamp_min(1.0)
+
+
 def reg_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     return masked_mean((pred - target).abs(), mask)
 
@@ -72,20 +81,11 @@ def sync_loss(pred_open: torch.Tensor, real_open: torch.Tensor, eps: float = 1e-
     ``|log(std_pred / std_real)|`` (right amplitude), averaged over windows (weighted by ``weights`` ``(B,)`` if
     given). ``eps`` (face-size units) keeps windows with a still mouth finite. With ``mask (B, T)`` the moments are
     taken over each window's masked-in frames only."""
-    if mask is None:
-        x = pred_open - pred_open.mean(1, keepdim=True)
-        y = real_open - real_open.mean(1, keepdim=True)
-        sx = x.pow(2).mean(1).add(eps**2).sqrt()
-        sy = y.pow(2).mean(1).add(eps**2).sqrt()
-        corr = (x * y).mean(1) / (sx * sy)
-    else:
-        m = mask.to(pred_open.dtype)
-        n = m.sum(1).clamp_min(1.0)
-        x = (pred_open - (pred_open * m).sum(1, keepdim=True) / n[:, None]) * m
-        y = (real_open - (real_open * m).sum(1, keepdim=True) / n[:, None]) * m
-        sx = (x.pow(2).sum(1) / n).add(eps**2).sqrt()
-        sy = (y.pow(2).sum(1) / n).add(eps**2).sqrt()
-        corr = (x * y).sum(1) / n / (sx * sy)
+    x = pred_open - window_mean(pred_open, mask, keepdim=True)
+    y = real_open - window_mean(real_open, mask, keepdim=True)
+    sx = window_mean(x.pow(2), mask).add(eps**2).sqrt()
+    sy = window_mean(y.pow(2), mask).add(eps**2).sqrt()
+    corr = window_mean(x * y, mask) / (sx * sy)
     return weighted_mean((1.0 - corr) + (sx.log() - sy.log()).abs(), weights)
 
 
@@ -99,11 +99,7 @@ def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tens
 
 def piv_gen_loss(e_ref: torch.Tensor, e_pred: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """``e_ref (B, E)``, ``e_pred (B, T, E)`` (the mean over the frames ``mask (B, T)`` keeps, if given)."""
-    if mask is None:
-        return (e_ref - e_pred.mean(1)).pow(2).mean()
-    m = mask.to(e_pred.dtype)[..., None]
-    mean = (e_pred * m).sum(1) / m.sum(1).clamp_min(1.0)
-    return (e_ref - mean).pow(2).mean()
+    return (e_ref - window_mean(e_pred, mask)).pow(2).mean()
 
 
 def rms_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

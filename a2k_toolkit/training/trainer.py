@@ -53,6 +53,7 @@ from .losses import (
     reg_loss,
     sync_loss,
     weighted_mean,
+    window_mean,
 )
 from .state import (
     capture_rng,
@@ -372,7 +373,7 @@ class Trainer:
         loss_mouth = zero
         if w.mouth:
             err = (pred[..., MOUTH] - kp[..., MOUTH]).abs()
-            per_window = err.mean((1, 2)) if mask is None else (err.mean(2) * mask).sum(1) / mask.sum(1).clamp_min(1)
+            per_window = err.mean((1, 2)) if mask is None else window_mean(err.mean(2), mask)
             loss_mouth = weighted_mean(per_window, lip_w)
         loss_sync = zero
         if w.sync:
