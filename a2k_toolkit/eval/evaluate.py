@@ -122,7 +122,8 @@ class EvalResults:
     def seconds(self) -> float:
         return float(sum(c.seconds for c in self.clips))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, selection: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every number, as results.json holds it; ``selection`` is :meth:`selection` when the caller has it."""
         return {
             "labels": self.labels,
             "generators": self.generators,
@@ -133,7 +134,7 @@ class EvalResults:
             "real_metrics": {m.key: {"title": m.title, "unit": m.unit, "doc": m.doc} for m in REAL_METRICS},
             "aggregate": self.aggregate,
             "real_aggregate": self.real_aggregate,
-            "selection": self.selection(),
+            "selection": selection if selection is not None else self.selection(),
             "clips": [c.to_dict() for c in self.clips],
             "skipped": self.skipped,
             "normalizer": self.normalizer.to_dict(),

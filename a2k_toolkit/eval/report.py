@@ -46,8 +46,8 @@ def _clean(o: Any) -> Any:
     return o
 
 
-def results_json(results: EvalResults) -> str:
-    return json.dumps(_clean(results.to_dict()), indent=2, default=_json_default, allow_nan=False) + "\n"
+def results_json(results: EvalResults, selection: dict | None = None) -> str:
+    return json.dumps(_clean(results.to_dict(selection)), indent=2, default=_json_default, allow_nan=False) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------------------ tables
@@ -283,7 +283,7 @@ def clip_table(results: EvalResults) -> list[str]:
     return _md_table(header, rows)
 
 
-def markdown(results: EvalResults, plots: list[str], plot_note: str = "") -> str:
+def markdown(results: EvalResults, plots: list[str], plot_note: str = "", selection: dict | None = None) -> str:
     s = results.settings
     lines = [
         "# Keypoint evaluation report",
@@ -315,7 +315,7 @@ def markdown(results: EvalResults, plots: list[str], plot_note: str = "") -> str
     ]
     if partial:
         lines += ["Metrics averaged over fewer clips (undefined where the real value is 0): " + "; ".join(partial), ""]
-    lines += selection_section(results)
+    lines += selection_section(results, selection)
     lines += ["## Plots", ""]
     lines += [f"![{Path(p).stem}]({p})" for p in plots]
     if plot_note:
@@ -383,7 +383,8 @@ def write_report(results: EvalResults, out_dir: str | Path, *, plots: bool = Tru
         raise InputError(f"report output {out} exists and is not a directory; give a directory path")
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    atomic_write_text(out / "results.json", results_json(results))
+    selection = results.selection()  # once, for results.json and report.md
+    atomic_write_text(out / "results.json", results_json(results, selection))
     written["json"] = out / "results.json"
     rel_plots: list[str] = []
     note = ""
@@ -399,6 +400,6 @@ def write_report(results: EvalResults, out_dir: str | Path, *, plots: bool = Tru
             rel_plots.append(f"plots/{name}.png")
     else:
         note = "(plots not written: run without --no-plots to get them)"
-    atomic_write_text(out / "report.md", markdown(results, rel_plots, note))
+    atomic_write_text(out / "report.md", markdown(results, rel_plots, note, selection))
     written["markdown"] = out / "report.md"
     return written
