@@ -17,9 +17,7 @@ from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints
 from .logmel import LOG_POWER_FRONTENDS
-from .motion import apply_blinks, blink_schedule, rescale_motion
-
-BLOCK = 4096  # frames per block when checking and denormalising long outputs (bounds the temporaries)
+from .motion import BLOCK, RIGID, apply_blinks, blink_schedule, rescale_motion
 
 
 class MLPEncoderParams(Params):
@@ -277,12 +275,12 @@ def close_mouth_in_silence(points: np.ndarray, reference: np.ndarray, features: 
     from .warp import apply_similarity, similarity
 
     weight = voice_activity(features, gate_db)
-    rigid = np.asarray(reference[17:48], np.float64)  # brows, nose, eyes: they move with the head, not with speech
+    rigid = np.asarray(reference[RIGID], np.float64)
     for i in range(0, len(points), BLOCK):  # all quiet frames of a block at once
         t = i + np.flatnonzero(weight[i : i + BLOCK] < 1.0)
         if len(t) == 0:
             continue
-        a, b = similarity(rigid, np.asarray(points[t, 17:48], np.float64))
+        a, b = similarity(rigid, np.asarray(points[t, RIGID], np.float64))
         rest = apply_similarity(reference[48:68], a, b)
         w = weight[t, None, None]
         points[t, 48:68] = w * points[t, 48:68] + (1.0 - w) * rest

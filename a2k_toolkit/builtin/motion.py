@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BLOCK = 4096  # frames per block (bounds the temporaries on long sequences)
+BLOCK = 4096  # frames per block when processing long sequences (bounds the temporaries)
 # iBUG-68 upper and lower eyelid points, (upper, lower) per eye
 EYELIDS = (([37, 38], [41, 40]), ([43, 44], [47, 46]))
 BLINK_SHAPE = (0.4, 0.85, 1.0, 0.85, 0.4)  # closure over the 5 frames of a blink (200 ms at 25 fps)

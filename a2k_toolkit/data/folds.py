@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..errors import InputError
+from .sources import stable_hash
 
 T = TypeVar("T")
 
@@ -49,8 +50,6 @@ def family_of(item: Any) -> str:
 def family_subset(clips: Iterable[Any], per_family: int) -> set[str]:
     """The ids of at most ``per_family`` clips of each family: those with the lowest stable hash of their clip id, a
     subset spread over the family's people that does not depend on the clips' order or on the folds."""
-    from .sources import stable_hash
-
     by_family: dict[str, list[str]] = {}
     for c in clips:
         by_family.setdefault(family_of(c), []).append(c.clip_id)

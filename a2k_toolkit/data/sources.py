@@ -21,7 +21,7 @@ import csv
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from ..errors import InputError
@@ -149,8 +149,7 @@ def _read_named(path: Path, base: Path, header: list[str], rows: list[list[str]]
         notes.setdefault(src.identity, []).append(get("notes"))
         out.append(src)
     groups = identity_groups({s.identity for s in out}, notes)
-    return [VideoSource(key=s.key, path=s.path, identity=s.identity, split=s.split, source=s.source,
-                        meta={**s.meta, "group": s.meta.get("group") or groups[s.identity]}) for s in out]
+    return [replace(s, meta={**s.meta, "group": s.meta.get("group") or groups[s.identity]}) for s in out]
 
 
 def identity_groups(identities: set[str], notes: dict[str, list[str]]) -> dict[str, str]:

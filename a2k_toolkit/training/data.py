@@ -159,8 +159,8 @@ def balance_weights(units: list[str], power: float) -> np.ndarray:
     """Per-window sampling weights such that the windows of each unit (a family or a person group; ``units[i]`` is
     window ``i``'s) together weigh ``n_unit ** power`` (normalised to sum to 1): ``power`` 1 is uniform over windows,
     0 gives every unit the same share."""
-    names, inverse, counts = np.unique(np.asarray(units, dtype=object).astype(str), return_inverse=True,
-                                       return_counts=True)  # fmt: skip
+    _, inverse, counts = np.unique(np.asarray(units, dtype=object).astype(str), return_inverse=True,
+                                   return_counts=True)  # fmt: skip
     mass = counts.astype(np.float64) ** power
     w = (mass / counts)[inverse]
     return w / w.sum()
