@@ -17,7 +17,7 @@ from a2k_toolkit.keypoints import Normalizer
 from a2k_toolkit.models.config import ModelConfig, build_generator
 from a2k_toolkit.training import Trainer, load_train_config
 from a2k_toolkit.training.config import AugmentConfig
-from a2k_toolkit.training.losses import mouth_opening, sync_loss
+from a2k_toolkit.training.losses import mouth_opening, nose_relative_mouth, sync_loss
 from a2k_toolkit.eval.metrics import best_lag_correlation
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -61,6 +61,25 @@ def test_sync_loss_and_mouth_opening():
     assert mouth_opening(z, mean, std).item() == pytest.approx(3.0)
 
 
+def test_nose_relative_mouth_ignores_head_motion_but_not_the_mouth():
+    """loss.mouth_frame: nose measures the mouth points against the nose tip: a moved head costs nothing, an opened
+    mouth does; in units of the normaliser's mean mouth std."""
+    rng = np.random.default_rng(1)
+    pts = torch.as_tensor(rng.standard_normal((2, 5, 68, 2)), dtype=torch.float32)
+    mean, std = torch.as_tensor(rng.standard_normal(136), dtype=torch.float32), torch.full((136,), 2.0)
+    z = lambda p: (p.reshape(*p.shape[:-2], 136) - mean) / std  # noqa: E731
+    base = nose_relative_mouth(z(pts), mean, std)
+    assert base.shape == (2, 5, 20, 2)
+    torch.testing.assert_close(base, (pts[..., 48:68, :] - pts[..., 30:31, :]) / 2.0)
+    shifted = pts + torch.tensor([3.0, -1.5])  # the whole face moves
+    torch.testing.assert_close(nose_relative_mouth(z(shifted), mean, std), base, atol=1e-5, rtol=0)
+    opened = pts.clone()
+    opened[..., 66, 1] += 1.0  # the lower lip drops by 1: 0.5 in units of the mouth std
+    diff = nose_relative_mouth(z(opened), mean, std) - base
+    assert diff[..., 18, 1].abs().min().item() == pytest.approx(0.5, abs=1e-5)
+    assert diff.abs().sum().item() == pytest.approx(0.5 * 10, abs=1e-4)
+
+
 def test_best_lag_correlation_finds_a_shift():
     """The lip_sync validation metric uses the evaluation's best-lag correlation on each clip's mouth openings."""
     rng = np.random.default_rng(0)
@@ -87,6 +106,22 @@ def test_adversarial_weight_warms_up(real_clips_dir, tiny_train_config, catalog,
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if "loss_reg" in x]
     assert [r["loss_adv"] for r in rows[:2]] == [0.0, 0.0] and rows[3]["loss_adv"] > 0
     assert all(r["loss_mouth"] > 0 and r["loss_sync"] > 0 for r in rows)
+
+
+def test_mouth_loss_in_the_nose_frame_trains(real_clips_dir, tiny_train_config, catalog, tmp_path):
+    """The same first step in both frames: the nose frame gives a different, finite mouth term that reaches the
+    generator, and leaves every other term as it was."""
+    rows = {}
+    for frame in ("image", "nose"):
+        cfg = tiny_train_config(real_clips_dir, tmp_path / frame, max_steps=1,
+                                loss={"mouth": 1.0, "mouth_frame": frame})  # fmt: skip
+        tr = Trainer(cfg, catalog=catalog)
+        batch = next(iter(tr.make_loader(tr.epoch_batches(0)[:1])))
+        rows[frame] = {k: float(v) for k, v in tr.train_step(batch).items()}
+    image, nose = rows["image"], rows["nose"]
+    assert math.isfinite(nose["loss_mouth"]) and nose["loss_mouth"] > 0
+    assert abs(nose["loss_mouth"] - image["loss_mouth"]) > 1e-4
+    assert nose["loss_reg"] == pytest.approx(image["loss_reg"], rel=1e-6)
 
 
 def _timed_clip(T=120, sample_rate=16000, fps=25.0) -> Clip:

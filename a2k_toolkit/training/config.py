@@ -142,6 +142,12 @@ class LossConfig(_Strict):
         description="extra L1 on the 20 mouth points (48-67), added to L_Reg with this weight (0 = the paper's loss); "
         "lip motion is a small part of the keypoints' variance and is what the audio predicts best",
     )  # fmt: skip
+    mouth_frame: Literal["image", "nose"] = Field(
+        "image",
+        description="coordinates of L_Mouth: image (the mouth points as they are, head pose included) or nose (each "
+        "mouth point relative to its frame's nose tip, 30, like the mouth LMD metric: a head turn the audio cannot "
+        "predict no longer counts as a mouth error)",
+    )
     sync: float = Field(
         0.0, ge=0,
         description="weight of L_Sync: per window, 1 - correlation of predicted and real mouth opening (inner-lip "

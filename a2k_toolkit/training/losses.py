@@ -67,6 +67,15 @@ def mouth_opening(kp: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return mouth_gap(p)
 
 
+def nose_relative_mouth(kp: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """The mouth points 48-67 of normalised ``(..., 136)`` keypoints relative to their frame's nose tip (30),
+    standardisation undone, ``(..., 20, 2)``, divided by the normaliser's mean std of the mouth coordinates so that an
+    L1 on them has the scale of the image-frame L_Mouth (:attr:`LossConfig.mouth_frame` ``nose``)."""
+    p = (kp * std + mean).reshape(*kp.shape[:-1], 68, 2)
+    scale = std.reshape(68, 2)[48:68].mean().clamp_min(1e-8)
+    return (p[..., 48:68, :] - p[..., 30:31, :]) / scale
+
+
 def weighted_mean(per_window: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """Mean of ``(B,)`` values, or their ``weights``-weighted mean (0 when every weight is 0)."""
     if weights is None:

@@ -48,6 +48,7 @@ from .losses import (
     discriminator_loss,
     frozen,
     mouth_opening,
+    nose_relative_mouth,
     piv_gen_loss,
     piv_triplet_loss,
     reg_loss,
@@ -372,7 +373,11 @@ class Trainer:
         lip_w = batch["lip_weight"].to(dev) if "lip_weight" in batch else None
         loss_mouth = zero
         if w.mouth:
-            err = (pred[..., MOUTH] - kp[..., MOUTH]).abs()
+            if self.cfg.loss.mouth_frame == "nose":
+                mean, std = self.norm_stats
+                err = (nose_relative_mouth(pred, mean, std) - nose_relative_mouth(kp, mean, std)).abs().flatten(2)
+            else:
+                err = (pred[..., MOUTH] - kp[..., MOUTH]).abs()
             per_window = err.mean((1, 2)) if mask is None else window_mean(err.mean(2), mask)
             loss_mouth = weighted_mean(per_window, lip_w)
         loss_sync = zero
