@@ -1,6 +1,6 @@
 # The README's two commands. Each creates .venv if needed and installs the project before running.
 #   make demo   generate keypoints and an MP4 from the bundled sample inputs
-#   make test   run the whole test suite
+#   make test   check formatting and lint (ruff), then run the whole test suite
 #   make cv       the selection over every person of ../shared/data/clips.csv that chose the shipped model: the
 #                 dataset, 3-fold cross-validation of the candidates, the reports in docs/results/selection (~2 h on
 #                 2 CPU cores; not part of demo or test)
@@ -43,7 +43,7 @@ SHIPPED_RECIPE ?= shipped
 SHIPPED_SEEDS ?= 0 1 2
 SHIPPED_DEFAULTS ?= --default head_motion=3 --default mouth_scale=1.4 --default blink_interval=3.5
 
-.PHONY: demo test install clean results cv table1 all-data
+.PHONY: demo test lint install clean results cv table1 all-data
 
 install: $(STAMP)
 
@@ -59,8 +59,14 @@ demo: $(STAMP)
 		--keypoints-out $(DEMO_OUT)/keypoints.npy --video-out $(DEMO_OUT)/demo.mp4
 	@echo "demo written to $(DEMO_OUT)/ (keypoints.npy, demo.mp4)"
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# formatting and lint (configured in pyproject.toml): `make test` fails on drift; `ruff format . && ruff check --fix .`
+# repairs most of it
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 $(ALL_DATA)/manifest.json:
 	$(BIN)/a2k dataset build $(CLIPS_CSV) $(ALL_DATA) --detect-every 2 --min-frames 16 --workers 2

@@ -40,12 +40,34 @@ from .hookspecs import hookimpl
 from .keypoints import Keypoints, Normalizer
 
 __all__ = [
-    "A2KError", "AudioFrontend", "AudioLoadError", "CheckpointError", "Component", "ComponentSpec", "ConfigError",
-    "DuplicateComponentError", "ImageLoadError", "InputError", "KeypointDetector", "KeypointEncoder",
-    "KeypointGenerator", "Keypoints", "MissingDependencyError", "NoFaceFoundError", "Normalizer", "Params",
-    "Pipeline", "PipelineConfig", "PluginError", "Renderer", "SpeechSynthesizer", "UnknownComponentError",
-    "__version__", "hookimpl", "load_config",
-]  # fmt: skip
+    "A2KError",
+    "AudioFrontend",
+    "AudioLoadError",
+    "CheckpointError",
+    "Component",
+    "ComponentSpec",
+    "ConfigError",
+    "DuplicateComponentError",
+    "ImageLoadError",
+    "InputError",
+    "KeypointDetector",
+    "KeypointEncoder",
+    "KeypointGenerator",
+    "Keypoints",
+    "MissingDependencyError",
+    "NoFaceFoundError",
+    "Normalizer",
+    "Params",
+    "Pipeline",
+    "PipelineConfig",
+    "PluginError",
+    "Renderer",
+    "SpeechSynthesizer",
+    "UnknownComponentError",
+    "__version__",
+    "hookimpl",
+    "load_config",
+]
 
 
 def __getattr__(name: str):

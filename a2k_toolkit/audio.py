@@ -250,9 +250,25 @@ def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
         terms = "+".join(f"{1.0 / n:.10g}*c{i}" for i in range(n))
         mix = ["-af", f"pan=mono|c0={terms}"]
     cmd = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
-        "-map", "0:a:0", "-vn", "-sn", "-dn", *mix, "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
-    ]  # fmt: skip
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        *mix,
+        "-c:a",
+        "pcm_f32le",
+        "-f",
+        "f32le",
+        "pipe:1",
+    ]
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(child_argv(cmd), stdout=subprocess.PIPE, stderr=err)
         buf = bytearray()

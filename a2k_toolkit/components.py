@@ -164,9 +164,7 @@ class KeypointDetector(Component):
                 "clearly visible, roughly frontal and at least about 80 px wide"
             )
         if len(faces) > 1:
-            warnings.warn(
-                f"{len(faces)} faces found in the image; using the largest one", UserWarning, stacklevel=2
-            )
+            warnings.warn(f"{len(faces)} faces found in the image; using the largest one", UserWarning, stacklevel=2)
         return Keypoints(faces[0][None], image_size=image.shape[:2])
 
     def detect_batch(self, images: list[np.ndarray]) -> list[np.ndarray | None]:

@@ -158,8 +158,10 @@ def check_paths(params: dict[str, BaseModel]) -> None:
             if not Path(value).expanduser().exists():
                 missing.append(f"{slot}.params.{key}: {value} not found")
     if missing:
-        raise ConfigError(f"invalid config: {'; '.join(missing)}; check the spelling, or give the path from the "
-                          f"current directory ({Path.cwd()}), which is where relative paths are read from")
+        raise ConfigError(
+            f"invalid config: {'; '.join(missing)}; check the spelling, or give the path from the "
+            f"current directory ({Path.cwd()}), which is where relative paths are read from"
+        )
 
 
 def config_schema() -> dict[str, Any]:

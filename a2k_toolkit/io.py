@@ -187,7 +187,7 @@ def run_ffmpeg(args: list[str], *, input: bytes | None = None, what: str = "ffmp
     )
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:]
-        raise A2KError(f"{what} failed: {' | '.join(tail) or 'ffmpeg exited with code %d' % proc.returncode}")
+        raise A2KError(f"{what} failed: {' | '.join(tail) or f'ffmpeg exited with code {proc.returncode}'}")
     return proc.stdout
 
 
@@ -211,8 +211,10 @@ def load_image(path_or_array) -> np.ndarray:
         if img is None:
             kind = _image_kind(data[:16].tobytes())
             if kind is not None:
-                raise ImageLoadError(f"cannot read image {path}: the {kind} file is truncated or corrupt (it could not "
-                                     "be decoded); copy or export it again")  # fmt: skip
+                raise ImageLoadError(
+                    f"cannot read image {path}: the {kind} file is truncated or corrupt (it could not "
+                    "be decoded); copy or export it again"
+                )
             raise ImageLoadError(f"cannot read image {path}: not a supported image file (use PNG, JPEG, BMP or WebP)")
         if img.ndim == 3 and img.shape[2] == 4:
             img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
@@ -221,8 +223,14 @@ def load_image(path_or_array) -> np.ndarray:
     return to_rgb_uint8(img)
 
 
-_IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"), (b"GIF8", "GIF"),
-                (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))  # fmt: skip
+_IMAGE_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"BM", "BMP"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 
 
 def _image_kind(head: bytes) -> str | None:
@@ -245,22 +253,35 @@ def _check_image_file(path: Path) -> None:
     except OSError as exc:
         raise ImageLoadError(f"cannot read image {path}: {exc.strerror or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        what = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode)
-                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")  # fmt: skip
-        raise ImageLoadError(f"cannot read image {path}: it is {what}, not an image file; give an image file "
-                             "(PNG, JPEG, BMP or WebP)")  # fmt: skip
+        what = (
+            "a directory"
+            if stat.S_ISDIR(st.st_mode)
+            else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "not a regular file"
+        )
+        raise ImageLoadError(
+            f"cannot read image {path}: it is {what}, not an image file; give an image file (PNG, JPEG, BMP or WebP)"
+        )
     max_bytes = limit("max_image_bytes")
     if max_bytes and st.st_size > max_bytes:
-        raise ImageLoadError(f"image {path} is {st.st_size / 2**20:.0f} MiB, over the limit of {max_bytes / 2**20:.0f} "
-                             "MiB; use a smaller file (or raise A2K_MAX_IMAGE_BYTES)")  # fmt: skip
+        raise ImageLoadError(
+            f"image {path} is {st.st_size / 2**20:.0f} MiB, over the limit of {max_bytes / 2**20:.0f} "
+            "MiB; use a smaller file (or raise A2K_MAX_IMAGE_BYTES)"
+        )
     max_pixels = limit("max_image_pixels")
     if max_pixels:
         size, pixels = _header_size(path)
         if pixels is not None and pixels > max_pixels:
             dims = f"{size[0]}x{size[1]} ({pixels / 1e6:.0f} megapixels)" if size else f"{pixels / 1e6:.0f} megapixels"
-            raise ImageLoadError(f"image {path} is {dims}, over the limit of {max_pixels / 1e6:g} megapixels; "
-                                 "downscale it (a face needs far fewer pixels), or raise A2K_MAX_IMAGE_PIXELS")
+            raise ImageLoadError(
+                f"image {path} is {dims}, over the limit of {max_pixels / 1e6:g} megapixels; "
+                "downscale it (a face needs far fewer pixels), or raise A2K_MAX_IMAGE_PIXELS"
+            )
 
 
 def _header_size(path: Path) -> tuple[tuple[int, int] | None, int | None]:
@@ -385,21 +406,61 @@ def write_video(
 
         def audio_args(duration: float) -> list[str]:
             # pad the audio with silence so it never ends before the video, and cut it at the video's end
-            return ["-i", audio_src, "-map", "0:v:0", "-map", "1:a:0", "-af", "apad", "-c:a", "aac", "-b:a", "128k",
-                    "-t", f"{duration:.6f}"]  # fmt: skip
+            return [
+                "-i",
+                audio_src,
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a:0",
+                "-af",
+                "apad",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                "-t",
+                f"{duration:.6f}",
+            ]
 
         tmp = stack.enter_context(atomic_path(path)) if atomic else path
         # with audio but no known frame count, encode the video alone first, then mux the audio cut to its length
         two_pass = audio_src is not None and num_frames is None
         video_out = os.path.join(tmpdir, "video.mp4") if two_pass else str(tmp)
         cmd = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "pipe:0",
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            f"{fps}",
+            "-i",
+            "pipe:0",
             *(audio_args(num_frames / fps) if audio_src is not None and not two_pass else []),
-            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", "-r", f"{fps}", video_out,
-        ]  # fmt: skip
+            "-vf",
+            "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            "-r",
+            f"{fps}",
+            video_out,
+        ]
         # ffmpeg's messages go to a file, not a pipe nobody reads while frames are written (a full pipe would block)
         log_path = os.path.join(tmpdir, "ffmpeg.log")
         with open(log_path, "wb") as log:
@@ -435,8 +496,10 @@ def write_video(
         if num_frames is not None and count != num_frames:
             raise A2KError(f"got {count} frames for {path}, expected {num_frames}; the video was not written")
         if two_pass:
-            run_ffmpeg(["-y", "-i", video_out, *audio_args(count / fps), "-c:v", "copy", "-movflags", "+faststart",
-                        str(tmp)], what=f"muxing the audio into {path}")  # fmt: skip
+            run_ffmpeg(
+                ["-y", "-i", video_out, *audio_args(count / fps), "-c:v", "copy", "-movflags", "+faststart", str(tmp)],
+                what=f"muxing the audio into {path}",
+            )
     return count
 
 
@@ -464,8 +527,17 @@ def probe_video(path: PathLike, *, count_frames: bool = True) -> dict:
 def _parse_ffmpeg_report(text: str) -> dict:
     import re
 
-    info: dict = {"video_codec": None, "audio_codec": None, "width": None, "height": None, "fps": None,
-                  "duration": None, "frames": None, "pix_fmt": None, "rotation": 0.0}  # fmt: skip
+    info: dict = {
+        "video_codec": None,
+        "audio_codec": None,
+        "width": None,
+        "height": None,
+        "fps": None,
+        "duration": None,
+        "frames": None,
+        "pix_fmt": None,
+        "rotation": 0.0,
+    }
     m = re.search(r"Duration: (\d+):(\d+):(\d+\.\d+)", text)
     if m:
         info["duration"] = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
@@ -496,7 +568,9 @@ def _parse_ffmpeg_report(text: str) -> dict:
     return info
 
 
-def read_video_frames(path: PathLike, fps: float | None = None, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+def read_video_frames(
+    path: PathLike, fps: float | None = None, size: tuple[int, int] | None = None
+) -> Iterator[np.ndarray]:
     """Decode a video to RGB uint8 frames, resampled to ``fps`` (if given) and resized to ``size=(w, h)``."""
     info = probe_video(path, count_frames=False)
     if info["width"] is None:
@@ -526,9 +600,12 @@ def read_video_frames(path: PathLike, fps: float | None = None, size: tuple[int,
         if expected and decoded < 0.9 * expected and expected - decoded >= 2:  # a truncated or damaged file
             import warnings
 
-            warnings.warn(f"{path}: decoded {decoded} frames but the container reports {info['duration']:.2f} s "
-                          f"(about {expected} frames at {rate:g} fps); the file is probably truncated or damaged, "
-                          "so the rest of it is missing: re-download or re-export it", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"{path}: decoded {decoded} frames but the container reports {info['duration']:.2f} s "
+                f"(about {expected} frames at {rate:g} fps); the file is probably truncated or damaged, "
+                "so the rest of it is missing: re-download or re-export it",
+                stacklevel=2,
+            )
     finally:
         proc.stdout.close()
         proc.kill()
@@ -579,8 +656,9 @@ def check_output_folder(folder: PathLike, *, what: str = "output folder") -> Pat
         fd, probe = tempfile.mkstemp(prefix=f".a2k-{os.getpid()}.probe.", dir=existing)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise InputError(f"cannot write {what}: the folder {existing} does not accept new files ({reason}); "
-                         "choose a writable folder") from None  # fmt: skip
+        raise InputError(
+            f"cannot write {what}: the folder {existing} does not accept new files ({reason}); choose a writable folder"
+        ) from None
     os.close(fd)
     os.unlink(probe)
     return folder

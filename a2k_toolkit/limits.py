@@ -29,7 +29,9 @@ def limit(name: str) -> int:
     try:
         value = int(float(raw))
     except ValueError:
-        raise ConfigError(f"{var}={raw!r} is not a number; set it to the largest allowed {what}, or 0 for no limit")
+        raise ConfigError(
+            f"{var}={raw!r} is not a number; set it to the largest allowed {what}, or 0 for no limit"
+        ) from None
     if value < 0:
         raise ConfigError(f"{var}={raw!r} is negative; set it to the largest allowed {what}, or 0 for no limit")
     return value

@@ -55,9 +55,14 @@ class Result:
                 io.save_keypoints(kp_tmp, self.keypoints, atomic=False)
             if video_tmp is not None:
                 io.write_video(
-                    video_tmp, self.iter_frames(), self.keypoints.fps, audio=self.waveform,
-                    sample_rate=self.sample_rate, num_frames=len(self.keypoints), atomic=False,
-                )  # fmt: skip
+                    video_tmp,
+                    self.iter_frames(),
+                    self.keypoints.fps,
+                    audio=self.waveform,
+                    sample_rate=self.sample_rate,
+                    num_frames=len(self.keypoints),
+                    atomic=False,
+                )
 
 
 class Pipeline:
@@ -82,8 +87,13 @@ class Pipeline:
         self.to(device)
 
     @classmethod
-    def from_config(cls, config: PipelineConfig | dict[str, Any] | str | Path | None = None, *,
-                    plugins: Catalog | Any = None, **overrides: Any) -> Pipeline:  # fmt: skip
+    def from_config(
+        cls,
+        config: PipelineConfig | dict[str, Any] | str | Path | None = None,
+        *,
+        plugins: Catalog | Any = None,
+        **overrides: Any,
+    ) -> Pipeline:
         """Build from a config (model, dict or YAML/JSON/TOML path). ``overrides`` replace top-level keys.
 
         ``plugins`` may be a :class:`Catalog` or a pluggy plugin manager; by default the built-ins plus every
@@ -105,10 +115,14 @@ class Pipeline:
             return None if c is None else ComponentSpec(name=c.name, params=c.params.model_dump(mode="json"))
 
         return PipelineConfig(
-            audio=spec(self.audio), detector=spec(self.detector), generator=spec(self.generator),
-            renderer=spec(self.renderer), speech=spec(self.speech) or PipelineConfig().speech,
-            device=self._device_spec, seed=self.seed,
-        )  # fmt: skip
+            audio=spec(self.audio),
+            detector=spec(self.detector),
+            generator=spec(self.generator),
+            renderer=spec(self.renderer),
+            speech=spec(self.speech) or PipelineConfig().speech,
+            device=self._device_spec,
+            seed=self.seed,
+        )
 
     @property
     def components(self) -> dict[str, Any]:
@@ -123,7 +137,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------------------------------------------- stages
     def load_audio(self, audio: Any, sample_rate: int | None = None) -> np.ndarray:
-        """Mono float32 at the front-end's sample rate from a path, an array (with ``sample_rate``) or ``(array, sr)``."""
+        """Mono float32 at the front-end's sample rate: a path, an array (with ``sample_rate``) or ``(array, sr)``."""
         if isinstance(audio, tuple):
             audio, sample_rate = audio
         return io.load_audio(audio, self.audio.sample_rate, orig_sample_rate=sample_rate)
@@ -150,8 +164,16 @@ class Pipeline:
             raise InputError("this pipeline has no renderer; set `renderer` in the config to produce frames")
         return self.renderer.frames(keypoints, io.load_image(image))
 
-    def __call__(self, image: Any, audio: Any = None, *, text: str | None = None, lang: str | None = None,
-                 sample_rate: int | None = None, reference: Keypoints | None = None) -> Result:  # fmt: skip
+    def __call__(
+        self,
+        image: Any,
+        audio: Any = None,
+        *,
+        text: str | None = None,
+        lang: str | None = None,
+        sample_rate: int | None = None,
+        reference: Keypoints | None = None,
+    ) -> Result:
         """Keypoints (and lazily frames) for one face image and speech given as ``audio`` or ``text``."""
         if (audio is None) == (text is None):
             raise InputError("give exactly one of `audio` (a file or waveform) and `text`")

@@ -30,8 +30,11 @@ def output_size(image_hw: tuple[int, int], size: int | None) -> tuple[int, int, 
 
         cap = limit("max_render_side")
         if cap and max(h, w) > cap:
-            warnings.warn(f"the photo is {w}x{h}: rendering at {cap} pixels on the longest side; set the renderer's "
-                          "`size` (up to 4096) for another size, or A2K_MAX_RENDER_SIDE", stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"the photo is {w}x{h}: rendering at {cap} pixels on the longest side; set the renderer's "
+                "`size` (up to 4096) for another size, or A2K_MAX_RENDER_SIDE",
+                stacklevel=2,
+            )
             size = cap
     scale = 1.0 if size is None else size / max(h, w)
     oh, ow = int(round(h * scale)) // 2 * 2, int(round(w * scale)) // 2 * 2
@@ -148,6 +151,9 @@ def prepare_inputs(
         interp = cv2.INTER_AREA if ow < w else cv2.INTER_LINEAR
         img = cv2.resize(img, (ow, oh), interpolation=interp)
     return RenderInputs(
-        image=np.ascontiguousarray(img), points=pts.astype(np.float32), reference=ref.astype(np.float32),
-        scale=(sx, sy), fps=keypoints.fps,
-    )  # fmt: skip
+        image=np.ascontiguousarray(img),
+        points=pts.astype(np.float32),
+        reference=ref.astype(np.float32),
+        scale=(sx, sy),
+        fps=keypoints.fps,
+    )

@@ -184,8 +184,13 @@ def dummy_pipeline(**overrides: Any):
     """A :class:`~a2k_toolkit.Pipeline` of dummy components (plus ``overrides``: live components by slot)."""
     from .pipeline import Pipeline
 
-    parts = {"audio": DummyFrontend(), "detector": DummyDetector(), "generator": DummyGenerator(),
-             "renderer": DummyRenderer(), "speech": DummySpeech()}  # fmt: skip
+    parts = {
+        "audio": DummyFrontend(),
+        "detector": DummyDetector(),
+        "generator": DummyGenerator(),
+        "renderer": DummyRenderer(),
+        "speech": DummySpeech(),
+    }
     parts.update(overrides)
     return Pipeline(**parts, device="cpu")
 
@@ -195,7 +200,9 @@ def test_waveform(seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0)
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     gate = (np.sin(2 * np.pi * 3 * t) > 0).astype(np.float32)
-    wav = 0.3 * gate * (np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t)) + 0.01 * rng.standard_normal(len(t))
+    wav = 0.3 * gate * (np.sin(2 * np.pi * 140 * t) + 0.5 * np.sin(2 * np.pi * 280 * t)) + 0.01 * rng.standard_normal(
+        len(t)
+    )
     return wav.astype(np.float32)
 
 

@@ -47,15 +47,21 @@ def random_wav2vec(size: str, device: str):
     """A wav2vec front-end holding a random model of the given size (no download, no 380 MB save)."""
     import torch
     import transformers
+
     from a2k_wav2vec import Wav2VecFrontend
 
     if size == "base":
         cfg = transformers.Wav2Vec2Config()  # the wav2vec2-base architecture: 12 blocks, 768 wide, 95 M parameters
     else:
         cfg = transformers.Wav2Vec2Config(
-            hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=37, conv_dim=(16,) * 7,
-            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-        )  # fmt: skip
+            hidden_size=32,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            intermediate_size=37,
+            conv_dim=(16,) * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+        )
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="a2k-bench-"))
     cfg.save_pretrained(tmp)  # config only: the front-end reads geometry from it
@@ -119,8 +125,10 @@ def main(argv=None) -> int:
             add(f"wav2vec {args.wav2vec_model}", args.device, args.seconds, lambda: fe(wav, 16000))
 
     threads = torch.get_num_threads()
-    print(f"\naudio front-ends, {args.seconds:g} s of speech, best of {args.repeat}; torch {torch.__version__}, "
-          f"{threads} threads, {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"\naudio front-ends, {args.seconds:g} s of speech, best of {args.repeat}; torch {torch.__version__}, "
+        f"{threads} threads, {os.cpu_count()} CPUs"
+    )
     print(f"{'stage':34s} {'device':6s} {'audio s':>8s} {'time s':>8s} {'RTF':>9s} {'x realtime':>11s}  note")
     for name, dev, secs, t, rtf, note in rows:
         print(f"{name:34s} {dev:6s} {secs:8.1f} {t:8.3f} {rtf:9.5f} {1 / rtf:11.0f}  {note}")

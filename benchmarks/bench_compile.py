@@ -1,14 +1,14 @@
 """Does ``torch.compile`` pay for keypoint generation? The default path against the same windows through a compiled
 model, for the paper width and ``lite``, on 60 s of speech; prints a table.
 
-    python benchmarks/bench_compile.py [--device cpu|cuda] [--repeat 5] [--modes default reduce-overhead]
+python benchmarks/bench_compile.py [--device cpu|cuda] [--repeat 5] [--modes default reduce-overhead]
 
 For each model: the default path (``WindowedRunner``, fused blocks on the CPU) and, per compile mode, the same runner
 whose model is ``torch.compile(net, mode=...)`` of the plain net: steady seconds for 60 s of audio (median of
 ``--repeat`` after warm-up) and the one-time compile cost (the first call's time minus a steady call's). Weights are
-random (the speed does not depend on them); the features are the log-mel of the bundled speech, tiled. ``reduce-overhead`` uses CUDA graphs on a
-GPU (on a CPU it is the default mode). The outputs are compared with the default path's: the largest difference in
-normalised keypoint units is printed.
+random (the speed does not depend on them); the features are the log-mel of the bundled speech, tiled.
+``reduce-overhead`` uses CUDA graphs on a GPU (on a CPU it is the default mode). The outputs are compared with the
+default path's: the largest difference in normalised keypoint units is printed.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-
     from suite import SAMPLE_RATE, Context, speech
 
     from a2k_toolkit.builtin.logmel import LogMel
@@ -76,13 +75,23 @@ def main() -> None:
                 try:
                     t, first, out = timed(runner)
                 except Exception as exc:  # noqa: BLE001 - a backend that fails here is a row, not a crash
-                    rows.append((preset, f"torch.compile({mode}) failed: {type(exc).__name__}", float("nan"),
-                                 float("nan"), float("nan")))  # fmt: skip
+                    rows.append(
+                        (
+                            preset,
+                            f"torch.compile({mode}) failed: {type(exc).__name__}",
+                            float("nan"),
+                            float("nan"),
+                            float("nan"),
+                        )
+                    )
                     continue
-                rows.append((preset, f"torch.compile(mode={mode!r})", t, first - t,
-                             float(np.abs(out - expected).max())))  # fmt: skip
-    print(f"\nkeypoints for 60 s of audio on {args.device} (torch {torch.__version__}, {torch.get_num_threads()} "
-          f"threads), median of {args.repeat}\n")  # fmt: skip
+                rows.append(
+                    (preset, f"torch.compile(mode={mode!r})", t, first - t, float(np.abs(out - expected).max()))
+                )
+    print(
+        f"\nkeypoints for 60 s of audio on {args.device} (torch {torch.__version__}, {torch.get_num_threads()} "
+        f"threads), median of {args.repeat}\n"
+    )
     print(f"{'model':6} | {'path':44} | {'60 s, s':>8} | {'x real time':>11} | {'one-time, s':>11} | max diff")
     for preset, path, t, once, diff in rows:
         print(f"{preset:6} | {path:44} | {t:8.4f} | {60 / t:11.0f} | {once:11.2f} | {diff:.1e}")

@@ -63,11 +63,26 @@ def main() -> None:
             if ref is None:
                 ref = res
             ok = ref.seen & res.seen
-            err = float((np.linalg.norm(res.points[ok] - ref.points[ok], axis=-1).mean(-1)
-                         / interocular(ref.points[ok])).mean()) if ok.any() else float("nan")  # fmt: skip
-            rows.append((video.stem, f"{frames[0].shape[1]}x{frames[0].shape[0]}", len(frames),
-                         "every frame" if k == 1 else f"every {k}, tracked", res.detection_frames,
-                         len(frames) / cpu, err))  # fmt: skip
+            err = (
+                float(
+                    (
+                        np.linalg.norm(res.points[ok] - ref.points[ok], axis=-1).mean(-1) / interocular(ref.points[ok])
+                    ).mean()
+                )
+                if ok.any()
+                else float("nan")
+            )
+            rows.append(
+                (
+                    video.stem,
+                    f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+                    len(frames),
+                    "every frame" if k == 1 else f"every {k}, tracked",
+                    res.detection_frames,
+                    len(frames) / cpu,
+                    err,
+                )
+            )
     head = ("clip", "size", "frames", "detection", "detections", "frames/s/core", "err/IOD")
     print(f"dlib (upsample={args.upsample}), one thread, CPU time of landmark extraction\n")
     print(f"{head[0]:<16}{head[1]:>9}{head[2]:>8}  {head[3]:<20}{head[4]:>11}{head[5]:>15}{head[6]:>9}")

@@ -1,11 +1,12 @@
 """Batch dubbing throughput: jobs per minute for 10 s clips with 1 and 2 worker processes.
 
-    python benchmarks/bench_dub.py [--jobs 12] [--seconds 10] [--size 256] [--workers 1,2] [--data ../shared/data]
+python benchmarks/bench_dub.py [--jobs 12] [--seconds 10] [--size 256] [--workers 1,2] [--data ../shared/data]
 
-Each setting runs a fresh manifest (different faces, one 10 s cut of the real TTS speech in shared/data) into a
-fresh output folder with the default pipeline (logmel + dlib + the shipped audio2keypoint + sketch at --size px). "wall" includes
-starting the worker processes (importing torch, loading dlib); "start-up" is the time until the first job started;
-"steady" is jobs per minute from the first job's start to the last job's end; "per job" is the mean job time.
+Each setting runs a fresh manifest (different faces, one 10 s cut of the real TTS speech in shared/data) into a fresh
+output folder with the default pipeline (logmel + dlib + the shipped audio2keypoint + sketch at --size px). "wall"
+includes starting the worker processes (importing torch, loading dlib); "start-up" is the time until the first job
+started; "steady" is jobs per minute from the first job's start to the last job's end; "per job" is the mean job
+time.
 """
 
 from __future__ import annotations
@@ -51,8 +52,15 @@ def main() -> int:
     clip = tmp / "clip.wav"
     sf.write(str(clip), wav[: int(args.seconds * 16000)], 16000)
     config = {"renderer": {"name": "sketch", "params": {"size": args.size, "background": "reference"}}}
-    rows = [{"id": f"job{i}", "image": str(data / "faces" / FACES[i % len(FACES)]), "audio": str(clip),
-             "output": f"job{i}.mp4"} for i in range(args.jobs)]  # fmt: skip
+    rows = [
+        {
+            "id": f"job{i}",
+            "image": str(data / "faces" / FACES[i % len(FACES)]),
+            "audio": str(clip),
+            "output": f"job{i}.mp4",
+        }
+        for i in range(args.jobs)
+    ]
     manifest = tmp / "jobs.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -72,14 +80,20 @@ def main() -> int:
         results.append((workers, args.jobs, wall, args.jobs / wall * 60, first - t0, steady, per_job))
 
     cpus = os.cpu_count()
-    print(f"\nbatch dubbing, {args.jobs} jobs of {args.seconds:g} s speech, sketch {args.size}px, {cpus} CPU cores, "
-          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")  # fmt: skip
-    print(f"{'workers':>7} | {'jobs':>4} | {'wall s':>6} | {'jobs/min':>8} | {'start-up s':>10} | "
-          f"{'steady jobs/min':>15} | {'per job s':>9}")  # fmt: skip
+    print(
+        f"\nbatch dubbing, {args.jobs} jobs of {args.seconds:g} s speech, sketch {args.size}px, {cpus} CPU cores, "
+        f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
+    print(
+        f"{'workers':>7} | {'jobs':>4} | {'wall s':>6} | {'jobs/min':>8} | {'start-up s':>10} | "
+        f"{'steady jobs/min':>15} | {'per job s':>9}"
+    )
     print("-" * 80)
     for workers, jobs, wall, jpm, startup, steady, per_job in results:
-        print(f"{workers:>7} | {jobs:>4} | {wall:>6.1f} | {jpm:>8.1f} | {startup:>10.1f} | {steady:>15.1f} | "
-              f"{per_job:>9.2f}")  # fmt: skip
+        print(
+            f"{workers:>7} | {jobs:>4} | {wall:>6.1f} | {jpm:>8.1f} | {startup:>10.1f} | {steady:>15.1f} | "
+            f"{per_job:>9.2f}"
+        )
     if args.keep:
         print(f"(outputs in {tmp})")
     else:

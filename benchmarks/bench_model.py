@@ -44,12 +44,15 @@ def synthetic_clips(directory: Path, n: int, seconds: float, seed: int = 0) -> N
     for i in range(n):
         kp = base + np.cumsum(rng.normal(0, 0.3, (T, 68, 2)), 0).astype(np.float32)
         audio = (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
-        save_clip(directory / f"synthetic_{i}.npz", Clip(keypoints=kp, audio=audio, frame_size=(224, 224),
-                                                          clip_id=f"synthetic_{i}"))  # fmt: skip
+        save_clip(
+            directory / f"synthetic_{i}.npz",
+            Clip(keypoints=kp, audio=audio, frame_size=(224, 224), clip_id=f"synthetic_{i}"),
+        )
 
 
-def train_probe(work: str, device: str = "auto", amp: str = "auto", batch_size: int = 32, steps: int = 3,
-                fit_steps: int = 3) -> dict:  # fmt: skip
+def train_probe(
+    work: str, device: str = "auto", amp: str = "auto", batch_size: int = 32, steps: int = 3, fit_steps: int = 3
+) -> dict:
     """Run in a fresh process by :func:`run_train_probe`: build a paper-width ``Trainer`` on synthetic clips (4 x 20 s,
     written as clip files), time ``steps`` full GAN steps (``Trainer.train_step``, one warm-up first) on one batch,
     then train ``fit_steps`` steps through ``Trainer.fit`` (the real loop, loader included) and read its
@@ -67,9 +70,18 @@ def train_probe(work: str, device: str = "auto", amp: str = "auto", batch_size: 
     clips = work / "clips"
     clips.mkdir(exist_ok=True)
     synthetic_clips(clips, n=4, seconds=20)
-    cfg = {"run_dir": str(work / "run"), "device": device, "amp": amp, "progress": False, "batch_size": batch_size,
-           "data": {"train": [str(clips)], "window": 64, "stride": 16}, "max_steps": fit_steps, "log_every": 1,
-           "checkpoint_every": 10**6, "val_every": 10**6}  # fmt: skip
+    cfg = {
+        "run_dir": str(work / "run"),
+        "device": device,
+        "amp": amp,
+        "progress": False,
+        "batch_size": batch_size,
+        "data": {"train": [str(clips)], "window": 64, "stride": 16},
+        "max_steps": fit_steps,
+        "log_every": 1,
+        "checkpoint_every": 10**6,
+        "val_every": 10**6,
+    }
     trainer = Trainer(cfg)
     batch = collate(trainer.train_set.__getitems__(trainer.epoch_batches(0)[0]))
     n = len(batch["keypoints"])
@@ -77,7 +89,7 @@ def train_probe(work: str, device: str = "auto", amp: str = "auto", batch_size: 
         raise RuntimeError(f"the synthetic training set gave a batch of {n}, expected {batch_size}")
     cuda = trainer.device.startswith("cuda")
     times = []
-    for i in range(steps + 1):  # the first is the warm-up
+    for _ in range(steps + 1):  # the first is the warm-up
         t0 = time.perf_counter()
         trainer.train_step(batch)
         if cuda:
@@ -88,9 +100,15 @@ def train_probe(work: str, device: str = "auto", amp: str = "auto", batch_size: 
     rows = [r for r in rows if "data_wait_fraction" in r]
     wait = [r["data_wait_fraction"] * batch_size / r["samples_per_s"] for r in rows]  # seconds per step
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
-    return {"device": trainer.device, "params": count_parameters(trainer.generator), "step_s": times[1:],
-            "fit_wait_s": wait, "fit_step_s": [batch_size / r["samples_per_s"] for r in rows], "peak_rss_mib": rss,
-            "checkpoint": str(work / "run" / "latest")}  # fmt: skip
+    return {
+        "device": trainer.device,
+        "params": count_parameters(trainer.generator),
+        "step_s": times[1:],
+        "fit_wait_s": wait,
+        "fit_step_s": [batch_size / r["samples_per_s"] for r in rows],
+        "peak_rss_mib": rss,
+        "checkpoint": str(work / "run" / "latest"),
+    }
 
 
 def run_train_probe(work: Path, **kwargs) -> dict:
@@ -102,8 +120,10 @@ def run_train_probe(work: Path, **kwargs) -> dict:
     env = os.environ.copy()
     apply_env_defaults(TRAIN_ENV_DEFAULTS, env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_model; "
-            f"print(json.dumps(bench_model.train_probe({str(work)!r}, **{kwargs!r})))")  # fmt: skip
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_model; "
+        f"print(json.dumps(bench_model.train_probe({str(work)!r}, **{kwargs!r})))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"training probe failed:\n{proc.stderr[-3000:]}")
@@ -215,19 +235,30 @@ def main() -> None:
         device, params, step_s, sps, ckpt, train_rss, wait = bench_training(args, Path(tmp))
         infer = bench_inference(args, ckpt)
         mem_s, mem = bench_memory(args, ckpt)
-    print(f"\nAudio2Keypoint benchmark on {device} (torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"amp={args.amp}); generator parameters: {params / 1e6:.2f} M\n")  # fmt: skip
-    rows = [("training, full GAN step, batch %d x 64 frames" % args.batch_size,
-             f"{sps:.1f} samples/s ({step_s * 1000:.0f} ms/step)"),
-            ("  peak RSS of the training process", f"{train_rss:.0f} MiB"),
-            ("  time the training loop waits for data", f"{100 * wait:.2f} % of each step")]  # fmt: skip
+    print(
+        f"\nAudio2Keypoint benchmark on {device} (torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"amp={args.amp}); generator parameters: {params / 1e6:.2f} M\n"
+    )
+    rows = [
+        (
+            f"training, full GAN step, batch {args.batch_size} x 64 frames",
+            f"{sps:.1f} samples/s ({step_s * 1000:.0f} ms/step)",
+        ),
+        ("  peak RSS of the training process", f"{train_rss:.0f} MiB"),
+        ("  time the training loop waits for data", f"{100 * wait:.2f} % of each step"),
+    ]
     for seconds, rtf_gen, rtf_all in infer:
-        rows.append((f"inference {seconds} s audio: real-time factor", f"{rtf_gen:.4f} generator, "
-                     f"{rtf_all:.4f} with log-mel"))  # fmt: skip
-    rows.append((f"inference {mem_s // 60} min audio ({mem['frames']} frames): peak RSS",
-                 f"{mem['peak_mib']:.0f} MiB = {mem['before_mib']:.0f} loaded + "
-                 f"{mem['peak_mib'] - mem['before_mib']:.0f} while generating (features {mem['features_mib']:.0f}, "
-                 f"output {mem['output_mib']:.0f}; {mem['seconds']:.1f} s)"))  # fmt: skip
+        rows.append(
+            (f"inference {seconds} s audio: real-time factor", f"{rtf_gen:.4f} generator, {rtf_all:.4f} with log-mel")
+        )
+    rows.append(
+        (
+            f"inference {mem_s // 60} min audio ({mem['frames']} frames): peak RSS",
+            f"{mem['peak_mib']:.0f} MiB = {mem['before_mib']:.0f} loaded + "
+            f"{mem['peak_mib'] - mem['before_mib']:.0f} while generating (features {mem['features_mib']:.0f}, "
+            f"output {mem['output_mib']:.0f}; {mem['seconds']:.1f} s)",
+        )
+    )
     if mem["cuda_peak_mib"] is not None:
         rows.append(("  peak CUDA memory", f"{mem['cuda_peak_mib']:.0f} MiB"))
     w = max(len(r[0]) for r in rows)

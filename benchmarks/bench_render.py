@@ -48,10 +48,10 @@ def sample_keypoints(frames: int) -> tuple[np.ndarray, Keypoints, np.ndarray]:
 
 
 def untrained_checkpoint(tmp: Path) -> Path:
+    import torch
+
     from a2k_face_translator.checkpoint import save_checkpoint
     from a2k_face_translator.models import FaceTranslator, ModelConfig
-
-    import torch
 
     torch.manual_seed(0)
     path = tmp / "untrained.safetensors"
@@ -112,8 +112,9 @@ def measure_mp4(size: int, kp: Keypoints, image: np.ndarray, wav: np.ndarray, tm
     return n / (time.perf_counter() - t)
 
 
-def gallery(out: Path, image: np.ndarray, kp: Keypoints, checkpoint: Path | None, size: int = 192,
-            finetune_steps: int = 100) -> None:  # fmt: skip
+def gallery(
+    out: Path, image: np.ndarray, kp: Keypoints, checkpoint: Path | None, size: int = 192, finetune_steps: int = 100
+) -> None:
     """Small PNGs of each renderer on the sample photo, at the frame where the mouth is open widest (the translator
     fine-tuned for ``finetune_steps`` on the photo alone)."""
     import cv2
@@ -169,8 +170,10 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     image, kp, wav = sample_keypoints(args.frames)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}, torch {torch.__version__} ({torch.get_num_threads()} threads)")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
     print(f"input: {SAMPLES.name}/astronaut.jpg {image.shape[1]}x{image.shape[0]}, {len(kp)} frames of keypoints\n")
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
@@ -183,8 +186,10 @@ def main(argv=None) -> int:
             for name, r in make_renderers(size, ckpt):
                 for framing, (img, k) in framings.items():
                     first, fps, cpu_fps = measure(r, k, img, args.repeat)
-                    print(f"{name:32s} {framing:9s} {size:>4d}x{size:<4d} {first * 1e3:9.1f} {fps:9.1f} {cpu_fps:9.1f}",
-                          flush=True)  # fmt: skip
+                    print(
+                        f"{name:32s} {framing:9s} {size:>4d}x{size:<4d} {first * 1e3:9.1f} {fps:9.1f} {cpu_fps:9.1f}",
+                        flush=True,
+                    )
             for framing, (img, k) in framings.items():
                 mp4 = measure_mp4(size, k, img, wav, tmp)
                 name = "warp + mp4 (H.264 + AAC)"

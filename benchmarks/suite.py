@@ -116,8 +116,14 @@ class Context:
                 synthetic_clips(clips, n=2, seconds=8)
             model = load_train_config(REPO / "configs" / "train" / f"{preset}.yaml").model.model_dump(mode="json")
             run = self.work / f"ckpt-{preset}"
-            cfg = {"run_dir": str(run), "device": self.device, "progress": False, "batch_size": 4, "model": model,
-                   "data": {"train": [str(clips)], "window": 64, "stride": 16}}  # fmt: skip
+            cfg = {
+                "run_dir": str(run),
+                "device": self.device,
+                "progress": False,
+                "batch_size": 4,
+                "model": model,
+                "data": {"train": [str(clips)], "window": 64, "stride": 16},
+            }
             Trainer(cfg).save_latest()
             self._checkpoints[preset] = run / "latest"
         return self._checkpoints[preset]
@@ -275,8 +281,12 @@ def stage_train(ctx: Context) -> dict[str, float]:
     work.mkdir()
     r = run_train_probe(work, device=ctx.device, steps=ctx.repeat, fit_steps=max(3, ctx.repeat))
     t = statistics.median(r["step_s"])
-    return {"train_step_s": t, "train_samples_per_s": 32 / t, "train_data_wait_s": statistics.median(r["fit_wait_s"]),
-            "train_process_peak_rss_mib": r["peak_rss_mib"]}  # fmt: skip
+    return {
+        "train_step_s": t,
+        "train_samples_per_s": 32 / t,
+        "train_data_wait_s": statistics.median(r["fit_wait_s"]),
+        "train_process_peak_rss_mib": r["peak_rss_mib"],
+    }
 
 
 def stage_loader(ctx: Context) -> dict[str, float]:
@@ -292,12 +302,18 @@ def stage_loader(ctx: Context) -> dict[str, float]:
     clips = ctx.work / "loader-clips"
     clips.mkdir()
     synthetic_clips(clips, n=8, seconds=30, seed=1)
-    cfg = {"run_dir": str(ctx.work / "loader-run"), "device": ctx.device, "progress": False, "batch_size": 32,
-           "data": {"train": [str(clips)], "window": 64, "stride": 16}}  # fmt: skip
+    cfg = {
+        "run_dir": str(ctx.work / "loader-run"),
+        "device": ctx.device,
+        "progress": False,
+        "batch_size": 32,
+        "data": {"train": [str(clips)], "window": 64, "stride": 16},
+    }
     trainer = Trainer(cfg)
     d = trainer.cfg.data
-    setup = median_time(lambda: ClipWindowDataset(load_clips(d.train, d), trainer.frontend, None, d.window, d.stride),
-                        ctx.repeat)  # fmt: skip
+    setup = median_time(
+        lambda: ClipWindowDataset(load_clips(d.train, d), trainer.frontend, None, d.window, d.stride), ctx.repeat
+    )
     batches = trainer.epoch_batches(0)
     windows = sum(len(b) for b in batches)
 
@@ -338,8 +354,10 @@ def stage_render(ctx: Context) -> dict[str, float]:
     image, kp, _ = sample_keypoints(25 if ctx.quick else 100)
     out: dict[str, float] = {}
     for size in (256, 512):
-        for name, renderer in (("warp", WarpRenderer(size=size)),
-                               ("sketch", SketchRenderer(size=size, background="reference"))):  # fmt: skip
+        for name, renderer in (
+            ("warp", WarpRenderer(size=size)),
+            ("sketch", SketchRenderer(size=size, background="reference")),
+        ):
             measure(renderer, kp, image, 1)  # warm-up
             fps = [measure(renderer, kp, image, 1)[1] for _ in range(ctx.repeat)]
             out[f"render_{name}_{size}_frames_per_s"] = statistics.median(fps)
@@ -347,8 +365,9 @@ def stage_render(ctx: Context) -> dict[str, float]:
 
 
 def stage_generate(ctx: Context) -> dict[str, float]:
-    """End to end as ``a2k generate`` does it: the default pipeline (logmel, dlib, the shipped audio2keypoint model, warp at 256 px), the
-    bundled photo and 10 s of speech from a WAV file to an H.264 MP4 with audio; wall seconds after load."""
+    """End to end as ``a2k generate`` does it: the default pipeline (logmel, dlib, the shipped audio2keypoint model,
+    warp at 256 px), the bundled photo and 10 s of speech from a WAV file to an H.264 MP4 with audio; wall seconds
+    after load."""
     from a2k_toolkit.io import write_wav
     from a2k_toolkit.pipeline import Pipeline
 
@@ -383,13 +402,26 @@ def machine_info(device: str) -> dict[str, Any]:
 
     from a2k_toolkit import __version__
 
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
-            "device": device, "python_version": platform.python_version(), "platform": platform.platform(),
-            "a2k_version": __version__}  # fmt: skip
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "device": device,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "a2k_version": __version__,
+    }
 
 
-def run(stages: list[str], *, quick: bool = False, repeat: int | None = None, device: str = "auto",
-        naive: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+def run(
+    stages: list[str],
+    *,
+    quick: bool = False,
+    repeat: int | None = None,
+    device: str = "auto",
+    naive: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run ``stages`` (names in :data:`STAGES`) and return one JSON-ready object: ``machine``, ``settings`` and, at
     the top level, every stage's figures plus ``<stage>_peak_rss_mib`` and ``<stage>_wall_s`` (the stage's own run
     time, warm-ups and setup included). ``naive`` adds the straightforward path's figures (``*_naive_*``)."""
@@ -400,9 +432,10 @@ def run(stages: list[str], *, quick: bool = False, repeat: int | None = None, de
         raise KeyError(unknown)
     repeat = repeat if repeat is not None else (1 if quick else 3)
     dev = resolve_device(device)
-    result: dict[str, Any] = {"machine": machine_info(dev),
-                              "settings": {"quick": quick, "repeat": repeat, "naive": naive,
-                                           "stages": list(stages)}}  # fmt: skip
+    result: dict[str, Any] = {
+        "machine": machine_info(dev),
+        "settings": {"quick": quick, "repeat": repeat, "naive": naive, "stages": list(stages)},
+    }
     with tempfile.TemporaryDirectory(prefix="a2k-bench-") as tmp:
         ctx = Context(quick=quick, repeat=repeat, work=Path(tmp), device=dev, naive=naive)
         for name in stages:
@@ -417,8 +450,15 @@ def run(stages: list[str], *, quick: bool = False, repeat: int | None = None, de
     return result
 
 
-UNITS = (("_gflop_per_s", "GFLOP/s"), ("_per_s", "/s"), ("_gflop", "GFLOP"), ("_params_m", "M params"),
-         ("_mib", "MiB"), ("_rtf", "RTF"), ("_s", "s"))
+UNITS = (
+    ("_gflop_per_s", "GFLOP/s"),
+    ("_per_s", "/s"),
+    ("_gflop", "GFLOP"),
+    ("_params_m", "M params"),
+    ("_mib", "MiB"),
+    ("_rtf", "RTF"),
+    ("_s", "s"),
+)
 
 
 def unit_of(key: str) -> str:
@@ -428,10 +468,12 @@ def unit_of(key: str) -> str:
 def format_table(result: dict[str, Any]) -> str:
     """The figures of ``result`` as a plain table: stage | figure | value | unit."""
     m, s = result["machine"], result["settings"]
-    lines = [f"a2k bench on {m['device']}: {m['cpu_count']} CPUs, torch {m['torch_version']} "
-             f"({m['torch_threads']} threads); median of {s['repeat']} run(s){', --quick' if s['quick'] else ''}"
-             f"{', --naive' if s.get('naive') else ''}",
-             ""]  # fmt: skip
+    lines = [
+        f"a2k bench on {m['device']}: {m['cpu_count']} CPUs, torch {m['torch_version']} "
+        f"({m['torch_threads']} threads); median of {s['repeat']} run(s){', --quick' if s['quick'] else ''}"
+        f"{', --naive' if s.get('naive') else ''}",
+        "",
+    ]
     rows = []
     for stage in s["stages"]:
         for key, value in result.items():

@@ -107,9 +107,18 @@ def dub_media(shared_data, tmp_path_factory):
     sf.write(str(d / "speech2.wav"), wav[: 2 * sr], sr)
     save_image(d / "blank.png", np.full((160, 160, 3), 120, np.uint8))
     (d / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(256)) * 4)
-    return SimpleNamespace(dir=d, face=shared_data / "faces" / "obama.jpg", face2=shared_data / "faces" / "leo.jpg",
-                           video=shared_data / "clips" / "avsr_00006.mp4", speech1=d / "speech1.wav",
-                           speech2=d / "speech2.wav", blank=d / "blank.png", corrupt=d / "corrupt.wav")  # fmt: skip
+    return SimpleNamespace(
+        dir=d,
+        face=shared_data / "faces" / "obama.jpg",
+        face2=shared_data / "faces" / "leo.jpg",
+        video=shared_data / "clips" / "avsr_00006.mp4",
+        speech1=d / "speech1.wav",
+        speech2=d / "speech2.wav",
+        blank=d / "blank.png",
+        corrupt=d / "corrupt.wav",
+    )
+
+
 # ---------------------------------------------------------------------------------------- Audio2Keypoint (model)
 
 
@@ -132,13 +141,24 @@ def tiny_train_config():
 
     def make(data_dir, run_dir, **overrides):
         base = {
-            "run_dir": str(run_dir), "device": "cpu", "seed": 0, "progress": False,
-            "model": {"width": 16, "depth": 2, "channels_2d": [4, 8], "disc_width": 8,
-                      "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
-                      "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}}},
+            "run_dir": str(run_dir),
+            "device": "cpu",
+            "seed": 0,
+            "progress": False,
+            "model": {
+                "width": 16,
+                "depth": 2,
+                "channels_2d": [4, 8],
+                "disc_width": 8,
+                "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
+                "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}},
+            },
             "data": {"train": [str(data_dir)], "window": 32, "stride": 16},
-            "batch_size": 4, "log_every": 1, "val_every": 1000, "checkpoint_every": 1000,
-        }  # fmt: skip
+            "batch_size": 4,
+            "log_every": 1,
+            "val_every": 1000,
+            "checkpoint_every": 1000,
+        }
         return _merge(base, overrides)
 
     return make
@@ -158,11 +178,15 @@ def tiny_a2k_checkpoint(real_clips_dir, tiny_train_config, tmp_path_factory) -> 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        Trainer(tiny_train_config(real_clips_dir, run, max_steps=3),
-                catalog=Catalog(make_plugin_manager(entry_points=False))).fit()  # fmt: skip
+        Trainer(
+            tiny_train_config(real_clips_dir, run, max_steps=3),
+            catalog=Catalog(make_plugin_manager(entry_points=False)),
+        ).fit()
     finally:
         torch.set_num_threads(threads)
     return run / "latest"
+
+
 @pytest.fixture(scope="session")
 def fan_torch_home(tmp_path_factory) -> Path:
     """A ``TORCH_HOME`` holding randomly initialised 2D-FAN and S3FD weights under the file names face-alignment

@@ -34,19 +34,64 @@ def make_inputs(shared_data: Path, out: Path) -> dict[str, tuple[Path, str]]:
     run_ffmpeg(["-y", "-i", str(clips / "avsr_00006.mp4"), "-an", "-c:v", "copy", str(out / "mute.mp4")])
     videos["mute"] = (out / "mute.mp4", "avsr06")
     # no face: a flat colour with a tone
-    run_ffmpeg(["-y", "-f", "lavfi", "-i", "color=c=0x6080a0:s=160x160:d=2:r=25", "-f", "lavfi", "-i",
-                "sine=frequency=220:duration=2:sample_rate=16000", *enc, "-c:a", "aac", "-shortest",
-                str(out / "flat.mp4")])  # fmt: skip
+    run_ffmpeg(
+        [
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=0x6080a0:s=160x160:d=2:r=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=220:duration=2:sample_rate=16000",
+            *enc,
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(out / "flat.mp4"),
+        ]
+    )
     videos["flat"] = (out / "flat.mp4", "flat")
     # two faces: the talking avsr_00002 face (left) beside a smaller still portrait (right)
-    run_ffmpeg(["-y", "-i", str(clips / "avsr_00002.mp4"), "-loop", "1", "-i", str(faces / "obama.jpg"),
-                "-filter_complex",
-                "[1:v]scale=112:112,pad=160:160:24:24:white[r];[0:v][r]hstack=inputs=2:shortest=1[v]",
-                "-map", "[v]", "-map", "0:a", *enc, "-c:a", "aac", str(out / "two_faces.mp4")])  # fmt: skip
+    run_ffmpeg(
+        [
+            "-y",
+            "-i",
+            str(clips / "avsr_00002.mp4"),
+            "-loop",
+            "1",
+            "-i",
+            str(faces / "obama.jpg"),
+            "-filter_complex",
+            "[1:v]scale=112:112,pad=160:160:24:24:white[r];[0:v][r]hstack=inputs=2:shortest=1[v]",
+            "-map",
+            "[v]",
+            "-map",
+            "0:a",
+            *enc,
+            "-c:a",
+            "aac",
+            str(out / "two_faces.mp4"),
+        ]
+    )
     videos["two_faces"] = (out / "two_faces.mp4", "avsr02")
     # variable frame rate: avsr_00002 with frames 3-5 of every 10 dropped, timestamps kept
-    run_ffmpeg(["-y", "-i", str(clips / "avsr_00002.mp4"), "-vf", "select='not(between(mod(n,10),3,5))'",
-                "-fps_mode", "vfr", *enc, "-c:a", "copy", str(out / "vfr.mp4")])  # fmt: skip
+    run_ffmpeg(
+        [
+            "-y",
+            "-i",
+            str(clips / "avsr_00002.mp4"),
+            "-vf",
+            "select='not(between(mod(n,10),3,5))'",
+            "-fps_mode",
+            "vfr",
+            *enc,
+            "-c:a",
+            "copy",
+            str(out / "vfr.mp4"),
+        ]
+    )
     videos["vfr"] = (out / "vfr.mp4", "avsr02")
     return videos
 

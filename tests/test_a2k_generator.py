@@ -19,7 +19,6 @@ from a2k_toolkit.errors import CheckpointError, ConfigError, InputError
 from a2k_toolkit.keypoints import Keypoints, mouth_opening, reference_iod
 from a2k_toolkit.models.inference import window_plan, window_weights
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -147,9 +146,13 @@ def test_pipeline_end_to_end(tiny_a2k_checkpoint, sample_image_path, speech_path
     from a2k_toolkit.pipeline import Pipeline
 
     pipe = Pipeline.from_config(
-        {"generator": {"name": "audio2keypoint", "params": {"checkpoint": str(tiny_a2k_checkpoint)}},
-         "renderer": None, "device": "cpu"}, plugins=pm,
-    )  # fmt: skip
+        {
+            "generator": {"name": "audio2keypoint", "params": {"checkpoint": str(tiny_a2k_checkpoint)}},
+            "renderer": None,
+            "device": "cpu",
+        },
+        plugins=pm,
+    )
     result = pipe(image=sample_image_path, audio=speech_path)
     n = math.ceil(round(len(result.waveform) / 16000 * 25, 6))
     assert len(result.keypoints) == n
@@ -190,7 +193,7 @@ def test_corrupt_and_mismatched_checkpoints_are_clear_errors(tiny_a2k_checkpoint
     cfg["files"] = {}  # no checksum recorded: the safetensors reader must still catch it
     (truncated / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
-        Audio2KeypointGenerator(checkpoint=str(truncated)).net
+        _ = Audio2KeypointGenerator(checkpoint=str(truncated)).net
 
     garbled = copy("garbled")
     (garbled / "config.json").write_text("{not json")
@@ -203,7 +206,7 @@ def test_corrupt_and_mismatched_checkpoints_are_clear_errors(tiny_a2k_checkpoint
     cfg["files"] = {}
     (edited / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="do not match the architecture"):
-        Audio2KeypointGenerator(checkpoint=str(edited)).net
+        _ = Audio2KeypointGenerator(checkpoint=str(edited)).net
 
     missing = copy("missing")
     cfg = json.loads((missing / "config.json").read_text())

@@ -31,7 +31,7 @@ def test_named_column_manifest_carries_family_language_and_groups(tmp_path):
     m = tmp_path / "clips.csv"
     m.write_text(
         "path,identity,family,source_repo,language,notes\n"
-        "v/a.mp4,c01,lrcar,x/y,ar,\"one word; may be the same person as c02, c09\"\n"
+        'v/a.mp4,c01,lrcar,x/y,ar,"one word; may be the same person as c02, c09"\n'
         "v/b.mp4,c02,lrcar,x/y,ar,one word\n"
         "v/c.mp4,c03,lrcar,x/y,ar,may be the same person as c04\n"
         "v/d.mp4,c04,lrcar,x/y,ar,\n"
@@ -44,8 +44,11 @@ def test_named_column_manifest_carries_family_language_and_groups(tmp_path):
     assert src["c03"].meta["group"] == src["c04"].meta["group"] == "c03"
     assert src["rdj"].meta["group"] == "rdj" and src["aldridge"].meta["group"] == "aldridge"
     assert src["c01"].key == "v/a" and src["c01"].path == tmp_path / "v" / "a.mp4"
-    assert identity_groups({"a", "b", "c"}, {"c": ["may be the same person as b and a"]}) == {"a": "a", "b": "a",
-                                                                                          "c": "a"}  # fmt: skip
+    assert identity_groups({"a", "b", "c"}, {"c": ["may be the same person as b and a"]}) == {
+        "a": "a",
+        "b": "a",
+        "c": "a",
+    }
     bad = tmp_path / "bad.csv"
     bad.write_text("path,family,notes\nv/a.mp4,lrcar,x,y\n")
     with pytest.raises(InputError, match="line 2: 4 columns where the header names 3"):
@@ -70,15 +73,21 @@ def _clip(T: int, seed: int = 0, identity: str = "p", family: str | None = None,
     base = rng.uniform(80, 160, (68, 2))
     kp = (base[None] + rng.normal(0, 1.0, (T, 68, 2))).astype(np.float32)
     meta = {k: v for k, v in (("family", family), ("group", group)) if v}
-    return Clip(keypoints=kp, audio=(0.1 * rng.standard_normal(T * 640)).astype(np.float32), clip_id=f"{identity}-{T}",
-                identity=identity, meta=meta)  # fmt: skip
+    return Clip(
+        keypoints=kp,
+        audio=(0.1 * rng.standard_normal(T * 640)).astype(np.float32),
+        clip_id=f"{identity}-{T}",
+        identity=identity,
+        meta=meta,
+    )
 
 
 def test_short_clips_give_one_window_padded_as_inference_pads():
     W = 32
     clips = [_clip(70), _clip(20, 1), _clip(5, 2)]
-    feats = [np.random.default_rng(i).normal(size=(len(c.keypoints), 6)).astype(np.float32) for i, c in
-             enumerate(clips)]  # fmt: skip
+    feats = [
+        np.random.default_rng(i).normal(size=(len(c.keypoints), 6)).astype(np.float32) for i, c in enumerate(clips)
+    ]
     plain = ClipWindowDataset(clips, feats, Normalizer(), W, 16)
     assert "mask" not in plain[0] and len(plain) == 3  # clips shorter than the window are not used
     ds = ClipWindowDataset(clips, feats, Normalizer(), W, 16, min_frames=8)
@@ -151,15 +160,25 @@ def test_balanced_sampling_gives_families_their_share():
 def test_training_on_short_clips_with_family_balance(real_clips, tiny_train_config, catalog, tmp_path):
     root = tmp_path / "clips"
     root.mkdir()
-    for i, c in enumerate(real_clips):
+    for c in real_clips:
         save_clip(root / f"{c.clip_id}.npz", Clip(**{**c.__dict__, "meta": {"family": "long"}}))
         T = 24  # one word: shorter than the 32-frame window
-        short = Clip(keypoints=c.keypoints[:T], audio=c.audio[: T * 640], valid=None if c.valid is None else
-                     c.valid[:T], clip_id=f"{c.clip_id}-word", identity=c.identity, meta={"family": "word"})  # fmt: skip
+        short = Clip(
+            keypoints=c.keypoints[:T],
+            audio=c.audio[: T * 640],
+            valid=None if c.valid is None else c.valid[:T],
+            clip_id=f"{c.clip_id}-word",
+            identity=c.identity,
+            meta={"family": "word"},
+        )
         save_clip(root / f"{c.clip_id}-word.npz", short)
-    cfg = tiny_train_config(root, tmp_path / "run", max_steps=3, loss={"mouth": 1.0, "sync": 0.5, "adv": 0.3,
-                                                                       "adv_start": 0, "adv_ramp": 0},
-                            data={"min_frames": 16, "balance": "family", "balance_power": 0.0})  # fmt: skip
+    cfg = tiny_train_config(
+        root,
+        tmp_path / "run",
+        max_steps=3,
+        loss={"mouth": 1.0, "sync": 0.5, "adv": 0.3, "adv_start": 0, "adv_ramp": 0},
+        data={"min_frames": 16, "balance": "family", "balance_power": 0.0},
+    )
     tr = Trainer(cfg, catalog=catalog)
     short = [i for i, n in enumerate(tr.train_set.lengths) if n < 32]
     assert short and isinstance(tr.sampler, WeightedDistributedSampler)

@@ -35,9 +35,20 @@ def librosa_reference(wav: np.ndarray, T: int, *, top_db=None, sr=16000, fps=25.
     m = min(len(wav), len(y) - lead)
     y[lead : lead + m] = wav[:m]
     mel = librosa.feature.melspectrogram(
-        y=y, sr=sr, n_fft=512, hop_length=hop, win_length=400, window="hann", center=False, power=2.0,
-        n_mels=80, fmin=55.0, fmax=7600.0, htk=False, norm="slaney",
-    )  # fmt: skip
+        y=y,
+        sr=sr,
+        n_fft=512,
+        hop_length=hop,
+        win_length=400,
+        window="hann",
+        center=False,
+        power=2.0,
+        n_mels=80,
+        fmin=55.0,
+        fmax=7600.0,
+        htk=False,
+        norm="slaney",
+    )
     db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=top_db)
     return db.T[:n].reshape(T, sub * 80)
 

@@ -54,12 +54,41 @@ def media(tmp_path_factory, speech_path):
     for name, (args, _) in FORMATS.items():
         out = d / name
         if name == "video_h264_aac.mp4":
-            ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25", "-i", str(speech_path), "-shortest",
-                   "-c:v", "libx264", "-pix_fmt", "yuv420p",
-                   "-c:a", "aac", "-b:a", "128k", "-ar", "44100", str(out))  # fmt: skip
+            ffmpeg(
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=gray:s=64x64:r=25",
+                "-i",
+                str(speech_path),
+                "-shortest",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "128k",
+                "-ar",
+                "44100",
+                str(out),
+            )
         elif name == "video_vp8_opus.webm":
-            ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:r=25", "-i", str(speech_path), "-shortest",
-                   "-c:v", "libvpx", "-c:a", "libopus", str(out))  # fmt: skip
+            ffmpeg(
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=gray:s=64x64:r=25",
+                "-i",
+                str(speech_path),
+                "-shortest",
+                "-c:v",
+                "libvpx",
+                "-c:a",
+                "libopus",
+                str(out),
+            )
         else:
             ffmpeg("-i", str(speech_path), *args, str(out))
     return d

@@ -41,8 +41,12 @@ def test_members_come_from_the_host_catalog(host):
 
 
 def test_pipeline_and_config_round_trip(host, sample_image_path):
-    cfg = {"audio": {"name": "stack", "params": {"members": ["logmel", "dummy-audio"]}}, "detector": "dummy-detector",
-           "generator": "dummy-generator", "renderer": None}  # fmt: skip
+    cfg = {
+        "audio": {"name": "stack", "params": {"members": ["logmel", "dummy-audio"]}},
+        "detector": "dummy-detector",
+        "generator": "dummy-generator",
+        "renderer": None,
+    }
     pipe = Pipeline.from_config(cfg, plugins=host)
     assert isinstance(pipe.audio, StackFrontend) and pipe.audio.feature_dim == 322
     again = Pipeline.from_config(pipe.config, plugins=host)
@@ -65,18 +69,24 @@ def test_layouts(host):
     out = rep(wav, 16000).reshape(25, 4, 82)
     np.testing.assert_array_equal(out[:, :, 80:], np.repeat(rep.members[1](wav, 16000)[:, None], 4, axis=1))
     with pytest.raises(ConfigError, match="layout 'repeat'"):
-        host.build("audio", "stack", {"members": ["logmel", {"name": "logmel", "params": {"subframes": 2}}],
-                                      "layout": "repeat"})  # fmt: skip
+        host.build(
+            "audio",
+            "stack",
+            {"members": ["logmel", {"name": "logmel", "params": {"subframes": 2}}], "layout": "repeat"},
+        )
 
 
-@pytest.mark.parametrize("seconds, sr, fps", [(0.0001, 16000, 25), (1 / 25, 16000, 25), (2.37, 44100, 25),
-                                              (1.0, 8000, 30)])  # fmt: skip
+@pytest.mark.parametrize(
+    "seconds, sr, fps", [(0.0001, 16000, 25), (1 / 25, 16000, 25), (2.37, 44100, 25), (1.0, 8000, 30)]
+)
 def test_frame_count_any_rate(host, seconds, sr, fps):
     fe = host.build("audio", "stack", {"members": ["logmel", "dummy-audio"], "fps": fps})
     assert all(m.fps == fps for m in fe.members)
     n = max(1, round(seconds * sr))
     assert fe(test_waveform(seconds, sr)[:n] if n > 1 else np.zeros(1, np.float32), sr).shape == (
-        fe.num_frames(n, sr), 322)
+        fe.num_frames(n, sr),
+        322,
+    )
 
 
 def test_errors(host):

@@ -31,8 +31,12 @@ def test_quick_json_of_the_cheap_stages():
     machine = result["machine"]
     assert machine["cpu_count"] >= 1 and machine["torch_threads"] >= 1
     assert isinstance(machine["torch_version"], str) and machine["device"] in ("cpu", "cuda", "mps")
-    assert result["settings"] == {"quick": True, "repeat": 1, "naive": False,
-                                  "stages": ["frontend", "render", "landmarks", "hardware"]}  # fmt: skip
+    assert result["settings"] == {
+        "quick": True,
+        "repeat": 1,
+        "naive": False,
+        "stages": ["frontend", "render", "landmarks", "hardware"],
+    }
     expected = {"frontend_10s_s", "frontend_rtf", "landmarks_frames_per_s"}
     expected |= {"hardware_sgemm_gflop_per_s", "hardware_conv_gflop_per_s"}
     expected |= {f"render_{r}_{s}_frames_per_s" for r in ("warp", "sketch") for s in (256, 512)}
@@ -59,15 +63,25 @@ def test_naive_reaches_the_stages_and_the_table(monkeypatch, capsys):
 
     def fake(ctx):
         seen.append(ctx.naive)
-        return {"keypoints_60s_s": 0.5, "keypoints_60s_naive_s": 2.0, "keypoints_lite_60s_naive_s": 1.0,
-                "keypoints_60s_gflop": 16.6, "keypoints_60s_gflop_per_s": 33.2, "keypoints_params_m": 7.6}  # fmt: skip
+        return {
+            "keypoints_60s_s": 0.5,
+            "keypoints_60s_naive_s": 2.0,
+            "keypoints_lite_60s_naive_s": 1.0,
+            "keypoints_60s_gflop": 16.6,
+            "keypoints_60s_gflop_per_s": 33.2,
+            "keypoints_params_m": 7.6,
+        }
 
     monkeypatch.setitem(suite.STAGES, "keypoints", fake)
     assert main(["bench", "--only", "keypoints", "--naive", "--repeat", "1"]) == 0
     out = capsys.readouterr().out
     assert seen == [True] and "--naive" in out.splitlines()[0]
-    for key, unit in (("keypoints_60s_naive_s", "s"), ("keypoints_60s_gflop_per_s", "GFLOP/s"),
-                      ("keypoints_60s_gflop", "GFLOP"), ("keypoints_params_m", "M params")):  # fmt: skip
+    for key, unit in (
+        ("keypoints_60s_naive_s", "s"),
+        ("keypoints_60s_gflop_per_s", "GFLOP/s"),
+        ("keypoints_60s_gflop", "GFLOP"),
+        ("keypoints_params_m", "M params"),
+    ):
         assert suite.unit_of(key) == unit
         assert key in out
     assert main(["bench", "--only", "keypoints", "--repeat", "1", "--json"]) == 0

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from a2k_toolkit.builtin.baselines import ProceduralGenerator, StaticGenerator
 from a2k_toolkit.builtin.dlib_detector import DlibDetector
@@ -24,7 +25,6 @@ from a2k_toolkit.testing import (
     SpeechContract,
     mean_face,
 )
-from conftest import SHARED_DATA
 
 
 class TestLogMelContract(AudioFrontendContract):
@@ -131,7 +131,9 @@ def test_sketch_draws_on_reference_and_scales():
 
 @pytest.mark.parametrize("lang", ["en", "de", "hi"])
 def test_espeak_languages(lang):
-    wav, sr = EspeakSynthesizer().synthesize({"en": "Good morning", "de": "Guten Morgen", "hi": "नमस्ते दुनिया"}[lang], lang)
+    wav, sr = EspeakSynthesizer().synthesize(
+        {"en": "Good morning", "de": "Guten Morgen", "hi": "नमस्ते दुनिया"}[lang], lang
+    )
     assert len(wav) > 0.3 * sr and np.abs(wav).max() > 0.05
 
 

@@ -15,8 +15,9 @@ from a2k_toolkit.io import probe_video
 
 
 def a2k(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "a2k_toolkit.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 def assert_user_error(proc, *needles):
@@ -31,8 +32,15 @@ def assert_user_error(proc, *needles):
 def test_version_and_help():
     out = a2k("--version")
     assert out.returncode == 0 and out.stdout.startswith("a2k-toolkit ")
-    for cmd in ([], ["generate"], ["plugins"], ["plugins", "list"], ["config"], ["config", "validate"],
-                ["config", "schema"]):  # fmt: skip
+    for cmd in (
+        [],
+        ["generate"],
+        ["plugins"],
+        ["plugins", "list"],
+        ["config"],
+        ["config", "validate"],
+        ["config", "schema"],
+    ):
         h = a2k(*cmd, "--help")
         assert h.returncode == 0 and "usage: a2k" in h.stdout, cmd
 
@@ -41,7 +49,9 @@ def test_generate_end_to_end_real_face_real_speech(tmp_path, face_image_path, sp
     import soundfile as sf
 
     kp, mp4 = tmp_path / "out" / "kp.npy", tmp_path / "out" / "out.mp4"
-    proc = a2k("generate", "--image", face_image_path, "--audio", speech_path, "--keypoints-out", kp, "--video-out", mp4)
+    proc = a2k(
+        "generate", "--image", face_image_path, "--audio", speech_path, "--keypoints-out", kp, "--video-out", mp4
+    )
     assert proc.returncode == 0, proc.stderr
     duration = sf.info(str(speech_path)).duration
     T = int(np.ceil(duration * 25))
@@ -91,8 +101,9 @@ def test_config_validate_refuses_a_missing_checkpoint(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
     # a list names the member that is missing; a relative path is read from the current directory
     cfg.write_text("generator: {name: audio2keypoint, params: {checkpoint: [run, gone]}}\n")
-    assert_user_error(a2k("config", "validate", cfg, cwd=tmp_path), "generator.params.checkpoint[1]: gone not found",
-                      str(tmp_path))  # fmt: skip
+    assert_user_error(
+        a2k("config", "validate", cfg, cwd=tmp_path), "generator.params.checkpoint[1]: gone not found", str(tmp_path)
+    )
     cfg.write_text("generator: {name: audio2keypoint, params: {checkpoint: [run]}}\n")
     ok = a2k("config", "validate", cfg, cwd=tmp_path)
     assert ok.returncode == 0 and "valid" in ok.stdout, ok.stderr
@@ -112,14 +123,18 @@ def io_paths(tmp_path, face_image_path, speech_path):
 
 def test_error_missing_image(io_paths):
     tmp, _, speech = io_paths
-    assert_user_error(a2k("generate", "--image", tmp / "none.jpg", "--audio", speech, "--keypoints-out", tmp / "k.npy"),
-                      "image file not found")  # fmt: skip
+    assert_user_error(
+        a2k("generate", "--image", tmp / "none.jpg", "--audio", speech, "--keypoints-out", tmp / "k.npy"),
+        "image file not found",
+    )
 
 
 def test_error_missing_audio(io_paths):
     tmp, face, _ = io_paths
-    assert_user_error(a2k("generate", "--image", face, "--audio", tmp / "none.wav", "--keypoints-out", tmp / "k.npy"),
-                      "audio file not found")  # fmt: skip
+    assert_user_error(
+        a2k("generate", "--image", face, "--audio", tmp / "none.wav", "--keypoints-out", tmp / "k.npy"),
+        "audio file not found",
+    )
 
 
 def test_error_no_face(io_paths):
@@ -128,8 +143,9 @@ def test_error_no_face(io_paths):
     tmp, _, speech = io_paths
     blank = tmp / "blank.png"
     cv2.imwrite(str(blank), np.full((240, 320, 3), 180, np.uint8))
-    assert_user_error(a2k("generate", "--image", blank, "--audio", speech, "--keypoints-out", tmp / "k.npy"),
-                      "no face found")  # fmt: skip
+    assert_user_error(
+        a2k("generate", "--image", blank, "--audio", speech, "--keypoints-out", tmp / "k.npy"), "no face found"
+    )
     assert not (tmp / "k.npy").exists()
 
 
@@ -137,24 +153,30 @@ def test_error_unreadable_audio(io_paths):
     tmp, face, _ = io_paths
     bad = tmp / "bad.wav"
     bad.write_bytes(b"RIFF....WAVEjunkjunkjunk" * 10)
-    assert_user_error(a2k("generate", "--image", face, "--audio", bad, "--keypoints-out", tmp / "k.npy"),
-                      "cannot read audio")  # fmt: skip
+    assert_user_error(
+        a2k("generate", "--image", face, "--audio", bad, "--keypoints-out", tmp / "k.npy"), "cannot read audio"
+    )
 
 
 def test_error_bad_config(io_paths):
     tmp, face, speech = io_paths
     cfg = tmp / "c.yaml"
     cfg.write_text("generator: {name: procedural, params: {mouth_open: -3}}\n")
-    assert_user_error(a2k("generate", "--image", face, "--audio", speech, "--config", cfg, "--keypoints-out",
-                          tmp / "k.npy"), "generator.params.mouth_open")  # fmt: skip
+    assert_user_error(
+        a2k("generate", "--image", face, "--audio", speech, "--config", cfg, "--keypoints-out", tmp / "k.npy"),
+        "generator.params.mouth_open",
+    )
 
 
 def test_error_unknown_plugin(io_paths):
     tmp, face, speech = io_paths
     cfg = tmp / "c.yaml"
     cfg.write_text("renderer: skech\n")
-    assert_user_error(a2k("generate", "--image", face, "--audio", speech, "--config", cfg, "--video-out",
-                          tmp / "o.mp4"), "unknown renderer 'skech'", "did you mean 'sketch'")  # fmt: skip
+    assert_user_error(
+        a2k("generate", "--image", face, "--audio", speech, "--config", cfg, "--video-out", tmp / "o.mp4"),
+        "unknown renderer 'skech'",
+        "did you mean 'sketch'",
+    )
 
 
 def test_error_nothing_to_write_and_bad_extension(io_paths):
@@ -163,15 +185,18 @@ def test_error_nothing_to_write_and_bad_extension(io_paths):
     assert_user_error(a2k("generate", "--image", face, "--audio", speech, "--video-out", tmp / "o.avi"), ".mp4")
 
 
-@pytest.mark.parametrize("flag,out,needle", [
-    ("--keypoints-out", "/proc/kp.npy", "does not accept new files"),
-    ("--video-out", "/sys/v.mp4", "does not accept new files"),
-    ("--keypoints-out", "out/kp.txt", "unsupported extension '.txt'"),
-    ("--keypoints-out", "/dev/null", "no extension"),
-    ("--video-out", "out/v.avi", "use .mp4"),
-    ("--keypoints-out", "file.txt/kp.npy", "is a file, not a folder"),
-    ("--keypoints-out", "readonly/kp.npy", "does not accept new files"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "flag,out,needle",
+    [
+        ("--keypoints-out", "/proc/kp.npy", "does not accept new files"),
+        ("--video-out", "/sys/v.mp4", "does not accept new files"),
+        ("--keypoints-out", "out/kp.txt", "unsupported extension '.txt'"),
+        ("--keypoints-out", "/dev/null", "no extension"),
+        ("--video-out", "out/v.avi", "use .mp4"),
+        ("--keypoints-out", "file.txt/kp.npy", "is a file, not a folder"),
+        ("--keypoints-out", "readonly/kp.npy", "does not accept new files"),
+    ],
+)
 def test_unwritable_or_unsupported_output_is_refused_before_any_work(tmp_path, flag, out, needle):
     # the image does not exist: an output error (not "image file not found") proves the outputs are checked first
     (tmp_path / "file.txt").write_text("x")
@@ -183,7 +208,8 @@ def test_unwritable_or_unsupported_output_is_refused_before_any_work(tmp_path, f
     assert_user_error(proc, needle, out)
     assert len(proc.stderr.strip().splitlines()) == 1 and "image file not found" not in proc.stderr
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"] + (
-        ["readonly"] if out.startswith("readonly") else [])  # fmt: skip
+        ["readonly"] if out.startswith("readonly") else []
+    )
 
 
 def _png_header_only(path, w: int, h: int) -> None:
@@ -194,8 +220,12 @@ def _png_header_only(path, w: int, h: int) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_image_that_is_not_a_file_truncated_or_corrupt_says_what_it_is(tmp_path, sample_image_path, sample_speech_path):
@@ -203,8 +233,12 @@ def test_image_that_is_not_a_file_truncated_or_corrupt_says_what_it_is(tmp_path,
     trunc.write_bytes(sample_image_path.read_bytes()[:30000])
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    cases = {trunc: "JPEG file is truncated or corrupt", tmp_path: "it is a directory", fifo: "FIFO (named pipe)",
-             "/dev/zero": "it is a device"}  # fmt: skip
+    cases = {
+        trunc: "JPEG file is truncated or corrupt",
+        tmp_path: "it is a directory",
+        fifo: "FIFO (named pipe)",
+        "/dev/zero": "it is a device",
+    }
     for image, needle in cases.items():
         proc = a2k("generate", "--image", image, "--audio", sample_speech_path, "--keypoints-out", tmp_path / "k.npy")
         assert_user_error(proc, needle)
@@ -220,11 +254,23 @@ def test_image_limits_refuse_enormous_images_from_the_header(tmp_path, sample_im
     proc = a2k("generate", "--image", bomb, "--audio", sample_speech_path, "--keypoints-out", tmp_path / "k.npy")
     assert_user_error(proc, "400 megapixels", "over the limit of 100 megapixels", "A2K_MAX_IMAGE_PIXELS")
     assert time.time() - t0 < 60
-    env_run = [sys.executable, "-m", "a2k_toolkit.cli", "generate", "--image", str(sample_image_path), "--audio",
-               str(sample_speech_path), "--keypoints-out", str(tmp_path / "k.npy")]  # fmt: skip
-    for var, value, needle in (("A2K_MAX_IMAGE_PIXELS", "1000", "over the limit of 0.001 megapixels"),
-                               ("A2K_MAX_IMAGE_BYTES", "1000", "A2K_MAX_IMAGE_BYTES"),
-                               ("A2K_MAX_IMAGE_BYTES", "lots", "is not a number")):  # fmt: skip
+    env_run = [
+        sys.executable,
+        "-m",
+        "a2k_toolkit.cli",
+        "generate",
+        "--image",
+        str(sample_image_path),
+        "--audio",
+        str(sample_speech_path),
+        "--keypoints-out",
+        str(tmp_path / "k.npy"),
+    ]
+    for var, value, needle in (
+        ("A2K_MAX_IMAGE_PIXELS", "1000", "over the limit of 0.001 megapixels"),
+        ("A2K_MAX_IMAGE_BYTES", "1000", "A2K_MAX_IMAGE_BYTES"),
+        ("A2K_MAX_IMAGE_BYTES", "lots", "is not a number"),
+    ):
         proc = subprocess.run(env_run, capture_output=True, text=True, env={**os.environ, var: value})
         assert_user_error(proc, needle)
 
@@ -236,9 +282,25 @@ def test_default_render_size_is_capped_for_big_photos_and_says_so(tmp_path, samp
     write_wav(speech, load_audio(sample_speech_path, 16000)[:16000], 16000)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"renderer": {"name": "sketch", "params": {"background": "reference"}}}))
-    proc = subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", "generate", "--image", str(sample_image_path),
-                           "--audio", str(speech), "--config", str(cfg), "--video-out", str(tmp_path / "o.mp4")],
-                          capture_output=True, text=True, env={**os.environ, "A2K_MAX_RENDER_SIDE": "256"})  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "a2k_toolkit.cli",
+            "generate",
+            "--image",
+            str(sample_image_path),
+            "--audio",
+            str(speech),
+            "--config",
+            str(cfg),
+            "--video-out",
+            str(tmp_path / "o.mp4"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "A2K_MAX_RENDER_SIDE": "256"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "rendering at 256 pixels on the longest side" in proc.stderr and "A2K_MAX_RENDER_SIDE" in proc.stderr
     assert max(probe_video(tmp_path / "o.mp4")["width"], probe_video(tmp_path / "o.mp4")["height"]) == 256

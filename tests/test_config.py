@@ -26,7 +26,9 @@ def test_renderer_may_be_null():
 def test_loads_yaml_json_toml(tmp_path, ext):
     text = {
         ".yaml": "generator: static\nrenderer:\n  name: sketch\n  params: {size: 128}\nseed: 7\n",
-        ".json": json.dumps({"generator": "static", "renderer": {"name": "sketch", "params": {"size": 128}}, "seed": 7}),
+        ".json": json.dumps(
+            {"generator": "static", "renderer": {"name": "sketch", "params": {"size": 128}}, "seed": 7}
+        ),
         ".toml": 'generator = "static"\nseed = 7\n[renderer]\nname = "sketch"\nparams = {size = 128}\n',
     }[ext]
     path = tmp_path / f"c{ext}"

@@ -36,12 +36,15 @@ def test_split_fold_holds_out_whole_people_in_order():
     assert sorted(seen) == sorted(items)  # every item is held out exactly once over the folds
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: identity_folds(["a", "b"], 3), "2 identities cannot fill 3 folds"),
-    (lambda: identity_folds(["a", "b"], 1), "at least 2 folds"),
-    (lambda: parse_fold("2/2"), "0 <= I < N"),
-    (lambda: parse_fold("1-4"), "I/N"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: identity_folds(["a", "b"], 3), "2 identities cannot fill 3 folds"),
+        (lambda: identity_folds(["a", "b"], 1), "at least 2 folds"),
+        (lambda: parse_fold("2/2"), "0 <= I < N"),
+        (lambda: parse_fold("1-4"), "I/N"),
+    ],
+)
 def test_bad_folds_are_clear_errors(call, message):
     with pytest.raises(InputError, match=message):
         call()
@@ -56,8 +59,9 @@ def test_train_config_checks_the_fold(tiny_train_config, tmp_path):
         load_train_config(tiny_train_config(tmp_path, tmp_path / "r", data={"folds": 3, "val": [str(tmp_path)]}))
 
 
-def test_a_fold_trains_on_the_other_people_and_validates_on_its_own(real_clips_dir, real_clips, tiny_train_config,
-                                                                    catalog, tmp_path):  # fmt: skip
+def test_a_fold_trains_on_the_other_people_and_validates_on_its_own(
+    real_clips_dir, real_clips, tiny_train_config, catalog, tmp_path
+):
     from a2k_toolkit.training import Trainer
 
     people = sorted({c.identity for c in real_clips})
@@ -80,8 +84,10 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
     cfg.write_text(yaml.safe_dump(tiny_train_config(real_clips_dir, tmp_path / "unused", max_steps=2)))
     deal = identity_folds({c.identity for c in real_clips}, 3)
     for fold in range(3):
-        assert main(["train", str(cfg), "--fold", f"{fold}/3", "--seed", "1", "--run-dir",
-                     str(tmp_path / f"cv-f{fold}")]) == 0  # fmt: skip
+        assert (
+            main(["train", str(cfg), "--fold", f"{fold}/3", "--seed", "1", "--run-dir", str(tmp_path / f"cv-f{fold}")])
+            == 0
+        )
         meta = json.loads((tmp_path / f"cv-f{fold}" / "latest" / "config.json").read_text())
         saved = meta["train_config"]
         assert (saved["data"]["folds"], saved["data"]["fold"], saved["seed"]) == (3, fold, 1)
@@ -90,8 +96,19 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
     capsys.readouterr()
     ev = tmp_path / "eval.yaml"
     template = str(tmp_path / "cv-f{fold}" / "latest")
-    ev.write_text(yaml.safe_dump({"entries": ["static", {"label": "model", "generator": {
-        "name": "audio2keypoint", "params": {"checkpoint": template, "fast": False}}}]}))  # fmt: skip
+    ev.write_text(
+        yaml.safe_dump(
+            {
+                "entries": [
+                    "static",
+                    {
+                        "label": "model",
+                        "generator": {"name": "audio2keypoint", "params": {"checkpoint": template, "fast": False}},
+                    },
+                ]
+            }
+        )
+    )
     # fast: false keeps every run on one arithmetic path (the fast path picks worker threads by the machine's load)
     base = ["eval", "--clips", str(real_clips_dir), "--config", str(ev), "--no-plots", "--quiet"]
     assert main([*base, "--folds", "3", "--out", str(tmp_path / "all")]) == 0
@@ -100,8 +117,20 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
     assert merged["settings"]["cross_validation"]["checkpoints"]["model"] == [template.format(fold=f) for f in range(3)]
     per_fold = {}
     for fold in range(3):
-        assert main([*base, "--fold", f"{fold}/3", "--out", str(tmp_path / f"one{fold}"),
-                     "--norm-stats", str(tmp_path / "all" / "results.json")]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    *base,
+                    "--fold",
+                    f"{fold}/3",
+                    "--out",
+                    str(tmp_path / f"one{fold}"),
+                    "--norm-stats",
+                    str(tmp_path / "all" / "results.json"),
+                ]
+            )
+            == 0
+        )
         one = json.loads((tmp_path / f"one{fold}" / "results.json").read_text())
         assert one["num_clips"] == 1
         per_fold.update({c["clip_id"]: c for c in one["clips"]})

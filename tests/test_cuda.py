@@ -15,6 +15,7 @@ import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
+
 @pytest.fixture(scope="module")
 def clips_dir(tmp_path_factory) -> Path:
     """Four 8 s synthetic clips with something to learn: each a face of its own shape, place and size (the reference
@@ -33,19 +34,36 @@ def clips_dir(tmp_path_factory) -> Path:
         kp[:, 57:60, 1] += 6 * loud[:, None]  # the lower lip drops while speaking
         kp[:, 65:68, 1] += 6 * loud[:, None]
         kp += rng.normal(0, 0.05, kp.shape).astype(np.float32)
-        save_clip(d / f"synthetic_{i}.npz", Clip(keypoints=kp, audio=audio, frame_size=(224, 224),
-                                                  clip_id=f"synthetic_{i}"))  # fmt: skip
+        save_clip(
+            d / f"synthetic_{i}.npz", Clip(keypoints=kp, audio=audio, frame_size=(224, 224), clip_id=f"synthetic_{i}")
+        )
     return d
 
 
 def tiny(clips: Path, run: Path, **over) -> dict:
-    cfg = {"run_dir": str(run), "device": "cuda", "seed": 0, "progress": False, "batch_size": 8,
-           "model": {"width": 32, "depth": 2, "channels_2d": [8, 16], "disc_width": 8,
-                     "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
-                     "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}}},
-           "data": {"train": [str(clips)], "window": 32, "stride": 8}, "max_steps": 30, "log_every": 1,
-           "val_every": 1000, "checkpoint_every": 1000, "loss": {"sync": 1.0, "mouth": 1.0}, "ema": 0.9,
-           "optim": {"lr_g": 1e-3, "lr_e": 1e-3, "lr_d": 1e-3}}  # fmt: skip
+    cfg = {
+        "run_dir": str(run),
+        "device": "cuda",
+        "seed": 0,
+        "progress": False,
+        "batch_size": 8,
+        "model": {
+            "width": 32,
+            "depth": 2,
+            "channels_2d": [8, 16],
+            "disc_width": 8,
+            "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
+            "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}},
+        },
+        "data": {"train": [str(clips)], "window": 32, "stride": 8},
+        "max_steps": 30,
+        "log_every": 1,
+        "val_every": 1000,
+        "checkpoint_every": 1000,
+        "loss": {"sync": 1.0, "mouth": 1.0},
+        "ema": 0.9,
+        "optim": {"lr_g": 1e-3, "lr_e": 1e-3, "lr_d": 1e-3},
+    }
     cfg.update(over)
     return cfg
 
@@ -98,15 +116,17 @@ def test_resume_on_cuda_continues_the_same_curve(clips_dir, tmp_path):
 def _nccl_worker(rank: int, world: int, port: int, cfg: dict, out: str) -> None:
     import os
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))  # fmt: skip
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     from a2k_toolkit.training import Trainer
 
     trainer = Trainer(cfg)
     backend = torch.distributed.get_backend()
     summary = trainer.fit()
-    Path(out, f"rank{rank}.json").write_text(json.dumps({"backend": backend, "device": trainer.device,
-                                                         "step": summary["step"]}))  # fmt: skip
+    Path(out, f"rank{rank}.json").write_text(
+        json.dumps({"backend": backend, "device": trainer.device, "step": summary["step"]})
+    )
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs one GPU per rank: needs 2 CUDA devices")

@@ -29,8 +29,14 @@ from dataset_inputs import REAL, make_inputs, write_manifest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = {"detect_every": 4, "min_frames": 16, "shard_size": 2}
-EXPECTED_FAILURES = {"notes": "not_a_video", "zero": "zero_length", "empty": "empty_file", "mute": "no_audio",
-                     "flat": "no_face", "gone": "missing"}  # fmt: skip
+EXPECTED_FAILURES = {
+    "notes": "not_a_video",
+    "zero": "zero_length",
+    "empty": "empty_file",
+    "mute": "no_audio",
+    "flat": "no_face",
+    "gone": "missing",
+}
 
 
 @pytest.fixture(scope="session")
@@ -84,10 +90,10 @@ def test_keypoints_land_on_the_face_in_the_frames(built, inputs):
         for t in sorted({0, 1, 2, clip.num_frames // 2, min(len(frames), clip.num_frames) - 1}):
             boxes = det.face_boxes(frames[t])
             assert boxes, (name, t)
-            l, tp, r, b = boxes[0]
-            pad = 0.25 * (r - l)
+            left, tp, r, b = boxes[0]
+            pad = 0.25 * (r - left)
             pts = clip.keypoints[t]
-            assert (pts[:, 0] > l - pad).all() and (pts[:, 0] < r + pad).all(), (name, t)
+            assert (pts[:, 0] > left - pad).all() and (pts[:, 0] < r + pad).all(), (name, t)
             assert (pts[:, 1] > tp - pad).all() and (pts[:, 1] < b + pad).all(), (name, t)
             fresh = det.landmarks(frames[t], boxes[0])
             err = np.linalg.norm(pts - fresh, axis=-1).mean() / interocular(fresh)
@@ -229,15 +235,26 @@ def test_quality_report(built):
 
 def _cli(*args, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", *args], capture_output=True, text=True, env=env,
-                          **kwargs)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "a2k_toolkit.cli", *args], capture_output=True, text=True, env=env, **kwargs
+    )
 
 
 def test_sigkill_midway_then_resume_gives_the_same_dataset(built, inputs, tmp_path):
     out_ref, _ = built
     out = tmp_path / "vox"
-    cmd = [sys.executable, "-m", "a2k_toolkit.cli", "dataset", "build", str(inputs["manifest"]), str(out),
-           "--config", str(inputs["config"]), "--allow-failures"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "a2k_toolkit.cli",
+        "dataset",
+        "build",
+        str(inputs["manifest"]),
+        str(out),
+        "--config",
+        str(inputs["config"]),
+        "--allow-failures",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     status = out / "work" / "status.jsonl"
@@ -289,8 +306,10 @@ def test_parts_built_on_two_machines_merge_into_the_single_machine_dataset(input
     assert a == b  # shards, index, splits, statistics and report: byte-identical
     again = merge(parts, tmp_path / "merged")  # resumable / idempotent
     assert again["videos_added"] == 0
-    assert json.loads((tmp_path / "merged" / "manifest.json").read_text())["files"]["shards/train-00000.npz"] == a[
-        "shards/train-00000.npz"]
+    assert (
+        json.loads((tmp_path / "merged" / "manifest.json").read_text())["files"]["shards/train-00000.npz"]
+        == a["shards/train-00000.npz"]
+    )
 
 
 # ------------------------------------------------------------ the built dataset feeds training and evaluation
@@ -301,8 +320,9 @@ def test_trainer_reads_a_built_dataset(built, tiny_train_config, catalog, tmp_pa
     from a2k_toolkit.training import Trainer
 
     out, _ = built
-    cfg = tiny_train_config(out, tmp_path / "run", max_steps=2,
-                            data={"format": "voxkp", "val": [f"{out}@val"], "window": 16, "stride": 16})  # fmt: skip
+    cfg = tiny_train_config(
+        out, tmp_path / "run", max_steps=2, data={"format": "voxkp", "val": [f"{out}@val"], "window": 16, "stride": 16}
+    )
     trainer = Trainer(cfg, catalog=catalog)
     n_train = sum(c.num_frames // 16 for c in VoxKPReader(out, "train"))
     assert 0 < len(trainer.train_set) <= n_train + len(VoxKPReader(out, "train"))

@@ -22,8 +22,12 @@ from a2k_toolkit.data.report import report
 
 REPO = Path(__file__).resolve().parents[1]
 # rows of ../shared/data/clips.csv: ar_news_c01's note says it may be ar_news_c04 (one person group)
-CLIPS = ["clips/avsr_00006.mp4", "clips/lrs3/spectre_4994604c.mp4", "clips/lrcar/ArabicLipReading_002b7a11.mp4",
-         "clips/lrcar/ArabicLipReading_00b211f5.mp4"]  # fmt: skip
+CLIPS = [
+    "clips/avsr_00006.mp4",
+    "clips/lrs3/spectre_4994604c.mp4",
+    "clips/lrcar/ArabicLipReading_002b7a11.mp4",
+    "clips/lrcar/ArabicLipReading_00b211f5.mp4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +61,20 @@ def _expected(metas: list[dict]) -> dict:
     interp = np.array([x["interpolated"] for x in q])
     corr = np.array([x["corr"] for x in q if x["corr"] is not None])
     return {
-        "clips": len(metas), "identities": len({m["identity"] for m in metas}),
-        "groups": len({x["group"] for x in q}), "frames": int(frames.sum()),
-        "minutes": frames.sum() / 25 / 60, "faceless_fraction": interp.sum() / frames.sum(),
-        "clips_with_faceless": int((interp > 0).sum()), "face_width_median": np.median([x["face_width"] for x in q]),
-        "coupling_clips": len(corr), "coupling_median": np.median(corr), "coupling_mean": corr.mean(),
+        "clips": len(metas),
+        "identities": len({m["identity"] for m in metas}),
+        "groups": len({x["group"] for x in q}),
+        "frames": int(frames.sum()),
+        "minutes": frames.sum() / 25 / 60,
+        "faceless_fraction": interp.sum() / frames.sum(),
+        "clips_with_faceless": int((interp > 0).sum()),
+        "face_width_median": np.median([x["face_width"] for x in q]),
+        "coupling_clips": len(corr),
+        "coupling_median": np.median(corr),
+        "coupling_mean": corr.mean(),
         "coupling_strong_fraction": (corr >= 0.2).mean(),
         "lag_ms_median": np.median([x["lag_ms"] for x in q if x["lag_ms"] is not None]),
-    }  # fmt: skip
+    }
 
 
 def _assert_row(got: dict, want: dict) -> None:
@@ -117,8 +127,7 @@ def test_the_recomputed_coupling_feeds_every_table(family_dataset, tmp_path, mon
     out = tmp_path / "vox"
     shutil.copytree(family_dataset, out)
     stored = [m["meta"]["corr"] for m in _metas(out)]
-    monkeypatch.setattr(report_module, "lip_audio_coupling",
-                        lambda *a, **k: {"corr": 0.5, "lag": 1, "lag_ms": 40.0})  # fmt: skip
+    monkeypatch.setattr(report_module, "lip_audio_coupling", lambda *a, **k: {"corr": 0.5, "lag": 1, "lag_ms": 40.0})
     rep = report(out, recompute=True)
     for row in [*rep["families"]["per_family"].values(), *rep["families"]["per_language"].values()]:
         assert row["coupling_median"] == row["coupling_mean"] == 0.5 and row["lag_ms_median"] == 40.0
@@ -133,16 +142,21 @@ def test_the_recomputed_coupling_feeds_every_table(family_dataset, tmp_path, mon
     md = (out / "qa" / "report.md").read_text()
     assert "Recomputed from the stored keypoints and audio" in md and "| stored corr |" in md
     index = json.loads((out / "index.json").read_text())["clips"]
-    assert [c["coupling"] for c in index] == [c["coupling"] for c in json.loads(
-        (family_dataset / "index.json").read_text())["clips"]]  # the index keeps the stored values
+    assert [c["coupling"] for c in index] == [
+        c["coupling"] for c in json.loads((family_dataset / "index.json").read_text())["clips"]
+    ]  # the index keeps the stored values
 
 
 def test_cli_recompute_qa(family_dataset, tmp_path):
     out = tmp_path / "vox"
     shutil.copytree(family_dataset, out)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", "dataset", "report", str(out), "--recompute-qa"],
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "a2k_toolkit.cli", "dataset", "report", str(out), "--recompute-qa"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "coupling (recomputed)" in proc.stdout and "recomputed: " in proc.stdout
     assert "lipread: " in proc.stdout and "lrcar: " in proc.stdout

@@ -20,13 +20,32 @@ from a2k_toolkit.errors import ConfigError, InputError
 
 # identities of ../shared/data/clips (README): hdtf_aoc, vr_3 and vexp_aoc are one recording; rdj appears twice
 README_IDENTITIES = {
-    "pcavs_beckham": "beckham", "pcavs_filan": "filan", "pcavs_aldridge": "aldridge", "pcavs_rdj_a": "rdj",
-    "pcavs_ralph": "ralph", "pcavs_christie": "christie", "pcavs_rdj_b": "rdj", "hdtf_radio34": "radio34",
-    "hdtf_hill": "hill", "hdtf_aoc": "aoc", "vr_4": "vr4", "vr_5": "vr5", "vr_2": "swalwell", "vr_3": "aoc",
-    "avsr_00016": "avsr16", "avsr_00019": "avsr19", "avsr_00022": "avsr22", "avsr_00006": "avsr06",
-    "avsr_00002": "avsr02", "avsr_00008": "avsr08", "edtalk_lieu": "lieu", "edtalk_radio51": "radio51",
-    "vexp_aoc": "aoc", "vexp_radio10": "radio10", "dinet_19": "dinet19",
-}  # fmt: skip
+    "pcavs_beckham": "beckham",
+    "pcavs_filan": "filan",
+    "pcavs_aldridge": "aldridge",
+    "pcavs_rdj_a": "rdj",
+    "pcavs_ralph": "ralph",
+    "pcavs_christie": "christie",
+    "pcavs_rdj_b": "rdj",
+    "hdtf_radio34": "radio34",
+    "hdtf_hill": "hill",
+    "hdtf_aoc": "aoc",
+    "vr_4": "vr4",
+    "vr_5": "vr5",
+    "vr_2": "swalwell",
+    "vr_3": "aoc",
+    "avsr_00016": "avsr16",
+    "avsr_00019": "avsr19",
+    "avsr_00022": "avsr22",
+    "avsr_00006": "avsr06",
+    "avsr_00002": "avsr02",
+    "avsr_00008": "avsr08",
+    "edtalk_lieu": "lieu",
+    "edtalk_radio51": "radio51",
+    "vexp_aoc": "aoc",
+    "vexp_radio10": "radio10",
+    "dinet_19": "dinet19",
+}
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -34,8 +53,14 @@ README_IDENTITIES = {
 
 def test_voxceleb_layout_and_plain_folders(tmp_path, shared_data):
     clip = shared_data / "clips" / "avsr_00006.mp4"
-    for rel in ("id00017/01dfn2spqyE/00001.mp4", "id00017/5MkXgwdrmJw/00002.mp4", "id00812/xyz/00001.mp4",
-                "loose.mp4", "notes.txt", ".hidden.mp4"):  # fmt: skip
+    for rel in (
+        "id00017/01dfn2spqyE/00001.mp4",
+        "id00017/5MkXgwdrmJw/00002.mp4",
+        "id00812/xyz/00001.mp4",
+        "loose.mp4",
+        "notes.txt",
+        ".hidden.mp4",
+    ):
         p = tmp_path / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.symlink_to(clip)
@@ -78,7 +103,7 @@ def test_work_shards_partition_the_videos():
 
 def test_splits_keep_each_identity_on_one_side():
     frames = {}
-    for clip, ident in README_IDENTITIES.items():
+    for ident in README_IDENTITIES.values():
         frames[ident] = frames.get(ident, 0) + 100
     split = assign_splits(frames, (0.8, 0.1, 0.1))
     assert set(split) == set(frames) and set(split.values()) == {"train", "val", "test"}
@@ -134,10 +159,16 @@ def test_status_log_survives_a_torn_line(tmp_path):
 
 def _clip(key: str, T: int, seed: int) -> Clip:
     rng = np.random.default_rng(seed)
-    return Clip(keypoints=rng.normal(100, 10, (T, 68, 2)).astype(np.float32),
-                audio=rng.uniform(-0.5, 0.5, T * 640).astype(np.float32), valid=rng.random(T) > 0.2,
-                frame_size=(224, 224), clip_id=key, identity="x", source=f"{key}.mp4",
-                meta={"frames": T, "corr": 0.3})  # fmt: skip
+    return Clip(
+        keypoints=rng.normal(100, 10, (T, 68, 2)).astype(np.float32),
+        audio=rng.uniform(-0.5, 0.5, T * 640).astype(np.float32),
+        valid=rng.random(T) > 0.2,
+        frame_size=(224, 224),
+        clip_id=key,
+        identity="x",
+        source=f"{key}.mp4",
+        meta={"frames": T, "corr": 0.3},
+    )
 
 
 def test_packs_are_byte_identical_and_round_trip(tmp_path):
@@ -164,7 +195,7 @@ def test_lip_audio_coupling_finds_the_lag():
     rng = np.random.default_rng(0)
     T, lag = 200, 2
     # a speech-like envelope: smoothed noise, one value per frame
-    env = np.convolve(rng.random(T + 10), np.ones(4) / 4, mode="same")[:T + lag]
+    env = np.convolve(rng.random(T + 10), np.ones(4) / 4, mode="same")[: T + lag]
     audio = np.concatenate([rng.normal(0, 1, 640) * e for e in env[:T]]).astype(np.float32) * 0.1
     pts = np.tile(np.asarray(rng.normal(100, 20, (68, 2))), (T, 1, 1))
     pts[:, 62, 1] = 100.0
@@ -194,8 +225,9 @@ def test_tracking_between_key_frames_agrees_with_detection_on_every_frame(shared
     from a2k_toolkit.keypoints import interocular
 
     every, facts_every = process_video(_src(shared_data, "avsr_00002"), BuildConfig(min_frames=16), dlib)
-    tracked, facts_tracked = process_video(_src(shared_data, "avsr_00002"), BuildConfig(min_frames=16, detect_every=8),
-                                           dlib)  # fmt: skip
+    tracked, facts_tracked = process_video(
+        _src(shared_data, "avsr_00002"), BuildConfig(min_frames=16, detect_every=8), dlib
+    )
     assert facts_every["detections"] == 35 and facts_tracked["detections"] == 5
     a, b = every[0].clip, tracked[0].clip
     assert a.num_frames == b.num_frames == 35
@@ -226,10 +258,28 @@ def test_policies_reject_with_reasons(shared_data, dlib, tmp_path):
     from a2k_toolkit.io import run_ffmpeg
 
     two = tmp_path / "two.mp4"
-    run_ffmpeg(["-y", "-i", str(shared_data / "clips" / "avsr_00006.mp4"), "-i",
-                str(shared_data / "clips" / "avsr_00002.mp4"), "-filter_complex",
-                "[1:v]scale=140:140,pad=160:160:10:10[r];[0:v][r]hstack=inputs=2:shortest=1[v]", "-map", "[v]",
-                "-map", "0:a", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(two)])  # fmt: skip
+    run_ffmpeg(
+        [
+            "-y",
+            "-i",
+            str(shared_data / "clips" / "avsr_00006.mp4"),
+            "-i",
+            str(shared_data / "clips" / "avsr_00002.mp4"),
+            "-filter_complex",
+            "[1:v]scale=140:140,pad=160:160:10:10[r];[0:v][r]hstack=inputs=2:shortest=1[v]",
+            "-map",
+            "[v]",
+            "-map",
+            "0:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            str(two),
+        ]
+    )
     with pytest.raises(Rejected) as info:
         process_video(_src(shared_data, "two", two), BuildConfig(min_frames=16, multi_face="reject"), dlib)
     assert info.value.code == "multiple_faces"
@@ -250,8 +300,12 @@ def test_a_worker_dying_fails_only_its_video(tmp_path, shared_data):
 
     (tmp_path / "notes.mp4").write_text("not a video")
     (tmp_path / "empty.mp4").write_bytes(b"")
-    srcs = [VideoSource("notes", tmp_path / "notes.mp4", "a"), VideoSource("crash", tmp_path / "notes.mp4", "b"),
-            VideoSource("empty", tmp_path / "empty.mp4", "c"), _src(shared_data, "avsr_00006")]  # fmt: skip
+    srcs = [
+        VideoSource("notes", tmp_path / "notes.mp4", "a"),
+        VideoSource("crash", tmp_path / "notes.mp4", "b"),
+        VideoSource("empty", tmp_path / "empty.mp4", "c"),
+        _src(shared_data, "avsr_00006"),
+    ]
     records = []
     _run_pool(srcs, BuildConfig(min_frames=16), Layout(tmp_path / "out"), 2, records.append, work=work_or_die)
     got = {r["key"]: r for r in records}

@@ -30,8 +30,9 @@ def write_manifest(path: Path, rows: list[dict]) -> Path:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         return path
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["id", "image", "video", "frame", "audio", "text", "lang", "output",
-                                          "keypoints", "config"])  # fmt: skip
+        w = csv.DictWriter(
+            f, fieldnames=["id", "image", "video", "frame", "audio", "text", "lang", "output", "keypoints", "config"]
+        )
         w.writeheader()
         for r in rows:
             w.writerow({k: (json.dumps(v) if k == "config" else v) for k, v in r.items()})
@@ -62,35 +63,67 @@ def fifty_rows(m, media, outside: Path) -> tuple[list[dict], dict[str, str]]:
     base = m.parent
     rows: list[dict] = []
     for i in range(34):  # one face, one 1 s speech file: the face is detected once per worker at most
-        rows.append({"id": f"img{i:02d}", "image": rel(media.face, base), "audio": rel(media.speech1, base),
-                     "output": f"img/{i:02d}.mp4"})  # fmt: skip
+        rows.append(
+            {
+                "id": f"img{i:02d}",
+                "image": rel(media.face, base),
+                "audio": rel(media.speech1, base),
+                "output": f"img/{i:02d}.mp4",
+            }
+        )
     rows += [
-        {"id": "face2", "image": str(media.face2), "audio": str(media.speech1), "output": "face2.mp4",
-         "keypoints": "kp/face2.json"},
+        {
+            "id": "face2",
+            "image": str(media.face2),
+            "audio": str(media.speech1),
+            "output": "face2.mp4",
+            "keypoints": "kp/face2.json",
+        },
         {"id": "vid-auto", "video": str(media.video), "audio": str(media.speech1), "output": "vid/auto.mp4"},
-        {"id": "vid-frame", "video": str(media.video), "frame": "5", "audio": str(media.speech1),
-         "output": "vid/frame5.mp4"},
+        {
+            "id": "vid-frame",
+            "video": str(media.video),
+            "frame": "5",
+            "audio": str(media.speech1),
+            "output": "vid/frame5.mp4",
+        },
         {"id": "tts", "image": str(media.face), "text": "Hello there.", "lang": "en", "output": "tts.mp4"},
-        {"id": "kp-only", "image": str(media.face), "audio": str(media.speech1), "output": "kp/only.npz",
-         "config": {"renderer": None}},
-        {"id": "big", "image": str(media.face), "audio": str(media.speech1), "output": "big.mp4",
-         "config": {"renderer": {"params": {"size": 96}}}},
-    ]  # fmt: skip
+        {
+            "id": "kp-only",
+            "image": str(media.face),
+            "audio": str(media.speech1),
+            "output": "kp/only.npz",
+            "config": {"renderer": None},
+        },
+        {
+            "id": "big",
+            "image": str(media.face),
+            "audio": str(media.speech1),
+            "output": "big.mp4",
+            "config": {"renderer": {"params": {"size": 96}}},
+        },
+    ]
     bad = {
         "missing-image": ({"image": "nope/face.jpg", "audio": str(media.speech1)}, "image file not found"),
         "missing-audio": ({"image": str(media.face), "audio": "nope.wav"}, "audio file not found"),
         "no-face": ({"image": str(media.blank), "audio": str(media.speech1)}, "no face found"),
         "corrupt-audio": ({"image": str(media.face), "audio": str(media.corrupt)}, "cannot read audio"),
         "traversal": ({"image": str(media.face), "audio": str(media.speech1), "output": "../escaped.mp4"}, "'..'"),
-        "absolute": ({"image": str(media.face), "audio": str(media.speech1), "output": str(outside / "abs.mp4")},
-                     "absolute path"),
-        "symlink": ({"image": str(media.face), "audio": str(media.speech1), "output": "link/x.mp4"},
-                    "resolves outside --out"),
-        "import-path": ({"image": str(media.face), "audio": str(media.speech1),
-                         "config": {"generator": "os.system"}}, "unknown generator 'os.system'"),
+        "absolute": (
+            {"image": str(media.face), "audio": str(media.speech1), "output": str(outside / "abs.mp4")},
+            "absolute path",
+        ),
+        "symlink": (
+            {"image": str(media.face), "audio": str(media.speech1), "output": "link/x.mp4"},
+            "resolves outside --out",
+        ),
+        "import-path": (
+            {"image": str(media.face), "audio": str(media.speech1), "config": {"generator": "os.system"}},
+            "unknown generator 'os.system'",
+        ),
         "bad-lang": ({"image": str(media.face), "text": "hi", "lang": "xx-nolang"}, "no voice or language"),
         "frame-range": ({"video": str(media.video), "frame": "999", "audio": str(media.speech1)}, "out of range"),
-    }  # fmt: skip
+    }
     for rid, (fields, _) in bad.items():
         rows.append({"id": rid, "output": f"bad/{rid}.mp4", **fields})
     assert len(rows) == 50
@@ -129,8 +162,9 @@ def test_fifty_rows_with_bad_rows_finish_every_good_row_then_resume(tmp_path, du
     kp = load_keypoints(out / "img/00.npz").points
     np.testing.assert_allclose(kp[0], DlibDetector().detect(load_image(dub_media.face)).points[0], atol=1e-3)
     frame5 = next(f for i, f in enumerate(read_video_frames(dub_media.video)) if i == 5)
-    np.testing.assert_allclose(load_keypoints(out / "vid/frame5.npz").points[0],
-                               DlibDetector().detect(frame5).points[0], atol=1e-3)  # fmt: skip
+    np.testing.assert_allclose(
+        load_keypoints(out / "vid/frame5.npz").points[0], DlibDetector().detect(frame5).points[0], atol=1e-3
+    )
     assert recs["vid-frame"]["reference_frame"] == 5 and recs["vid-auto"]["reference_frame"] == 0
     # identical rows give identical keypoints; the face cache was used
     assert recs["img00"]["keypoints_sha256"] == recs["img33"]["keypoints_sha256"]
@@ -172,8 +206,9 @@ def test_fifty_rows_with_bad_rows_finish_every_good_row_then_resume(tmp_path, du
 
 
 def a2k(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", *map(str, args)], capture_output=True, text=True,
-                          **kw)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "a2k_toolkit.cli", *map(str, args)], capture_output=True, text=True, **kw
+    )
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -194,12 +229,35 @@ def test_worker_crash_then_sigkill_midway_then_rerun_completes(tmp_path, dub_med
     out = tmp_path / "out"
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"renderer": {"name": "sketch", "params": {"size": 96}}}))
-    rows = [{"id": f"j{i:02d}", "image": str(dub_media.face if i % 2 else dub_media.face2),
-             "audio": str(dub_media.speech2), "output": f"v/{i:02d}.mp4"} for i in range(12)]  # fmt: skip
+    rows = [
+        {
+            "id": f"j{i:02d}",
+            "image": str(dub_media.face if i % 2 else dub_media.face2),
+            "audio": str(dub_media.speech2),
+            "output": f"v/{i:02d}.mp4",
+        }
+        for i in range(12)
+    ]
     m = write_manifest(tmp_path / "m.jsonl", rows)
-    proc = subprocess.Popen([sys.executable, "-m", "a2k_toolkit.cli", "dub", str(m), "--out", str(out),
-                             "--workers", "1", "--config", str(cfg), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "a2k_toolkit.cli",
+            "dub",
+            str(m),
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--config",
+            str(cfg),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     journal = out / ".a2k-dub" / "journal.jsonl"
 
     def wait_journal(condition, timeout=180):
@@ -248,9 +306,16 @@ def test_worker_crash_then_sigkill_midway_then_rerun_completes(tmp_path, dub_med
 
 def test_pipeline_dub_batch_in_process_with_per_row_config(tmp_path, dub_media):
     pipe = Pipeline.from_config({"renderer": {"name": "sketch", "params": {"size": 64}}, "device": "cpu"})
-    rows = [{"id": "a", "video": str(dub_media.video), "audio": str(dub_media.speech1), "output": "a.mp4"},
-            {"id": "b", "image": str(dub_media.face), "audio": str(dub_media.speech1), "output": "b.mp4",
-             "config": {"generator": "static", "renderer": {"params": {"background": "white"}}}}]  # fmt: skip
+    rows = [
+        {"id": "a", "video": str(dub_media.video), "audio": str(dub_media.speech1), "output": "a.mp4"},
+        {
+            "id": "b",
+            "image": str(dub_media.face),
+            "audio": str(dub_media.speech1),
+            "output": "b.mp4",
+            "config": {"generator": "static", "renderer": {"params": {"background": "white"}}},
+        },
+    ]
     m = write_manifest(tmp_path / "m.jsonl", rows)
     summary = pipe.dub_batch(m, tmp_path / "out", progress=False)
     assert summary.ok and summary.workers == 0
@@ -264,9 +329,13 @@ def test_pipeline_dub_batch_in_process_with_per_row_config(tmp_path, dub_media):
 def test_cli_errors_and_lock(tmp_path, dub_media):
     bad = a2k("dub", tmp_path / "missing.csv", "--out", tmp_path / "out")
     assert bad.returncode == 2 and bad.stderr.startswith("error: manifest not found") and "Traceback" not in bad.stderr
-    m = write_manifest(tmp_path / "m.csv", [
-        {"id": "a", "image": str(dub_media.face), "audio": str(dub_media.speech1), "output": "a.mp4"},
-        {"id": "a", "image": str(dub_media.face), "audio": str(dub_media.speech1), "output": "b.mp4"}])  # fmt: skip
+    m = write_manifest(
+        tmp_path / "m.csv",
+        [
+            {"id": "a", "image": str(dub_media.face), "audio": str(dub_media.speech1), "output": "a.mp4"},
+            {"id": "a", "image": str(dub_media.face), "audio": str(dub_media.speech1), "output": "b.mp4"},
+        ],
+    )
     dup = a2k("dub", m, "--out", tmp_path / "out")
     assert dup.returncode == 2 and "duplicate ids or outputs" in dup.stderr and "lines 2 and 3" in dup.stderr
     (tmp_path / "file").write_text("x")

@@ -17,14 +17,28 @@ def write_csv(path: Path, header: str, *lines: str) -> Path:
 
 
 def test_csv_and_jsonl_read_the_same_rows(tmp_path):
-    csv_path = write_csv(tmp_path / "m.csv", "id,image,audio,output,config",
-                         'a,face.jpg,s.wav,a.mp4,"{""renderer"": {""params"": {""size"": 64}}}"', "",
-                         "b,face.jpg,s.wav,b.mp4,")  # fmt: skip
+    csv_path = write_csv(
+        tmp_path / "m.csv",
+        "id,image,audio,output,config",
+        'a,face.jpg,s.wav,a.mp4,"{""renderer"": {""params"": {""size"": 64}}}"',
+        "",
+        "b,face.jpg,s.wav,b.mp4,",
+    )
     jsonl = tmp_path / "m.jsonl"
-    jsonl.write_text(json.dumps({"id": "a", "image": "face.jpg", "audio": "s.wav", "output": "a.mp4",
-                                 "config": {"renderer": {"params": {"size": 64}}}}) + "\n\n"
-                     + json.dumps({"id": "b", "image": "face.jpg", "audio": "s.wav", "output": "b.mp4"})
-                     + "\n")  # fmt: skip
+    jsonl.write_text(
+        json.dumps(
+            {
+                "id": "a",
+                "image": "face.jpg",
+                "audio": "s.wav",
+                "output": "a.mp4",
+                "config": {"renderer": {"params": {"size": 64}}},
+            }
+        )
+        + "\n\n"
+        + json.dumps({"id": "b", "image": "face.jpg", "audio": "s.wav", "output": "b.mp4"})
+        + "\n"
+    )
     a, b = read_manifest(csv_path), read_manifest(jsonl)
     assert [r.id for r in a] == [r.id for r in b] == ["a", "b"]
     assert [r.line for r in a] == [2, 4] and [r.line for r in b] == [1, 3]
@@ -50,19 +64,32 @@ def test_manifest_level_errors(tmp_path):
 
 def test_bad_jsonl_lines_become_row_errors(tmp_path):
     p = tmp_path / "m.jsonl"
-    p.write_text('{"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4"}\n{not json\n[1, 2]\n'
-                 '{"id": "d", "image": "f.jpg", "audio": "s.wav", "output": "d.mp4", "colour": "red"}\n')  # fmt: skip
+    p.write_text(
+        '{"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4"}\n{not json\n[1, 2]\n'
+        '{"id": "d", "image": "f.jpg", "audio": "s.wav", "output": "d.mp4", "colour": "red"}\n'
+    )
     rows = read_manifest(p)
     assert [r.error is None for r in rows] == [True, False, False, False]
     assert "not valid JSON" in rows[1].error and "JSON object" in rows[2].error and "'colour'" in rows[3].error
 
 
-@pytest.mark.parametrize("value, needle", [
-    ("../x.mp4", "'..' is not allowed"), ("a/../../x.mp4", "'..' is not allowed"), ("/tmp/x.mp4", "absolute"),
-    ("C:\\x.mp4", "backslash"), ("C:x.mp4", "absolute"), ("~/x.mp4", "absolute"), ("a\x01.mp4", "control"),
-    (".a2k-dub/journal.jsonl", "reserved"), ("dub-report.csv", "reserved"), ("./", "empty"),
-    (".hidden.mp4", "leading dot"), ("a/.b/c.mp4", "leading dot"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "value, needle",
+    [
+        ("../x.mp4", "'..' is not allowed"),
+        ("a/../../x.mp4", "'..' is not allowed"),
+        ("/tmp/x.mp4", "absolute"),
+        ("C:\\x.mp4", "backslash"),
+        ("C:x.mp4", "absolute"),
+        ("~/x.mp4", "absolute"),
+        ("a\x01.mp4", "control"),
+        (".a2k-dub/journal.jsonl", "reserved"),
+        ("dub-report.csv", "reserved"),
+        ("./", "empty"),
+        (".hidden.mp4", "leading dot"),
+        ("a/.b/c.mp4", "leading dot"),
+    ],
+)
 def test_unsafe_outputs_are_refused(value, needle):
     with pytest.raises(RowError, match=needle):
         safe_relative(value, "output")
@@ -73,46 +100,62 @@ def test_safe_outputs_are_normalised():
     assert safe_relative("x/dub-report.csv", "output") == "x/dub-report.csv"
 
 
-@pytest.mark.parametrize("fields, needle", [
-    ({"image": "f.jpg", "audio": "s.wav", "output": "a.mp4"}, "`id` is missing"),
-    ({"id": "a", "image": "f.jpg", "video": "v.mp4", "audio": "s.wav", "output": "a.mp4"}, "exactly one of `image`"),
-    ({"id": "a", "audio": "s.wav", "output": "a.mp4"}, "exactly one of `image`"),
-    ({"id": "a", "image": "f.jpg", "output": "a.mp4"}, "exactly one of `audio`"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "text": "hi", "output": "a.mp4"}, "exactly one of `audio`"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "lang": "de", "output": "a.mp4"}, "`lang` applies to `text`"),
-    ({"id": "a", "image": "f.jpg", "text": "  ", "output": "a.mp4"}, "`text` is empty"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "frame": "3", "output": "a.mp4"}, "`frame` picks a frame"),
-    ({"id": "a", "video": "v.mp4", "audio": "s.wav", "frame": "-1", "output": "a.mp4"}, "frame index >= 0"),
-    ({"id": "a", "video": "v.mp4", "audio": "s.wav", "frame": "x", "output": "a.mp4"}, "frame index >= 0"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav"}, "`output` is missing"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.avi"}, "must end in .mp4"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "keypoints": "a.mp4"}, "must end in .npz"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.npz", "keypoints": "b.npz"}, "only used with"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "keypoints": "../k.npz"}, "'..'"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "config": "{bad"}, "not valid JSON"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "config": "[1]"}, "must be a JSON object"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "config": '{"device": "cuda"}'},
-     "cannot set `device`"),
-    ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "config": '{"plugin": "x.y:z"}'},
-     "unknown key"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "fields, needle",
+    [
+        ({"image": "f.jpg", "audio": "s.wav", "output": "a.mp4"}, "`id` is missing"),
+        (
+            {"id": "a", "image": "f.jpg", "video": "v.mp4", "audio": "s.wav", "output": "a.mp4"},
+            "exactly one of `image`",
+        ),
+        ({"id": "a", "audio": "s.wav", "output": "a.mp4"}, "exactly one of `image`"),
+        ({"id": "a", "image": "f.jpg", "output": "a.mp4"}, "exactly one of `audio`"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav", "text": "hi", "output": "a.mp4"}, "exactly one of `audio`"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav", "lang": "de", "output": "a.mp4"}, "`lang` applies to `text`"),
+        ({"id": "a", "image": "f.jpg", "text": "  ", "output": "a.mp4"}, "`text` is empty"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav", "frame": "3", "output": "a.mp4"}, "`frame` picks a frame"),
+        ({"id": "a", "video": "v.mp4", "audio": "s.wav", "frame": "-1", "output": "a.mp4"}, "frame index >= 0"),
+        ({"id": "a", "video": "v.mp4", "audio": "s.wav", "frame": "x", "output": "a.mp4"}, "frame index >= 0"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav"}, "`output` is missing"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.avi"}, "must end in .mp4"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "keypoints": "a.mp4"}, "must end in .npz"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.npz", "keypoints": "b.npz"}, "only used with"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "keypoints": "../k.npz"}, "'..'"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "config": "{bad"}, "not valid JSON"),
+        ({"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "config": "[1]"}, "must be a JSON object"),
+        (
+            {"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "config": '{"device": "cuda"}'},
+            "cannot set `device`",
+        ),
+        (
+            {"id": "a", "image": "f.jpg", "audio": "s.wav", "output": "a.mp4", "config": '{"plugin": "x.y:z"}'},
+            "unknown key",
+        ),
+    ],
+)
 def test_row_errors_name_the_column_and_fix(fields, needle, tmp_path):
     with pytest.raises(RowError, match=needle):
         parse_row(Row(2, fields), tmp_path)
 
 
 def test_video_row_frame_and_keypoint_only_row(tmp_path):
-    spec = parse_row(Row(3, {"id": 7, "video": "v.mp4", "frame": "12", "text": "hallo", "lang": "de",
-                             "output": "sub/k.json"}), tmp_path)  # fmt: skip
+    spec = parse_row(
+        Row(3, {"id": 7, "video": "v.mp4", "frame": "12", "text": "hallo", "lang": "de", "output": "sub/k.json"}),
+        tmp_path,
+    )
     assert spec.id == "7" and spec.frame == 12 and spec.video == tmp_path / "v.mp4" and spec.image is None
     assert not spec.writes_video and spec.output_files == ["sub/k.json"] and spec.keypoints == "sub/k.json"
-    assert parse_row(Row(3, {"id": "x", "video": "/abs/v.mp4", "frame": "auto", "audio": "a.wav",
-                             "output": "x.mp4"}), tmp_path).video == Path("/abs/v.mp4")  # fmt: skip
+    assert parse_row(
+        Row(3, {"id": "x", "video": "/abs/v.mp4", "frame": "auto", "audio": "a.wav", "output": "x.mp4"}), tmp_path
+    ).video == Path("/abs/v.mp4")
 
 
 def test_merge_config_merges_params_and_replaces_components():
-    base = {"renderer": {"name": "sketch", "params": {"size": 512, "background": "reference"}},
-            "generator": {"name": "procedural", "params": {"mouth_open": 0.4}}, "seed": 0}  # fmt: skip
+    base = {
+        "renderer": {"name": "sketch", "params": {"size": 512, "background": "reference"}},
+        "generator": {"name": "procedural", "params": {"mouth_open": 0.4}},
+        "seed": 0,
+    }
     merged = merge_config(base, {"renderer": {"params": {"size": 64}}, "generator": "static", "seed": 3})
     assert merged["renderer"] == {"name": "sketch", "params": {"size": 64, "background": "reference"}}
     assert merged["generator"] == "static" and merged["seed"] == 3
@@ -123,9 +166,16 @@ def test_merge_config_merges_params_and_replaces_components():
 
 
 def test_duplicate_ids_and_outputs_are_rejected_up_front(tmp_path):
-    m = write_csv(tmp_path / "m.csv", "id,image,audio,output,keypoints",
-                  "a,f.jpg,s.wav,a.mp4,", "b,f.jpg,s.wav,b.mp4,", "a,f.jpg,s.wav,c.mp4,",
-                  "d,f.jpg,s.wav,D/x.mp4,", "e,f.jpg,s.wav,d/X.mp4,", "f,f.jpg,s.wav,f.mp4,b.npz")  # fmt: skip
+    m = write_csv(
+        tmp_path / "m.csv",
+        "id,image,audio,output,keypoints",
+        "a,f.jpg,s.wav,a.mp4,",
+        "b,f.jpg,s.wav,b.mp4,",
+        "a,f.jpg,s.wav,c.mp4,",
+        "d,f.jpg,s.wav,D/x.mp4,",
+        "e,f.jpg,s.wav,d/X.mp4,",
+        "f,f.jpg,s.wav,f.mp4,b.npz",
+    )
     with pytest.raises(ManifestError) as err:
         dub_batch(m, tmp_path / "out", workers=0, progress=False)
     msg = str(err.value)

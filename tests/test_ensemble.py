@@ -22,8 +22,10 @@ def _train(data_dir, run, tiny_train_config, **overrides):
     from a2k_toolkit.plugins import make_plugin_manager
     from a2k_toolkit.training import Trainer
 
-    Trainer(tiny_train_config(data_dir, run, max_steps=3, **overrides),
-            catalog=Catalog(make_plugin_manager(entry_points=False))).fit()  # fmt: skip
+    Trainer(
+        tiny_train_config(data_dir, run, max_steps=3, **overrides),
+        catalog=Catalog(make_plugin_manager(entry_points=False)),
+    ).fit()
     return run / "latest"
 
 
@@ -44,8 +46,10 @@ def inputs(real_clips, speech_path):
 
 def test_a_list_of_checkpoints_averages_their_predictions(tiny_a2k_checkpoint, second_seed, inputs):
     feats, ref = inputs
-    a, b = (Audio2KeypointGenerator(checkpoint=str(c)).generate(feats, ref).points
-            for c in (tiny_a2k_checkpoint, second_seed))  # fmt: skip
+    a, b = (
+        Audio2KeypointGenerator(checkpoint=str(c)).generate(feats, ref).points
+        for c in (tiny_a2k_checkpoint, second_seed)
+    )
     assert np.abs(a - b).max() > 0.01  # the two seeds really differ
     ens = Audio2KeypointGenerator(checkpoint=[str(tiny_a2k_checkpoint), str(second_seed)])
     out = ens.generate(feats, ref)
@@ -56,13 +60,25 @@ def test_a_list_of_checkpoints_averages_their_predictions(tiny_a2k_checkpoint, s
     assert str(second_seed) in out.meta["checkpoint"]
 
 
-def test_an_ensemble_directory_is_a_checkpoint_and_moves_as_one(tiny_a2k_checkpoint, second_seed, inputs, tmp_path,
-                                                                 capsys):  # fmt: skip
+def test_an_ensemble_directory_is_a_checkpoint_and_moves_as_one(
+    tiny_a2k_checkpoint, second_seed, inputs, tmp_path, capsys
+):
     from a2k_toolkit.cli import main
 
     feats, ref = inputs
-    assert main(["ensemble", str(tmp_path / "ens"), str(tiny_a2k_checkpoint), str(second_seed),
-                 "--description", "two seeds"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "ensemble",
+                str(tmp_path / "ens"),
+                str(tiny_a2k_checkpoint),
+                str(second_seed),
+                "--description",
+                "two seeds",
+            ]
+        )
+        == 0
+    )
     assert "2 members" in capsys.readouterr().out
     meta = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
     assert meta["members"] == ["member-0", "member-1"] and meta["description"] == "two seeds"
@@ -79,14 +95,16 @@ def test_an_ensemble_directory_is_a_checkpoint_and_moves_as_one(tiny_a2k_checkpo
     old = ck.DEFAULT_WEIGHTS_DIR
     ck.DEFAULT_WEIGHTS_DIR = tmp_path / "moved"
     try:
-        np.testing.assert_array_equal(Audio2KeypointGenerator().generate(feats, ref).points,
-                                      ens.generate(feats, ref).points)  # fmt: skip
+        np.testing.assert_array_equal(
+            Audio2KeypointGenerator().generate(feats, ref).points, ens.generate(feats, ref).points
+        )
     finally:
         ck.DEFAULT_WEIGHTS_DIR = old
 
 
-def test_members_that_cannot_be_averaged_are_refused(real_clips, real_clips_dir, tiny_a2k_checkpoint,
-                                                      tiny_train_config, tmp_path, capsys):  # fmt: skip
+def test_members_that_cannot_be_averaged_are_refused(
+    real_clips, real_clips_dir, tiny_a2k_checkpoint, tiny_train_config, tmp_path, capsys
+):
     from a2k_toolkit.cli import main
     from a2k_toolkit.data.clips import save_clip
 
@@ -105,13 +123,16 @@ def test_members_that_cannot_be_averaged_are_refused(real_clips, real_clips_dir,
         Audio2KeypointGenerator(checkpoint=[])
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda m: {**m, "members": ["../outside"]}, "relative path without '..'"),
-    (lambda m: {**m, "members": ["member-0", "missing"]}, "'missing' is not a checkpoint"),
-    (lambda m: {**m, "members": []}, "non-empty list"),
-    (lambda m: {**m, "format": "other"}, "not an a2k ensemble file"),
-    (lambda m: {**m, "format_version": 99}, "upgrade a2k-toolkit"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: {**m, "members": ["../outside"]}, "relative path without '..'"),
+        (lambda m: {**m, "members": ["member-0", "missing"]}, "'missing' is not a checkpoint"),
+        (lambda m: {**m, "members": []}, "non-empty list"),
+        (lambda m: {**m, "format": "other"}, "not an a2k ensemble file"),
+        (lambda m: {**m, "format_version": 99}, "upgrade a2k-toolkit"),
+    ],
+)
 def test_a_broken_ensemble_file_is_named(tiny_a2k_checkpoint, second_seed, tmp_path, edit, message):
     root = checkpoint.write_ensemble(tmp_path / "ens", [tiny_a2k_checkpoint, second_seed])
     meta = json.loads((root / "ensemble.json").read_text())
@@ -120,8 +141,9 @@ def test_a_broken_ensemble_file_is_named(tiny_a2k_checkpoint, second_seed, tmp_p
         Audio2KeypointGenerator(checkpoint=str(root))
 
 
-def test_an_existing_directory_that_is_not_an_ensemble_is_never_replaced(tiny_a2k_checkpoint, second_seed, tmp_path,
-                                                                          capsys):  # fmt: skip
+def test_an_existing_directory_that_is_not_an_ensemble_is_never_replaced(
+    tiny_a2k_checkpoint, second_seed, tmp_path, capsys
+):
     from a2k_toolkit.cli import main
 
     run = second_seed.parent  # a training run: a2k ensemble must not swap it for an ensemble

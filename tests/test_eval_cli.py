@@ -56,8 +56,21 @@ def test_report_files_are_written(report, real_clips):
 
 def test_stats_from_a_previous_report_reproduce_its_l1(report, clip_dir, tmp_path, capsys):
     out = tmp_path / "again"
-    rc = main(["eval", "--clips", str(clip_dir), "--generators", "static", "--out", str(out), "--quiet",
-               "--norm-stats", str(report / "results.json"), "--no-plots"])  # fmt: skip
+    rc = main(
+        [
+            "eval",
+            "--clips",
+            str(clip_dir),
+            "--generators",
+            "static",
+            "--out",
+            str(out),
+            "--quiet",
+            "--norm-stats",
+            str(report / "results.json"),
+            "--no-plots",
+        ]
+    )
     assert rc == 0
     first = json.loads((report / "results.json").read_text())
     again = json.loads((out / "results.json").read_text())
@@ -98,8 +111,24 @@ def test_config_entries_with_labels_and_params(clip_dir, tmp_path):
         "seed: 3\n"
     )
     out = tmp_path / "r"
-    assert main(["eval", "--clips", str(clip_dir), "--config", str(cfg), "--out", str(out), "--quiet",
-                 "--no-plots", "--limit", "1"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--clips",
+                str(clip_dir),
+                "--config",
+                str(cfg),
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-plots",
+                "--limit",
+                "1",
+            ]
+        )
+        == 0
+    )
     data = json.loads((out / "results.json").read_text())
     assert data["labels"] == ["static", "wide-mouth", "narrow-mouth"]
     assert data["generators"]["wide-mouth"]["params"]["mouth_open"] == 0.9

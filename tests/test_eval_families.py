@@ -44,8 +44,9 @@ def _tail(clip, start: int, clip_id: str, meta: dict):
     """The clip from frame ``start`` on (its own clip, with its own frame 0), with ``meta``."""
     cut = int(round(start * clip.sample_rate / clip.fps))
     valid = None if clip.valid is None else clip.valid[start:]
-    return replace(clip, keypoints=clip.keypoints[start:], audio=clip.audio[cut:], valid=valid, clip_id=clip_id,
-                   meta=meta)  # fmt: skip
+    return replace(
+        clip, keypoints=clip.keypoints[start:], audio=clip.audio[cut:], valid=valid, clip_id=clip_id, meta=meta
+    )
 
 
 # family (as the dataset writes it) and language of each test clip; lrs2 + LRS3 are one family, lipread
@@ -58,8 +59,15 @@ META = {
     "ralph-b": {"family": "lrcar", "language": "ar"},
     "aldridge-c": {"family": "lrcar", "language": "AR"},
 }
-FAMILY = {"aldridge": "voxceleb2", "aldridge-b": "voxceleb2", "ralph": "lipread", "avsr": "lipread",
-          "avsr-b": "lrcar", "ralph-b": "lrcar", "aldridge-c": "lrcar"}  # fmt: skip
+FAMILY = {
+    "aldridge": "voxceleb2",
+    "aldridge-b": "voxceleb2",
+    "ralph": "lipread",
+    "avsr": "lipread",
+    "avsr-b": "lrcar",
+    "ralph-b": "lrcar",
+    "aldridge-c": "lrcar",
+}
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +89,14 @@ def generators(family_clips):
     from a2k_toolkit.builtin.baselines import ProceduralGenerator, StaticGenerator
 
     return {
-        "static": StaticGenerator(), "procedural": ProceduralGenerator(),
-        "A: seed 0": NoisyTruth(family_clips, draw=0), "A: seed 1": NoisyTruth(family_clips, draw=1),
+        "static": StaticGenerator(),
+        "procedural": ProceduralGenerator(),
+        "A: seed 0": NoisyTruth(family_clips, draw=0),
+        "A: seed 1": NoisyTruth(family_clips, draw=1),
         "A: seed 2": NoisyTruth(family_clips, draw=2),
         "late, run 1": NoisyTruth(family_clips, draw=3, delay=2),
         "late, run 2": NoisyTruth(family_clips, draw=4, delay=2),
-    }  # fmt: skip
+    }
 
 
 CANDIDATES = {"late, run 1": "late", "late, run 2": "late"}
@@ -124,10 +134,17 @@ def test_family_and_language_come_from_the_metadata_through_the_alias_tables():
     assert language_of({"language": "en-US"}) == language_of({"language": "English"}) == "en"
     assert language_of({"language": "AR"}) == "ar" and language_of({}) == "unknown"
     assert language_groups(["en", "ar", "en"]) == {"en": ["en"], "non-en": ["ar"]}
-    assert language_groups(["en", "zh", "ar", "unknown"]) == {"en": ["en"], "non-en": ["ar", "zh"], "ar": ["ar"],
-                                                              "zh": ["zh"], "unknown": ["unknown"]}  # fmt: skip
+    assert language_groups(["en", "zh", "ar", "unknown"]) == {
+        "en": ["en"],
+        "non-en": ["ar", "zh"],
+        "ar": ["ar"],
+        "zh": ["zh"],
+        "unknown": ["unknown"],
+    }
     assert candidate_groups(["static", "A: seed 0", "A: Seed 12", "x", "y"], {"x": "B", "y": "B"}) == {
-        "A": ["A: seed 0", "A: Seed 12"], "B": ["x", "y"]}  # fmt: skip
+        "A": ["A: seed 0", "A: Seed 12"],
+        "B": ["x", "y"],
+    }
 
 
 def test_clips_carry_their_family_and_lipread_pools_lrs2_and_lrs3(results, sel):
@@ -183,8 +200,12 @@ def test_lmd_is_reported_against_static_in_the_same_family(results, sel):
         for fam, value in family.items():
             assert sel["families"][fam]["headline"][label]["lmd_vs_static"] == pytest.approx(value)
         assert sel["headline"][label]["lmd_vs_static"]["mean"] == pytest.approx(np.mean(list(family.values())))
-    assert sel["headline"]["static"]["lmd_vs_static"] == {**sel["headline"]["static"]["lmd_vs_static"], "mean": 1.0,
-                                                         "min": 1.0, "max": 1.0}  # fmt: skip
+    assert sel["headline"]["static"]["lmd_vs_static"] == {
+        **sel["headline"]["static"]["lmd_vs_static"],
+        "mean": 1.0,
+        "min": 1.0,
+        "max": 1.0,
+    }
     assert sel["headline"]["A: seed 0"]["lmd_vs_static"]["mean"] < 1  # the noisy truth is far closer than a still face
 
 
@@ -205,8 +226,11 @@ def test_families_won_on_lip_sync_against_procedural(results, sel):
     for label in results.labels:
         if label == "procedural":
             continue
-        won = sorted(f for f, e in sel["families"].items()
-                     if e["headline"][label]["lip_corr"] > e["headline"]["procedural"]["lip_corr"])  # fmt: skip
+        won = sorted(
+            f
+            for f, e in sel["families"].items()
+            if e["headline"][label]["lip_corr"] > e["headline"]["procedural"]["lip_corr"]
+        )
         assert wins["labels"][label]["won"] == won and wins["labels"][label]["n_families"] == 3
     assert wins["labels"]["A: seed 0"]["won"] == ["lipread", "lrcar", "voxceleb2"]  # the truth, slightly noisy
     assert wins["labels"]["static"]["won"] == []  # a still mouth correlates with nothing
@@ -227,16 +251,19 @@ def test_non_english_clips_are_reported_on_their_own(results, sel):
 
 def test_the_spread_over_seeds_of_each_candidate(results, sel):
     cands = sel["candidates"]
-    assert {k: v["labels"] for k, v in cands.items()} == {"A": ["A: seed 0", "A: seed 1", "A: seed 2"],
-                                                          "late": ["late, run 1", "late, run 2"]}  # fmt: skip
-    for name, c in cands.items():
+    assert {k: v["labels"] for k, v in cands.items()} == {
+        "A": ["A: seed 0", "A: seed 1", "A: seed 2"],
+        "late": ["late, run 1", "late, run 2"],
+    }
+    for c in cands.values():
         for key in ("lip_corr", "lmd_vs_static", "mouth_ratio", "head_ratio", "identity_ratio"):
             values = [sel["headline"][lb][key]["mean"] for lb in c["labels"]]
             got = c["figures"][key]
             assert got["mean"] == pytest.approx(np.mean(values)) and got["std"] == pytest.approx(np.std(values, ddof=1))
             assert got["min"] == min(values) and got["max"] == max(values) and got["n_seeds"] == len(values)
-        assert c["lip_sync_won"]["mean"] == np.mean([len(sel["lip_sync_wins"]["labels"][lb]["won"])
-                                                     for lb in c["labels"]])  # fmt: skip
+        assert c["lip_sync_won"]["mean"] == np.mean(
+            [len(sel["lip_sync_wins"]["labels"][lb]["won"]) for lb in c["labels"]]
+        )
     assert cands["A"]["figures"]["lip_corr"]["std"] > 0  # three noise draws differ
     # the two-frame delay costs lip sync at lag 0 but the best-lag search finds it
     assert cands["late"]["figures"]["lip_corr"]["mean"] > 0.5
@@ -256,7 +283,8 @@ def test_merged_folds_give_the_same_family_tables(results, generators, family_cl
         for key, s in b["headline"][label].items():
             assert a["headline"][label][key]["mean"] == pytest.approx(s["mean"])
     assert a["candidates"]["A"]["figures"]["lip_corr"]["mean"] == pytest.approx(
-        b["candidates"]["A"]["figures"]["lip_corr"]["mean"])  # fmt: skip
+        b["candidates"]["A"]["figures"]["lip_corr"]["mean"]
+    )
 
 
 def test_the_report_has_the_family_language_and_seed_tables(results, sel, tmp_path):
@@ -265,12 +293,19 @@ def test_the_report_has_the_family_language_and_seed_tables(results, sel, tmp_pa
     assert json.loads(results_json(results))["selection"]["families"]["lipread"]["n_clips"] == 2
     js = data["selection"]
     assert js["family_mean"]["procedural"]["lip_corr"]["mean"] == pytest.approx(
-        sel["family_mean"]["procedural"]["lip_corr"]["mean"])  # fmt: skip
+        sel["family_mean"]["procedural"]["lip_corr"]["mean"]
+    )
     assert set(js["figures"]) == {"lip_corr", "lmd_vs_static", "mouth_ratio", "head_ratio", "identity_ratio"}
     assert data["clips"][2]["family"] == "lipread" and data["clips"][2]["meta"]["family"] == "lrs2"
     md = paths["markdown"].read_text()
-    for title in ("## Mean over families (selection protocol)", "### Per family", "### Every metric, mean over "
-                  "families", "#### Family `lipread` (lrs2+lrs3): 2 clips", "## By language", "## Spread over seeds"):
+    for title in (
+        "## Mean over families (selection protocol)",
+        "### Per family",
+        "### Every metric, mean over families",
+        "#### Family `lipread` (lrs2+lrs3): 2 clips",
+        "## By language",
+        "## Spread over seeds",
+    ):
         assert title in md, title
     assert "3 families (clips): `lipread` (lrs2+lrs3) 2, `lrcar` 3, `voxceleb2` 2." in md
     hl = sel["headline"]["A: seed 1"]
@@ -300,12 +335,24 @@ def test_config_entries_name_their_candidate(tmp_path):
     from a2k_toolkit.eval.config import candidate_map, load_eval_config, with_fold
 
     cfg = tmp_path / "eval.yaml"
-    cfg.write_text(yaml.safe_dump({"entries": [
-        "static",
-        {"label": "B, run 0", "candidate": "B", "generator": {"name": "audio2keypoint",
-                                                             "params": {"checkpoint": "runs/b-f{fold}-s0"}}},
-        {"candidate": "B", "generator": {"name": "audio2keypoint", "params": {"checkpoint": "runs/b-f{fold}-s1"}}},
-    ]}))  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "entries": [
+                    "static",
+                    {
+                        "label": "B, run 0",
+                        "candidate": "B",
+                        "generator": {"name": "audio2keypoint", "params": {"checkpoint": "runs/b-f{fold}-s0"}},
+                    },
+                    {
+                        "candidate": "B",
+                        "generator": {"name": "audio2keypoint", "params": {"checkpoint": "runs/b-f{fold}-s1"}},
+                    },
+                ]
+            }
+        )
+    )
     entries = load_eval_config(cfg).entries
     assert candidate_map(entries) == {"B, run 0": "B", "audio2keypoint:b-f{fold}-s1": "B"}
     assert candidate_map(with_fold(entries, 2)) == candidate_map(entries)  # the fold keeps labels and candidates
@@ -322,12 +369,23 @@ def test_cli_reports_families_and_candidates(family_clips, tmp_path):
     for clip in family_clips[:5]:
         save_clip(clips / f"{clip.clip_id}.npz", clip)
     cfg = tmp_path / "eval.yaml"
-    cfg.write_text(yaml.safe_dump({"entries": [
-        "static", "procedural",
-        {"label": "P: seed 0", "generator": {"name": "procedural", "params": {"mouth_open": 0.2}}},
-        {"label": "P: seed 1", "generator": {"name": "procedural", "params": {"mouth_open": 0.5}}},
-        {"label": "wide", "candidate": "Q", "generator": {"name": "procedural", "params": {"head_motion": 0.08}}},
-    ]}))  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "entries": [
+                    "static",
+                    "procedural",
+                    {"label": "P: seed 0", "generator": {"name": "procedural", "params": {"mouth_open": 0.2}}},
+                    {"label": "P: seed 1", "generator": {"name": "procedural", "params": {"mouth_open": 0.5}}},
+                    {
+                        "label": "wide",
+                        "candidate": "Q",
+                        "generator": {"name": "procedural", "params": {"head_motion": 0.08}},
+                    },
+                ]
+            }
+        )
+    )
     out = tmp_path / "report"
     assert main(["eval", "--clips", str(clips), "--config", str(cfg), "--out", str(out), "--quiet", "--no-plots"]) == 0
     sel = json.loads((out / "results.json").read_text())["selection"]

@@ -25,9 +25,8 @@ def offline_fan(fan_torch_home, monkeypatch):
     def no_download(*args, **kwargs):  # any download attempt is a test failure, not a hang
         raise AssertionError(f"face-alignment tried to download {args[:1]}")
 
-    import torch.hub
-
     import face_alignment.utils
+    import torch.hub
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     monkeypatch.setattr(face_alignment.utils, "download_url_to_file", no_download)
@@ -40,10 +39,10 @@ def faces(shared_data):
 
 
 def _inside(points, box, margin):
-    l, t, r, b = box
-    mw, mh = (r - l) * margin, (b - t) * margin
+    left, t, r, b = box
+    mw, mh = (r - left) * margin, (b - t) * margin
     x, y = points[:, 0], points[:, 1]
-    return bool(((x >= l - mw) & (x <= r + mw) & (y >= t - mh) & (y <= b + mh)).all())
+    return bool(((x >= left - mw) & (x <= r + mw) & (y >= t - mh) & (y <= b + mh)).all())
 
 
 def test_fan_is_a_registered_builtin(catalog):
@@ -182,9 +181,9 @@ if DetectorContract is not None:
 def test_missing_weights_offline_is_a_clear_error(tmp_path, monkeypatch, faces):
     import urllib.error
 
+    import face_alignment.utils
     import torch.hub
 
-    import face_alignment.utils
     from a2k_toolkit.builtin.fan_detector import MissingWeightsError
 
     def unreachable(url, *args, **kwargs):

@@ -62,10 +62,15 @@ def open_demo(page, url):
 
 
 def wait_for_video(page) -> dict:
-    page.wait_for_function("() => { const v = document.querySelector('#video video');"
-                           " return v && v.readyState >= 2 && v.videoWidth > 0; }", timeout=120_000)  # fmt: skip
-    return page.evaluate("() => { const v = document.querySelector('#video video');"
-                         " return {w: v.videoWidth, h: v.videoHeight, duration: v.duration}; }")  # fmt: skip
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#video video');"
+        " return v && v.readyState >= 2 && v.videoWidth > 0; }",
+        timeout=120_000,
+    )
+    return page.evaluate(
+        "() => { const v = document.querySelector('#video video');"
+        " return {w: v.videoWidth, h: v.videoHeight, duration: v.duration}; }"
+    )
 
 
 def sketch_colours(png: bytes) -> dict[str, int]:
@@ -74,16 +79,20 @@ def sketch_colours(png: bytes) -> dict[str, int]:
 
     img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].astype(int)
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    return {"lips": int(((r > 180) & (g < 110) & (b > 40)).sum()), "eyes": int(((g > 180) & (r < 90) & (b < 90)).sum()),
-            "jaw": int(((r > 200) & (g > 200) & (b > 200)).sum())}  # fmt: skip
+    return {
+        "lips": int(((r > 180) & (g < 110) & (b > 40)).sum()),
+        "eyes": int(((g > 180) & (r < 90) & (b < 90)).sum()),
+        "jaw": int(((r > 200) & (g > 200) & (b > 200)).sum()),
+    }
 
 
 def test_upload_face_and_audio_gives_a_playing_video_and_keypoints(page, demo_url, dub_media, tmp_path):
     open_demo(page, demo_url)
     page.locator("#face input[type=file]").set_input_files(str(dub_media.face))
     page.locator("#speech input[type=file]").set_input_files(str(dub_media.speech1))
-    page.wait_for_selector("#speech audio, #speech canvas, #speech [data-testid='waveform-x']", timeout=30_000,
-                           state="attached")  # fmt: skip
+    page.wait_for_selector(
+        "#speech audio, #speech canvas, #speech [data-testid='waveform-x']", timeout=30_000, state="attached"
+    )
     page.click("#generate")
     info = wait_for_video(page)
     assert (info["w"], info["h"]) == (128, 128) and abs(info["duration"] - 1.0) < 0.1
@@ -141,8 +150,9 @@ def submit(page, url, face, *, audio=None, text=None):
     page.locator("#face input[type=file]").set_input_files(face if isinstance(face, dict) else str(face))
     if audio is not None:
         page.locator("#speech input[type=file]").set_input_files(str(audio))
-        page.wait_for_selector("#speech audio, #speech canvas, #speech [data-testid='waveform-x']", timeout=30_000,
-                               state="attached")  # fmt: skip
+        page.wait_for_selector(
+            "#speech audio, #speech canvas, #speech [data-testid='waveform-x']", timeout=30_000, state="attached"
+        )
     if text is not None:
         page.fill("#text textarea", text)
     page.click("#generate")

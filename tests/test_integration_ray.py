@@ -46,10 +46,15 @@ def test_ray_runner_matches_local_runner(tmp_path, dub_media, local_ray):
         {"id": "b", "image": str(dub_media.face2), "audio": str(dub_media.speech2), "output": "b/b.mp4"},
         {"id": "c", "video": str(dub_media.video), "frame": 3, "audio": str(dub_media.speech1), "output": "c.mp4"},
         {"id": "d", "image": str(dub_media.face), "text": "Good morning.", "lang": "en", "output": "d.mp4"},
-        {"id": "e", "image": str(dub_media.face2), "audio": str(dub_media.speech1), "output": "e.npz",
-         "config": {"renderer": None, "generator": {"name": "procedural", "params": {"mouth_open": 0.8}}}},
+        {
+            "id": "e",
+            "image": str(dub_media.face2),
+            "audio": str(dub_media.speech1),
+            "output": "e.npz",
+            "config": {"renderer": None, "generator": {"name": "procedural", "params": {"mouth_open": 0.8}}},
+        },
         {"id": "bad", "image": str(dub_media.blank), "audio": str(dub_media.speech1), "output": "bad.mp4"},
-    ]  # fmt: skip
+    ]
     m = tmp_path / "m.jsonl"
     m.write_text("".join(json.dumps(r) + "\n" for r in rows))
     local = dub_batch(m, tmp_path / "local", config=config, workers=0, progress=False)

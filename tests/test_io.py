@@ -104,10 +104,24 @@ def test_phone_videos_with_a_display_rotation_decode_upright(tmp_path, rotation)
 
     plain, rotated = tmp_path / "plain.mp4", tmp_path / "rotated.mp4"
     run = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
-    subprocess.run([*run, "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=0.4", "-pix_fmt", "yuv420p",
-                    "-c:v", "libx264", str(plain)], check=True)  # fmt: skip
-    subprocess.run([*run, "-display_rotation:v:0", str(rotation), "-i", str(plain), "-c", "copy", str(rotated)],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [
+            *run,
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=25:duration=0.4",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            str(plain),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [*run, "-display_rotation:v:0", str(rotation), "-i", str(plain), "-c", "copy", str(rotated)], check=True
+    )
     info = probe_video(rotated, count_frames=False)
     assert info["rotation"] % 360 == rotation % 360  # ffmpeg reports 180 as -180
     assert (info["width"], info["height"]) == ((64, 48) if rotation == 180 else (48, 64))

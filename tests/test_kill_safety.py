@@ -75,8 +75,10 @@ def kill_if_alive(pid: int) -> None:
 
 def test_ffmpeg_dies_with_its_parent_on_sigkill(tmp_path):
     # an ffmpeg job that would run for 10 minutes in real time; its parent is SIGKILLed (no Python cleanup runs)
-    code = ("from a2k_toolkit import io; "
-            "io.run_ffmpeg(['-nostats', '-re', '-f', 'lavfi', '-i', 'sine=d=600', '-f', 'null', '-'])")  # fmt: skip
+    code = (
+        "from a2k_toolkit import io; "
+        "io.run_ffmpeg(['-nostats', '-re', '-f', 'lavfi', '-i', 'sine=d=600', '-f', 'null', '-'])"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ffmpeg = wait_for_child(parent, "sine=d=600")
     try:
@@ -107,10 +109,28 @@ def test_killed_generate_keeps_the_previous_pair_and_the_next_run_cleans_up(tmp_
     io.write_wav(short, io.load_audio(SAMPLES / "speech.wav", 16000)[: 16000 * 6], 16000)
 
     def generate(audio: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "a2k_toolkit.cli", "generate", "--image", str(image), "--audio",
-                                 str(audio), "--config", str(cfg), "--keypoints-out", str(out / "kp.npy"),
-                                 "--video-out", str(out / "out.mp4")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env, text=True)  # fmt: skip
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "a2k_toolkit.cli",
+                "generate",
+                "--image",
+                str(image),
+                "--audio",
+                str(audio),
+                "--config",
+                str(cfg),
+                "--keypoints-out",
+                str(out / "kp.npy"),
+                "--video-out",
+                str(out / "out.mp4"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
 
     first = generate(SAMPLES / "speech.wav")
     assert first.wait() == 0, first.stderr.read()

@@ -12,9 +12,14 @@ from a2k_toolkit.errors import ConfigError, InputError
 from a2k_toolkit.models import ModelConfig, build_discriminator, build_generator, count_parameters
 from a2k_toolkit.models.audio import stem_output, stem_plan
 
-TINY = {"width": 16, "depth": 2, "channels_2d": (4, 8), "disc_width": 8,
-        "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
-        "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}}}  # fmt: skip
+TINY = {
+    "width": 16,
+    "depth": 2,
+    "channels_2d": (4, 8),
+    "disc_width": 8,
+    "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
+    "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}},
+}
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -113,8 +118,14 @@ def test_every_parameter_gets_exactly_its_objectives_gradient(catalog):
     from torch.func import functional_call
 
     from a2k_toolkit.training.losses import (
-        GANForward, adversarial_loss, discriminator_loss, frozen, piv_gen_loss, piv_triplet_loss, reg_loss,
-    )  # fmt: skip
+        GANForward,
+        adversarial_loss,
+        discriminator_loss,
+        frozen,
+        piv_gen_loss,
+        piv_triplet_loss,
+        reg_loss,
+    )
 
     torch.manual_seed(0)
     g = tiny(catalog)
@@ -136,8 +147,9 @@ def test_every_parameter_gets_exactly_its_objectives_gradient(catalog):
     g_params = [p for n, p in g.named_parameters() if not n.startswith("piv.")]
     e_params = list(g.piv.parameters())
     # the objectives as the paper writes them, computed naively on the same forward
-    naive_pg = piv_gen_loss(functional_call(g.piv, frozen(g.piv), (ref[:, None],))[:, 0],
-                            functional_call(g.piv, frozen(g.piv), (pred,)))  # fmt: skip
+    naive_pg = piv_gen_loss(
+        functional_call(g.piv, frozen(g.piv), (ref[:, None],))[:, 0], functional_call(g.piv, frozen(g.piv), (pred,))
+    )
     want_g = _grad_of(l_reg + l_adv + naive_pg, g_params)
     want_e = _grad_of(l_reg + l_adv + l_pp, e_params)
     assert any(w.abs().sum() > 0 for w in _grad_of(naive_pg, e_params)), "L_PIV-Gen would reach E naively"

@@ -97,8 +97,9 @@ def test_ensemble_cli_packages_defaults(tmp_path, tiny_a2k_checkpoint):
     import subprocess
     import sys
 
-    run = lambda *a: subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", "ensemble", *a],  # noqa: E731
-                                    capture_output=True, text=True)  # fmt: skip
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", "ensemble", *a], capture_output=True, text=True)
+
     r = run(str(tmp_path / "e"), str(tiny_a2k_checkpoint), "--default", "mouth_scale=1.2")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "e" / "ensemble.json").read_text())["defaults"] == {"mouth_scale": 1.2}

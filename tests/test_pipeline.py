@@ -14,14 +14,18 @@ from a2k_toolkit.testing import DummyPlugin, dummy_pipeline, test_waveform
 
 
 def test_from_config_builds_named_components(catalog):
-    pipe = Pipeline.from_config({"generator": "static", "renderer": {"name": "sketch", "params": {"size": 64}}},
-                                plugins=catalog)  # fmt: skip
+    pipe = Pipeline.from_config(
+        {"generator": "static", "renderer": {"name": "sketch", "params": {"size": 64}}}, plugins=catalog
+    )
     assert pipe.generator.name == "static" and pipe.renderer.params.size == 64 and pipe.device == "cpu"
 
 
 def test_config_round_trips(catalog, tmp_path):
-    cfg = {"generator": {"name": "procedural", "params": {"mouth_open": 0.5}},
-           "renderer": {"name": "sketch", "params": {"size": 128, "background": "white"}}, "seed": 5}  # fmt: skip
+    cfg = {
+        "generator": {"name": "procedural", "params": {"mouth_open": 0.5}},
+        "renderer": {"name": "sketch", "params": {"size": 128, "background": "white"}},
+        "seed": 5,
+    }
     pipe = Pipeline.from_config(cfg, plugins=catalog)
     again = Pipeline.from_config(pipe.config, plugins=catalog)
     assert again.config == pipe.config
@@ -36,8 +40,14 @@ def test_config_round_trips(catalog, tmp_path):
 
 def test_explicit_constructor_equals_from_config():
     pm = make_plugin_manager(entry_points=False, plugins=[DummyPlugin()])
-    cfg = {"audio": "dummy-audio", "detector": "dummy-detector", "generator": "dummy-generator",
-           "renderer": "dummy-renderer", "speech": "dummy-speech", "device": "cpu"}  # fmt: skip
+    cfg = {
+        "audio": "dummy-audio",
+        "detector": "dummy-detector",
+        "generator": "dummy-generator",
+        "renderer": "dummy-renderer",
+        "speech": "dummy-speech",
+        "device": "cpu",
+    }
     a = Pipeline.from_config(cfg, plugins=pm)
     b = dummy_pipeline()
     assert a.config == b.config
@@ -50,8 +60,9 @@ def test_explicit_constructor_equals_from_config():
 
 def test_all_slots_validated_before_anything_is_built(catalog):
     with pytest.raises(ConfigError, match=r"renderer\.params\.size"):
-        Pipeline.from_config({"generator": "static", "renderer": {"name": "sketch", "params": {"size": -1}}},
-                             plugins=catalog)  # fmt: skip
+        Pipeline.from_config(
+            {"generator": "static", "renderer": {"name": "sketch", "params": {"size": -1}}}, plugins=catalog
+        )
 
 
 def test_stage_by_stage_matches_call():
@@ -84,8 +95,12 @@ def test_exactly_one_speech_input():
 def test_no_renderer_means_no_frames(catalog):
     pipe = Pipeline.from_config({"renderer": None, "detector": "dlib", "generator": "static"}, plugins=catalog)
     assert pipe.config.renderer is None
-    res = pipe(image=np.zeros((64, 64, 3), np.uint8), audio=test_waveform(0.2), sample_rate=16000,
-               reference=dummy_pipeline().detect(np.zeros((64, 64, 3), np.uint8)))  # fmt: skip
+    res = pipe(
+        image=np.zeros((64, 64, 3), np.uint8),
+        audio=test_waveform(0.2),
+        sample_rate=16000,
+        reference=dummy_pipeline().detect(np.zeros((64, 64, 3), np.uint8)),
+    )
     with pytest.raises(InputError, match="no renderer"):
         res.frames
 

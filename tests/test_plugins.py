@@ -54,8 +54,14 @@ def test_each_hook_registers_its_kind_with_provenance(kind):
 
 def test_builtins_are_registered_through_the_same_hooks(catalog):
     by_plugin = {e.name: e for e in catalog.entries()}
-    for name, module in [("logmel", "logmel"), ("dlib", "dlib_detector"), ("static", "baselines"),
-                         ("procedural", "baselines"), ("sketch", "sketch"), ("espeak", "espeak")]:  # fmt: skip
+    for name, module in [
+        ("logmel", "logmel"),
+        ("dlib", "dlib_detector"),
+        ("static", "baselines"),
+        ("procedural", "baselines"),
+        ("sketch", "sketch"),
+        ("espeak", "espeak"),
+    ]:
         assert by_plugin[name].plugin == f"a2k_toolkit.builtin.{module}"
         assert by_plugin[name].distribution == "a2k-toolkit"
     assert all(m.startswith("a2k_toolkit.builtin.") for m in DEFAULT_PLUGINS)
@@ -146,8 +152,13 @@ def _list(env_extra=None):
     env = dict(os.environ)
     env.pop("A2K_LOAD_PLUGINS", None)
     env.update(env_extra or {})
-    out = subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", "plugins", "list", "--json"],
-                         capture_output=True, text=True, env=env, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "a2k_toolkit.cli", "plugins", "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     return {(r["kind"], r["name"]): r for r in json.loads(out)}
 
 

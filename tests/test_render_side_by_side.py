@@ -99,8 +99,13 @@ def test_config_errors_name_the_panel(catalog):
 def test_pipeline_config_round_trips(pm):
     from a2k_toolkit.pipeline import Pipeline
 
-    cfg = {"renderer": {"name": "side-by-side", "params": {"panels": ["reference", {"name": "warp",
-           "params": {"teeth": False}}], "size": 64}}, "device": "cpu"}  # fmt: skip
+    cfg = {
+        "renderer": {
+            "name": "side-by-side",
+            "params": {"panels": ["reference", {"name": "warp", "params": {"teeth": False}}], "size": 64},
+        },
+        "device": "cpu",
+    }
     pipe = Pipeline.from_config(cfg, plugins=pm)
     again = Pipeline.from_config(pipe.config, plugins=pm)
     assert again.config == pipe.config

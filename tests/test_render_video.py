@@ -26,8 +26,21 @@ def warp_video(shared_data, tmp_path_factory):
     image = shared_data / "faces" / "obama.jpg"
     audio = shared_data / "speech" / "makeittalk_M6_04_16k.wav"
     video, kps = out / "talk.mp4", out / "talk.npz"
-    rc = main(["generate", "--image", str(image), "--audio", str(audio), "--config", str(cfg),
-               "--video-out", str(video), "--keypoints-out", str(kps)])  # fmt: skip
+    rc = main(
+        [
+            "generate",
+            "--image",
+            str(image),
+            "--audio",
+            str(audio),
+            "--config",
+            str(cfg),
+            "--video-out",
+            str(video),
+            "--keypoints-out",
+            str(kps),
+        ]
+    )
     assert rc == 0
     return video, io.load_keypoints(kps), io.load_image(image), io.load_audio(audio)
 
@@ -103,8 +116,12 @@ def test_cli_renders_rgba_and_grayscale_photos(shared_data, tmp_path, kind):
     cfg = tmp_path / "warp.yaml"
     cfg.write_text("renderer: {name: warp, params: {size: 128}}\ndevice: cpu\n")
     video = tmp_path / "out.mp4"
-    assert main(["generate", "--image", str(image), "--audio", str(audio), "--config", str(cfg),
-                 "--video-out", str(video)]) == 0  # fmt: skip
+    assert (
+        main(
+            ["generate", "--image", str(image), "--audio", str(audio), "--config", str(cfg), "--video-out", str(video)]
+        )
+        == 0
+    )
     info = io.probe_video(video)
     assert info["frames"] == 25 and (info["width"], info["height"]) == (128, 128) and info["audio_codec"] == "aac"
     first = decode(video)[0].astype(int)

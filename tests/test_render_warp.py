@@ -107,14 +107,16 @@ def test_rotation_carries_hair_with_the_head(face):
     sx, sy = np.round(src).astype(int)
     dx, dy = np.round(dst).astype(int)
     patch_ref = img[sy - 5 : sy + 5, sx - 5 : sx + 5].astype(int)
-    assert np.abs(out[dy - 5 : dy + 5, dx - 5 : dx + 5] - patch_ref).mean() < np.abs(
-        out[sy - 5 : sy + 5, sx - 5 : sx + 5] - patch_ref
-    ).mean()
+    assert (
+        np.abs(out[dy - 5 : dy + 5, dx - 5 : dx + 5] - patch_ref).mean()
+        < np.abs(out[sy - 5 : sy + 5, sx - 5 : sx + 5] - patch_ref).mean()
+    )
     # head ring off: the forehead stays where it was
     still = WarpRenderer(head_motion=False).render(seq(ref, turned), img)[1].astype(int)
-    assert np.abs(still[sy - 5 : sy + 5, sx - 5 : sx + 5] - patch_ref).mean() < np.abs(
-        out[sy - 5 : sy + 5, sx - 5 : sx + 5] - patch_ref
-    ).mean()
+    assert (
+        np.abs(still[sy - 5 : sy + 5, sx - 5 : sx + 5] - patch_ref).mean()
+        < np.abs(out[sy - 5 : sy + 5, sx - 5 : sx + 5] - patch_ref).mean()
+    )
 
 
 def test_open_mouth_is_filled_with_a_dark_cavity_and_teeth(face):

@@ -13,7 +13,6 @@ import yaml
 from a2k_toolkit.errors import CheckpointError, ConfigError
 from a2k_toolkit.training import Trainer, load_train_config
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -49,14 +48,20 @@ def test_config_base_merge_and_ablations(tmp_path):
 # ------------------------------------------------------------------------------------------------ training
 
 
-def test_a_few_hundred_steps_drive_the_l1_loss_clearly_down(real_clips_dir, tiny_train_config, catalog,
-                                                             tmp_path):  # fmt: skip
+def test_a_few_hundred_steps_drive_the_l1_loss_clearly_down(real_clips_dir, tiny_train_config, catalog, tmp_path):
     """The full GAN (discriminator, PIV encoder, all four losses) on one small real batch. The adversarial and
     PIV-Gen weights are lowered to 0.1: over a few hundred steps they trade L1 for realism (as in the paper's Table 1)
     and this test is about the model learning the mapping."""
-    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=120, batch_size=8,
-                            model={"width": 32}, data={"stride": 32}, loss={"adv": 0.1, "piv_gen": 0.1},
-                            optim={"lr_g": 4e-3, "lr_e": 4e-3, "lr_d": 4e-3})  # fmt: skip
+    cfg = tiny_train_config(
+        real_clips_dir,
+        tmp_path / "run",
+        max_steps=120,
+        batch_size=8,
+        model={"width": 32},
+        data={"stride": 32},
+        loss={"adv": 0.1, "piv_gen": 0.1},
+        optim={"lr_g": 4e-3, "lr_e": 4e-3, "lr_d": 4e-3},
+    )
     trainer = Trainer(cfg, catalog=catalog)
     assert len(trainer.train_set) == 8 and trainer.steps_per_epoch == 1
     trainer.fit()
@@ -98,8 +103,9 @@ def test_resume_continues_the_same_curve(real_clips_dir, tiny_train_config, cata
         torch.testing.assert_close(wa[k], wb[k], atol=1e-6, rtol=1e-5)
 
 
-def test_ema_weights_are_saved_validated_and_resumed_exactly(real_clips_dir, real_clips, tiny_train_config, catalog,
-                                                            tmp_path):  # fmt: skip
+def test_ema_weights_are_saved_validated_and_resumed_exactly(
+    real_clips_dir, real_clips, tiny_train_config, catalog, tmp_path
+):
     """With ``ema``, latest/model.safetensors holds the running average (not the raw weights, which the training state
     keeps), validation scores the average, and an interrupted run resumes both exactly."""
     from safetensors.torch import load_file
@@ -140,14 +146,14 @@ def test_nothing_to_resume_is_a_clear_error(real_clips_dir, tiny_train_config, c
         Trainer(tiny_train_config(real_clips_dir, tmp_path / "new"), resume=True, catalog=catalog)
 
 
-def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_train_config, catalog,
-                                               tmp_path):  # fmt: skip
+def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_train_config, catalog, tmp_path):
     """latest/ and best/ (with a validation set), atomically written; the checkpoint is self-describing."""
     from a2k_toolkit.models.checkpoint import load_generator, read_checkpoint
 
     val_file = real_clips_dir / f"{real_clips[-1].clip_id}.npz"
-    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=4, val_every=2, checkpoint_every=2,
-                            data={"val": [str(val_file)]})  # fmt: skip
+    cfg = tiny_train_config(
+        real_clips_dir, tmp_path / "run", max_steps=4, val_every=2, checkpoint_every=2, data={"val": [str(val_file)]}
+    )
     trainer = Trainer(cfg, catalog=catalog)
     # the validation clip is excluded from the training clips in the same directory
     assert real_clips[-1].clip_id not in {c.clip_id for c in trainer.train_set.clips}
@@ -168,8 +174,7 @@ def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_
 
 def test_bf16_autocast_path_runs_on_cpu(real_clips_dir, tiny_train_config, catalog, tmp_path):
     """The mixed-precision code path (CUDA uses it with bf16 / fp16) exercised on CPU with bf16 autocast."""
-    trainer = Trainer(tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=2, amp="bf16"),
-                      catalog=catalog)  # fmt: skip
+    trainer = Trainer(tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=2, amp="bf16"), catalog=catalog)
     assert trainer.amp_dtype == torch.bfloat16
     trainer.fit()
     rows = losses_by_step(tmp_path / "run")
@@ -178,8 +183,9 @@ def test_bf16_autocast_path_runs_on_cpu(real_clips_dir, tiny_train_config, catal
         Trainer(tiny_train_config(real_clips_dir, tmp_path / "run2", amp="fp16"), catalog=catalog)
 
 
-def test_corrupt_training_state_is_a_clear_error(tiny_a2k_checkpoint, tiny_train_config, real_clips_dir,
-                                                 catalog, tmp_path):  # fmt: skip
+def test_corrupt_training_state_is_a_clear_error(
+    tiny_a2k_checkpoint, tiny_train_config, real_clips_dir, catalog, tmp_path
+):
     import shutil
 
     run = tmp_path / "run"
@@ -277,8 +283,12 @@ def test_sigterm_saves_latest_like_ctrl_c_in_a_real_process(real_clips_dir, tiny
     run_dir = tmp_path / "run"
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(tiny_train_config(real_clips_dir, run_dir, max_steps=100000)))
-    proc = subprocess.Popen([sys.executable, "-m", "a2k_toolkit.cli", "train", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "a2k_toolkit.cli", "train", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for_steps(run_dir / "metrics.jsonl", proc, 2)
         proc.send_signal(signal.SIGTERM)
@@ -302,9 +312,24 @@ def test_sigterm_to_one_ddp_rank_stops_and_saves_every_rank(real_clips_dir, tiny
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(tiny_train_config(real_clips_dir, run_dir, max_steps=100000, batch_size=2)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "a2k_toolkit.cli", "train", str(path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "a2k_toolkit.cli",
+            "train",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         _wait_for_steps(run_dir / "metrics.jsonl", proc, 2)
         ranks = {}

@@ -22,8 +22,9 @@ def _worker(rank: int, world: int, port: int, cfg: dict, out_dir: str) -> None:
 
     from safetensors.torch import save_file
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))  # fmt: skip
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.plugins import make_plugin_manager

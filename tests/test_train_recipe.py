@@ -13,18 +13,22 @@ import torch
 from a2k_toolkit.data.clips import Clip
 from a2k_toolkit.data.windows import ClipWindowDataset
 from a2k_toolkit.errors import ConfigError
+from a2k_toolkit.eval.metrics import best_lag_correlation
 from a2k_toolkit.keypoints import Normalizer
 from a2k_toolkit.models.config import ModelConfig, build_generator
 from a2k_toolkit.training import Trainer, load_train_config
 from a2k_toolkit.training.config import AugmentConfig
 from a2k_toolkit.training.losses import mouth_opening, nose_relative_mouth, sync_loss
-from a2k_toolkit.eval.metrics import best_lag_correlation
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-SMALL = {"width": 16, "depth": 2, "channels_2d": [4, 8],
-         "pv_encoder": {"name": "pv", "params": {"hidden": 16, "out_dim": 4}},
-         "piv_encoder": {"name": "piv", "params": {"hidden": 16, "out_dim": 4}}}  # fmt: skip
+SMALL = {
+    "width": 16,
+    "depth": 2,
+    "channels_2d": [4, 8],
+    "pv_encoder": {"name": "pv", "params": {"hidden": 16, "out_dim": 4}},
+    "piv_encoder": {"name": "piv", "params": {"hidden": 16, "out_dim": 4}},
+}
 
 
 def test_residual_generator_starts_as_the_reference_and_needs_it(catalog):
@@ -39,8 +43,9 @@ def test_residual_generator_starts_as_the_reference_and_needs_it(catalog):
     with pytest.raises(ValueError, match="reference"):
         g.decode(levels, T, list(g.codes(ref)))
     with pytest.raises(ConfigError, match="residual needs the reference"):
-        build_generator(ModelConfig(**{**SMALL, "pv_encoder": None, "piv_encoder": None}, residual=True), (4, 80),
-                        catalog)  # fmt: skip
+        build_generator(
+            ModelConfig(**{**SMALL, "pv_encoder": None, "piv_encoder": None}, residual=True), (4, 80), catalog
+        )
 
 
 def test_sync_loss_and_mouth_opening():
@@ -91,13 +96,21 @@ def test_best_lag_correlation_finds_a_shift():
 
 
 def test_adversarial_weight_warms_up(real_clips_dir, tiny_train_config, catalog, tmp_path):
-    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=4,
-                            loss={"adv": 0.5, "adv_start": 2, "adv_ramp": 4, "mouth": 1.0, "sync": 0.5})  # fmt: skip
+    cfg = tiny_train_config(
+        real_clips_dir,
+        tmp_path / "run",
+        max_steps=4,
+        loss={"adv": 0.5, "adv_start": 2, "adv_ramp": 4, "mouth": 1.0, "sync": 0.5},
+    )
     tr = Trainer(cfg, catalog=catalog)
     assert [tr.adv_weight(s) for s in (0, 1, 2, 3, 5, 9)] == [0.0, 0.0, 0.125, 0.25, 0.5, 0.5]
     assert tr.lr_factor(0) == 1.0 and tr.lr_factor(3) == 1.0  # constant (the paper)
-    cos = Trainer(tiny_train_config(real_clips_dir, tmp_path / "cos", max_steps=11,
-                                    optim={"schedule": "cosine", "final_lr_fraction": 0.2}), catalog=catalog)  # fmt: skip
+    cos = Trainer(
+        tiny_train_config(
+            real_clips_dir, tmp_path / "cos", max_steps=11, optim={"schedule": "cosine", "final_lr_fraction": 0.2}
+        ),
+        catalog=catalog,
+    )
     assert [round(cos.lr_factor(s), 6) for s in (0, 5, 10, 20)] == [1.0, 0.6, 0.2, 0.2]
     cos.step = 5
     cos._set_learning_rates()
@@ -113,8 +126,9 @@ def test_mouth_loss_in_the_nose_frame_trains(real_clips_dir, tiny_train_config, 
     generator, and leaves every other term as it was."""
     rows = {}
     for frame in ("image", "nose"):
-        cfg = tiny_train_config(real_clips_dir, tmp_path / frame, max_steps=1,
-                                loss={"mouth": 1.0, "mouth_frame": frame})  # fmt: skip
+        cfg = tiny_train_config(
+            real_clips_dir, tmp_path / frame, max_steps=1, loss={"mouth": 1.0, "mouth_frame": frame}
+        )
         tr = Trainer(cfg, catalog=catalog)
         batch = next(iter(tr.make_loader(tr.epoch_batches(0)[:1])))
         rows[frame] = {k: float(v) for k, v in tr.train_step(batch).items()}
@@ -139,7 +153,7 @@ def test_augmentation_is_deterministic_per_epoch_and_keeps_speech_and_lips_in_sy
     T = len(clip.keypoints)
     S, F = 4, 3
     # features encode time: every value of sub-frame k of frame j is j + (k + 0.5) / S
-    feats = np.repeat(((np.arange(T)[:, None] + (np.arange(S)[None] + 0.5) / S)).reshape(T, S, 1), F, 2)
+    feats = np.repeat((np.arange(T)[:, None] + (np.arange(S)[None] + 0.5) / S).reshape(T, S, 1), F, 2)
     feats = feats.reshape(T, S * F).astype(np.float32)
     aug = AugmentConfig(tempo=0.2, rotate=5, aspect=0.1, shape=0.02, gain_db=0.0)
     ds = ClipWindowDataset([clip], [feats], Normalizer(), 32, 8, augment=aug, seed=3, feature_shape=(S, F))
@@ -168,8 +182,15 @@ def test_augmented_geometry_keeps_the_normalised_frame():
     """Rotation / aspect / shape act about the reference nose: frame 0 stays the reference and the nose stays at 0."""
     clip = _timed_clip()
     feats = np.zeros((len(clip.keypoints), 8), np.float32)
-    ds = ClipWindowDataset([clip], [feats], Normalizer(scale_by_face=True), 32, 8,
-                           augment=AugmentConfig(rotate=10, aspect=0.2, gain_db=3), seed=0)  # fmt: skip
+    ds = ClipWindowDataset(
+        [clip],
+        [feats],
+        Normalizer(scale_by_face=True),
+        32,
+        8,
+        augment=AugmentConfig(rotate=10, aspect=0.2, gain_db=3),
+        seed=0,
+    )
     it = ds[0]
     assert np.array_equal(it["keypoints"][0], it["reference"])
     assert np.abs(it["reference"].reshape(68, 2)[27]).max() < 1e-5
@@ -179,8 +200,7 @@ def test_augmented_geometry_keeps_the_normalised_frame():
     assert np.ptp(shift) < 1e-6 and 0 < abs(shift[0, 0]) <= 3  # one gain for the whole window
 
 
-def test_noise_augmentation_needs_a_frontend_and_gain_needs_log_power(real_clips_dir, tiny_train_config, pm,
-                                                                       tmp_path):  # fmt: skip
+def test_noise_augmentation_needs_a_frontend_and_gain_needs_log_power(real_clips_dir, tiny_train_config, pm, tmp_path):
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.testing import DummyPlugin
 
@@ -188,10 +208,12 @@ def test_noise_augmentation_needs_a_frontend_and_gain_needs_log_power(real_clips
     catalog = Catalog(pm)
     clip = _timed_clip()
     with pytest.raises(Exception, match="noise_snr_db needs an audio front-end"):
-        ClipWindowDataset([clip], [np.zeros((120, 8), np.float32)], Normalizer(), 32, 8,
-                          augment=AugmentConfig(noise_snr_db=(10, 20)))  # fmt: skip
-    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=1, augment={"gain_db": 3},
-                            frontend={"name": "dummy-audio"})  # fmt: skip
+        ClipWindowDataset(
+            [clip], [np.zeros((120, 8), np.float32)], Normalizer(), 32, 8, augment=AugmentConfig(noise_snr_db=(10, 20))
+        )
+    cfg = tiny_train_config(
+        real_clips_dir, tmp_path / "run", max_steps=1, augment={"gain_db": 3}, frontend={"name": "dummy-audio"}
+    )
     with pytest.raises(ConfigError, match="gain_db shifts log-power features"):
         Trainer(cfg, catalog=catalog)
 
@@ -205,8 +227,15 @@ def test_min_coupling_needs_voxkp(real_clips_dir, tiny_train_config, catalog, tm
 @pytest.mark.parametrize("metric", ["l1", "mouth_l1", "lip_sync"])
 def test_validation_metrics_pick_best(real_clips_dir, real_clips, tiny_train_config, catalog, tmp_path, metric):
     val = real_clips_dir / f"{real_clips[0].clip_id}.npz"
-    cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=2, val_every=1, val_metric=metric,
-                            data={"val": [str(val)]}, augment={"rotate": 3, "tempo": 0.1})  # fmt: skip
+    cfg = tiny_train_config(
+        real_clips_dir,
+        tmp_path / "run",
+        max_steps=2,
+        val_every=1,
+        val_metric=metric,
+        data={"val": [str(val)]},
+        augment={"rotate": 3, "tempo": 0.1},
+    )
     tr = Trainer(cfg, catalog=catalog)
     summary = tr.fit()
     assert summary["val_metric"] == metric and summary["best_val"] is not None

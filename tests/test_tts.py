@@ -98,8 +98,23 @@ def test_cli_text_to_video_with_the_speech_muxed_in(tmp_path, sample_image_path,
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("generator: procedural\nrenderer: {name: sketch, params: {size: 128}}\ndevice: cpu\n")
     video, kp = tmp_path / "out.mp4", tmp_path / "kp.npy"
-    rc = main(["generate", "--image", str(sample_image_path), "--text", TEXTS["de"], "--lang", "de",
-               "--config", str(cfg), "--keypoints-out", str(kp), "--video-out", str(video)])  # fmt: skip
+    rc = main(
+        [
+            "generate",
+            "--image",
+            str(sample_image_path),
+            "--text",
+            TEXTS["de"],
+            "--lang",
+            "de",
+            "--config",
+            str(cfg),
+            "--keypoints-out",
+            str(kp),
+            "--video-out",
+            str(video),
+        ]
+    )
     assert rc == 0
     frames = len(load_keypoints(kp))
     info = probe_video(video)
@@ -107,8 +122,22 @@ def test_cli_text_to_video_with_the_speech_muxed_in(tmp_path, sample_image_path,
     sound = load_audio(video, 16000)
     assert abs(len(sound) / 16000 - frames / 25) < 0.1 and np.sqrt(np.mean(sound**2)) > 0.02
 
-    assert main(["generate", "--image", str(sample_image_path), "--text", "x", "--lang", "klingonese",
-                 "--keypoints-out", str(kp)]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "generate",
+                "--image",
+                str(sample_image_path),
+                "--text",
+                "x",
+                "--lang",
+                "klingonese",
+                "--keypoints-out",
+                str(kp),
+            ]
+        )
+        == 2
+    )
     assert "no voice or language 'klingonese'" in capsys.readouterr().err
 
 

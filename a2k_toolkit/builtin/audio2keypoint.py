@@ -84,35 +84,43 @@ class Audio2KeypointGenerator(KeypointGenerator):
         )
         precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="autocast precision for inference")
         fast: bool = Field(
-            True, description="fused conv/norm/activation blocks and, on a CPU, windows spread over worker threads "
-            "(same outputs to float32 rounding); false = the straightforward path"
-        )  # fmt: skip
+            True,
+            description="fused conv/norm/activation blocks and, on a CPU, windows spread over worker threads "
+            "(same outputs to float32 rounding); false = the straightforward path",
+        )
         silence_gate_db: float | None = Field(
-            None, gt=0,
+            None,
+            gt=0,
             description="close the mouth in silence: frames quieter than the clip's speech level (its 95th loudness "
             "percentile) by more than this many dB get the reference's mouth, carried to the frame's head pose, with "
             "soft edges (e.g. 25); null = off (the model's own mouth everywhere). Needs a log-power front-end "
             "(logmel, librosa-mel)",
-        )  # fmt: skip
+        )
         head_motion: float | None = Field(
-            None, ge=0, le=4,
+            None,
+            ge=0,
+            le=4,
             description="head motion scale: each frame's head pose relative to the reference (the similarity that "
             "maps the reference's brows, eyes and nose onto the frame's: translation, rotation, scale) scaled by this; "
             "0 = a still head, 1 = as generated, > 1 livelier; null = the model's default (an ensemble directory's "
             "`defaults`, else 1)",
-        )  # fmt: skip
+        )
         blink_interval: float | None = Field(
-            None, ge=0, le=60,
+            None,
+            ge=0,
+            le=60,
             description="blinks: mean seconds between eyelid closures added to the network's output (it averages "
             "the blinks of its training clips away); 0 = none; null = the model's default (else none). The blink "
             "times come from the generation seed (0 when none is given)",
-        )  # fmt: skip
+        )
         mouth_scale: float | None = Field(
-            None, ge=0, le=3,
+            None,
+            ge=0,
+            le=3,
             description="mouth and jaw motion scale: in the head's frame, the mouth and lower-jaw points' departure "
             "from the reference's, scaled by this; 0 = the reference's mouth, 1 = as generated; null = the model's "
             "default (else 1)",
-        )  # fmt: skip
+        )
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
@@ -136,12 +144,16 @@ class Audio2KeypointGenerator(KeypointGenerator):
                     "remove these params to use the checkpoint's architecture, or point `checkpoint` at a matching one"
                 )
         if p.silence_gate_db is not None and self.info.frontend["name"] not in LOG_POWER_FRONTENDS:
-            raise ConfigError(f"generator.params.silence_gate_db reads loudness from log-power features, but this "
-                              f"checkpoint uses the {self.info.frontend['name']!r} front-end (use one of "
-                              f"{', '.join(LOG_POWER_FRONTENDS)}, or remove silence_gate_db)")  # fmt: skip
+            raise ConfigError(
+                f"generator.params.silence_gate_db reads loudness from log-power features, but this "
+                f"checkpoint uses the {self.info.frontend['name']!r} front-end (use one of "
+                f"{', '.join(LOG_POWER_FRONTENDS)}, or remove silence_gate_db)"
+            )
         if p.overlap >= self.info.window:
-            raise ConfigError(f"generator.params.overlap ({p.overlap}) must be smaller than the checkpoint's window "
-                              f"({self.info.window} frames)")  # fmt: skip
+            raise ConfigError(
+                f"generator.params.overlap ({p.overlap}) must be smaller than the checkpoint's window "
+                f"({self.info.window} frames)"
+            )
         self._net = None
 
     @classmethod
@@ -220,9 +232,11 @@ class Audio2KeypointGenerator(KeypointGenerator):
         for i, (features, reference) in enumerate(requests):
             feats = np.asarray(features, np.float32)
             if feats.ndim != 2 or len(feats) == 0 or feats.shape[1] != dim:
-                raise InputError(f"request {i}: features must have shape (T, {dim}) with T >= 1 for this checkpoint, "
-                                 f"got {feats.shape}; compute them with the checkpoint's front-end "
-                                 f"{info.frontend['name']!r}")  # fmt: skip
+                raise InputError(
+                    f"request {i}: features must have shape (T, {dim}) with T >= 1 for this checkpoint, "
+                    f"got {feats.shape}; compute them with the checkpoint's front-end "
+                    f"{info.frontend['name']!r}"
+                )
             if not all(np.isfinite(feats[i : i + BLOCK]).all() for i in range(0, len(feats), BLOCK)):
                 raise InputError(f"request {i}: features contain NaN or infinite values")
             ref = np.asarray(reference.points[0][:, :2], np.float32)
@@ -245,8 +259,14 @@ class Audio2KeypointGenerator(KeypointGenerator):
             if self.blink_interval > 0:
                 rng = np.random.default_rng(0 if seed is None else seed)
                 apply_blinks(pts, blink_schedule(len(pts), self.blink_interval, info.fps, rng))
-            results.append(Keypoints(pts, fps=info.fps, image_size=reference.image_size,
-                                     meta={"generator": self.name, "checkpoint": self.checkpoint_label}))  # fmt: skip
+            results.append(
+                Keypoints(
+                    pts,
+                    fps=info.fps,
+                    image_size=reference.image_size,
+                    meta={"generator": self.name, "checkpoint": self.checkpoint_label},
+                )
+            )
         return results
 
 
@@ -267,8 +287,9 @@ def voice_activity(features: np.ndarray, gate_db: float) -> np.ndarray:
     return np.where(active < 1e-6, 0.0, np.where(active > 1 - 1e-6, 1.0, active))  # exact 0 and 1, not 1e-17 off
 
 
-def close_mouth_in_silence(points: np.ndarray, reference: np.ndarray, features: np.ndarray,
-                           gate_db: float) -> np.ndarray:  # fmt: skip
+def close_mouth_in_silence(
+    points: np.ndarray, reference: np.ndarray, features: np.ndarray, gate_db: float
+) -> np.ndarray:
     """Blend each frame's mouth (points 48-67 of ``points (T, 68, 2)``, in place) towards the reference's mouth,
     carried to the frame's head pose by the similarity that maps the reference's brows, eyes and nose onto the frame's,
     with weight ``1 - voice_activity``."""

@@ -31,7 +31,9 @@ class StaticGenerator(KeypointGenerator):
 
     def generate(self, features, reference, *, seed=None):
         feats, ref = _check(features, reference)
-        return Keypoints(np.repeat(ref[None], len(feats), 0), image_size=reference.image_size, meta={"generator": self.name})
+        return Keypoints(
+            np.repeat(ref[None], len(feats), 0), image_size=reference.image_size, meta={"generator": self.name}
+        )
 
 
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -95,8 +97,10 @@ class ProceduralGenerator(KeypointGenerator):
         centre = ref.mean(0)
         c, s = np.cos(angle), np.sin(angle)
         rel = pts - centre
-        rot = np.stack([c[:, None] * rel[..., 0] - s[:, None] * rel[..., 1],
-                        s[:, None] * rel[..., 0] + c[:, None] * rel[..., 1]], -1)  # fmt: skip
+        rot = np.stack(
+            [c[:, None] * rel[..., 0] - s[:, None] * rel[..., 1], s[:, None] * rel[..., 0] + c[:, None] * rel[..., 1]],
+            -1,
+        )
         pts = rot + centre + np.stack([dx, dy], -1)[:, None, :]
 
         # blinks: upper lids meet the lower lids over ~5 frames

@@ -157,8 +157,21 @@ class EspeakSynthesizer(SpeechSynthesizer):
             raise InputError("the text to speak is empty; give some words with --text")
         voice = self.voice_for(lang)
         p = self.params
-        cmd = [espeak_exe(), "-v", voice, "-s", str(p.speed), "-p", str(p.pitch), "-a", str(p.amplitude),
-               "-b", "1", "--stdin", "--stdout"]  # fmt: skip
+        cmd = [
+            espeak_exe(),
+            "-v",
+            voice,
+            "-s",
+            str(p.speed),
+            "-p",
+            str(p.pitch),
+            "-a",
+            str(p.amplitude),
+            "-b",
+            "1",
+            "--stdin",
+            "--stdout",
+        ]
         proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False)
         err = proc.stderr.decode("utf-8", "replace").strip()
         if proc.returncode != 0 or len(proc.stdout) <= 44:  # espeak-ng exits 0 on some errors, with no audio

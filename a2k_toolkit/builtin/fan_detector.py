@@ -87,10 +87,13 @@ class FanDetector(KeypointDetector):
                 with warnings.catch_warnings():  # face-alignment calls its dlib backend deprecated; a choice here
                     warnings.filterwarnings("ignore", message=".*detector is deprecated", category=UserWarning)
                     self._fa = fa.FaceAlignment(
-                        fa.LandmarksType.TWO_D, device=self.device, flip_input=self.params.flip_input,
-                        face_detector=self.params.face_detector, compile=self.params.compile,
+                        fa.LandmarksType.TWO_D,
+                        device=self.device,
+                        flip_input=self.params.flip_input,
+                        face_detector=self.params.face_detector,
+                        compile=self.params.compile,
                         max_batch_size=self.params.batch_size,
-                    )  # fmt: skip
+                    )
             except OSError as exc:  # urllib's URLError included: no network, or a partial download
                 raise MissingWeightsError(
                     f"the fan detector could not get its weights ({exc}); face-alignment downloads them on first use "

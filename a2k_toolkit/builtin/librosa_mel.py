@@ -35,10 +35,20 @@ class LibrosaMel(MelFrontend):
         out = []
         for row in seg:
             mel = librosa.feature.melspectrogram(
-                y=np.ascontiguousarray(row), sr=sample_rate, n_fft=p.n_fft, hop_length=int(round(hop)),
-                win_length=p.win_length, window="hann", center=False, power=2.0, n_mels=p.n_mels,
-                fmin=p.fmin, fmax=min(p.fmax, sample_rate / 2), htk=False, norm="slaney",
-            )  # fmt: skip
+                y=np.ascontiguousarray(row),
+                sr=sample_rate,
+                n_fft=p.n_fft,
+                hop_length=int(round(hop)),
+                win_length=p.win_length,
+                window="hann",
+                center=False,
+                power=2.0,
+                n_mels=p.n_mels,
+                fmin=p.fmin,
+                fmax=min(p.fmax, sample_rate / 2),
+                htk=False,
+                norm="slaney",
+            )
             db = librosa.power_to_db(mel, ref=1.0, amin=p.amin, top_db=None)
             out.append(db.T[: len(starts)])
         return np.stack(out).astype(np.float32, copy=False)

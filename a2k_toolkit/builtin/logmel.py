@@ -55,9 +55,11 @@ class LogMelParams(AudioFrontendParams):
     fmax: float = Field(7600.0, gt=0, description="upper mel edge in Hz (capped at half the sample rate)")
     amin: float = Field(1e-10, gt=0, description="power floor before the log (-100 dB)")
     top_db: float | None = Field(
-        None, gt=0, description="if set, floor values at (loudest value - top_db) like librosa.power_to_db's top_db; "
-        "off by default so that a frame's features do not depend on the rest of the audio"
-    )  # fmt: skip
+        None,
+        gt=0,
+        description="if set, floor values at (loudest value - top_db) like librosa.power_to_db's top_db; "
+        "off by default so that a frame's features do not depend on the rest of the audio",
+    )
     chunk_frames: int = Field(1500, ge=1, description="video frames computed per chunk (bounds memory)")
 
     @model_validator(mode="after")

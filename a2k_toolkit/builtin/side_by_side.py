@@ -60,8 +60,9 @@ class SideBySideRenderer(Renderer):
             description="panels from left to right: 'reference' or a renderer name / {name, params}",
         )
         size: int | None = Field(256, ge=16, le=2048, description="longest side of each panel; null: the image size")
-        labels: bool = Field(True, description="write each panel's name on it (in `compare`, the first panel shows "
-                             "the row's name)")
+        labels: bool = Field(
+            True, description="write each panel's name on it (in `compare`, the first panel shows the row's name)"
+        )
         gap: int = Field(4, ge=0, le=64, description="pixels between panels")
 
         @field_validator("panels", mode="before")

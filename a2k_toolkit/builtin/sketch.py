@@ -34,7 +34,9 @@ class SketchRenderer(Renderer):
     name = "sketch"
 
     class Params(Params):
-        size: int | None = Field(None, ge=16, le=4096, description="longest side of the output; null keeps the image size")
+        size: int | None = Field(
+            None, ge=16, le=4096, description="longest side of the output; null keeps the image size"
+        )
         background: Literal["black", "white", "reference"] = "black"
         thickness: int = Field(2, ge=1, le=20)
         dots: bool = False

@@ -42,13 +42,15 @@ class MemberSpec(BaseModel):
 
 class StackParams(AudioFrontendParams):
     members: list[MemberSpec] = Field(
-        min_length=1, max_length=8, description="front-ends whose features are concatenated, in this order: names "
-        "or {name, params}"
-    )  # fmt: skip
+        min_length=1,
+        max_length=8,
+        description="front-ends whose features are concatenated, in this order: names or {name, params}",
+    )
     layout: Literal["auto", "flat", "repeat"] = Field(
-        "auto", description="feature_shape: 'auto' = (S, sum F) when all members share S > 1 sub-frames, else flat "
-        "(sum D,); 'flat' = always (sum D,); 'repeat' = one-sub-frame members repeated over the others' S sub-frames"
-    )  # fmt: skip
+        "auto",
+        description="feature_shape: 'auto' = (S, sum F) when all members share S > 1 sub-frames, else flat "
+        "(sum D,); 'flat' = always (sum D,); 'repeat' = one-sub-frame members repeated over the others' S sub-frames",
+    )
 
     @field_validator("members", mode="before")
     @classmethod
@@ -91,8 +93,10 @@ class StackFrontend(AudioFrontend):
         for i, spec in enumerate(self.params.members):
             where = f"stack members[{i}] ({spec.name!r})"
             if "fps" in spec.params and abs(float(spec.params["fps"]) - self.fps) > 1e-9:
-                raise ConfigError(f"{where} sets fps {spec.params['fps']} but the stack runs at {self.fps:g}; remove "
-                                  "the member's fps (the stack's fps applies to every member)")  # fmt: skip
+                raise ConfigError(
+                    f"{where} sets fps {spec.params['fps']} but the stack runs at {self.fps:g}; remove "
+                    "the member's fps (the stack's fps applies to every member)"
+                )
             cls = self._catalog.get("audio", spec.name)
             params = dict(spec.params)
             if "fps" in cls.Params.model_fields:
@@ -123,8 +127,10 @@ class StackFrontend(AudioFrontend):
         subs = {_sub_frames(m.feature_shape)[0] for m in members} - {1}
         if len(subs) > 1:
             found = ", ".join(f"{m.name} {tuple(m.feature_shape)}" for m in members)
-            raise ConfigError(f"stack layout 'repeat' needs the members with sub-frames to share one count, got "
-                              f"{found}; use layout 'flat'")  # fmt: skip
+            raise ConfigError(
+                f"stack layout 'repeat' needs the members with sub-frames to share one count, got "
+                f"{found}; use layout 'flat'"
+            )
 
     def _plan(self) -> tuple[int, list[tuple[int, int]]]:
         """``(S of the output, [(S_i, F_i) per member])``; ``S = 0`` means a flat vector."""
@@ -166,8 +172,10 @@ class StackFrontend(AudioFrontend):
         for member, (s, f) in zip(self.members, shapes):
             feats = np.asarray(member(resample(wav, sample_rate, member.sample_rate), member.sample_rate), np.float32)
             if feats.ndim != 2 or feats.shape[1] != s * f or abs(len(feats) - T) > 1:
-                raise InputError(f"stack member {member.name!r} returned features of shape {feats.shape}, expected "
-                                 f"({T}, {s * f}); the member breaks the (T, D) front-end contract")  # fmt: skip
+                raise InputError(
+                    f"stack member {member.name!r} returned features of shape {feats.shape}, expected "
+                    f"({T}, {s * f}); the member breaks the (T, D) front-end contract"
+                )
             if len(feats) != T:  # one frame off after resampling rounded the length: repeat or drop the last frame
                 feats = feats[:T] if len(feats) > T else np.concatenate([feats, feats[-1:]])
             if S == 0:

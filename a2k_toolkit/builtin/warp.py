@@ -182,10 +182,14 @@ class FaceWarper:
         self.bounds = (lo + 1, hi - 1)  # moving points are kept inside the border rectangle
         s = np.linspace(0, 1, BORDER_STEPS + 1)
         xs, ys = lo[0] + s * (hi[0] - lo[0]), lo[1] + s[1:-1] * (hi[1] - lo[1])
-        border = np.concatenate([
-            np.stack([xs, np.full_like(xs, lo[1])], 1), np.stack([xs, np.full_like(xs, hi[1])], 1),
-            np.stack([np.full_like(ys, lo[0]), ys], 1), np.stack([np.full_like(ys, hi[0]), ys], 1),
-        ])  # fmt: skip
+        border = np.concatenate(
+            [
+                np.stack([xs, np.full_like(xs, lo[1])], 1),
+                np.stack([xs, np.full_like(xs, hi[1])], 1),
+                np.stack([np.full_like(ys, lo[0]), ys], 1),
+                np.stack([np.full_like(ys, hi[0]), ys], 1),
+            ]
+        )
         self.src = np.concatenate([src, border])
         canon = self.src.copy()
         canon[:68] = canonical_face(face)
@@ -293,8 +297,9 @@ class FaceWarper:
         res = self.source_map(dst)
         if res is not None:
             (x0, y0, x1, y1), map_x, map_y = res
-            cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1],
-                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+            cv2.remap(
+                self.image, map_x, map_y, cv2.INTER_LINEAR, dst=out[y0:y1, x0:x1], borderMode=cv2.BORDER_REPLICATE
+            )
         if self.mouth_fill > 0:
             self._fill_mouth(out, dst[:68])
         return out
@@ -358,22 +363,36 @@ class WarpRenderer(Renderer):
     name = "warp"
 
     class Params(Params):
-        size: int | None = Field(None, ge=16, le=4096,
-                                 description="longest side of the output; null keeps the image size")  # fmt: skip
+        size: int | None = Field(
+            None, ge=16, le=4096, description="longest side of the output; null keeps the image size"
+        )
         head_motion: bool = Field(True, description="warp a ring around the face (hair, ears) with the head's motion")
         anchors: bool = Field(True, description="fixed points around the head, so the background does not move")
         mouth_fill: float = Field(1.0, ge=0, le=1, description="strength of the mouth cavity drawn when it opens")
         teeth: bool = Field(True, description="draw a hint of teeth inside the open mouth")
-        map_step: int = Field(1, ge=1, le=4, description="compute the warp map on every n-th pixel and upsample it: "
-                              "faster for large outputs, slightly softer at the lips")
+        map_step: int = Field(
+            1,
+            ge=1,
+            le=4,
+            description="compute the warp map on every n-th pixel and upsample it: "
+            "faster for large outputs, slightly softer at the lips",
+        )
 
     def warper(self, keypoints: Keypoints, reference_image: np.ndarray, reference_points=None):
         """``(FaceWarper, frame keypoints in output pixels)`` for the inputs, checked (see ``prepare_inputs``)."""
-        inp = prepare_inputs(keypoints, reference_image, self.params.size, reference_points=reference_points,
-                             renderer=self.name)  # fmt: skip
+        inp = prepare_inputs(
+            keypoints, reference_image, self.params.size, reference_points=reference_points, renderer=self.name
+        )
         p = self.params
-        warper = FaceWarper(inp.image, inp.reference, head_motion=p.head_motion, anchors=p.anchors,
-                            mouth_fill=p.mouth_fill, teeth=p.teeth, map_step=p.map_step)  # fmt: skip
+        warper = FaceWarper(
+            inp.image,
+            inp.reference,
+            head_motion=p.head_motion,
+            anchors=p.anchors,
+            mouth_fill=p.mouth_fill,
+            teeth=p.teeth,
+            map_step=p.map_step,
+        )
         return warper, inp.points
 
     def frames(self, keypoints: Keypoints, reference_image: np.ndarray, *, reference_points=None):

@@ -30,8 +30,12 @@ def add_parser(sub) -> None:
     p.add_argument("--only", metavar="STAGE[,STAGE...]", help="run only these stages (default: all)")
     p.add_argument("--repeat", type=int, default=None, help="timed runs per figure (default: 3; --quick: 1)")
     p.add_argument("--device", default="auto", help="device for the models (auto, cpu, cuda, mps)")
-    p.add_argument("--naive", action="store_true", help="also time the straightforward keypoint path (one window at "
-                   "a time, no fusion) next to the fast one (keys *_naive_*)")  # fmt: skip
+    p.add_argument(
+        "--naive",
+        action="store_true",
+        help="also time the straightforward keypoint path (one window at "
+        "a time, no fusion) next to the fast one (keys *_naive_*)",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,8 +45,10 @@ def load_suite():
 
     path = Path(a2k_toolkit.__file__).resolve().parents[1] / "benchmarks" / "suite.py"
     if not path.is_file():
-        raise A2KError("`a2k bench` runs from a source checkout of a2k-toolkit (it needs benchmarks/suite.py, "
-                       "which is not installed with the package); clone the repository and run it there")  # fmt: skip
+        raise A2KError(
+            "`a2k bench` runs from a source checkout of a2k-toolkit (it needs benchmarks/suite.py, "
+            "which is not installed with the package); clone the repository and run it there"
+        )
     if SUITE_MODULE in sys.modules:
         return sys.modules[SUITE_MODULE]
     spec = importlib.util.spec_from_file_location(SUITE_MODULE, path)
@@ -72,7 +78,8 @@ def run(args) -> int:
     def progress(name: str) -> None:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
 
-    result = suite.run(stages, quick=args.quick, repeat=args.repeat, device=args.device, naive=args.naive,
-                       progress=progress)  # fmt: skip
+    result = suite.run(
+        stages, quick=args.quick, repeat=args.repeat, device=args.device, naive=args.naive, progress=progress
+    )
     print(json.dumps(result, indent=2) if args.json else suite.format_table(result))
     return 0

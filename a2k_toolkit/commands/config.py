@@ -10,8 +10,11 @@ def add_parser(sub) -> None:
     csub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     sch = csub.add_parser("schema", help="print the JSON schema of the pipeline config")
     sch.set_defaults(func=run_schema)
-    val = csub.add_parser("validate", help="check a config file: shape, component names, every slot's params and that "
-                         "the files they name (checkpoints) exist")
+    val = csub.add_parser(
+        "validate",
+        help="check a config file: shape, component names, every slot's params and that "
+        "the files they name (checkpoints) exist",
+    )
     val.add_argument("file", help="YAML, JSON or TOML config file")
     val.set_defaults(func=run_validate)
     show = csub.add_parser("show", help="print the full config (defaults filled in) as YAML")

@@ -18,8 +18,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("manifest", metavar="MANIFEST", help="the jobs: a .csv or .jsonl file (paths relative to it)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder; every output stays inside it")
-    p.add_argument("--workers", type=int, default=1,
-                   help="worker processes, each loading the pipeline once (0: run in this process)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each loading the pipeline once (0: run in this process)",
+    )
     p.add_argument("--config", help="pipeline config file (YAML, JSON or TOML); rows may override it")
     p.add_argument("--retry-failed", action="store_true", help="run rows again that failed in an earlier run")
     p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, mps)")
@@ -30,7 +34,14 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..dubbing import dub_batch
 
-    summary = dub_batch(args.manifest, args.out, config=args.config, workers=args.workers,
-                        retry_failed=args.retry_failed, device=args.device, progress=not args.no_progress)  # fmt: skip
+    summary = dub_batch(
+        args.manifest,
+        args.out,
+        config=args.config,
+        workers=args.workers,
+        retry_failed=args.retry_failed,
+        device=args.device,
+        progress=not args.no_progress,
+    )
     print(summary.format())
     return 0 if summary.ok else 1

@@ -13,12 +13,21 @@ def add_parser(sub) -> None:
         "keypoint statistics: models of one recipe on one data set (docs/model.md).",
     )
     p.add_argument("out", metavar="OUT", help="ensemble directory to write (replaced atomically if it exists)")
-    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
-                   help="checkpoint or run directories (one: a packaged model that carries --default settings)")
+    p.add_argument(
+        "checkpoints",
+        nargs="+",
+        metavar="CHECKPOINT",
+        help="checkpoint or run directories (one: a packaged model that carries --default settings)",
+    )
     p.add_argument("--description", default="", help="free text stored in ensemble.json (e.g. the recipe)")
-    p.add_argument("--default", action="append", default=[], metavar="PARAM=VALUE",
-                   help="a generator param's default for this model (head_motion, mouth_scale): used where the "
-                   "pipeline config leaves it unset; may repeat")  # fmt: skip
+    p.add_argument(
+        "--default",
+        action="append",
+        default=[],
+        metavar="PARAM=VALUE",
+        help="a generator param's default for this model (head_motion, mouth_scale): used where the "
+        "pipeline config leaves it unset; may repeat",
+    )
     p.set_defaults(func=run)
 
 
@@ -36,8 +45,10 @@ def run(args) -> int:
         if not sep:
             raise InputError(f"--default {item!r}: expected PARAM=NUMBER, e.g. --default head_motion=2")
     if len(args.checkpoints) < 2 and not defaults:
-        raise InputError("an ensemble needs at least 2 checkpoints (or --default settings to package with one); a "
-                         "single checkpoint is used directly as `checkpoint`")  # fmt: skip
+        raise InputError(
+            "an ensemble needs at least 2 checkpoints (or --default settings to package with one); a "
+            "single checkpoint is used directly as `checkpoint`"
+        )
     out = write_ensemble(args.out, args.checkpoints, args.description, defaults)
     print(f"wrote ensemble {out} with {len(ensemble_members(out))} members")
     return 0

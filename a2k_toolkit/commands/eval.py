@@ -17,36 +17,71 @@ def add_parser(sub) -> None:
         "family column) also get every figure as the mean over families, by language, and the spread over each "
         "candidate's seeds. Metric definitions: docs/evaluation.md.",
     )
-    p.add_argument("--clips", nargs="+", required=True, metavar="PATH",
-                   help="saved clip files (.npz, data.clips.save_clip), videos, or directories of them")  # fmt: skip
-    p.add_argument("--generators", action="append", metavar="SPECS",
-                   help="comma-separated generator names, NAME:CHECKPOINT_DIR to set a checkpoint; may repeat "
-                   "(default: static,procedural when --config has no entries)")  # fmt: skip
-    p.add_argument("--config", help="eval config file (YAML/JSON/TOML): labelled generator entries with params "
-                   "(and the candidate each is one seed of), audio front-end, seed, alpha, max_lag, normalizer; see "
-                   "docs/evaluation.md")  # fmt: skip
+    p.add_argument(
+        "--clips",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="saved clip files (.npz, data.clips.save_clip), videos, or directories of them",
+    )
+    p.add_argument(
+        "--generators",
+        action="append",
+        metavar="SPECS",
+        help="comma-separated generator names, NAME:CHECKPOINT_DIR to set a checkpoint; may repeat "
+        "(default: static,procedural when --config has no entries)",
+    )
+    p.add_argument(
+        "--config",
+        help="eval config file (YAML/JSON/TOML): labelled generator entries with params "
+        "(and the candidate each is one seed of), audio front-end, seed, alpha, max_lag, normalizer; see "
+        "docs/evaluation.md",
+    )
     p.add_argument("--out", default="eval-report", metavar="REPORT_DIR", help="report directory (default: eval-report)")
-    p.add_argument("--cache", metavar="DIR", help="cache of keypoints extracted from videos "
-                   "(default: $XDG_CACHE_HOME/a2k-toolkit/eval-clips)")  # fmt: skip
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="cache of keypoints extracted from videos (default: $XDG_CACHE_HOME/a2k-toolkit/eval-clips)",
+    )
     p.add_argument("--no-cache", action="store_true", help="extract video keypoints without reading/writing a cache")
     p.add_argument("--detector", default="dlib", help="keypoint detector for videos (default: dlib)")
     p.add_argument("--audio", help="audio front-end name (overrides the config's; default logmel)")
-    p.add_argument("--norm-stats", metavar="JSON",
-                   help="L1 statistics (Normalizer.to_dict JSON, or a results.json); default: fitted on the "
-                   "evaluated clips' ground truth")  # fmt: skip
+    p.add_argument(
+        "--norm-stats",
+        metavar="JSON",
+        help="L1 statistics (Normalizer.to_dict JSON, or a results.json); default: fitted on the "
+        "evaluated clips' ground truth",
+    )
     p.add_argument("--seed", type=int, help="seed for stochastic generators (overrides the config's; default 0)")
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N clips")
-    p.add_argument("--max-per-family", type=int, metavar="N",
-                   help="score at most N clips of each source family: a fixed subset spread over the family (the "
-                   "N with the lowest hash of their clip id), the same in every fold and run; figures are means over "
-                   "families, so a family of 1,600 one-word clips is measured well by a few hundred of them")
-    p.add_argument("--split", metavar="NAME", help="treat each --clips path as a built dataset directory and "
-                   "evaluate its split NAME (or NAME,NAME: several splits)")  # fmt: skip
-    p.add_argument("--fold", metavar="I/N", help="cross-validation: evaluate only the people dealt into fold I of N "
-                   "(as a training run with data.folds: N, data.fold: I over the same clips; docs/training.md); "
-                   "{fold} in a checkpoint path becomes I")  # fmt: skip
-    p.add_argument("--folds", type=int, metavar="N", help="cross-validation: evaluate every fold I of N on its "
-                   "held-out people, with {fold} in checkpoint paths replaced by I, and report all clips together")
+    p.add_argument(
+        "--max-per-family",
+        type=int,
+        metavar="N",
+        help="score at most N clips of each source family: a fixed subset spread over the family (the "
+        "N with the lowest hash of their clip id), the same in every fold and run; figures are means over "
+        "families, so a family of 1,600 one-word clips is measured well by a few hundred of them",
+    )
+    p.add_argument(
+        "--split",
+        metavar="NAME",
+        help="treat each --clips path as a built dataset directory and "
+        "evaluate its split NAME (or NAME,NAME: several splits)",
+    )
+    p.add_argument(
+        "--fold",
+        metavar="I/N",
+        help="cross-validation: evaluate only the people dealt into fold I of N "
+        "(as a training run with data.folds: N, data.fold: I over the same clips; docs/training.md); "
+        "{fold} in a checkpoint path becomes I",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        metavar="N",
+        help="cross-validation: evaluate every fold I of N on its "
+        "held-out people, with {fold} in checkpoint paths replaced by I, and report all clips together",
+    )
     p.add_argument("--fold-seed", type=int, default=0, help="seed of the deal into folds (data.fold_seed; default 0)")
     p.add_argument("--device", default="auto", help="device: auto (default), cpu, cuda, mps")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -82,8 +117,7 @@ def run(args) -> int:
     from ..data.folds import family_of, family_subset, group_of, parse_fold, split_fold
     from ..device import resolve_device
     from ..errors import ConfigError, InputError
-    from ..eval.config import (build_generators, candidate_map, load_eval_config, load_normalizer,
-                               parse_generator_specs)
+    from ..eval.config import build_generators, candidate_map, load_eval_config, load_normalizer, parse_generator_specs
     from ..eval.evaluate import evaluate, fit_normalizer, merge_results
     from ..eval.report import summary_table, write_report
     from ..eval.sources import default_cache_dir, iter_clips
@@ -128,10 +162,16 @@ def run(args) -> int:
 
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
     clips = itertools.chain.from_iterable(
-        iter_clips(args.clips, detector=lambda: detector_cls().to(device), cache_dir=cache, fps=frontend.fps,
-                   sample_rate=frontend.sample_rate, split=split)
+        iter_clips(
+            args.clips,
+            detector=lambda: detector_cls().to(device),
+            cache_dir=cache,
+            fps=frontend.fps,
+            sample_rate=frontend.sample_rate,
+            split=split,
+        )
         for split in splits
-    )  # fmt: skip
+    )
     if args.max_per_family is not None and args.max_per_family < 1:
         raise InputError(f"--max-per-family must be at least 1, got {args.max_per_family}")
     keep = None
@@ -163,21 +203,48 @@ def run(args) -> int:
             if keep is not None:
                 held = [c for c in held if c.clip_id in keep]
             progress(f"fold {i}/{args.folds}: {', '.join(sorted({c.identity for c in held}))}")
-            parts.append(evaluate(generators, held, frontend, normalizer=normalizer, alpha=cfg.alpha,
-                                  max_lag=cfg.max_lag, seed=seed, progress=progress,
-                                  candidates=candidates))  # fmt: skip
+            parts.append(
+                evaluate(
+                    generators,
+                    held,
+                    frontend,
+                    normalizer=normalizer,
+                    alpha=cfg.alpha,
+                    max_lag=cfg.max_lag,
+                    seed=seed,
+                    progress=progress,
+                    candidates=candidates,
+                )
+            )
         checkpoints = {}  # label -> the checkpoint of each fold
         for lb in per_fold[0]:
             ckpts = [gens[lb].params.model_dump(mode="json").get("checkpoint") for gens in per_fold]
             if any(c is not None for c in ckpts):
                 checkpoints[lb] = ckpts
         cv = {"folds": args.folds, "fold_seed": args.fold_seed, "checkpoints": checkpoints}
-        results = merge_results(parts, {"cross_validation": cv, "normalizer_source": (
-            f"given ({Path(norm_path).name})" if norm_path else f"fitted on the ground truth of all {len(clips)} clips "
-            "of the folds")})  # fmt: skip
+        results = merge_results(
+            parts,
+            {
+                "cross_validation": cv,
+                "normalizer_source": (
+                    f"given ({Path(norm_path).name})"
+                    if norm_path
+                    else f"fitted on the ground truth of all {len(clips)} clips of the folds"
+                ),
+            },
+        )
     else:
-        results = evaluate(per_fold[0], clips, frontend, normalizer=normalizer, alpha=cfg.alpha, max_lag=cfg.max_lag,
-                           seed=seed, progress=progress, candidates=candidates)  # fmt: skip
+        results = evaluate(
+            per_fold[0],
+            clips,
+            frontend,
+            normalizer=normalizer,
+            alpha=cfg.alpha,
+            max_lag=cfg.max_lag,
+            seed=seed,
+            progress=progress,
+            candidates=candidates,
+        )
         if norm_path:
             results.settings["normalizer_source"] = f"given ({Path(norm_path).name})"
     written = write_report(results, out, plots=not args.no_plots)

@@ -19,10 +19,16 @@ def run_list(args) -> int:
 
     entries = Catalog().entries(args.kind)
     rows = [
-        {"name": e.name, "kind": e.kind, "plugin": e.plugin, "distribution": e.distribution or "-",
-         "version": e.version or "-", "summary": e.cls.summary()}
+        {
+            "name": e.name,
+            "kind": e.kind,
+            "plugin": e.plugin,
+            "distribution": e.distribution or "-",
+            "version": e.version or "-",
+            "summary": e.cls.summary(),
+        }
         for e in entries
-    ]  # fmt: skip
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -20,9 +20,13 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, mps)")
     p.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
     p.add_argument("--seed", type=int, default=None, help="override the config's seed")
-    p.add_argument("--fold", default=None, metavar="I/N",
-                   help="cross-validation by identity: hold out fold I of N of data.train's people as the validation "
-                   "set (sets data.folds and data.fold; score it with `a2k eval --fold I/N`)")  # fmt: skip
+    p.add_argument(
+        "--fold",
+        default=None,
+        metavar="I/N",
+        help="cross-validation by identity: hold out fold I of N of data.train's people as the validation "
+        "set (sets data.folds and data.fold; score it with `a2k eval --fold I/N`)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -43,8 +47,13 @@ def run(args) -> int:
         overrides["progress"] = False
     summary = train(args.config, resume=args.resume, **overrides)
     best = summary["best_val"]
-    print(f"trained to step {summary['step']} (epoch {summary['epoch']}); "
-          + (f"best validation {summary['val_metric']} {best:.4f} at step {summary['best_step']}; "
-             if best is not None else "")
-          + f"checkpoints in {summary['run_dir']}")  # fmt: skip
+    print(
+        f"trained to step {summary['step']} (epoch {summary['epoch']}); "
+        + (
+            f"best validation {summary['val_metric']} {best:.4f} at step {summary['best_step']}; "
+            if best is not None
+            else ""
+        )
+        + f"checkpoints in {summary['run_dir']}"
+    )
     return 0

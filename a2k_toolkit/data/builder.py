@@ -127,10 +127,23 @@ def probe_media(path: Path) -> dict[str, Any]:
     from ..io import _parse_ffmpeg_report, ffmpeg_exe
 
     proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0?", "-vf", "vfrdet", "-f", "null",
-         "-"],
-        capture_output=True, check=False,
-    )  # fmt: skip
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostdin",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0?",
+            "-vf",
+            "vfrdet",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        check=False,
+    )
     text = proc.stderr.decode("utf-8", "replace")
     info = _parse_ffmpeg_report(text)
     info["opened"] = "Input #0" in text
@@ -188,8 +201,10 @@ def process_video(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector
         raise Rejected("no_audio", "the video has no audio track; Vox-KP needs the speech")
     notes = []
     if info["vfr_fraction"] > 0.05:
-        notes.append(f"variable frame rate ({100 * info['vfr_fraction']:.0f}% of frame intervals change): "
-                     f"resampled to {cfg.fps:g} fps by timestamps")  # fmt: skip
+        notes.append(
+            f"variable frame rate ({100 * info['vfr_fraction']:.0f}% of frame intervals change): "
+            f"resampled to {cfg.fps:g} fps by timestamps"
+        )
     try:
         audio = load_audio(path, cfg.sample_rate)
     except AudioLoadError as exc:
@@ -204,20 +219,31 @@ def process_video(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector
     thumbs: dict[int, tuple[bytes, float]] = {}
     size: list[int] = []
     res = tracker.run(_frames_with_thumbs(path, cfg.fps, thumbs, size), T)
-    facts = {"frames": T, "decoded": res.frames_decoded, "detections": res.detection_frames,
-             "source_fps": info["fps"], "vfr": info["vfr_fraction"] > 0.05, "faces": res.tracks,
-             "max_faces_in_frame": res.max_faces_in_frame, "notes": notes}  # fmt: skip
+    facts = {
+        "frames": T,
+        "decoded": res.frames_decoded,
+        "detections": res.detection_frames,
+        "source_fps": info["fps"],
+        "vfr": info["vfr_fraction"] > 0.05,
+        "faces": res.tracks,
+        "max_faces_in_frame": res.max_faces_in_frame,
+        "notes": notes,
+    }
     if res.frames_decoded == 0:
         raise Rejected("zero_length", "no video frame could be decoded")
     if not res.seen.any():
-        raise Rejected("no_face", f"no face found in any of the {res.frames_decoded} frames by detector "
-                                  f"{detector.name!r}")  # fmt: skip
+        raise Rejected(
+            "no_face", f"no face found in any of the {res.frames_decoded} frames by detector {detector.name!r}"
+        )
     main = res.tracks[0]
-    others = [tr for tr in res.tracks[1:]
-              if tr["frames"] >= 0.25 * T and tr["median_width"] >= 0.5 * main["median_width"]]  # fmt: skip
+    others = [
+        tr for tr in res.tracks[1:] if tr["frames"] >= 0.25 * T and tr["median_width"] >= 0.5 * main["median_width"]
+    ]
     if others:
-        msg = (f"{1 + len(others)} faces visible for long; main speaker's track kept (largest face, "
-               f"{main['median_width']:.0f} px, in {main['frames']}/{T} frames)")  # fmt: skip
+        msg = (
+            f"{1 + len(others)} faces visible for long; main speaker's track kept (largest face, "
+            f"{main['median_width']:.0f} px, in {main['frames']}/{T} frames)"
+        )
         if cfg.multi_face == "reject":
             raise Rejected("multiple_faces", msg.replace("main speaker's track kept", "rejected (multi_face: reject)"))
         notes.append(msg)
@@ -229,11 +255,14 @@ def process_video(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector
     long_runs = [r for r in runs if r[1] - r[0] >= cfg.min_frames]
     if not long_runs:
         longest = max((r[1] - r[0] for r in runs), default=0)
-        raise Rejected("too_short", f"no face track of at least {cfg.min_frames} frames (longest: {longest} frames, "
-                                    f"{longest / cfg.fps:.2f} s)")  # fmt: skip
+        raise Rejected(
+            "too_short",
+            f"no face track of at least {cfg.min_frames} frames (longest: {longest} frames, {longest / cfg.fps:.2f} s)",
+        )
     if len(runs) > 1:
-        notes.append(f"face lost for more than {cfg.max_gap} frames: split into {len(runs)} pieces, "
-                     f"{len(long_runs)} kept")  # fmt: skip
+        notes.append(
+            f"face lost for more than {cfg.max_gap} frames: split into {len(runs)} pieces, {len(long_runs)} kept"
+        )
     hop = cfg.sample_rate / cfg.fps
     frame_size = (int(size[0]), int(size[1])) if size else (0, 0)
     samples: list[PackedClip] = []
@@ -250,21 +279,41 @@ def process_video(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector
         mid = (s + e) / 2
         tt = min(thumb_ts, key=lambda t: (abs(t - mid), t)) if thumb_ts else None
         qa = {
-            "video_key": src.key, "start_frame": s, "frames": e - s, "piece": i, "pieces": len(long_runs),
-            "face_width": round(width, 2), "measured": round(float(seen.mean()), 4),
-            "detected": round(float(res.detected[s:e].mean()), 4), "interpolated": int((~seen).sum()),
-            "source_fps": info["fps"], "vfr": bool(info["vfr_fraction"] > 0.05), "faces": 1 + len(others),
-            "thumb_frame": None if tt is None else tt - s, "thumb_scale": None if tt is None else thumbs[tt][1],
+            "video_key": src.key,
+            "start_frame": s,
+            "frames": e - s,
+            "piece": i,
+            "pieces": len(long_runs),
+            "face_width": round(width, 2),
+            "measured": round(float(seen.mean()), 4),
+            "detected": round(float(res.detected[s:e].mean()), 4),
+            "interpolated": int((~seen).sum()),
+            "source_fps": info["fps"],
+            "vfr": bool(info["vfr_fraction"] > 0.05),
+            "faces": 1 + len(others),
+            "thumb_frame": None if tt is None else tt - s,
+            "thumb_scale": None if tt is None else thumbs[tt][1],
             **lip_audio_coupling(pts, seg_audio, cfg.sample_rate, cfg.fps),
             **src.meta,  # family, language, group from a named-column manifest
-        }  # fmt: skip
-        clip = Clip(keypoints=pts.astype(np.float32), audio=seg_audio, sample_rate=cfg.sample_rate, fps=cfg.fps,
-                    frame_size=frame_size, valid=seen.copy(), clip_id=f"{src.key}@{s}", identity=src.identity,
-                    source=src.source or str(src.path), meta=qa)  # fmt: skip
+        }
+        clip = Clip(
+            keypoints=pts.astype(np.float32),
+            audio=seg_audio,
+            sample_rate=cfg.sample_rate,
+            fps=cfg.fps,
+            frame_size=frame_size,
+            valid=seen.copy(),
+            clip_id=f"{src.key}@{s}",
+            identity=src.identity,
+            source=src.source or str(src.path),
+            meta=qa,
+        )
         samples.append(PackedClip(clip, thumbs[tt][0] if tt is not None else b""))
     if not samples:
-        raise Rejected("face_too_small", f"the face is smaller than min_face = {cfg.min_face:g} px wide in every "
-                                         f"piece long enough to keep")  # fmt: skip
+        raise Rejected(
+            "face_too_small",
+            f"the face is smaller than min_face = {cfg.min_face:g} px wide in every piece long enough to keep",
+        )
     if small:
         notes.append(f"{small} piece(s) dropped: face narrower than {cfg.min_face:g} px")
     return samples, facts
@@ -293,16 +342,26 @@ def _work(src: VideoSource) -> dict[str, Any]:
 def run_one(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector, layout: Layout) -> dict[str, Any]:
     """Process one video and write its work item; return its status record. Never raises for a bad video."""
     t0 = time.monotonic()
-    rec: dict[str, Any] = {"key": src.key, "identity": src.identity, "source": src.source or str(src.path),
-                           **({"family": src.meta["family"]} if src.meta.get("family") else {})}
+    rec: dict[str, Any] = {
+        "key": src.key,
+        "identity": src.identity,
+        "source": src.source or str(src.path),
+        **({"family": src.meta["family"]} if src.meta.get("family") else {}),
+    }
     if src.split:
         rec["split"] = src.split
     try:
         samples, facts = process_video(src, cfg, detector)
         item = layout.item_path(src.key)
         write_pack(item, samples)
-        rec.update(status="done", item=layout.rel(item), item_sha256=file_sha256(item), item_bytes=item.stat().st_size,
-                   samples=[s.clip.clip_id for s in samples], **facts)  # fmt: skip
+        rec.update(
+            status="done",
+            item=layout.rel(item),
+            item_sha256=file_sha256(item),
+            item_bytes=item.stat().st_size,
+            samples=[s.clip.clip_id for s in samples],
+            **facts,
+        )
     except Rejected as exc:
         rec.update(status="failed", reason=exc.code, message=str(exc))
     except A2KError as exc:
@@ -379,8 +438,10 @@ def build(
     status = StatusLog(layout.status)
     known = status.read()
     todo = [s for s in sources if not _is_complete(known.get(s.key), layout, retry_failed)]
-    log(f"{len(sources)} videos, {len(sources) - len(todo)} already processed, {len(todo)} to do"
-        + (f" (work shard {shard_index}/{num_shards})" if work else ""))  # fmt: skip
+    log(
+        f"{len(sources)} videos, {len(sources) - len(todo)} already processed, {len(todo)} to do"
+        + (f" (work shard {shard_index}/{num_shards})" if work else "")
+    )
     counts = {"done": 0, "failed": 0}
     n = len(todo)
 
@@ -423,8 +484,9 @@ def _run_pool(todo: list[VideoSource], cfg: BuildConfig, layout: Layout, workers
     while queue or suspects:
         alone = bool(suspects)
         pending = deque([suspects.popleft()]) if alone else queue
-        with ProcessPoolExecutor(1 if alone else workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=args) as pool:  # fmt: skip
+        with ProcessPoolExecutor(
+            1 if alone else workers, mp_context=ctx, initializer=_init_worker, initargs=args
+        ) as pool:
             inflight: dict = {}
             broken = False
             while (pending or inflight) and not broken:
@@ -439,16 +501,29 @@ def _run_pool(todo: list[VideoSource], cfg: BuildConfig, layout: Layout, workers
                     except BrokenProcessPool:
                         broken = True
                         if alone:
-                            record({"key": src.key, "identity": src.identity, "source": src.source or str(src.path),
-                                    "status": "failed", "reason": "worker_crashed",
+                            record(
+                                {
+                                    "key": src.key,
+                                    "identity": src.identity,
+                                    "source": src.source or str(src.path),
+                                    "status": "failed",
+                                    "reason": "worker_crashed",
                                     "message": "the worker process died while processing this video (a crash in "
-                                               "native code or out of memory)"})  # fmt: skip
+                                    "native code or out of memory)",
+                                }
+                            )
                         else:
                             suspects.append(src)
                         continue
                     except Exception as exc:  # noqa: BLE001 - e.g. the worker could not start (bad detector)
-                        rec = {"key": src.key, "identity": src.identity, "source": src.source or str(src.path),
-                               "status": "failed", "reason": "error", "message": f"{type(exc).__name__}: {exc}"}
+                        rec = {
+                            "key": src.key,
+                            "identity": src.identity,
+                            "source": src.source or str(src.path),
+                            "status": "failed",
+                            "reason": "error",
+                            "message": f"{type(exc).__name__}: {exc}",
+                        }
                     record(rec)
             if broken and not alone:
                 suspects.extend(inflight.values())

@@ -117,10 +117,17 @@ def extract_clip(
         valid[len(frames) :] = True
     filled, usable = interpolate_gaps(points, valid, max_gap)
     return Clip(
-        keypoints=filled, audio=audio, sample_rate=sample_rate, fps=fps, frame_size=(h, w), valid=usable,
-        clip_id=path.stem, identity=identity or path.stem, source=str(path),
+        keypoints=filled,
+        audio=audio,
+        sample_rate=sample_rate,
+        fps=fps,
+        frame_size=(h, w),
+        valid=usable,
+        clip_id=path.stem,
+        identity=identity or path.stem,
+        source=str(path),
         meta={"detected_fraction": float(valid.mean()), "source_fps": info["fps"]},
-    )  # fmt: skip
+    )
 
 
 def save_clip(path: str | Path, clip: Clip) -> None:
@@ -129,13 +136,24 @@ def save_clip(path: str | Path, clip: Clip) -> None:
 
     from ..io import atomic_path
 
-    meta = {"sample_rate": clip.sample_rate, "fps": clip.fps, "frame_size": list(clip.frame_size),
-            "clip_id": clip.clip_id, "identity": clip.identity, "source": clip.source, "meta": clip.meta}  # fmt: skip
+    meta = {
+        "sample_rate": clip.sample_rate,
+        "fps": clip.fps,
+        "frame_size": list(clip.frame_size),
+        "clip_id": clip.clip_id,
+        "identity": clip.identity,
+        "source": clip.source,
+        "meta": clip.meta,
+    }
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, keypoints=clip.keypoints, audio=clip.audio,
-                     valid=clip.valid if clip.valid is not None else np.ones(len(clip.keypoints), bool),
-                     info=json.dumps(meta))  # fmt: skip
+            np.savez(
+                f,
+                keypoints=clip.keypoints,
+                audio=clip.audio,
+                valid=clip.valid if clip.valid is not None else np.ones(len(clip.keypoints), bool),
+                info=json.dumps(meta),
+            )
 
 
 def load_clip(path: str | Path) -> Clip:
@@ -144,7 +162,14 @@ def load_clip(path: str | Path) -> Clip:
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["info"]))
         return Clip(
-            keypoints=z["keypoints"], audio=z["audio"], valid=z["valid"], sample_rate=meta["sample_rate"],
-            fps=meta["fps"], frame_size=tuple(meta["frame_size"]), clip_id=meta["clip_id"],
-            identity=meta["identity"], source=meta["source"], meta=meta.get("meta", {}),
-        )  # fmt: skip
+            keypoints=z["keypoints"],
+            audio=z["audio"],
+            valid=z["valid"],
+            sample_rate=meta["sample_rate"],
+            fps=meta["fps"],
+            frame_size=tuple(meta["frame_size"]),
+            clip_id=meta["clip_id"],
+            identity=meta["identity"],
+            source=meta["source"],
+            meta=meta.get("meta", {}),
+        )

@@ -144,10 +144,12 @@ def finalize(root: str | Path, cfg=None, *, log: Callable[[str], None] | None = 
             for pos, m in enumerate(chunk):
                 index.append(_index_entry(m, split, f"shards/{name}", pos))
         split_info[split] = {
-            "shards": shards, "clips": len(members), "frames": sum(_frames(m) for m in members),
+            "shards": shards,
+            "clips": len(members),
+            "frames": sum(_frames(m) for m in members),
             "identities": len({m["identity"] for m in members}),
             "hours": round(sum(_frames(m) for m in members) / cfg.fps / 3600, 4),
-        }  # fmt: skip
+        }
         log(f"{split}: {len(members)} clips of {split_info[split]['identities']} identities in {len(shards)} shard(s)")
     for stale in layout.shards.glob("*.npz"):
         if stale.name not in written:
@@ -164,11 +166,19 @@ def finalize(root: str | Path, cfg=None, *, log: Callable[[str], None] | None = 
     atomic_write_text(layout.stats, _dump(stats))
 
     # 5. splits, index, QA report
-    atomic_write_text(layout.splits, _dump({
-        "fractions": list(cfg.split), "pinned": sorted(pinned),
-        "identities": {i: id_split[i] for i in sorted(id_split)},
-        "counts": {s: {k: split_info[s][k] for k in ("clips", "frames", "identities", "hours")} for s in SPLITS},
-    }))  # fmt: skip
+    atomic_write_text(
+        layout.splits,
+        _dump(
+            {
+                "fractions": list(cfg.split),
+                "pinned": sorted(pinned),
+                "identities": {i: id_split[i] for i in sorted(id_split)},
+                "counts": {
+                    s: {k: split_info[s][k] for k in ("clips", "frames", "identities", "hours")} for s in SPLITS
+                },
+            }
+        ),
+    )
     atomic_write_text(layout.index, _dump({"format": FORMAT, "version": VERSION, "clips": index}))
     report = write_report(layout, status=status, index=index, split_info=split_info)
 
@@ -179,12 +189,13 @@ def finalize(root: str | Path, cfg=None, *, log: Callable[[str], None] | None = 
         + [p for p in layout.qa.glob("*") if p.is_file()]
     )
     manifest = {
-        "format": FORMAT, "version": VERSION,
+        "format": FORMAT,
+        "version": VERSION,
         "build": cfg.model_dump(mode="json"),
         "splits": split_info,
         "videos": {"done": len(done), "failed": sum(1 for r in status.values() if r.get("status") == "failed")},
         "files": {layout.rel(p): {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in files},
-    }  # fmt: skip
+    }
     atomic_write_text(layout.manifest, _dump(manifest))
     log(f"dataset finished: {len(index)} clips, report in {layout.qa / 'report.md'}")
     return {"clips": len(index), "splits": {s: split_info[s]["clips"] for s in SPLITS}, "report": report["counts"]}
@@ -196,10 +207,22 @@ def _frames(meta: dict[str, Any]) -> int:
 
 def _index_entry(m: dict[str, Any], split: str, shard: str, pos: int) -> dict[str, Any]:
     q = m["meta"]
-    return {"key": m["key"], "split": split, "shard": shard, "position": pos, "identity": m["identity"],
-            "source": m["source"], "frames": _frames(m), "fps": m["fps"], "frame_size": m["frame_size"],
-            "coupling": q.get("corr"), "lag_ms": q.get("lag_ms"), "face_width": q.get("face_width"),
-            "measured": q.get("measured"), "video_key": q.get("video_key")}  # fmt: skip
+    return {
+        "key": m["key"],
+        "split": split,
+        "shard": shard,
+        "position": pos,
+        "identity": m["identity"],
+        "source": m["source"],
+        "frames": _frames(m),
+        "fps": m["fps"],
+        "frame_size": m["frame_size"],
+        "coupling": q.get("corr"),
+        "lag_ms": q.get("lag_ms"),
+        "face_width": q.get("face_width"),
+        "measured": q.get("measured"),
+        "video_key": q.get("video_key"),
+    }
 
 
 def _load_items(layout: Layout, metas: list[dict[str, Any]]) -> Iterator[PackedClip]:
@@ -249,8 +272,10 @@ def merge(parts: list[str | Path], out: str | Path, *, log: Callable[[str], None
     for p, c in zip(parts[1:], cfgs[1:]):
         if c.extraction() != cfgs[0].extraction():
             diff = sorted(k for k, v in c.extraction().items() if cfgs[0].extraction().get(k) != v)
-            raise ConfigError(f"{p} was built with other settings than {parts[0]} ({', '.join(diff)}); parts of one "
-                              "dataset must share their extraction settings")  # fmt: skip
+            raise ConfigError(
+                f"{p} was built with other settings than {parts[0]} ({', '.join(diff)}); parts of one "
+                "dataset must share their extraction settings"
+            )
     layout = Layout(out)
     check_config(layout, cfgs[0], None, None)
     status = StatusLog(layout.status)
@@ -272,8 +297,10 @@ def merge(parts: list[str | Path], out: str | Path, *, log: Callable[[str], None
             if rec is None:
                 raise InputError(f"{part}: clips of video {key!r} have no status record; rebuild that part")
             old = have.get(key)
-            if old is not None and old.get("status") == rec.get("status") and (
-                rec.get("status") == "failed" or (layout.root / old.get("item", "")).is_file()
+            if (
+                old is not None
+                and old.get("status") == rec.get("status")
+                and (rec.get("status") == "failed" or (layout.root / old.get("item", "")).is_file())
             ):
                 skipped += 1
                 continue
@@ -281,8 +308,9 @@ def merge(parts: list[str | Path], out: str | Path, *, log: Callable[[str], None
             if rec.get("status") == "done":
                 clips = sorted(by_video.get(key, []), key=lambda pc: pc.clip.meta["start_frame"])
                 if [c.clip.clip_id for c in clips] != rec.get("samples"):
-                    raise InputError(f"{part}: the shards do not hold the clips its status log lists for {key!r}; "
-                                     "rebuild that part")  # fmt: skip
+                    raise InputError(
+                        f"{part}: the shards do not hold the clips its status log lists for {key!r}; rebuild that part"
+                    )
                 item = layout.item_path(key)
                 write_pack(item, clips)
                 rec.update(item=layout.rel(item), item_sha256=file_sha256(item), item_bytes=item.stat().st_size)

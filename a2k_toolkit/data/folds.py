@@ -63,8 +63,9 @@ def group_of(clip: Any) -> str:
     return str(meta.get("group") or clip.identity)
 
 
-def identity_folds(identities: Iterable[str], folds: int, seed: int = 0,
-                   strata: Mapping[str, str] | None = None) -> dict[str, int]:  # fmt: skip
+def identity_folds(
+    identities: Iterable[str], folds: int, seed: int = 0, strata: Mapping[str, str] | None = None
+) -> dict[str, int]:
     """``{identity: fold}`` for the distinct ``identities``, dealt into ``folds`` groups (see the module docstring);
     with ``strata`` (``{identity: family}``) the names are dealt stratum by stratum, in sorted order of the strata,
     continuing the round-robin."""
@@ -111,8 +112,9 @@ def parse_fold(text: str) -> tuple[int, int]:
     return i, n
 
 
-def split_fold(items: Sequence[T], identity_of, fold: int, folds: int, seed: int = 0,
-               family=None) -> tuple[list[T], list[T]]:  # fmt: skip
+def split_fold(
+    items: Sequence[T], identity_of, fold: int, folds: int, seed: int = 0, family=None
+) -> tuple[list[T], list[T]]:
     """``(rest, held_out)``: the items whose unit (``identity_of(item)``: an identity or a group) is dealt into fold
     ``fold`` are held out; every item keeps its order. ``family(item)`` (e.g. :func:`family_of`) stratifies the deal
     by family."""

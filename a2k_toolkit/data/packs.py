@@ -75,8 +75,17 @@ def write_pack(path: str | Path, items: list[PackedClip]) -> None:
         frame_off.append(frame_off[-1] + len(c.keypoints))
         audio_off.append(audio_off[-1] + len(c.audio))
         thumb_off.append(thumb_off[-1] + len(it.thumb))
-        metas.append({"key": c.clip_id, "identity": c.identity, "source": c.source, "fps": c.fps,
-                      "sample_rate": c.sample_rate, "frame_size": list(c.frame_size), "meta": c.meta})  # fmt: skip
+        metas.append(
+            {
+                "key": c.clip_id,
+                "identity": c.identity,
+                "source": c.source,
+                "fps": c.fps,
+                "sample_rate": c.sample_rate,
+                "frame_size": list(c.frame_size),
+                "meta": c.meta,
+            }
+        )
     empty_kp = np.zeros((0, 68, 2), np.float32)
     arrays = {
         "format": np.array(PACK_FORMAT, np.int64),
@@ -105,8 +114,10 @@ class Pack:
             with np.load(self.path, allow_pickle=False) as z:
                 fmt = int(z["format"])
                 if fmt != PACK_FORMAT:
-                    raise InputError(f"{self.path} is a clip pack of format {fmt}; this a2k-toolkit reads "
-                                     f"{PACK_FORMAT}: rebuild the dataset or use a matching a2k-toolkit")  # fmt: skip
+                    raise InputError(
+                        f"{self.path} is a clip pack of format {fmt}; this a2k-toolkit reads "
+                        f"{PACK_FORMAT}: rebuild the dataset or use a matching a2k-toolkit"
+                    )
                 self.keypoints = z["keypoints"]
                 self.valid = z["valid"]
                 self.audio = z["audio"]
@@ -128,10 +139,17 @@ class Pack:
         f0, f1 = self.frame_offsets[i], self.frame_offsets[i + 1]
         a0, a1 = self.audio_offsets[i], self.audio_offsets[i + 1]
         return Clip(
-            keypoints=self.keypoints[f0:f1], audio=pcm16_to_audio(self.audio[a0:a1]), sample_rate=m["sample_rate"],
-            fps=m["fps"], frame_size=tuple(m["frame_size"]), valid=self.valid[f0:f1], clip_id=m["key"],
-            identity=m["identity"], source=m["source"], meta=dict(m["meta"]),
-        )  # fmt: skip
+            keypoints=self.keypoints[f0:f1],
+            audio=pcm16_to_audio(self.audio[a0:a1]),
+            sample_rate=m["sample_rate"],
+            fps=m["fps"],
+            frame_size=tuple(m["frame_size"]),
+            valid=self.valid[f0:f1],
+            clip_id=m["key"],
+            identity=m["identity"],
+            source=m["source"],
+            meta=dict(m["meta"]),
+        )
 
     def __iter__(self):
         for i in range(len(self)):

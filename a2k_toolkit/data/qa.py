@@ -60,8 +60,9 @@ def encode_thumb(frame: np.ndarray, max_side: int = 128) -> tuple[bytes, float]:
 
     scale = min(1.0, max_side / max(frame.shape[:2]))
     small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, 85])  # fmt: skip
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
+    )
     return (buf.tobytes() if ok else b""), float(scale)
 
 
@@ -91,8 +92,9 @@ def contact_sheet(tiles: list[tuple[np.ndarray, np.ndarray, str]], tile: int = 1
         draw_keypoints(canvas, np.asarray(pts) * scale, thickness=1)
         y0, x0 = r * (tile + label_h), c * tile
         sheet[y0 : y0 + canvas.shape[0], x0 : x0 + canvas.shape[1]] = canvas[:tile, :tile]
-        cv2.putText(sheet, label[:26], (x0 + 3, y0 + tile + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (230, 230, 230), 1,
-                    cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            sheet, label[:26], (x0 + 3, y0 + tile + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (230, 230, 230), 1, cv2.LINE_AA
+        )
     return sheet
 
 
@@ -101,6 +103,5 @@ def histogram(values: list[float], edges: list[float]) -> list[dict]:
     bins = []
     for i, lo in enumerate(edges):
         hi = edges[i + 1] if i + 1 < len(edges) else math.inf
-        bins.append({"from": lo, "to": None if hi == math.inf else hi,
-                     "count": sum(1 for v in values if lo <= v < hi)})  # fmt: skip
+        bins.append({"from": lo, "to": None if hi == math.inf else hi, "count": sum(1 for v in values if lo <= v < hi)})
     return bins

@@ -37,8 +37,9 @@ STRONG_COUPLING = 0.2  # the per-family tables give the share of clips at or abo
 SHEET_TILES = 16
 
 
-def write_report(layout: Layout, *, status: dict, index: list[dict], split_info: dict,
-                 coupling: dict[str, dict] | None = None) -> dict[str, Any]:  # fmt: skip
+def write_report(
+    layout: Layout, *, status: dict, index: list[dict], split_info: dict, coupling: dict[str, dict] | None = None
+) -> dict[str, Any]:
     """Write ``qa/report.{json,md}`` and the contact sheet. ``coupling`` (``{clip key: {"corr", "lag_ms", ...}}``,
     from :func:`recompute_coupling`) replaces the stored per-clip coupling in the report."""
     stored = {c["key"]: (c.get("coupling"), c.get("lag_ms")) for c in index}
@@ -59,13 +60,18 @@ def write_report(layout: Layout, *, status: dict, index: list[dict], split_info:
     notes = {k: r["notes"] for k, r in sorted(done.items()) if r.get("notes")}
     report = {
         "counts": {
-            "videos": len(status), "done": len(done), "failed": len(failed), "clips": len(index),
+            "videos": len(status),
+            "done": len(done),
+            "failed": len(failed),
+            "clips": len(index),
             "hours": round(sum(durations) / 3600, 4),
             "per_split": {s: {k: split_info[s][k] for k in ("clips", "frames", "identities", "hours")} for s in SPLITS},
         },
         "rejections": dict(sorted(Counter(r["reason"] for r in failed.values()).items())),
-        "failed": [{"key": k, "reason": r["reason"], "message": r["message"], "source": r.get("source")}
-                   for k, r in sorted(failed.items())],
+        "failed": [
+            {"key": k, "reason": r["reason"], "message": r["message"], "source": r.get("source")}
+            for k, r in sorted(failed.items())
+        ],
         "notes": notes,
         "histograms": {
             "duration_s": histogram(durations, DURATION_EDGES),
@@ -75,21 +81,30 @@ def write_report(layout: Layout, *, status: dict, index: list[dict], split_info:
         },
         "coupling": {
             "definition": "Pearson correlation of the mouth opening (inner-lip gap 62-66 / frame 0's inter-ocular "
-                          "distance) with the audio RMS "
-                          "per frame, at the best lag within +-3 frames; lag > 0: the mouth moves before the sound",
+            "distance) with the audio RMS "
+            "per frame, at the best lag within +-3 frames; lag > 0: the mouth moves before the sound",
             "median": float(np.median(couplings)) if couplings else None,
             "weak_threshold": WEAK_COUPLING,
             "weak": [c["key"] for c in weak],
             "source": "stored" if coupling is None else "recomputed",
-            "per_clip": [{"key": c["key"], "corr": c.get("coupling"), "lag_ms": c.get("lag_ms"),
-                          **({} if coupling is None else {"stored_corr": stored[c["key"]][0],
-                                                          "stored_lag_ms": stored[c["key"]][1]})}
-                         for c in index],
+            "per_clip": [
+                {
+                    "key": c["key"],
+                    "corr": c.get("coupling"),
+                    "lag_ms": c.get("lag_ms"),
+                    **(
+                        {}
+                        if coupling is None
+                        else {"stored_corr": stored[c["key"]][0], "stored_lag_ms": stored[c["key"]][1]}
+                    ),
+                }
+                for c in index
+            ],
         },
         "families": family_tables(facts),
         "contact_sheet": "contact_sheet.png" if index else None,
         "fps": fps,
-    }  # fmt: skip
+    }
     if coupling is not None:
         report["coupling"]["recompute"] = coupling_changes(stored, coupling)
     layout.qa.mkdir(parents=True, exist_ok=True)
@@ -116,19 +131,31 @@ def clip_facts(layout: Layout, index: list[dict]) -> list[dict[str, Any]]:
     facts = []
     for c in index:
         if c["key"] not in metas:
-            raise InputError(f"{layout.root}: clip {c['key']!r} of index.json is not in {c['shard']}; the index "
-                             "and the shards disagree: rebuild the dataset (rerun `a2k dataset build`)")  # fmt: skip
+            raise InputError(
+                f"{layout.root}: clip {c['key']!r} of index.json is not in {c['shard']}; the index "
+                "and the shards disagree: rebuild the dataset (rerun `a2k dataset build`)"
+            )
         q = metas[c["key"]]
         interpolated = q.get("interpolated")
         if interpolated is None and q.get("measured") is not None:
             interpolated = round((1.0 - q["measured"]) * c["frames"])
-        facts.append({
-            "key": c["key"], "identity": c["identity"], "group": str(q.get("group") or c["identity"]),
-            "family": family_of(q), "language": str(q.get("language") or "").strip().lower() or UNKNOWN_FAMILY,
-            "recorded_family": bool(q.get("family")), "recorded_language": bool(q.get("language")),
-            "frames": c["frames"], "fps": c["fps"], "interpolated": interpolated, "face_width": c.get("face_width"),
-            "corr": c.get("coupling"), "lag_ms": c.get("lag_ms"),
-        })  # fmt: skip
+        facts.append(
+            {
+                "key": c["key"],
+                "identity": c["identity"],
+                "group": str(q.get("group") or c["identity"]),
+                "family": family_of(q),
+                "language": str(q.get("language") or "").strip().lower() or UNKNOWN_FAMILY,
+                "recorded_family": bool(q.get("family")),
+                "recorded_language": bool(q.get("language")),
+                "frames": c["frames"],
+                "fps": c["fps"],
+                "interpolated": interpolated,
+                "face_width": c.get("face_width"),
+                "corr": c.get("coupling"),
+                "lag_ms": c.get("lag_ms"),
+            }
+        )
     return facts
 
 
@@ -150,8 +177,10 @@ def summarize(facts: list[dict[str, Any]]) -> dict[str, Any]:
     corrs = [f["corr"] for f in facts if f["corr"] is not None]
     lags = [f["lag_ms"] for f in facts if f["lag_ms"] is not None]
     return {
-        "clips": len(facts), "identities": len({f["identity"] for f in facts}),
-        "groups": len({f["group"] for f in facts}), "frames": frames,
+        "clips": len(facts),
+        "identities": len({f["identity"] for f in facts}),
+        "groups": len({f["group"] for f in facts}),
+        "frames": frames,
         "minutes": round(sum(f["frames"] / f["fps"] for f in facts) / 60, 3),
         "faceless_fraction": _round(sum(f["interpolated"] for f in known) / known_frames, 4) if known_frames else None,
         "clips_with_faceless": sum(1 for f in known if f["interpolated"] > 0),
@@ -160,9 +189,10 @@ def summarize(facts: list[dict[str, Any]]) -> dict[str, Any]:
         "coupling_median": _round(_median(corrs), 4),
         "coupling_mean": _round(float(np.mean(corrs)), 4) if corrs else None,
         "coupling_strong_fraction": round(sum(1 for c in corrs if c >= STRONG_COUPLING) / len(corrs), 4)
-        if corrs else None,
+        if corrs
+        else None,
         "lag_ms_median": _round(_median(lags), 1),
-    }  # fmt: skip
+    }
 
 
 def family_tables(facts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -175,15 +205,17 @@ def family_tables(facts: list[dict[str, Any]]) -> dict[str, Any]:
 
     return {
         "definition": "family: data.folds.family_of of the recorded family (lrs2, lrs3, lrw: lipread; unknown: none "
-                      "recorded); faceless: frames without a detected face, interpolated; coupling: per-clip corr, "
-                      f"strong: corr >= {STRONG_COUPLING}; lag > 0: the mouth moves before the sound",
-        "recorded": {"family": sum(f["recorded_family"] for f in facts),
-                     "language": sum(f["recorded_language"] for f in facts)},
+        "recorded); faceless: frames without a detected face, interpolated; coupling: per-clip corr, "
+        f"strong: corr >= {STRONG_COUPLING}; lag > 0: the mouth moves before the sound",
+        "recorded": {
+            "family": sum(f["recorded_family"] for f in facts),
+            "language": sum(f["recorded_language"] for f in facts),
+        },
         "strong_threshold": STRONG_COUPLING,
         "per_family": by("family"),
         "per_language": by("language"),
         "all": summarize(facts),
-    }  # fmt: skip
+    }
 
 
 # ------------------------------------------------------------------------------------------ recomputed coupling
@@ -199,8 +231,9 @@ def recompute_coupling(layout: Layout, index: list[dict]) -> dict[str, dict]:
         for i, m in enumerate(pack.metas):
             if m["key"] in wanted:
                 clip = pack[i]
-                out[m["key"]] = lip_audio_coupling(np.asarray(clip.keypoints, np.float64), clip.audio,
-                                                   clip.sample_rate, clip.fps)  # fmt: skip
+                out[m["key"]] = lip_audio_coupling(
+                    np.asarray(clip.keypoints, np.float64), clip.audio, clip.sample_rate, clip.fps
+                )
     return out
 
 
@@ -213,7 +246,8 @@ def coupling_changes(stored: dict[str, tuple], coupling: dict[str, dict]) -> dic
     before = [a for _, a, _ in both]
     after = [b for _, _, b in both]
     return {
-        "clips": len(pairs), "compared": len(both),
+        "clips": len(pairs),
+        "compared": len(both),
         "changed": sum(1 for d in deltas if abs(d) >= 5e-5),
         "became_undefined": sum(1 for _, a, b in pairs if a is not None and b is None),
         "became_defined": sum(1 for _, a, b in pairs if a is None and b is not None),
@@ -222,10 +256,11 @@ def coupling_changes(stored: dict[str, tuple], coupling: dict[str, dict]) -> dic
         "max_abs_change": _round(abs(worst[2] - worst[1]), 4) if worst else None,
         "max_change_clip": worst[0] if worst else None,
         "lag_changed": sum(1 for k, s in stored.items() if s[1] != coupling[k]["lag_ms"]),
-        "median_stored": _round(_median(before), 4), "median_recomputed": _round(_median(after), 4),
+        "median_stored": _round(_median(before), 4),
+        "median_recomputed": _round(_median(after), 4),
         "weak_stored": sum(1 for a in before if a < WEAK_COUPLING),
         "weak_recomputed": sum(1 for b in after if b < WEAK_COUPLING),
-    }  # fmt: skip
+    }
 
 
 # --------------------------------------------------------------------------------------------------- pictures
@@ -257,9 +292,13 @@ def _bar(count: int, peak: int, width: int = 30) -> str:
 
 def _markdown(r: dict, index: list[dict]) -> str:
     c = r["counts"]
-    out = ["# Vox-KP QA report", "",
-           f"- videos: {c['videos']} ({c['done']} done, {c['failed']} rejected)",
-           f"- clips: {c['clips']} ({c['hours'] * 60:.2f} min)", ""]  # fmt: skip
+    out = [
+        "# Vox-KP QA report",
+        "",
+        f"- videos: {c['videos']} ({c['done']} done, {c['failed']} rejected)",
+        f"- clips: {c['clips']} ({c['hours'] * 60:.2f} min)",
+        "",
+    ]
     out += ["| split | clips | identities | frames | hours |", "|---|---|---|---|---|"]
     for s, v in c["per_split"].items():
         out.append(f"| {s} | {v['clips']} | {v['identities']} | {v['frames']} | {v['hours']} |")
@@ -285,22 +324,33 @@ def _markdown(r: dict, index: list[dict]) -> str:
     out += ["", "## Lip-audio coupling", "", cp["definition"] + ".", ""]
     if cp["source"] == "recomputed":
         ch = cp["recompute"]
-        out += [f"Recomputed from the stored keypoints and audio (`a2k dataset report --recompute-qa`); the packs and "
-                f"index.json keep the values stored at build time. Against those: {ch['changed']} of "
-                f"{ch['compared']} clips changed, mean change {ch['mean_change']}, mean absolute change "
-                f"{ch['mean_abs_change']}, largest {ch['max_abs_change']} ({ch['max_change_clip']}); best lag "
-                f"changed in {ch['lag_changed']} clips; median {ch['median_stored']} -> {ch['median_recomputed']}; "
-                f"clips below {cp['weak_threshold']}: {ch['weak_stored']} -> {ch['weak_recomputed']}; "
-                f"undefined -> defined: {ch['became_defined']}, defined -> undefined: {ch['became_undefined']}.", ""]
+        out += [
+            f"Recomputed from the stored keypoints and audio (`a2k dataset report --recompute-qa`); the packs and "
+            f"index.json keep the values stored at build time. Against those: {ch['changed']} of "
+            f"{ch['compared']} clips changed, mean change {ch['mean_change']}, mean absolute change "
+            f"{ch['mean_abs_change']}, largest {ch['max_abs_change']} ({ch['max_change_clip']}); best lag "
+            f"changed in {ch['lag_changed']} clips; median {ch['median_stored']} -> {ch['median_recomputed']}; "
+            f"clips below {cp['weak_threshold']}: {ch['weak_stored']} -> {ch['weak_recomputed']}; "
+            f"undefined -> defined: {ch['became_defined']}, defined -> undefined: {ch['became_undefined']}.",
+            "",
+        ]
     else:
-        out += ["Stored in each clip's metadata at build time (`a2k dataset report --recompute-qa` measures it again "
-                "on the stored keypoints and audio).", ""]
-    out += [f"Median: {cp['median']}. Clips below {cp['weak_threshold']} (suspect for lip-sync training): "
-            f"{len(cp['weak'])}.", ""]  # fmt: skip
+        out += [
+            "Stored in each clip's metadata at build time (`a2k dataset report --recompute-qa` measures it again "
+            "on the stored keypoints and audio).",
+            "",
+        ]
+    out += [
+        f"Median: {cp['median']}. Clips below {cp['weak_threshold']} (suspect for lip-sync training): "
+        f"{len(cp['weak'])}.",
+        "",
+    ]
     if cp["source"] == "recomputed":
         out += ["| clip | corr | best lag (ms) | stored corr | stored lag (ms) |", "|---|---|---|---|---|"]
-        out += [f"| {p['key']} | {p['corr']} | {p['lag_ms']} | {p['stored_corr']} | {p['stored_lag_ms']} |"
-                for p in cp["per_clip"]]
+        out += [
+            f"| {p['key']} | {p['corr']} | {p['lag_ms']} | {p['stored_corr']} | {p['stored_lag_ms']} |"
+            for p in cp["per_clip"]
+        ]
     else:
         out += ["| clip | corr | best lag (ms) |", "|---|---|---|"]
         out += [f"| {p['key']} | {p['corr']} | {p['lag_ms']} |" for p in cp["per_clip"]]
@@ -319,32 +369,49 @@ def _num(x: float | None) -> str:
 
 def _family_markdown(fam: dict) -> list[str]:
     rows = fam["per_family"]
-    out = ["", "## Per family", "",
-           "Family: `data.folds.family_of` of the clip's recorded family (lrs2, lrs3 and lrw count as `lipread`). "
-           "Faceless: frames without a detected face, interpolated from their neighbours (share of frames; clips "
-           f"with any). Coupling: the clips' lip-audio `corr` (below): median, mean, share of clips >= "
-           f"{fam['strong_threshold']:g}; best lag > 0: the mouth moves before the sound.", ""]  # fmt: skip
+    out = [
+        "",
+        "## Per family",
+        "",
+        "Family: `data.folds.family_of` of the clip's recorded family (lrs2, lrs3 and lrw count as `lipread`). "
+        "Faceless: frames without a detected face, interpolated from their neighbours (share of frames; clips "
+        f"with any). Coupling: the clips' lip-audio `corr` (below): median, mean, share of clips >= "
+        f"{fam['strong_threshold']:g}; best lag > 0: the mouth moves before the sound.",
+        "",
+    ]
     if not fam["recorded"]["family"]:
-        out += ["This dataset records no family (built from a folder or a plain `path,identity` manifest): all clips "
-                "count as family `unknown`. Build from a manifest with named columns (`family`, `language`, like "
-                "`clips.csv`) to get the families.", ""]  # fmt: skip
-    out += ["| family | clips | identities | person groups | minutes | faceless frames | clips with faceless | "
-            "face width (px, median) | corr median | corr mean | corr >= 0.2 | best lag (ms, median) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        out += [
+            "This dataset records no family (built from a folder or a plain `path,identity` manifest): all clips "
+            "count as family `unknown`. Build from a manifest with named columns (`family`, `language`, like "
+            "`clips.csv`) to get the families.",
+            "",
+        ]
+    out += [
+        "| family | clips | identities | person groups | minutes | faceless frames | clips with faceless | "
+        "face width (px, median) | corr median | corr mean | corr >= 0.2 | best lag (ms, median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, v in [*rows.items(), ("**all**", fam["all"])]:
-        out.append(f"| {name} | {v['clips']} | {v['identities']} | {v['groups']} | {v['minutes']:.2f} | "
-                   f"{_pct(v['faceless_fraction'])} | {v['clips_with_faceless']} | {_num(v['face_width_median'])} | "
-                   f"{_num(v['coupling_median'])} | {_num(v['coupling_mean'])} | "
-                   f"{_pct(v['coupling_strong_fraction'])} | {_num(v['lag_ms_median'])} |")  # fmt: skip
+        out.append(
+            f"| {name} | {v['clips']} | {v['identities']} | {v['groups']} | {v['minutes']:.2f} | "
+            f"{_pct(v['faceless_fraction'])} | {v['clips_with_faceless']} | {_num(v['face_width_median'])} | "
+            f"{_num(v['coupling_median'])} | {_num(v['coupling_mean'])} | "
+            f"{_pct(v['coupling_strong_fraction'])} | {_num(v['lag_ms_median'])} |"
+        )
     out += ["", "## Per language", ""]
     if not fam["recorded"]["language"]:
         out += ["This dataset records no language: all clips count as `unknown`.", ""]
-    out += ["| language | clips | identities | minutes | faceless frames | corr median | corr mean | corr >= 0.2 | "
-            "best lag (ms, median) |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    out += [
+        "| language | clips | identities | minutes | faceless frames | corr median | corr mean | corr >= 0.2 | "
+        "best lag (ms, median) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, v in [*fam["per_language"].items(), ("**all**", fam["all"])]:
-        out.append(f"| {name} | {v['clips']} | {v['identities']} | {v['minutes']:.2f} | "
-                   f"{_pct(v['faceless_fraction'])} | {_num(v['coupling_median'])} | {_num(v['coupling_mean'])} | "
-                   f"{_pct(v['coupling_strong_fraction'])} | {_num(v['lag_ms_median'])} |")  # fmt: skip
+        out.append(
+            f"| {name} | {v['clips']} | {v['identities']} | {v['minutes']:.2f} | "
+            f"{_pct(v['faceless_fraction'])} | {_num(v['coupling_median'])} | {_num(v['coupling_mean'])} | "
+            f"{_pct(v['coupling_strong_fraction'])} | {_num(v['lag_ms_median'])} |"
+        )
     return out
 
 
@@ -359,8 +426,9 @@ def report(root: str | Path, *, recompute: bool = False) -> dict[str, Any]:
     splits = json.loads(layout.splits.read_text("utf-8"))["counts"]
     split_info = {s: splits[s] for s in SPLITS}
     coupling = recompute_coupling(layout, index) if recompute else None
-    rep = write_report(layout, status=StatusLog(layout.status).read(), index=index, split_info=split_info,
-                       coupling=coupling)  # fmt: skip
+    rep = write_report(
+        layout, status=StatusLog(layout.status).read(), index=index, split_info=split_info, coupling=coupling
+    )
     _refresh_manifest(layout)
     return rep
 

@@ -110,8 +110,15 @@ def read_manifest(path: Path) -> list[VideoSource]:
     return out
 
 
-def _source(manifest: Path, lineno: int, base: Path, video_text: str, identity: str | None, split: str | None,
-            meta: dict[str, str]) -> VideoSource:
+def _source(
+    manifest: Path,
+    lineno: int,
+    base: Path,
+    video_text: str,
+    identity: str | None,
+    split: str | None,
+    meta: dict[str, str],
+) -> VideoSource:
     video = Path(video_text)
     full = video if video.is_absolute() else base / video
     try:
@@ -129,8 +136,10 @@ def _source(manifest: Path, lineno: int, base: Path, video_text: str, identity: 
 
 def _read_named(path: Path, base: Path, header: list[str], rows: list[list[str]]) -> list[VideoSource]:
     if "identity" not in header and len(header) > 3:
-        raise InputError(f"{path}: a manifest with named columns needs an `identity` column (it has "
-                         f"{', '.join(header)}); add one, or use the plain form path[,identity[,split]]")
+        raise InputError(
+            f"{path}: a manifest with named columns needs an `identity` column (it has "
+            f"{', '.join(header)}); add one, or use the plain form path[,identity[,split]]"
+        )
     col = {name: header.index(name) for name in header}
     out, notes = [], {}
     for lineno, row in enumerate(rows[1:], start=2):
@@ -138,10 +147,12 @@ def _read_named(path: Path, base: Path, header: list[str], rows: list[list[str]]
         if not row or not any(row) or row[0].startswith("#"):
             continue
         if len(row) > len(header):
-            raise InputError(f"{path}, line {lineno}: {len(row)} columns where the header names {len(header)}; "
-                             "quote fields that contain commas")
+            raise InputError(
+                f"{path}, line {lineno}: {len(row)} columns where the header names {len(header)}; "
+                "quote fields that contain commas"
+            )
         row += [""] * (len(header) - len(row))
-        get = lambda name: row[col[name]] if name in col else ""  # noqa: E731
+        get = lambda name, row=row: row[col[name]] if name in col else ""  # noqa: E731
         if not get("path"):
             raise InputError(f"{path}, line {lineno}: the path column is empty; every row needs a video path")
         meta = {name: get(name) for name in META_COLUMNS if get(name)}

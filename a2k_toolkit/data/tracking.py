@@ -80,9 +80,9 @@ class _Track:
         stable = np.asarray(points, np.float64)[STABLE_POINTS]
         c = stable.mean(0)
         scale = _spread(stable) / max(self.key_spread, 1e-6)
-        l, t, r, b = self.key_box
-        off = (np.array([(l + r) / 2, (t + b) / 2]) - self.key_centre) * scale
-        w, h = (r - l) * scale / 2, (b - t) * scale / 2
+        left, top, right, bottom = self.key_box
+        off = (np.array([(left + right) / 2, (top + bottom) / 2]) - self.key_centre) * scale
+        w, h = (right - left) * scale / 2, (bottom - top) * scale / 2
         cx, cy = c + off
         return (float(cx - w), float(cy - h), float(cx + w), float(cy + h))
 
@@ -219,8 +219,11 @@ class FaceTracker:
         def detection_step(t: int, image: np.ndarray, boxes: list[Box], known=None, only=None) -> None:
             nonlocal max_in_frame
             max_in_frame = max(max_in_frame, len(boxes))
-            candidates = [tr for tr in (tracks if only is None else only)
-                          if tr.last_box is not None and t - tr.last_t <= self.relink_frames]  # fmt: skip
+            candidates = [
+                tr
+                for tr in (tracks if only is None else only)
+                if tr.last_box is not None and t - tr.last_t <= self.relink_frames
+            ]
             pairs = sorted(
                 ((iou(tr.last_box, b), i, j) for i, tr in enumerate(candidates) for j, b in enumerate(boxes)),
                 reverse=True,
@@ -298,14 +301,26 @@ class FaceTracker:
 
         ranked = sorted(tracks, key=lambda tr: (-tr.score, tr.index))
         summaries = [
-            {"frames": int(tr.seen.sum()), "median_width": float(np.median(tr.widths)) if tr.widths else 0.0,
-             "first": int(np.flatnonzero(tr.seen)[0]) if tr.seen.any() else -1,
-             "last": int(np.flatnonzero(tr.seen)[-1]) if tr.seen.any() else -1}
-            for tr in ranked if tr.seen.any()
-        ]  # fmt: skip
+            {
+                "frames": int(tr.seen.sum()),
+                "median_width": float(np.median(tr.widths)) if tr.widths else 0.0,
+                "first": int(np.flatnonzero(tr.seen)[0]) if tr.seen.any() else -1,
+                "last": int(np.flatnonzero(tr.seen)[-1]) if tr.seen.any() else -1,
+            }
+            for tr in ranked
+            if tr.seen.any()
+        ]
         if not summaries:
-            return TrackResult(np.zeros((T, 68, 2), np.float32), np.zeros(T, bool), np.zeros(T, bool), decoded, [],
-                               max_in_frame, det_frames)  # fmt: skip
+            return TrackResult(
+                np.zeros((T, 68, 2), np.float32),
+                np.zeros(T, bool),
+                np.zeros(T, bool),
+                decoded,
+                [],
+                max_in_frame,
+                det_frames,
+            )
         main = ranked[0]
-        return TrackResult(main.points, main.seen.copy(), main.detected.copy(), decoded, summaries, max_in_frame,
-                           det_frames)  # fmt: skip
+        return TrackResult(
+            main.points, main.seen.copy(), main.detected.copy(), decoded, summaries, max_in_frame, det_frames
+        )

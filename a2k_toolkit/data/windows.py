@@ -154,16 +154,19 @@ class ClipWindowDataset:
         # per clip: 1 if its lip-audio coupling (Clip.meta["corr"], from the dataset builder) reaches lip_min_coupling
         self.lip_weights: list[float] | None = None
         if lip_min_coupling is not None:
-            self.lip_weights = [float(c.meta.get("corr") is not None and c.meta["corr"] >= lip_min_coupling)
-                                for c in self.clips]  # fmt: skip
+            self.lip_weights = [
+                float(c.meta.get("corr") is not None and c.meta["corr"] >= lip_min_coupling) for c in self.clips
+            ]
         if feature_shape is None:
             feature_shape = getattr(frontend_or_features, "feature_shape", None)
         self.feature_shape = tuple(feature_shape) if feature_shape is not None and len(feature_shape) == 2 else None
         self.noisy: list[list[np.ndarray]] = [[] for _ in self.clips]
         if self.augment is not None and self.augment.noise_snr_db is not None:
             if not callable(frontend_or_features) or isinstance(frontend_or_features, (list, tuple)):
-                raise InputError("augment.noise_snr_db needs an audio front-end (noisy copies are recomputed from the "
-                                 "waveform), not precomputed features")  # fmt: skip
+                raise InputError(
+                    "augment.noise_snr_db needs an audio front-end (noisy copies are recomputed from the "
+                    "waveform), not precomputed features"
+                )
             self.noisy = [self._noisy_copies(ci, frontend_or_features) for ci in range(len(self.clips))]
 
     def _noisy_copies(self, ci: int, source: FeatureSource) -> list[np.ndarray]:

@@ -13,5 +13,14 @@ from .manifest import COLUMNS, ManifestError, RowError, read_manifest
 from .runner import DubSummary, Executor, dub_batch
 from .worker import DubWorker, Job
 
-__all__ = ["COLUMNS", "DubSummary", "DubWorker", "Executor", "Job", "ManifestError", "RowError", "dub_batch",
-           "read_manifest"]  # fmt: skip
+__all__ = [
+    "COLUMNS",
+    "DubSummary",
+    "DubWorker",
+    "Executor",
+    "Job",
+    "ManifestError",
+    "RowError",
+    "dub_batch",
+    "read_manifest",
+]

@@ -113,15 +113,18 @@ def _read_csv(path: Path, text: str) -> list[Row]:
     header = [h.strip() for h in header]
     unknown = [h for h in header if h not in COLUMNS]
     if unknown:
-        raise ManifestError(f"manifest {path} has unknown column(s) {', '.join(map(repr, unknown))}; "
-                            f"known columns: {', '.join(COLUMNS)}")  # fmt: skip
+        raise ManifestError(
+            f"manifest {path} has unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"known columns: {', '.join(COLUMNS)}"
+        )
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise ManifestError(f"manifest {path} repeats column(s) {', '.join(map(repr, dupes))} in its header")
     missing = [c for c in ("id", "output") if c not in header]
     if missing:
-        raise ManifestError(f"manifest {path} lacks the required column(s) {', '.join(missing)}; "
-                            f"its header is: {','.join(header)}")  # fmt: skip
+        raise ManifestError(
+            f"manifest {path} lacks the required column(s) {', '.join(missing)}; its header is: {','.join(header)}"
+        )
     rows: list[Row] = []
     while True:
         line = reader.line_num + 1
@@ -135,9 +138,14 @@ def _read_csv(path: Path, text: str) -> list[Row]:
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
-            rows.append(Row(line, dict(zip(header, values)),
-                            f"this line has {len(values)} fields but the header has {len(header)}; "
-                            "quote fields that contain commas"))  # fmt: skip
+            rows.append(
+                Row(
+                    line,
+                    dict(zip(header, values)),
+                    f"this line has {len(values)} fields but the header has {len(header)}; "
+                    "quote fields that contain commas",
+                )
+            )
             continue
         rows.append(Row(line, {h: (v if v.strip() else None) for h, v in zip(header, values)}))
     return rows
@@ -187,19 +195,25 @@ def safe_relative(value: str, key: str) -> str:
     if "\\" in value:
         raise RowError(f"`{key}` {value!r} contains a backslash; use '/' to separate folders")
     if PurePosixPath(value).is_absolute() or PureWindowsPath(value).drive or value.startswith("~"):
-        raise RowError(f"`{key}` {value!r} is an absolute path; outputs must be file names relative to --out "
-                       "(for example clips/{id}.mp4)")  # fmt: skip
+        raise RowError(
+            f"`{key}` {value!r} is an absolute path; outputs must be file names relative to --out "
+            "(for example clips/{id}.mp4)"
+        )
     parts = [p for p in PurePosixPath(value).parts if p not in ("", ".")]
     if ".." in parts:
-        raise RowError(f"`{key}` {value!r} leaves the output folder ('..' is not allowed); "
-                       "use a path below --out such as clips/name.mp4")  # fmt: skip
+        raise RowError(
+            f"`{key}` {value!r} leaves the output folder ('..' is not allowed); "
+            "use a path below --out such as clips/name.mp4"
+        )
     if not parts:
         raise RowError(f"`{key}` is empty; give a file name such as name.mp4")
     if parts[0] == STATE_DIR or (len(parts) == 1 and parts[0] in REPORT_FILES):
         raise RowError(f"`{key}` {value!r} is reserved for the batch's own state and reports; choose another name")
     if any(p.startswith(".") for p in parts):
-        raise RowError(f"`{key}` {value!r}: names starting with '.' are reserved for temporary files; "
-                       "choose a name without a leading dot")  # fmt: skip
+        raise RowError(
+            f"`{key}` {value!r}: names starting with '.' are reserved for temporary files; "
+            "choose a name without a leading dot"
+        )
     return "/".join(parts)
 
 
@@ -234,8 +248,9 @@ def parse_row(row: Row, base: Path) -> RowSpec:
     output = safe_relative(output, "output")
     ext = PurePosixPath(output).suffix.lower()
     if ext not in VIDEO_EXTS + KEYPOINT_EXTS:
-        raise RowError(f"`output` {output!r} must end in .mp4 (video + keypoints) or .npz / .npy / .json "
-                       "(keypoints only)")  # fmt: skip
+        raise RowError(
+            f"`output` {output!r} must end in .mp4 (video + keypoints) or .npz / .npy / .json (keypoints only)"
+        )
     if ext in KEYPOINT_EXTS:
         if keypoints is not None:
             raise RowError("`keypoints` is only used with an .mp4 `output`; this row's output is a keypoint file")
@@ -249,11 +264,18 @@ def parse_row(row: Row, base: Path) -> RowSpec:
         if keypoints == output:
             raise RowError("`keypoints` and `output` name the same file")
     return RowSpec(
-        id=rid, line=row.line,
-        image=resolve_input(image, base) if image else None, video=resolve_input(video, base) if video else None,
-        frame=frame, audio=resolve_input(audio, base) if audio else None, text=text, lang=lang,
-        output=output, keypoints=keypoints, config_override=_row_config(row.fields.get("config")),
-    )  # fmt: skip
+        id=rid,
+        line=row.line,
+        image=resolve_input(image, base) if image else None,
+        video=resolve_input(video, base) if video else None,
+        frame=frame,
+        audio=resolve_input(audio, base) if audio else None,
+        text=text,
+        lang=lang,
+        output=output,
+        keypoints=keypoints,
+        config_override=_row_config(row.fields.get("config")),
+    )
 
 
 def _frame(value: Any, video: str | None) -> int | None:
@@ -277,16 +299,19 @@ def _row_config(value: Any) -> dict[str, Any]:
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
-            raise RowError(f"`config` is not valid JSON ({exc.msg} at column {exc.colno}); give a JSON object "
-                           'such as {"renderer": {"params": {"size": 256}}}') from None  # fmt: skip
+            raise RowError(
+                f"`config` is not valid JSON ({exc.msg} at column {exc.colno}); give a JSON object "
+                'such as {"renderer": {"params": {"size": 256}}}'
+            ) from None
     if not isinstance(value, dict):
         raise RowError(f"`config` must be a JSON object, got {type(value).__name__}")
     if "device" in value:
         raise RowError("`config` cannot set `device` per row; the runner places workers on devices (use --device)")
     unknown = [k for k in value if k not in ROW_CONFIG_KEYS]
     if unknown:
-        raise RowError(f"`config` has unknown key(s) {', '.join(map(repr, unknown))}; "
-                       f"allowed: {', '.join(ROW_CONFIG_KEYS)}")  # fmt: skip
+        raise RowError(
+            f"`config` has unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(ROW_CONFIG_KEYS)}"
+        )
     return value
 
 
@@ -333,5 +358,7 @@ def check_duplicates(specs: list[RowSpec], rows: list[Row]) -> None:
                 seen_out[key] = (spec.line, rel)
     if problems:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
-        raise ManifestError(f"duplicate ids or outputs in the manifest: {shown}. Every row needs a unique `id` and "
-                            "its own `output` (and `keypoints`) file; fix the manifest and run again")  # fmt: skip
+        raise ManifestError(
+            f"duplicate ids or outputs in the manifest: {shown}. Every row needs a unique `id` and "
+            "its own `output` (and `keypoints`) file; fix the manifest and run again"
+        )

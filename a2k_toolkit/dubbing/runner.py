@@ -38,9 +38,27 @@ from .manifest import (
 from .worker import DubWorker, Job, canonical, file_sha256, sha256_text
 
 FINGERPRINT_VERSION = 1
-CSV_FIELDS = ("id", "line", "status", "reason", "output", "keypoints", "frames", "duration_s", "video_sha256",
-              "keypoints_sha256", "face_cache", "attempt", "worker", "t_detect", "t_speech", "t_generate",
-              "t_render_encode", "t_verify", "t_total")  # fmt: skip
+CSV_FIELDS = (
+    "id",
+    "line",
+    "status",
+    "reason",
+    "output",
+    "keypoints",
+    "frames",
+    "duration_s",
+    "video_sha256",
+    "keypoints_sha256",
+    "face_cache",
+    "attempt",
+    "worker",
+    "t_detect",
+    "t_speech",
+    "t_generate",
+    "t_render_encode",
+    "t_verify",
+    "t_total",
+)
 
 
 class Executor(Protocol):
@@ -78,18 +96,25 @@ class DubSummary:
     def to_dict(self) -> dict[str, Any]:
         done = self.counts.get("done", 0)
         return {
-            "manifest": self.manifest, "out": self.out, "rows": len(self.records), **self.counts,
-            "workers": self.workers, "wall_s": round(self.wall_s, 3),
+            "manifest": self.manifest,
+            "out": self.out,
+            "rows": len(self.records),
+            **self.counts,
+            "workers": self.workers,
+            "wall_s": round(self.wall_s, 3),
             "jobs_per_minute": round(done / self.wall_s * 60, 2) if self.wall_s > 0 and done else 0.0,
             "failed_rows": [{"id": r.get("id"), "line": r.get("line"), "reason": r.get("reason")} for r in self.failed],
-        }  # fmt: skip
+        }
 
     def format(self, max_failed: int = 20) -> str:
         c = self.counts
-        lines = [f"{len(self.records)} rows: {c.get('done', 0)} done, {c.get('skipped', 0)} skipped (already done), "
-                 f"{c.get('failed', 0)} failed" + (f", {c['pending']} not run" if c.get("pending") else "")
-                 + f" in {self.wall_s:.1f} s "
-                 + (f"with {self.workers} worker(s)" if self.workers else "in this process")]  # fmt: skip
+        lines = [
+            f"{len(self.records)} rows: {c.get('done', 0)} done, {c.get('skipped', 0)} skipped (already done), "
+            f"{c.get('failed', 0)} failed"
+            + (f", {c['pending']} not run" if c.get("pending") else "")
+            + f" in {self.wall_s:.1f} s "
+            + (f"with {self.workers} worker(s)" if self.workers else "in this process")
+        ]
         for r in self.failed[:max_failed]:
             lines.append(f"  failed: line {r.get('line')} id {r.get('id')!r}: {r.get('reason')}")
         if len(self.failed) > max_failed:
@@ -120,26 +145,40 @@ class _Hasher:
 def _check_input(path: Path, column: str) -> None:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "not found"
-        raise RowError(f"{column} file {what}: {path} (relative paths in the manifest are resolved against the "
-                       "manifest's folder); fix the path in the manifest")  # fmt: skip
+        raise RowError(
+            f"{column} file {what}: {path} (relative paths in the manifest are resolved against the "
+            "manifest's folder); fix the path in the manifest"
+        )
 
 
 def fingerprint(spec: RowSpec, source_sha: str, audio_sha: str | None, config: dict[str, Any]) -> str:
     """Identifies a job's inputs: file contents, frame, speech, full config and output names. A finished job is
     skipped on a rerun only if its fingerprint is unchanged."""
-    return sha256_text(canonical({
-        "v": FINGERPRINT_VERSION, "source": source_sha, "kind": "image" if spec.image else "video",
-        "frame": spec.frame, "audio": audio_sha, "text": spec.text, "lang": spec.lang, "config": config,
-        "output": spec.output, "keypoints": spec.keypoints,
-    }))  # fmt: skip
+    return sha256_text(
+        canonical(
+            {
+                "v": FINGERPRINT_VERSION,
+                "source": source_sha,
+                "kind": "image" if spec.image else "video",
+                "frame": spec.frame,
+                "audio": audio_sha,
+                "text": spec.text,
+                "lang": spec.lang,
+                "config": config,
+                "output": spec.output,
+                "keypoints": spec.keypoints,
+            }
+        )
+    )
 
 
 def _failed(line: int, rid: str | None, reason: str, error_type: str = "RowError", **extra) -> dict[str, Any]:
     return {"id": rid, "line": line, "status": "failed", "reason": reason, "error_type": error_type, **extra}
 
 
-def plan(rows, base: Path, out: Path, base_config: dict[str, Any], catalog, journal: dict[str, dict],
-         retry_failed: bool) -> tuple[list[dict[str, Any] | None], list[Job]]:  # fmt: skip
+def plan(
+    rows, base: Path, out: Path, base_config: dict[str, Any], catalog, journal: dict[str, dict], retry_failed: bool
+) -> tuple[list[dict[str, Any] | None], list[Job]]:
     """Per row: either a final record (invalid, skipped, failed earlier) or ``None`` with a :class:`Job` to run."""
     specs: list[tuple[int, RowSpec]] = []
     records: list[dict[str, Any] | None] = []
@@ -159,8 +198,10 @@ def plan(rows, base: Path, out: Path, base_config: dict[str, Any], catalog, jour
             for rel in spec.output_files:  # symlinks inside --out must not lead outside it
                 target = (out / rel).resolve()
                 if target != out_real and out_real not in target.parents:
-                    raise RowError(f"`output` {rel!r} resolves outside --out (through a symbolic link) to {target}; "
-                                   "outputs must stay inside the output folder")  # fmt: skip
+                    raise RowError(
+                        f"`output` {rel!r} resolves outside --out (through a symbolic link) to {target}; "
+                        "outputs must stay inside the output folder"
+                    )
             config = merge_config(base_config, spec.config_override)
             try:
                 cfg = load_config(config)
@@ -169,8 +210,10 @@ def plan(rows, base: Path, out: Path, base_config: dict[str, Any], catalog, jour
                 raise RowError(f"per-row `config` is invalid: {exc}") from None
             config = cfg.model_dump(mode="json")
             if spec.writes_video and cfg.renderer is None:
-                raise RowError("`output` is an .mp4 but the row's config has no renderer; set a `renderer`, or give "
-                               "a keypoint file (.npz) as `output`")  # fmt: skip
+                raise RowError(
+                    "`output` is an .mp4 but the row's config has no renderer; set a `renderer`, or give "
+                    "a keypoint file (.npz) as `output`"
+                )
             _check_input(spec.source, "image" if spec.image else "video")
             if spec.audio is not None:
                 _check_input(spec.audio, "audio")
@@ -180,18 +223,33 @@ def plan(rows, base: Path, out: Path, base_config: dict[str, Any], catalog, jour
             records[i] = _failed(spec.line, spec.id, str(exc))
             continue
         fp = fingerprint(spec, source_sha, audio_sha, config)
-        job = Job(id=spec.id, line=spec.line, source=str(spec.source.absolute()),
-                  source_kind="image" if spec.image else "video", source_sha256=source_sha, frame=spec.frame,
-                  audio=str(spec.audio.absolute()) if spec.audio else None, audio_sha256=audio_sha, text=spec.text,
-                  lang=spec.lang, config=config, out_dir=str(out.absolute()), output=spec.output,
-                  keypoints=spec.keypoints, fingerprint=fp)  # fmt: skip
+        job = Job(
+            id=spec.id,
+            line=spec.line,
+            source=str(spec.source.absolute()),
+            source_kind="image" if spec.image else "video",
+            source_sha256=source_sha,
+            frame=spec.frame,
+            audio=str(spec.audio.absolute()) if spec.audio else None,
+            audio_sha256=audio_sha,
+            text=spec.text,
+            lang=spec.lang,
+            config=config,
+            out_dir=str(out.absolute()),
+            output=spec.output,
+            keypoints=spec.keypoints,
+            fingerprint=fp,
+        )
         prev = journal.get(spec.id)
         if prev is not None and prev.get("fingerprint") == fp:
             if prev.get("status") == "done":
                 problem = _verify_checksums(job, prev)
                 if problem is None:
-                    records[i] = {**prev, "status": "skipped", "reason": "already done in an earlier run (outputs "
-                                  "verified by SHA-256)"}  # fmt: skip
+                    records[i] = {
+                        **prev,
+                        "status": "skipped",
+                        "reason": "already done in an earlier run (outputs verified by SHA-256)",
+                    }
                     continue
                 job.attempt = 1
             elif prev.get("status") == "failed" and not retry_failed:
@@ -281,8 +339,10 @@ class OutputLock:
         except OSError:
             os.close(self._fd)
             self._fd = None
-            raise A2KError(f"another `a2k dub` run is writing to {self.path.parent.parent}; wait for it to finish "
-                           "or choose another --out") from None  # fmt: skip
+            raise A2KError(
+                f"another `a2k dub` run is writing to {self.path.parent.parent}; wait for it to finish "
+                "or choose another --out"
+            ) from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, str(os.getpid()).encode())
         return self
@@ -324,9 +384,19 @@ def write_reports(out: Path, records: list[dict[str, Any]], summary: DubSummary)
 # ------------------------------------------------------------------------------------------------------------ runner
 
 
-def dub_batch(manifest: str | os.PathLike, out: str | os.PathLike, *, config: Any = None, pipeline: Any = None,
-              workers: int = 1, retry_failed: bool = False, device: str | None = None, plugins: Any = None,
-              progress: bool = True, executor: Executor | None = None) -> DubSummary:  # fmt: skip
+def dub_batch(
+    manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    config: Any = None,
+    pipeline: Any = None,
+    workers: int = 1,
+    retry_failed: bool = False,
+    device: str | None = None,
+    plugins: Any = None,
+    progress: bool = True,
+    executor: Executor | None = None,
+) -> DubSummary:
     """Run every row of ``manifest`` into ``out``; see the module docstring and ``docs/dubbing.md``.
 
     ``workers=0`` runs in this process (with ``pipeline`` when given); ``workers>=1`` starts that many worker
@@ -352,8 +422,10 @@ def dub_batch(manifest: str | os.PathLike, out: str | os.PathLike, *, config: An
     validate_components(base_cfg, catalog)  # a broken base config stops here, before any worker starts
     base_config = base_cfg.model_dump(mode="json")
     if plugins is not None and workers > 0 and executor is None:
-        raise InputError("a custom plugin manager only reaches workers=0 (worker processes load installed plugins); "
-                         "use workers=0, or install the plugin")  # fmt: skip
+        raise InputError(
+            "a custom plugin manager only reaches workers=0 (worker processes load installed plugins); "
+            "use workers=0, or install the plugin"
+        )
 
     state = out / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
@@ -379,8 +451,13 @@ def dub_batch(manifest: str | os.PathLike, out: str | os.PathLike, *, config: An
             for job in jobs:
                 rec = finished.get(job.id)
                 if rec is None:
-                    rec = {"id": job.id, "line": job.line, "status": "pending", "output": job.output,
-                           "reason": "not run: the batch was interrupted; run the same command again to finish"}
+                    rec = {
+                        "id": job.id,
+                        "line": job.line,
+                        "status": "pending",
+                        "output": job.output,
+                        "reason": "not run: the batch was interrupted; run the same command again to finish",
+                    }
                 records[pos[job.id]] = rec
             final = [r for r in records if r is not None]
             counts: dict[str, int] = {}
@@ -394,8 +471,15 @@ def dub_batch(manifest: str | os.PathLike, out: str | os.PathLike, *, config: An
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="dubbing", unit="job", disable=not enabled or total == 0, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.1)  # fmt: skip
+    return tqdm(
+        total=total,
+        desc="dubbing",
+        unit="job",
+        disable=not enabled or total == 0,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------- executors
@@ -412,8 +496,13 @@ class InProcessExecutor:
     def run(self, jobs: list[Job], init: dict[str, Any]) -> Iterator[tuple[Job, dict[str, Any]]]:
         if not jobs:
             return
-        worker = DubWorker(init["base_config"], device=init["device"], plugins=self.plugins, pipeline=self.pipeline,
-                           cache_dir=init["cache_dir"])  # fmt: skip
+        worker = DubWorker(
+            init["base_config"],
+            device=init["device"],
+            plugins=self.plugins,
+            pipeline=self.pipeline,
+            cache_dir=init["cache_dir"],
+        )
         for job in jobs:
             yield job, worker.run(job)
 
@@ -495,8 +584,9 @@ class PoolExecutor:
 
         ctx = mp.get_context("spawn")
         counter = ctx.Value("i", 0)
-        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self._init, self.threads, counter))  # fmt: skip
+        return ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_init_worker, initargs=(self._init, self.threads, counter)
+        )
 
     def run(self, jobs: list[Job], init: dict[str, Any]) -> Iterator[tuple[Job, dict[str, Any]]]:
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -525,14 +615,24 @@ class PoolExecutor:
                             job.attempt += 1
                             queue.append(job)
                         else:
-                            yield job, _failed(job.line, job.id, "the worker process died while running this job "
-                                               f"(tried {job.attempt} times): a crash in native code, out of memory, "
-                                               "or workers that cannot start (if every row fails like this, run "
-                                               "with --workers 0 to see the error)", "WorkerCrashed",
-                                               output=job.output, fingerprint=job.fingerprint, attempt=job.attempt,
-                                               timings={})  # fmt: skip
+                            yield (
+                                job,
+                                _failed(
+                                    job.line,
+                                    job.id,
+                                    "the worker process died while running this job "
+                                    f"(tried {job.attempt} times): a crash in native code, out of memory, "
+                                    "or workers that cannot start (if every row fails like this, run "
+                                    "with --workers 0 to see the error)",
+                                    "WorkerCrashed",
+                                    output=job.output,
+                                    fingerprint=job.fingerprint,
+                                    attempt=job.attempt,
+                                    timings={},
+                                ),
+                            )
                 if broken:
-                    for fut, job in list(inflight.items()):  # the others in flight die with the pool; rerun them
+                    for job in list(inflight.values()):  # the others in flight die with the pool; rerun them
                         queue.append(job)
                     inflight.clear()
                     pool.shutdown(wait=True, cancel_futures=True)

@@ -76,8 +76,15 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 class DubWorker:
     """Builds pipelines on demand (kept, so models load once per worker) and runs :class:`Job` s."""
 
-    def __init__(self, base_config: dict[str, Any], *, device: str | None = None, plugins: Any = None,
-                 pipeline: Any = None, cache_dir: str | os.PathLike | None = None):  # fmt: skip
+    def __init__(
+        self,
+        base_config: dict[str, Any],
+        *,
+        device: str | None = None,
+        plugins: Any = None,
+        pipeline: Any = None,
+        cache_dir: str | os.PathLike | None = None,
+    ):
         from ..catalog import Catalog
 
         self.device = device
@@ -99,8 +106,10 @@ class DubWorker:
     def warm_up(pipe) -> None:
         """Load lazily-loaded models and compile kernels now (detector on a blank image, features of 0.2 s of
         silence), so the first job's timings are like the others'."""
-        for step in (lambda: pipe.detector.detect_all(np.zeros((64, 64, 3), np.uint8)),
-                     lambda: pipe.features(np.zeros(pipe.audio.sample_rate // 5, np.float32))):  # fmt: skip
+        for step in (
+            lambda: pipe.detector.detect_all(np.zeros((64, 64, 3), np.uint8)),
+            lambda: pipe.features(np.zeros(pipe.audio.sample_rate // 5, np.float32)),
+        ):
             try:
                 step()
             except Exception:  # noqa: BLE001 - a component that rejects the dummy input simply is not warmed up
@@ -163,16 +172,21 @@ class DubWorker:
                 return frame, kp
             except NoFaceFoundError as exc:
                 if job.frame is not None:
-                    return frame, (f"no face found in frame {job.frame} of video {Path(job.source).name} ({exc}); "
-                                   "choose another `frame`, or leave it empty to use the first frame with a face")
+                    return frame, (
+                        f"no face found in frame {job.frame} of video {Path(job.source).name} ({exc}); "
+                        "choose another `frame`, or leave it empty to use the first frame with a face"
+                    )
             if index + 1 >= MAX_SCAN_FRAMES:
-                return frame, (f"no face found in the first {MAX_SCAN_FRAMES} frames of video "
-                               f"{Path(job.source).name}; set the `frame` column to a frame that shows the face")
+                return frame, (
+                    f"no face found in the first {MAX_SCAN_FRAMES} frames of video "
+                    f"{Path(job.source).name}; set the `frame` column to a frame that shows the face"
+                )
         if last is None:
             raise InputError(f"cannot read any frame from video {job.source}; is it a valid video file?")
         if job.frame is not None:
-            raise InputError(f"`frame` {job.frame} is out of range: video {Path(job.source).name} has {last + 1} "
-                             f"frames (0..{last})")  # fmt: skip
+            raise InputError(
+                f"`frame` {job.frame} is out of range: video {Path(job.source).name} has {last + 1} frames (0..{last})"
+            )
         return frame, f"no face found in any of the {last + 1} frames of video {Path(job.source).name}"
 
     def _face_file(self, key: str) -> Path | None:
@@ -208,8 +222,15 @@ class DubWorker:
         """Run one job; never raises for a job's own problems: returns a result record with status and reason."""
         started = time.time()
         timings: dict[str, float] = {}
-        record: dict[str, Any] = {"id": job.id, "line": job.line, "worker": os.getpid(), "attempt": job.attempt,
-                                  "fingerprint": job.fingerprint, "output": job.output, "keypoints": job.keypoints}
+        record: dict[str, Any] = {
+            "id": job.id,
+            "line": job.line,
+            "worker": os.getpid(),
+            "attempt": job.attempt,
+            "fingerprint": job.fingerprint,
+            "output": job.output,
+            "keypoints": job.keypoints,
+        }
         written: list[Path] = []
         try:
             if self.init_error:
@@ -252,16 +273,30 @@ class DubWorker:
         t = lap("save_keypoints", t)
         if job.video_path is not None:
             if pipe.renderer is None:
-                raise InputError("`output` is an .mp4 but the row's pipeline has no renderer; set `renderer` in the "
-                                 "config, or give a keypoint file (.npz) as `output`")  # fmt: skip
-            io.write_video(job.video_path, pipe.renderer.frames(kps, image), kps.fps, audio=waveform,
-                           sample_rate=pipe.audio.sample_rate, num_frames=T)  # fmt: skip
+                raise InputError(
+                    "`output` is an .mp4 but the row's pipeline has no renderer; set `renderer` in the "
+                    "config, or give a keypoint file (.npz) as `output`"
+                )
+            io.write_video(
+                job.video_path,
+                pipe.renderer.frames(kps, image),
+                kps.fps,
+                audio=waveform,
+                sample_rate=pipe.audio.sample_rate,
+                num_frames=T,
+            )
             written.append(job.video_path)
             t = lap("render_encode", t)
         facts = verify_outputs(job.video_path, job.keypoints_path, T, kps.fps)
         lap("verify", t)
-        return {**facts, "fps": kps.fps, "duration_s": round(T / kps.fps, 3), "face_cache": face_cache,
-                "reference_frame": ref.meta.get("frame"), "reason": None}  # fmt: skip
+        return {
+            **facts,
+            "fps": kps.fps,
+            "duration_s": round(T / kps.fps, 3),
+            "face_cache": face_cache,
+            "reference_frame": ref.meta.get("frame"),
+            "reason": None,
+        }
 
 
 def verify_outputs(video: Path | None, keypoints: Path, frames: int, fps: float) -> dict[str, Any]:
@@ -269,14 +304,17 @@ def verify_outputs(video: Path | None, keypoints: Path, frames: int, fps: float)
     return their checksums. Raises :class:`A2KError` if they do not check out."""
     kp = io.load_keypoints(keypoints, fps=fps)
     if len(kp) != frames or kp.points.shape[1:] != (68, 2):
-        raise A2KError(f"verification failed: keypoint file {keypoints.name} holds {kp.points.shape}, expected "
-                       f"({frames}, 68, 2)")  # fmt: skip
+        raise A2KError(
+            f"verification failed: keypoint file {keypoints.name} holds {kp.points.shape}, expected ({frames}, 68, 2)"
+        )
     facts: dict[str, Any] = {"frames": frames, "keypoints_sha256": file_sha256(keypoints), "video_sha256": None}
     if video is not None:
         info = io.probe_video(video)
         if info["frames"] != frames or info["video_codec"] != "h264":
-            raise A2KError(f"verification failed: {video.name} probes as {info['frames']} {info['video_codec']} "
-                           f"frames, expected {frames} h264 frames")  # fmt: skip
+            raise A2KError(
+                f"verification failed: {video.name} probes as {info['frames']} {info['video_codec']} "
+                f"frames, expected {frames} h264 frames"
+            )
         facts["video_sha256"] = file_sha256(video)
     return facts
 

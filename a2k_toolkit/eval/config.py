@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..catalog import Catalog
 from ..components import KeypointGenerator
-from ..config import ComponentSpec, read_config_file, format_validation_error
+from ..config import ComponentSpec, format_validation_error, read_config_file
 from ..errors import ConfigError, InputError
 from ..keypoints import Normalizer
 
@@ -41,9 +41,13 @@ class EvalEntry(BaseModel):
 
     label: str | None = Field(None, min_length=1, description="row name in the report (default: from the spec)")
     generator: ComponentSpec
-    candidate: str | None = Field(None, min_length=1, description="the candidate this entry is one seed of: the "
-                                  "report gives the spread over each candidate's seeds (default: the label's prefix "
-                                  "before ': seed N', if it has one)")  # fmt: skip
+    candidate: str | None = Field(
+        None,
+        min_length=1,
+        description="the candidate this entry is one seed of: the "
+        "report gives the spread over each candidate's seeds (default: the label's prefix "
+        "before ': seed N', if it has one)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -120,14 +124,19 @@ def with_fold(entries: list[EvalEntry], fold: int | None) -> list[EvalEntry]:
     if not uses_fold(entries):
         return list(entries)
     if fold is None:
-        raise ConfigError("a generator checkpoint contains {fold}, which names one model per cross-validation fold; "
-                          "evaluate with --folds N (every fold) or --fold I/N")  # fmt: skip
+        raise ConfigError(
+            "a generator checkpoint contains {fold}, which names one model per cross-validation fold; "
+            "evaluate with --folds N (every fold) or --fold I/N"
+        )
     out = []
     for e in entries:
         ckpt = e.generator.params.get("checkpoint")
         if ckpt is not None:
-            sub = [str(c).replace(FOLD_FIELD, str(fold)) for c in ckpt] if isinstance(ckpt, list) else (
-                str(ckpt).replace(FOLD_FIELD, str(fold)))  # fmt: skip
+            sub = (
+                [str(c).replace(FOLD_FIELD, str(fold)) for c in ckpt]
+                if isinstance(ckpt, list)
+                else (str(ckpt).replace(FOLD_FIELD, str(fold)))
+            )
             spec = ComponentSpec(name=e.generator.name, params={**e.generator.params, "checkpoint": sub})
             # the label keeps the placeholder-free template name
             e = EvalEntry(label=e.display_label, generator=spec, candidate=e.candidate)

@@ -90,11 +90,18 @@ class ClipRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "clip_id": self.clip_id, "identity": self.identity, "source": self.source,
-            "num_frames": self.num_frames, "seconds": round(self.seconds, 4), "real": self.real,
-            "family": self.family, "language": self.language, "meta": self.meta,
-            "generators": self.generators, "notes": self.notes,
-        }  # fmt: skip
+            "clip_id": self.clip_id,
+            "identity": self.identity,
+            "source": self.source,
+            "num_frames": self.num_frames,
+            "seconds": round(self.seconds, 4),
+            "real": self.real,
+            "family": self.family,
+            "language": self.language,
+            "meta": self.meta,
+            "generators": self.generators,
+            "notes": self.notes,
+        }
 
 
 @dataclass
@@ -230,9 +237,13 @@ def _real_metrics(gt: np.ndarray, rms: np.ndarray, iod: float, max_lag: int) -> 
     opening = M.mouth_opening(gt, iod)
     corr, lag = M.best_lag_correlation(opening, rms, max_lag)
     return {
-        "audio_corr": corr, "audio_lag": lag, "mouth_std": M.opening_std(opening),
-        "head_motion": M.head_motion(gt, iod), "jerk": M.jerk(gt, iod), "identity": M.identity_error(gt, gt[0], iod),
-    }, opening  # fmt: skip
+        "audio_corr": corr,
+        "audio_lag": lag,
+        "mouth_std": M.opening_std(opening),
+        "head_motion": M.head_motion(gt, iod),
+        "jerk": M.jerk(gt, iod),
+        "identity": M.identity_error(gt, gt[0], iod),
+    }, opening
 
 
 def _generator_metrics(pred, gt, rms, real_open, real: dict[str, float], iod: float, alpha: float, max_lag: int):
@@ -241,11 +252,17 @@ def _generator_metrics(pred, gt, rms, real_open, real: dict[str, float], iod: fl
     audio_corr, audio_lag = M.best_lag_correlation(opening, rms, max_lag)
     m: dict[str, float | None] = {
         "l1": None,  # filled in once the normaliser is known
-        "pck": M.pck(pred, gt, alpha), "lmd": M.lmd(pred, gt, iod),
-        "lip_corr": lip_corr, "lip_lag": lip_lag, "audio_corr": audio_corr, "audio_lag": audio_lag,
-        "mouth_std": M.opening_std(opening), "head_motion": M.head_motion(pred, iod), "jerk": M.jerk(pred, iod),
+        "pck": M.pck(pred, gt, alpha),
+        "lmd": M.lmd(pred, gt, iod),
+        "lip_corr": lip_corr,
+        "lip_lag": lip_lag,
+        "audio_corr": audio_corr,
+        "audio_lag": audio_lag,
+        "mouth_std": M.opening_std(opening),
+        "head_motion": M.head_motion(pred, iod),
+        "jerk": M.jerk(pred, iod),
         "identity": M.identity_error(pred, gt[0], iod),
-    }  # fmt: skip
+    }
     for key, (num, den) in RATIO_OF.items():
         m[key] = M.ratio(m[num], real[den])
     return m, opening
@@ -272,7 +289,8 @@ def _summarise(records: list[ClipRecord], labels: list[str]) -> tuple[dict, dict
     for label in labels:
         for key, (num, den) in RATIO_OF.items():
             aggregate[label][key] = {
-                **aggregate[label][num], "mean": M.ratio(aggregate[label][num]["mean"], real_aggregate[den]["mean"])
+                **aggregate[label][num],
+                "mean": M.ratio(aggregate[label][num]["mean"], real_aggregate[den]["mean"]),
             }
     return aggregate, real_aggregate
 
@@ -291,30 +309,35 @@ def _family_view(records: list[ClipRecord], labels: list[str], *, full: bool) ->
         for rec in recs:
             languages[rec.language] = languages.get(rec.language, 0) + 1
         families[fam] = {
-            "n_clips": len(recs), "seconds": round(float(sum(r.seconds for r in recs)), 4),
+            "n_clips": len(recs),
+            "seconds": round(float(sum(r.seconds for r in recs)), 4),
             "sources": sorted({r.meta.get("family", "").strip().lower() for r in recs} - {""}),
-            "languages": languages, "headline": G.headline(aggregate, labels),
-        }  # fmt: skip
+            "languages": languages,
+            "headline": G.headline(aggregate, labels),
+        }
         if full:
             families[fam].update(aggregate=aggregate, real_aggregate=real_aggregate)
     per_label = {lb: {fam: v["headline"][lb] for fam, v in families.items()} for lb in labels}
     keys = [f.key for f in G.HEADLINE]
     out: dict[str, Any] = {
-        "n_clips": len(records), "seconds": round(float(sum(r.seconds for r in records)), 4),
+        "n_clips": len(records),
+        "seconds": round(float(sum(r.seconds for r in records)), 4),
         "families": families,
         "headline": {lb: G.family_means(per_label[lb], keys) for lb in labels},
         "lip_sync_wins": G.lip_sync_wins({fam: v["headline"] for fam, v in families.items()}, labels),
-    }  # fmt: skip
+    }
     if full:
         metric_keys = [m.key for m in METRICS]
         out["family_mean"] = {
-            lb: G.family_means({fam: {k: v["mean"] for k, v in f["aggregate"][lb].items()} for fam, f in
-                                families.items()}, metric_keys)
+            lb: G.family_means(
+                {fam: {k: v["mean"] for k, v in f["aggregate"][lb].items()} for fam, f in families.items()}, metric_keys
+            )
             for lb in labels
-        }  # fmt: skip
+        }
         out["real_family_mean"] = G.family_means(
             {fam: {k: v["mean"] for k, v in f["real_aggregate"].items()} for fam, f in families.items()},
-            [m.key for m in REAL_METRICS])  # fmt: skip
+            [m.key for m in REAL_METRICS],
+        )
     return out
 
 
@@ -344,9 +367,18 @@ def merge_results(parts: list[EvalResults], settings: dict[str, Any] | None = No
     series: dict[str, dict[str, np.ndarray]] = {}
     for part in parts:
         series.update({k: v for k, v in part.series.items() if len(series) < 3 and k not in series})
-    return EvalResults(labels, parts[0].generators, records, aggregate, real_aggregate,
-                       [s for part in parts for s in part.skipped], {**parts[0].settings, **(settings or {})},
-                       parts[0].normalizer, series, dict(parts[0].candidates))  # fmt: skip
+    return EvalResults(
+        labels,
+        parts[0].generators,
+        records,
+        aggregate,
+        real_aggregate,
+        [s for part in parts for s in part.skipped],
+        {**parts[0].settings, **(settings or {})},
+        parts[0].normalizer,
+        series,
+        dict(parts[0].candidates),
+    )
 
 
 def evaluate(
@@ -378,9 +410,11 @@ def evaluate(
         raise InputError("no generators to evaluate; give at least one (for example `static`)")
     unknown = sorted(set(candidates or {}) - set(generators))
     if unknown:
-        raise InputError(f"candidates name labels that are not evaluated: {', '.join(map(repr, unknown))}; the "
-                         f"labels are {', '.join(map(repr, generators))}")  # fmt: skip
-    for label, gen in generators.items():
+        raise InputError(
+            f"candidates name labels that are not evaluated: {', '.join(map(repr, unknown))}; the "
+            f"labels are {', '.join(map(repr, generators))}"
+        )
+    for gen in generators.values():
         gen.check_frontend(frontend)
     fitting = normalizer is None
     moments = _GroundTruthMoments()
@@ -414,9 +448,19 @@ def evaluate(
         image_size = size if len(size) == 2 and all(size) else None
         ref = Keypoints(gt[0].astype(np.float32), fps=clip.fps, image_size=image_size)
         meta = getattr(clip, "meta", None) or {}
-        rec = ClipRecord(clip_id, getattr(clip, "identity", ""), getattr(clip, "source", ""), T, T / clip.fps,
-                         real, {}, notes, G.family_of(meta), G.language_of(meta),
-                         {k: str(meta[k]) for k in ("family", "language", "group") if meta.get(k)})  # fmt: skip
+        rec = ClipRecord(
+            clip_id,
+            getattr(clip, "identity", ""),
+            getattr(clip, "source", ""),
+            T,
+            T / clip.fps,
+            real,
+            {},
+            notes,
+            G.family_of(meta),
+            G.language_of(meta),
+            {k: str(meta[k]) for k in ("family", "language", "group") if meta.get(k)},
+        )
         keep = len(series) < keep_series
         if keep:
             series[clip_id] = {"real": real_open, "rms": rms}
@@ -449,12 +493,18 @@ def evaluate(
     labels = list(generators)
     aggregate, real_aggregate = _summarise(records, labels)
     settings = {
-        "alpha": alpha, "max_lag": max_lag, "seed": seed, "fps": frontend.fps, "min_frames": MIN_FRAMES,
+        "alpha": alpha,
+        "max_lag": max_lag,
+        "seed": seed,
+        "fps": frontend.fps,
+        "min_frames": MIN_FRAMES,
         "frontend": {"name": frontend.name, "params": frontend.params.model_dump(mode="json")},
-        "normalizer_source": (f"fitted on the ground truth of the {moments.sequences} evaluated clips" if fitting
-                              else "given"),
+        "normalizer_source": (
+            f"fitted on the ground truth of the {moments.sequences} evaluated clips" if fitting else "given"
+        ),
         "distance_unit": "IOD = inter-ocular distance (eye centre to eye centre) of the clip's frame 0",
-    }  # fmt: skip
+    }
     gens = {label: {"name": g.name, "params": g.params.model_dump(mode="json")} for label, g in generators.items()}
-    return EvalResults(labels, gens, records, aggregate, real_aggregate, skipped, settings, normalizer, series,
-                       dict(candidates or {}))
+    return EvalResults(
+        labels, gens, records, aggregate, real_aggregate, skipped, settings, normalizer, series, dict(candidates or {})
+    )

@@ -25,14 +25,27 @@ from typing import Any
 
 import numpy as np
 
-from ..data.folds import FAMILY_ALIASES, UNKNOWN_FAMILY as UNKNOWN, family_of  # noqa: F401 - one definition
+from ..data.folds import FAMILY_ALIASES, family_of  # noqa: F401 - one definition
+from ..data.folds import UNKNOWN_FAMILY as UNKNOWN
 from . import metrics as M
 
 # language as written -> its ISO 639-1 code (lower-cased, region subtags such as en-US dropped first)
 LANGUAGE_ALIASES: dict[str, str] = {
-    "english": "en", "eng": "en", "arabic": "ar", "ara": "ar", "chinese": "zh", "mandarin": "zh", "cmn": "zh",
-    "zho": "zh", "german": "de", "deu": "de", "french": "fr", "fra": "fr", "spanish": "es", "spa": "es",
-}  # fmt: skip
+    "english": "en",
+    "eng": "en",
+    "arabic": "ar",
+    "ara": "ar",
+    "chinese": "zh",
+    "mandarin": "zh",
+    "cmn": "zh",
+    "zho": "zh",
+    "german": "de",
+    "deu": "de",
+    "french": "fr",
+    "fra": "fr",
+    "spanish": "es",
+    "spa": "es",
+}
 ENGLISH = "en"
 NON_ENGLISH = "non-en"
 STATIC = "static"  # the generator the LMD ratio divides by
@@ -52,12 +65,16 @@ class Figure:
 # the headline figures of the selection protocol, per family and as the family mean
 HEADLINE: tuple[Figure, ...] = (
     Figure("lip_corr", "lip corr", "higher", "lip-sync correlation with the real mouth (lip_corr)"),
-    Figure("lmd_vs_static", "LMD ×static", "lower",
-           "mouth LMD / the `static` generator's LMD on the same clips (ratio of the means); only with `static`"),
+    Figure(
+        "lmd_vs_static",
+        "LMD ×static",
+        "lower",
+        "mouth LMD / the `static` generator's LMD on the same clips (ratio of the means); only with `static`",
+    ),
     Figure("mouth_ratio", "mouth ×real", "1", "mouth-opening std, pred / real (ratio of the means)"),
     Figure("head_ratio", "head ×real", "1", "head motion, pred / real (ratio of the means)"),
     Figure("identity_ratio", "identity ×real", "", "identity error, pred / real (ratio of the means)"),
-)  # fmt: skip
+)
 
 
 def _text(value: Any) -> str:
@@ -120,19 +137,29 @@ def spread(values: Mapping[str, float | None]) -> dict[str, Any]:
     if not used:
         return {"mean": None, "min": None, "max": None, "min_family": None, "max_family": None, "n_families": 0}
     lo, hi = min(used, key=used.get), max(used, key=used.get)
-    return {"mean": float(np.mean(list(used.values()))), "min": used[lo], "max": used[hi], "min_family": lo,
-            "max_family": hi, "n_families": len(used)}  # fmt: skip
+    return {
+        "mean": float(np.mean(list(used.values()))),
+        "min": used[lo],
+        "max": used[hi],
+        "min_family": lo,
+        "max_family": hi,
+        "n_families": len(used),
+    }
 
 
 def family_means(per_family: Mapping[str, Mapping[str, Mapping[str, float | None]]], keys: Iterable[str]) -> dict:
     """``{key: spread}`` over families of ``per_family[family][key]`` (family values of one generator), for the keys
     some family has."""
-    return {key: spread({fam: vals.get(key) for fam, vals in per_family.items()}) for key in keys
-            if any(key in vals for vals in per_family.values())}  # fmt: skip
+    return {
+        key: spread({fam: vals.get(key) for fam, vals in per_family.items()})
+        for key in keys
+        if any(key in vals for vals in per_family.values())
+    }
 
 
-def lip_sync_wins(per_family: Mapping[str, Mapping[str, Mapping[str, float | None]]], labels: list[str],
-                  against: str = PROCEDURAL) -> dict[str, Any] | None:
+def lip_sync_wins(
+    per_family: Mapping[str, Mapping[str, Mapping[str, float | None]]], labels: list[str], against: str = PROCEDURAL
+) -> dict[str, Any] | None:
     """Families where each generator's lip corr is above ``against``'s (``per_family[family][label][figure]``):
     ``{"against", "labels": {label: {won, lost, tied, n_families}}}``; ``None`` without ``against`` among the
     labels. Families where either value is undefined are left out."""
@@ -172,19 +199,27 @@ def _stats(values: Mapping[str, float | None]) -> dict[str, Any]:
     return {
         "mean": float(np.mean(used)) if used else None,
         "std": float(np.std(used, ddof=1)) if len(used) >= 2 else None,
-        "min": min(used) if used else None, "max": max(used) if used else None,
-        "n_seeds": len(used), "values": dict(values),
-    }  # fmt: skip
+        "min": min(used) if used else None,
+        "max": max(used) if used else None,
+        "n_seeds": len(used),
+        "values": dict(values),
+    }
 
 
-def seed_spread(groups: Mapping[str, list[str]], family_headline: Mapping[str, Mapping[str, Mapping[str, Any]]],
-                wins: Mapping[str, Any] | None) -> dict[str, Any]:
+def seed_spread(
+    groups: Mapping[str, list[str]],
+    family_headline: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    wins: Mapping[str, Any] | None,
+) -> dict[str, Any]:
     """Per candidate: mean, std (n − 1), min and max over its seeds of each family-mean headline figure
     (``family_headline[label][figure]["mean"]``) and of the number of families won on lip sync."""
     out = {}
     for name, members in groups.items():
-        figures = {fig.key: _stats({lb: family_headline[lb][fig.key]["mean"] for lb in members})
-                   for fig in HEADLINE if all(fig.key in family_headline[lb] for lb in members)}  # fmt: skip
+        figures = {
+            fig.key: _stats({lb: family_headline[lb][fig.key]["mean"] for lb in members})
+            for fig in HEADLINE
+            if all(fig.key in family_headline[lb] for lb in members)
+        }
         entry: dict[str, Any] = {"labels": list(members), "figures": figures}
         if wins is not None:
             won = {lb: (len(wins["labels"][lb]["won"]) if lb in wins["labels"] else None) for lb in members}

@@ -13,8 +13,18 @@ BLACK = (20, 20, 20)
 GREY = (150, 150, 150)
 LIGHT = (225, 225, 225)
 # colour per series (RGB); ground truth is always black
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # fmt: skip
+PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -23,8 +33,7 @@ def color(i: int) -> tuple[int, int, int]:
 
 
 def ascii_text(text: str) -> str:
-    table = {"³": "^3", "²": "^2", "±": "+-", "·": "*", "§": "S", "→": "->", "≤": "<=", "≥": ">=",
-             "—": "-", "–": "-"}  # fmt: skip
+    table = {"³": "^3", "²": "^2", "±": "+-", "·": "*", "§": "S", "→": "->", "≤": "<=", "≥": ">=", "—": "-", "–": "-"}
     return "".join(table.get(ch, ch if ord(ch) < 128 else "?") for ch in text)
 
 
@@ -156,8 +165,12 @@ def bar_grid(
         if hi - lo < 1e-12:
             hi = lo + 1.0
         pad = (hi - lo) * 0.12
-        ax = _Axes(img, (ox + 58, oy + 30, ox + pw - 12, oy + ph - 26),
-                   (0.0, float(len(labels))), (lo - (pad if lo < 0 else 0), hi + pad))  # fmt: skip
+        ax = _Axes(
+            img,
+            (ox + 58, oy + 30, ox + pw - 12, oy + ph - 26),
+            (0.0, float(len(labels))),
+            (lo - (pad if lo < 0 else 0), hi + pad),
+        )
         ax.frame(xticks=False)
         _, zero = ax.px(0, 0)
         for j, v in enumerate(vals):

@@ -82,8 +82,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def _summary(labels: list[str], aggregate: dict, real: dict, alpha: float, counts: tuple[str, ...] = ("clips",
-             "seconds")) -> list[str]:  # fmt: skip
+def _summary(
+    labels: list[str], aggregate: dict, real: dict, alpha: float, counts: tuple[str, ...] = ("clips", "seconds")
+) -> list[str]:
     """The summary table of one aggregate (``label -> metric -> {mean, n_clips, seconds}``); with ``counts``
     ``("families",)`` the aggregate is a family mean (``{mean, n_families, ...}``)."""
     header = ["generator", *counts, *(c[0].replace("α", str(alpha)) for c in SUMMARY_COLUMNS)]
@@ -167,14 +168,19 @@ def per_family_tables(labels: list[str], sel: dict) -> list[str]:
     fams = sel["families"]
     lines: list[str] = []
     for key, title in _figures(sel):
-        header = ["generator", *(f"{_family_name(f, e)} n={e['n_clips']}" for f, e in fams.items()), "mean",
-                  "min–max"]  # fmt: skip
+        header = ["generator", *(f"{_family_name(f, e)} n={e['n_clips']}" for f, e in fams.items()), "mean", "min–max"]
         rows = []
         for label in labels:
             s = sel["headline"][label][key]
             rng = "n/a" if s["mean"] is None else f"{fmt(s['min'])}–{fmt(s['max'])}"
-            rows.append([f"`{label}`", *(fmt(e["headline"][label].get(key)) for e in fams.values()),
-                         f"**{fmt(s['mean'])}**", rng])  # fmt: skip
+            rows.append(
+                [
+                    f"`{label}`",
+                    *(fmt(e["headline"][label].get(key)) for e in fams.values()),
+                    f"**{fmt(s['mean'])}**",
+                    rng,
+                ]
+            )
         lines += [f"**{title}** (columns: family, n = its clips)", "", *_md_table(header, rows), ""]
     return lines
 
@@ -210,8 +216,11 @@ def seed_table(sel: dict) -> list[str]:
         header.append("families won on lip sync")
     rows = []
     for name, c in cands.items():
-        row = [f"`{name}`", str(len(c["labels"])), *(_seed_cell(c["figures"][k]) if k in c["figures"] else "n/a"
-                                                     for k, _ in figs)]  # fmt: skip
+        row = [
+            f"`{name}`",
+            str(len(c["labels"])),
+            *(_seed_cell(c["figures"][k]) if k in c["figures"] else "n/a" for k, _ in figs),
+        ]
         if with_wins:
             row.append(_seed_cell(c["lip_sync_won"]) if "lip_sync_won" in c else "—")
         rows.append(row)
@@ -227,16 +236,23 @@ def selection_section(results: EvalResults, sel: dict | None = None) -> list[str
     fams = sel["families"]
     lines = ["## Mean over families (selection protocol)", ""]
     if set(fams) == {UNKNOWN}:
-        lines += ["No clip has a source family (`family` in its metadata), so there is one family, `unknown`, and "
-                  "the family mean is the mean over clips above; results.json still has the family tables.", ""]
+        lines += [
+            "No clip has a source family (`family` in its metadata), so there is one family, `unknown`, and "
+            "the family mean is the mean over clips above; results.json still has the family tables.",
+            "",
+        ]
     else:
         listing = ", ".join(f"{_family_name(f, e)} {e['n_clips']}" for f, e in fams.items())
         lines += [
             f"{len(fams)} families (clips): {listing}. Each family counts once, however many clips it has: a "
             "family's value is the mean over its clips (a ratio: the ratio of the means over its clips, as in the "
             "summary above), and the figure is the unweighted mean of the family values, [min–max] over families. "
-            + ("LMD ×static is the mouth LMD divided by `static`'s on the same family's clips. " if STATIC in labels
-               else "") + "Families: docs/evaluation.md (lrs2, lrs3 and lrw are one family, `lipread`).",
+            + (
+                "LMD ×static is the mouth LMD divided by `static`'s on the same family's clips. "
+                if STATIC in labels
+                else ""
+            )
+            + "Families: docs/evaluation.md (lrs2, lrs3 and lrw are one family, `lipread`).",
             "",
             *family_mean_table(labels, sel, sel),
             "",
@@ -248,38 +264,79 @@ def selection_section(results: EvalResults, sel: dict | None = None) -> list[str
             "The summary's columns, each the unweighted mean of the family values; (N×) is the mean over families "
             "of the family ratios.",
             "",
-            *_summary(labels, sel["family_mean"], sel["real_family_mean"], results.settings["alpha"],
-                      counts=("families",)),
+            *_summary(
+                labels, sel["family_mean"], sel["real_family_mean"], results.settings["alpha"], counts=("families",)
+            ),
             "",
-        ]  # fmt: skip
+        ]
         for fam, e in fams.items():
             langs = ", ".join(f"{lang} {n}" for lang, n in sorted(e["languages"].items()))
-            lines += [f"#### Family {_family_name(fam, e)}: {e['n_clips']} clips, {e['seconds']:.1f} s ({langs})", "",
-                      *_summary(labels, e["aggregate"], e["real_aggregate"], results.settings["alpha"]), ""]
+            lines += [
+                f"#### Family {_family_name(fam, e)}: {e['n_clips']} clips, {e['seconds']:.1f} s ({langs})",
+                "",
+                *_summary(labels, e["aggregate"], e["real_aggregate"], results.settings["alpha"]),
+                "",
+            ]
     if set(sel["languages"]) - {UNKNOWN}:
-        lines += ["## By language", "",
-                  "Each language group on its own, every figure the mean over the families present in it "
-                  "[min–max]. non-en pools every language but English.", "", *language_table(labels, sel), ""]
+        lines += [
+            "## By language",
+            "",
+            "Each language group on its own, every figure the mean over the families present in it "
+            "[min–max]. non-en pools every language but English.",
+            "",
+            *language_table(labels, sel),
+            "",
+        ]
     if sel["candidates"]:
-        lines += ["## Spread over seeds", "",
-                  "Per candidate (the entries' `candidate:`, or labels `X: seed N`): the mean over its seeds of each "
-                  "family-mean figure ± the std over seeds (n − 1) [min–max over seeds].", "", *seed_table(sel),
-                  ""]  # fmt: skip
+        lines += [
+            "## Spread over seeds",
+            "",
+            "Per candidate (the entries' `candidate:`, or labels `X: seed N`): the mean over its seeds of each "
+            "family-mean figure ± the std over seeds (n − 1) [min–max over seeds].",
+            "",
+            *seed_table(sel),
+            "",
+        ]
     return lines
 
 
 def clip_table(results: EvalResults) -> list[str]:
-    header = ["clip", "family", "s", "generator", "L1", "PCK %", "LMD", "lip corr", "audio corr (real)", "mouth ×",
-              "head ×", "jerk ×", "identity ×"]  # fmt: skip
+    header = [
+        "clip",
+        "family",
+        "s",
+        "generator",
+        "L1",
+        "PCK %",
+        "LMD",
+        "lip corr",
+        "audio corr (real)",
+        "mouth ×",
+        "head ×",
+        "jerk ×",
+        "identity ×",
+    ]
     rows = []
     for rec in results.clips[:MAX_CLIP_ROWS]:
         for label in results.labels:
             m = rec.generators[label]
-            rows.append([
-                rec.clip_id, rec.family, f"{rec.seconds:.2f}", f"`{label}`", fmt(m["l1"]), fmt(m["pck"]), fmt(m["lmd"]),
-                fmt(m["lip_corr"]), f"{fmt(m['audio_corr'])} ({fmt(rec.real['audio_corr'])})",
-                fmt(m["mouth_ratio"]), fmt(m["head_ratio"]), fmt(m["jerk_ratio"]), fmt(m["identity_ratio"]),
-            ])  # fmt: skip
+            rows.append(
+                [
+                    rec.clip_id,
+                    rec.family,
+                    f"{rec.seconds:.2f}",
+                    f"`{label}`",
+                    fmt(m["l1"]),
+                    fmt(m["pck"]),
+                    fmt(m["lmd"]),
+                    fmt(m["lip_corr"]),
+                    f"{fmt(m['audio_corr'])} ({fmt(rec.real['audio_corr'])})",
+                    fmt(m["mouth_ratio"]),
+                    fmt(m["head_ratio"]),
+                    fmt(m["jerk_ratio"]),
+                    fmt(m["identity_ratio"]),
+                ]
+            )
     return _md_table(header, rows)
 
 
@@ -355,8 +412,14 @@ def mouth_plot(results: EvalResults, clip_id: str) -> np.ndarray:
         if label in ser:
             lines[label] = (t, ser[label])
             colors[label] = color(i)
-    return line_chart(lines, title=f"Mouth opening, clip {clip_id}", xlabel="time (s)", ylabel="opening (IOD)",
-                      colors=colors, widths={"audio RMS (scaled)": 1})  # fmt: skip
+    return line_chart(
+        lines,
+        title=f"Mouth opening, clip {clip_id}",
+        xlabel="time (s)",
+        ylabel="opening (IOD)",
+        colors=colors,
+        widths={"audio RMS (scaled)": 1},
+    )
 
 
 def metrics_plot(results: EvalResults) -> np.ndarray:
@@ -364,13 +427,20 @@ def metrics_plot(results: EvalResults) -> np.ndarray:
 
     real = results.real_aggregate
     one = 1.0
-    spec = [("L1 (lower better)", "l1", None), ("PCK % (higher better)", "pck", None), ("LMD, IOD", "lmd", None),
-            ("lip corr", "lip_corr", None), ("audio corr (- - real)", "audio_corr", real["audio_corr"]["mean"]),
-            ("mouth amp. pred/real", "mouth_ratio", one), ("head amp. pred/real", "head_ratio", one),
-            ("jerk, IOD/frame^3 (- - real)", "jerk", real["jerk"]["mean"]),
-            ("identity err., IOD (- - real)", "identity", real["identity"]["mean"])]  # fmt: skip
-    panels = [(title, {lb: results.aggregate[lb][key]["mean"] for lb in results.labels}, ref)
-              for title, key, ref in spec]  # fmt: skip
+    spec = [
+        ("L1 (lower better)", "l1", None),
+        ("PCK % (higher better)", "pck", None),
+        ("LMD, IOD", "lmd", None),
+        ("lip corr", "lip_corr", None),
+        ("audio corr (- - real)", "audio_corr", real["audio_corr"]["mean"]),
+        ("mouth amp. pred/real", "mouth_ratio", one),
+        ("head amp. pred/real", "head_ratio", one),
+        ("jerk, IOD/frame^3 (- - real)", "jerk", real["jerk"]["mean"]),
+        ("identity err., IOD (- - real)", "identity", real["identity"]["mean"]),
+    ]
+    panels = [
+        (title, {lb: results.aggregate[lb][key]["mean"] for lb in results.labels}, ref) for title, key, ref in spec
+    ]
     return bar_grid(panels, results.labels, title=f"Mean over {results.num_clips} clips ({results.seconds:.1f} s)")
 
 

@@ -67,8 +67,18 @@ def read_clip_file(path: Path) -> Clip:
 
 def _cache_key(path: Path, detector: KeypointDetector, fps: float, sample_rate: int) -> str:
     st = path.stat()
-    ident = json.dumps([str(path.resolve()), st.st_size, st.st_mtime_ns, fps, sample_rate, detector.name,
-                        detector.params.model_dump(mode="json")], sort_keys=True)  # fmt: skip
+    ident = json.dumps(
+        [
+            str(path.resolve()),
+            st.st_size,
+            st.st_mtime_ns,
+            fps,
+            sample_rate,
+            detector.name,
+            detector.params.model_dump(mode="json"),
+        ],
+        sort_keys=True,
+    )
     return hashlib.sha1(ident.encode()).hexdigest()[:16]
 
 

@@ -45,8 +45,14 @@ def stem_output(feature_shape: tuple[int, int], freq_target: int = 8) -> tuple[i
 
 
 class AudioEncoder(nn.Module):
-    def __init__(self, feature_shape: tuple[int, int], width: int = 256, depth: int = 4,
-                 channels_2d: tuple[int, int] = (32, 128), freq_target: int = 8):  # fmt: skip
+    def __init__(
+        self,
+        feature_shape: tuple[int, int],
+        width: int = 256,
+        depth: int = 4,
+        channels_2d: tuple[int, int] = (32, 128),
+        freq_target: int = 8,
+    ):
         super().__init__()
         self.feature_shape = (int(feature_shape[0]), int(feature_shape[1]))
         self.depth = depth

@@ -105,8 +105,12 @@ def write_model_files(directory: Path, net, meta: dict[str, Any]) -> None:
     """Write ``model.safetensors`` and ``config.json`` (``meta`` plus format and checksum) into ``directory``."""
     directory = Path(directory)
     save_tensors(directory / WEIGHTS_FILE, net.state_dict(), {"format": FORMAT})
-    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
-            "files": {WEIGHTS_FILE: {"sha256": sha256_file(directory / WEIGHTS_FILE)}}}  # fmt: skip
+    data = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        **meta,
+        "files": {WEIGHTS_FILE: {"sha256": sha256_file(directory / WEIGHTS_FILE)}},
+    }
     write_json(directory / CONFIG_FILE, data)
 
 
@@ -118,8 +122,10 @@ def _format_version(meta: dict[str, Any], path: Path) -> int:
     try:
         return int(meta.get("format_version", 0))
     except (TypeError, ValueError):
-        raise CheckpointError(f"{path}: format_version must be an integer, got {meta.get('format_version')!r}; the "
-                              "file is corrupt or was written by another tool") from None  # fmt: skip
+        raise CheckpointError(
+            f"{path}: format_version must be an integer, got {meta.get('format_version')!r}; the "
+            "file is corrupt or was written by another tool"
+        ) from None
 
 
 def _is_ensemble(p: Path) -> bool:
@@ -177,16 +183,20 @@ def read_checkpoint(path: str | os.PathLike | None) -> CheckpointInfo:
     """Resolve and parse a checkpoint's ``config.json`` (weights are not loaded)."""
     root = resolve_checkpoint(path)
     if _is_ensemble(root) and not _is_checkpoint(root):
-        raise CheckpointError(f"{root} is an ensemble of checkpoints ({ENSEMBLE_FILE}), not one checkpoint; read it "
-                              "with read_members, or point at one of its members")  # fmt: skip
+        raise CheckpointError(
+            f"{root} is an ensemble of checkpoints ({ENSEMBLE_FILE}), not one checkpoint; read it "
+            "with read_members, or point at one of its members"
+        )
     cfg_path = root / CONFIG_FILE
     try:
         meta = json.loads(cfg_path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {cfg_path}: {exc}; the checkpoint is corrupt, use another one "
-                              f"(for example the run's latest/) or {TRAIN_HINT}") from None  # fmt: skip
+        raise CheckpointError(
+            f"cannot read {cfg_path}: {exc}; the checkpoint is corrupt, use another one "
+            f"(for example the run's latest/) or {TRAIN_HINT}"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg_path} is not an a2k checkpoint config (no \"format\": \"{FORMAT}\")")
+        raise CheckpointError(f'{cfg_path} is not an a2k checkpoint config (no "format": "{FORMAT}")')
     if _format_version(meta, cfg_path) > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint {root} has format version {meta['format_version']}, newer than this a2k-toolkit understands "
@@ -221,8 +231,9 @@ def load_generator(info: CheckpointInfo, device: str = "cpu", catalog=None, veri
 
     wpath = info.weights_path
     if not wpath.is_file():
-        raise CheckpointError(f"checkpoint {info.path} has no {WEIGHTS_FILE}; it is incomplete: use another one or "
-                              f"{TRAIN_HINT}")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {info.path} has no {WEIGHTS_FILE}; it is incomplete: use another one or {TRAIN_HINT}"
+        )
     expected = info.meta.get("files", {}).get(WEIGHTS_FILE, {}).get("sha256")
     if verify and expected and sha256_file(wpath) != expected:
         raise CheckpointError(
@@ -263,26 +274,34 @@ def ensemble_members(root: Path) -> list[Path]:
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}; the ensemble is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != ENSEMBLE_FORMAT:
-        raise CheckpointError(f"{path} is not an a2k ensemble file (no \"format\": \"{ENSEMBLE_FORMAT}\")")
+        raise CheckpointError(f'{path} is not an a2k ensemble file (no "format": "{ENSEMBLE_FORMAT}")')
     if _format_version(meta, path) > FORMAT_VERSION:
-        raise CheckpointError(f"ensemble {root} has format version {meta['format_version']}, newer than this "
-                              f"a2k-toolkit understands ({FORMAT_VERSION}); upgrade a2k-toolkit")  # fmt: skip
+        raise CheckpointError(
+            f"ensemble {root} has format version {meta['format_version']}, newer than this "
+            f"a2k-toolkit understands ({FORMAT_VERSION}); upgrade a2k-toolkit"
+        )
     names = meta.get("members")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-        raise CheckpointError(f"{path}: \"members\" must be a non-empty list of subdirectory names")
+        raise CheckpointError(f'{path}: "members" must be a non-empty list of subdirectory names')
     members = []
     for name in names:
         rel = Path(name)
         if rel.is_absolute() or ".." in rel.parts:
-            raise CheckpointError(f"{path}: member {name!r} must be a subdirectory of the ensemble (a relative path "
-                                  "without '..'), so the ensemble can be moved as one directory")  # fmt: skip
+            raise CheckpointError(
+                f"{path}: member {name!r} must be a subdirectory of the ensemble (a relative path "
+                "without '..'), so the ensemble can be moved as one directory"
+            )
         member = root / rel
         if not member.resolve().is_relative_to(root.resolve()):
-            raise CheckpointError(f"{path}: member {name!r} leads outside the ensemble (through a link); an ensemble "
-                                  "must hold its members, so it can be moved as one directory")  # fmt: skip
+            raise CheckpointError(
+                f"{path}: member {name!r} leads outside the ensemble (through a link); an ensemble "
+                "must hold its members, so it can be moved as one directory"
+            )
         if not _is_checkpoint(member):
-            raise CheckpointError(f"{path}: member {name!r} is not a checkpoint ({member / CONFIG_FILE} is missing); "
-                                  "the ensemble is incomplete")  # fmt: skip
+            raise CheckpointError(
+                f"{path}: member {name!r} is not a checkpoint ({member / CONFIG_FILE} is missing); "
+                "the ensemble is incomplete"
+            )
         members.append(member)
     return members
 
@@ -311,9 +330,11 @@ def read_members(path: str | os.PathLike | list | tuple | None) -> list[Checkpoi
         if a.keys() != b.keys() or any(not _close(a[k], b[k]) for k in a):
             diffs.append("keypoint statistics (normalizer): the members were trained on different data")
         if diffs:
-            raise CheckpointError(f"checkpoints {first.path} and {info.path} cannot be averaged: "
-                                  f"{'; '.join(diffs)}. Ensemble only models of one recipe on one data set (e.g. "
-                                  "different seeds)")  # fmt: skip
+            raise CheckpointError(
+                f"checkpoints {first.path} and {info.path} cannot be averaged: "
+                f"{'; '.join(diffs)}. Ensemble only models of one recipe on one data set (e.g. "
+                "different seeds)"
+            )
     return infos
 
 
@@ -342,8 +363,9 @@ def check_defaults(defaults: Any, where: str) -> dict[str, float]:
     out = {}
     for key, value in defaults.items():
         if key not in DEFAULT_KEYS:
-            raise CheckpointError(f"{where}: unknown default {key!r}; an ensemble can set defaults for "
-                                  f"{', '.join(DEFAULT_KEYS)}")  # fmt: skip
+            raise CheckpointError(
+                f"{where}: unknown default {key!r}; an ensemble can set defaults for {', '.join(DEFAULT_KEYS)}"
+            )
         lo, hi = DEFAULT_KEYS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= float(value) <= hi:
             raise CheckpointError(f"{where}: default {key} = {value!r} must be a number in [{lo:g}, {hi:g}]")
@@ -366,8 +388,12 @@ def checkpoint_defaults(path: str | os.PathLike | list | tuple | None) -> dict[s
     return check_defaults(meta.get("defaults", {}), str(root / ENSEMBLE_FILE))
 
 
-def write_ensemble(directory: str | os.PathLike, members: list[str | os.PathLike], description: str = "",
-                   defaults: dict[str, float] | None = None) -> Path:  # fmt: skip
+def write_ensemble(
+    directory: str | os.PathLike,
+    members: list[str | os.PathLike],
+    description: str = "",
+    defaults: dict[str, float] | None = None,
+) -> Path:
     """Copy the checkpoints ``members`` (checkpoint or run directories) into ``directory/member-K`` and write its
     ``ensemble.json`` (with generator ``defaults``, e.g. ``{"head_motion": 2.0}``), atomically (a reader sees the old
     directory or the complete new one)."""
@@ -375,8 +401,10 @@ def write_ensemble(directory: str | os.PathLike, members: list[str | os.PathLike
     infos = read_members([str(m) for m in members])  # refuses members that cannot be averaged
     target = Path(directory)
     if target.exists() and not (target.is_dir() and _is_ensemble(target)):
-        raise CheckpointError(f"{target} exists and is not an ensemble directory; it would be replaced. Give a new "
-                              "directory (an existing ensemble is replaced atomically)")  # fmt: skip
+        raise CheckpointError(
+            f"{target} exists and is not an ensemble directory; it would be replaced. Give a new "
+            "directory (an existing ensemble is replaced atomically)"
+        )
     with atomic_dir(target) as tmp:
         names = []
         for k, info in enumerate(infos):
@@ -385,7 +413,14 @@ def write_ensemble(directory: str | os.PathLike, members: list[str | os.PathLike
             for fname in (WEIGHTS_FILE, CONFIG_FILE):
                 shutil.copy2(info.path / fname, tmp / name / fname)
             names.append(name)
-        write_json(tmp / ENSEMBLE_FILE, {"format": ENSEMBLE_FORMAT, "format_version": FORMAT_VERSION,
-                                         "members": names, "description": description,
-                                         **({"defaults": defaults} if defaults else {})})  # fmt: skip
+        write_json(
+            tmp / ENSEMBLE_FILE,
+            {
+                "format": ENSEMBLE_FORMAT,
+                "format_version": FORMAT_VERSION,
+                "members": names,
+                "description": description,
+                **({"defaults": defaults} if defaults else {}),
+            },
+        )
     return target

@@ -64,13 +64,18 @@ def build_generator(cfg: ModelConfig, feature_shape: tuple[int, ...], catalog=No
     pv = build_encoder(cfg.pv_encoder, "model.pv_encoder", catalog) if cfg.pv_encoder is not None else None
     piv = build_encoder(cfg.piv_encoder, "model.piv_encoder", catalog) if cfg.piv_encoder is not None else None
     if piv is not None and pv is None:
-        raise ConfigError("model.piv_encoder is set but model.pv_encoder is null; the PIV encoder needs the "
-                          "reference keypoints too: set both, or both null for the 'audio only' model")  # fmt: skip
+        raise ConfigError(
+            "model.piv_encoder is set but model.pv_encoder is null; the PIV encoder needs the "
+            "reference keypoints too: set both, or both null for the 'audio only' model"
+        )
     if cfg.residual and pv is None:
-        raise ConfigError("model.residual needs the reference keypoints: it cannot be used without model.pv_encoder "
-                          "(the 'audio only' ablation); set residual: false")  # fmt: skip
-    return Audio2KeypointNet(shape, cfg.width, cfg.depth, tuple(cfg.channels_2d), pv=pv, piv=piv,
-                             residual=cfg.residual, dropout=cfg.dropout)
+        raise ConfigError(
+            "model.residual needs the reference keypoints: it cannot be used without model.pv_encoder "
+            "(the 'audio only' ablation); set residual: false"
+        )
+    return Audio2KeypointNet(
+        shape, cfg.width, cfg.depth, tuple(cfg.channels_2d), pv=pv, piv=piv, residual=cfg.residual, dropout=cfg.dropout
+    )
 
 
 def build_discriminator(cfg: ModelConfig):

@@ -18,8 +18,9 @@ class KeypointMLP(nn.Module):
     inflating its output); the PIV encoder uses this.
     """
 
-    def __init__(self, in_dim: int = 136, hidden: int = 256, layers: int = 2, out_dim: int = 64,
-                 normalize: bool = False):  # fmt: skip
+    def __init__(
+        self, in_dim: int = 136, hidden: int = 256, layers: int = 2, out_dim: int = 64, normalize: bool = False
+    ):
         super().__init__()
         dims = [in_dim] + [hidden] * layers
         mods: list[nn.Module] = []

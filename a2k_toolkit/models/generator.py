@@ -96,8 +96,13 @@ class Audio2KeypointNet(nn.Module):
         piv = self.piv(k)[:, 0] if self.piv is not None else None
         return pv, piv
 
-    def decode(self, levels: list[torch.Tensor], T: int, codes: list[torch.Tensor | None],
-               reference: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def decode(
+        self,
+        levels: list[torch.Tensor],
+        T: int,
+        codes: list[torch.Tensor | None],
+        reference: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Bottleneck + up-sampling path; ``codes`` are ``(B, E)`` tensors (or None) concatenated at the bottleneck.
         A residual generator adds the output to ``reference`` ``(B, 136)`` (required then)."""
         h = levels[-1]

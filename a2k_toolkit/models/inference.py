@@ -123,9 +123,13 @@ def fuse_for_inference(net: nn.Module) -> nn.Module:
     fused = copy.copy(net)  # a shallow copy: the same parameters, its own module dict
     fused._modules = dict(net._modules)
     for name, child in net.named_children():
-        if (isinstance(child, nn.Sequential) and len(child) == 3
-                and isinstance(child[0], (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d))
-                and isinstance(child[1], nn.GroupNorm) and isinstance(child[2], nn.LeakyReLU)):  # fmt: skip
+        if (
+            isinstance(child, nn.Sequential)
+            and len(child) == 3
+            and isinstance(child[0], (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d))
+            and isinstance(child[1], nn.GroupNorm)
+            and isinstance(child[2], nn.LeakyReLU)
+        ):
             fused._modules[name] = FusedConvNormAct(child[0], child[1], child[2])
         elif len(child._modules):
             fused._modules[name] = fuse_for_inference(child)
@@ -141,8 +145,17 @@ class WindowedRunner:
     ``fast=False`` runs the net as it is, batch after batch.
     """
 
-    def __init__(self, net: torch.nn.Module, window: int, overlap: int = 16, batch_size: int = 32,
-                 precision: str = "fp32", *, fast: bool = True, workers: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        net: torch.nn.Module,
+        window: int,
+        overlap: int = 16,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        *,
+        fast: bool = True,
+        workers: int | None = None,
+    ):
         if not 0 <= overlap < window:
             raise ValueError(f"overlap must be in [0, window) = [0, {window}), got {overlap}")
         if batch_size < 1:
@@ -162,8 +175,8 @@ class WindowedRunner:
 
     def run(self, requests: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
         """``[(features (T, D), reference (136,) or None), ...]`` -> ``[(T, 136) float32, ...]`` (normalised space)."""
-        W, O = self.window, self.overlap
-        jobs = [(r, s) for r, (f, _) in enumerate(requests) for s in window_plan(len(f), W, O)]
+        W, ov = self.window, self.overlap
+        jobs = [(r, s) for r, (f, _) in enumerate(requests) for s in window_plan(len(f), W, ov)]
         outs = [np.zeros((len(f), 136), np.float32) for f, _ in requests]  # float32: an hour is 49 MB, not 98
         wsum = [np.zeros(len(f), np.float32) for f, _ in requests]
         device = next(self.net.parameters()).device
@@ -192,7 +205,7 @@ class WindowedRunner:
             for (r, s), yy in zip(batch, y):
                 T = len(outs[r])
                 n = min(W, T - s)
-                w = window_weights(W, O, ramp_in=s > 0, ramp_out=s + W < T)[:n]
+                w = window_weights(W, ov, ramp_in=s > 0, ramp_out=s + W < T)[:n]
                 outs[r][s : s + n] += yy[:n] * w[:, None]
                 wsum[r][s : s + n] += w
 

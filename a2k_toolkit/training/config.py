@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import ComponentSpec, read_config_file, format_validation_error
+from ..config import ComponentSpec, format_validation_error, read_config_file
 from ..errors import ConfigError
 from ..models.config import ModelConfig
 
@@ -34,16 +34,18 @@ class DataConfig(_Strict):
         "registered with a2k_toolkit.training.data.register_clip_source (e.g. the Vox-KP shard reader)",
     )
     cache_dir: str | None = Field(".a2k-cache/clips", description="where clips extracted from videos are cached")
-    detector: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="dlib"),
-                                    description="keypoint detector for video files")  # fmt: skip
+    detector: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name="dlib"), description="keypoint detector for video files"
+    )
     window: int = Field(64, ge=8, description="frames per training window (64 = 2.56 s at 25 fps, paper §4.5)")
     stride: int = Field(16, ge=1, description="frames between consecutive training windows")
     min_frames: int | None = Field(
-        None, ge=2,
+        None,
+        ge=2,
         description="also train on clips shorter than the window but at least this long: one window each, padded by "
         "repeating the last frame as inference pads, the padding masked out of every loss (None: such clips are not "
         "used)",
-    )  # fmt: skip
+    )
     balance: Literal["none", "family", "group"] = Field(
         "none",
         description="draw training windows so that each source family (or each person group) weighs "
@@ -66,11 +68,12 @@ class DataConfig(_Strict):
         "is below this or undefined, as large corpora are filtered by sync scores",
     )
     folds: int | None = Field(
-        None, ge=2,
+        None,
+        ge=2,
         description="cross-validation by identity: deal the people of data.train into this many folds, validate on "
         "fold `fold` and train on the others (data.val must be empty); `a2k eval --fold FOLD/FOLDS` scores the "
         "held-out people (docs/training.md)",
-    )  # fmt: skip
+    )
     fold: int = Field(0, ge=0, description="the held-out fold when `folds` is set (0 .. folds-1)")
     fold_seed: int = Field(0, description="seed of the deal of identities into folds")
 
@@ -91,15 +94,19 @@ class AugmentConfig(_Strict):
     rotate: float = Field(0.0, ge=0, le=45, description="in-plane rotation of the whole window, uniform in +-degrees")
     aspect: float = Field(0.0, ge=0, le=0.5, description="face width / height jitter: x and y scaled by exp(+-a/2)")
     shape: float = Field(
-        0.0, ge=0, le=0.2,
+        0.0,
+        ge=0,
+        le=0.2,
         description="identity jitter: every point moved by one fixed random offset for the whole window (std, in face "
         "sizes), smoothed over neighbouring points; new face shapes with the same motion",
-    )  # fmt: skip
+    )
     tempo: float = Field(
-        0.0, ge=0, le=0.5,
+        0.0,
+        ge=0,
+        le=0.5,
         description="speaking-rate jitter: the window is cut from (1 +- tempo) x its length of the clip and resampled "
         "to the window length, audio features (per sub-frame) and keypoints alike, so speech and lips stay in sync",
-    )  # fmt: skip
+    )
     gain_db: float = Field(0.0, ge=0, le=40, description="audio gain, uniform in +-dB (a shift of the log-mel)")
     noise_snr_db: tuple[float, float] | None = Field(
         None, description="also train on copies of each clip's audio with white noise at an SNR drawn in this range"
@@ -109,8 +116,9 @@ class AugmentConfig(_Strict):
 
     @property
     def enabled(self) -> bool:
-        return self.probability > 0 and bool(self.rotate or self.aspect or self.shape or self.gain_db or self.tempo
-                                              or self.noise_snr_db)  # fmt: skip
+        return self.probability > 0 and bool(
+            self.rotate or self.aspect or self.shape or self.gain_db or self.tempo or self.noise_snr_db
+        )
 
 
 class OptimConfig(_Strict):
@@ -138,10 +146,11 @@ class LossConfig(_Strict):
     d: float = Field(1.0, ge=0, description="L_D, the discriminator's least-squares loss")
     triplet_margin: float = Field(0.2, ge=0, description="margin of the triplet on RMS code distances")
     mouth: float = Field(
-        0.0, ge=0,
+        0.0,
+        ge=0,
         description="extra L1 on the 20 mouth points (48-67), added to L_Reg with this weight (0 = the paper's loss); "
         "lip motion is a small part of the keypoints' variance and is what the audio predicts best",
-    )  # fmt: skip
+    )
     mouth_frame: Literal["image", "nose"] = Field(
         "image",
         description="coordinates of L_Mouth: image (the mouth points as they are, head pose included) or nose (each "
@@ -149,10 +158,11 @@ class LossConfig(_Strict):
         "predict no longer counts as a mouth error)",
     )
     sync: float = Field(
-        0.0, ge=0,
+        0.0,
+        ge=0,
         description="weight of L_Sync: per window, 1 - correlation of predicted and real mouth opening (inner-lip "
         "gap 62-66) plus |log(std ratio)| (0 = the paper's loss); counters L1's pull towards a still mouth",
-    )  # fmt: skip
+    )
     adv_start: int = Field(0, ge=0, description="steps trained with L_Reg (+ PIV terms) only before L_Adv starts")
     adv_ramp: int = Field(0, ge=0, description="steps over which L_Adv's weight then ramps linearly from 0 to `adv`")
     exact_piv_gradients: bool = Field(
@@ -170,7 +180,8 @@ class TrainConfig(_Strict):
         "auto", description="mixed precision on CUDA: auto = bf16 where supported, else fp16; off on CPU / MPS"
     )
     ablation: Literal["full", "audio_only", "no_piv", "no_discriminator"] = Field(
-        "full", description="paper Table 1: full model, audio only (no reference keypoints), no PIV encoder, no "
+        "full",
+        description="paper Table 1: full model, audio only (no reference keypoints), no PIV encoder, no "
         "discriminator; removes components from `model`, never adds them",
     )
     frontend: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="logmel"))
@@ -185,10 +196,12 @@ class TrainConfig(_Strict):
         "points) or lip_sync (1 - correlation of predicted and real mouth opening over the validation windows)",
     )
     ema: float = Field(
-        0.0, ge=0, lt=1,
+        0.0,
+        ge=0,
+        lt=1,
         description="decay of an exponential moving average of the generator's weights (0 = off; e.g. 0.999): "
         "validation, best/ and the weights in latest/ use the average, the raw weights are kept for resuming",
-    )  # fmt: skip
+    )
     batch_size: int = Field(32, ge=1, description="windows per step and per process (global: x world size)")
     epochs: int = Field(300, ge=1, description="passes over the training windows (paper §5.1)")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (before `epochs` if smaller)")
@@ -207,9 +220,10 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.data.window % 2 ** self.model.depth:
-            raise ValueError(f"data.window ({self.data.window}) must be a multiple of 2**model.depth "
-                             f"({2 ** self.model.depth})")  # fmt: skip
+        if self.data.window % 2**self.model.depth:
+            raise ValueError(
+                f"data.window ({self.data.window}) must be a multiple of 2**model.depth ({2**self.model.depth})"
+            )
         return self
 
     def effective_model(self) -> ModelConfig:

@@ -89,7 +89,9 @@ def npz_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
         try:
             yield load_clip(f)
         except Exception as exc:  # noqa: BLE001
-            raise InputError(f"cannot read clip file {f}: {exc}; write clips with a2k_toolkit.data.clips.save_clip")
+            raise InputError(
+                f"cannot read clip file {f}: {exc}; write clips with a2k_toolkit.data.clips.save_clip"
+            ) from exc
 
 
 def auto_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
@@ -131,8 +133,10 @@ def load_clips(paths: list[str], cfg: DataConfig, exclude: Iterable[str] = ()) -
         raise ConfigError(f"unknown data.format {cfg.format!r}; available: {', '.join(sorted(CLIP_SOURCES))}")
     for key in ("min_coupling", "lip_min_coupling"):
         if getattr(cfg, key) is not None and cfg.format != "voxkp":
-            raise ConfigError(f"data.{key} needs data.format: voxkp (the coupling is measured by `a2k dataset "
-                              f"build`); build a Vox-KP dataset or remove {key}")  # fmt: skip
+            raise ConfigError(
+                f"data.{key} needs data.format: voxkp (the coupling is measured by `a2k dataset "
+                f"build`); build a Vox-KP dataset or remove {key}"
+            )
     excluded = {os.path.realpath(p) for p in exclude}
     if excluded and cfg.format in ("auto", "videos", "clips"):
         files = [str(f) for f in expand_paths(paths, VIDEO_EXTS | CLIP_EXTS) if os.path.realpath(f) not in excluded]
@@ -159,8 +163,7 @@ def balance_weights(units: list[str], power: float) -> np.ndarray:
     """Per-window sampling weights such that the windows of each unit (a family or a person group; ``units[i]`` is
     window ``i``'s) together weigh ``n_unit ** power`` (normalised to sum to 1): ``power`` 1 is uniform over windows,
     0 gives every unit the same share."""
-    _, inverse, counts = np.unique(np.asarray(units, dtype=object).astype(str), return_inverse=True,
-                                   return_counts=True)  # fmt: skip
+    _, inverse, counts = np.unique(np.asarray(units, dtype=object).astype(str), return_inverse=True, return_counts=True)
     mass = counts.astype(np.float64) ** power
     w = (mass / counts)[inverse]
     return w / w.sum()

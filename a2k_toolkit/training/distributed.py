@@ -51,8 +51,10 @@ def setup(device: str = "auto") -> DistEnv:
         raise ConfigError("multi-process training on Apple MPS is not supported; use device: cpu, or one process")
     if head == "cuda":
         if torch.cuda.device_count() <= local:
-            raise ConfigError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA devices; start at most "
-                              "that many processes per node (torchrun --nproc_per_node)")  # fmt: skip
+            raise ConfigError(
+                f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA devices; start at most "
+                "that many processes per node (torchrun --nproc_per_node)"
+            )
         dev = f"cuda:{local}"
         torch.cuda.set_device(local)
     backend = "nccl" if head == "cuda" else "gloo"

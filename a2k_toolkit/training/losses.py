@@ -84,8 +84,13 @@ def weighted_mean(per_window: torch.Tensor, weights: torch.Tensor | None) -> tor
     return (per_window * w).sum() / w.sum().clamp_min(1.0)
 
 
-def sync_loss(pred_open: torch.Tensor, real_open: torch.Tensor, eps: float = 1e-3,
-              weights: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+def sync_loss(
+    pred_open: torch.Tensor,
+    real_open: torch.Tensor,
+    eps: float = 1e-3,
+    weights: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Lip-sync loss on mouth openings ``(B, T)``: per window ``1 - corr(pred, real)`` (Pearson over time) plus
     ``|log(std_pred / std_real)|`` (right amplitude), averaged over windows (weighted by ``weights`` ``(B,)`` if
     given). ``eps`` (face-size units) keeps windows with a still mouth finite. With ``mask (B, T)`` the moments are
@@ -115,8 +120,9 @@ def rms_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((a - b).pow(2).mean(-1) + 1e-8)
 
 
-def piv_triplet_loss(e_ref: torch.Tensor, e_pos: torch.Tensor, e_neg: torch.Tensor, margin: float,
-                     mask: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+def piv_triplet_loss(
+    e_ref: torch.Tensor, e_pos: torch.Tensor, e_neg: torch.Tensor, margin: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """``e_ref (B, E)`` anchors; ``e_pos (B, T, E)`` ground-truth frames; ``e_neg (B, T, E)`` generated frames
     (the frames ``mask (B, T)`` keeps, if given)."""
     anchor = e_ref[:, None, :]

@@ -37,8 +37,9 @@ def flatten_optimizer(sd: dict[str, Any], prefix: str, tensors: dict[str, torch.
 def unflatten_optimizer(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     state = {}
     for pid, entry in meta["state"].items():
-        state[int(pid)] = {k: tensors[v["__tensor__"]] if isinstance(v, dict) and "__tensor__" in v else v
-                           for k, v in entry.items()}  # fmt: skip
+        state[int(pid)] = {
+            k: tensors[v["__tensor__"]] if isinstance(v, dict) and "__tensor__" in v else v for k, v in entry.items()
+        }
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
@@ -89,6 +90,8 @@ def load_training_state(directory: Path) -> tuple[dict[str, Any], dict[str, torc
         meta = json.loads(jpath.read_text("utf-8"))
         tensors = load_file(str(tpath))
     except (OSError, ValueError, SafetensorError) as exc:
-        raise CheckpointError(f"the training state in {directory} is corrupt ({exc}); start a new run or restore "
-                              "the directory from a backup") from None  # fmt: skip
+        raise CheckpointError(
+            f"the training state in {directory} is corrupt ({exc}); start a new run or restore "
+            "the directory from a backup"
+        ) from None
     return meta, tensors

@@ -68,8 +68,19 @@ from .state import (
 LOSS_KEYS = ("loss_g", "loss_reg", "loss_mouth", "loss_sync", "loss_adv", "loss_piv_gen", "loss_piv_piv", "loss_d")
 MOUTH = slice(48 * 2, 68 * 2)  # the mouth points' coordinates in a (.., 136) keypoint vector
 # config fields that must not change when a run is resumed
-RESUME_FIXED = ("seed", "ablation", "frontend", "model", "batch_size", "ema", ("data", "window"), ("data", "stride"),
-                ("data", "folds"), ("data", "fold"), ("data", "fold_seed"))
+RESUME_FIXED = (
+    "seed",
+    "ablation",
+    "frontend",
+    "model",
+    "batch_size",
+    "ema",
+    ("data", "window"),
+    ("data", "stride"),
+    ("data", "folds"),
+    ("data", "fold"),
+    ("data", "fold_seed"),
+)
 
 
 class ListBatchSampler:
@@ -102,8 +113,9 @@ def amp_settings(amp: str, device: str) -> tuple[torch.dtype | None, bool]:
 class Trainer:
     """Build everything from a :class:`TrainConfig` (``resume=True`` continues ``run_dir/latest``); :meth:`fit`."""
 
-    def __init__(self, config: TrainConfig | dict | str | Path, *, resume: bool = False,
-                 catalog: Catalog | None = None):  # fmt: skip
+    def __init__(
+        self, config: TrainConfig | dict | str | Path, *, resume: bool = False, catalog: Catalog | None = None
+    ):
         self.cfg = cfg = load_train_config(config)
         self.catalog = catalog if catalog is not None else Catalog()
         self.run_dir = Path(cfg.run_dir)
@@ -122,12 +134,15 @@ class Trainer:
         has_latest = (self.latest_dir / "config.json").is_file() or (self.run_dir / ".latest.old").is_dir()
         if resume:
             if not has_latest:
-                raise ConfigError(f"nothing to resume: no checkpoint in {self.latest_dir}; run without --resume to "
-                                  "start a new run")  # fmt: skip
+                raise ConfigError(
+                    f"nothing to resume: no checkpoint in {self.latest_dir}; run without --resume to start a new run"
+                )
             return resolve_checkpoint(self.latest_dir)
         if has_latest:
-            raise ConfigError(f"run directory {self.run_dir} already has a checkpoint; pass --resume to continue it, "
-                              "or set another run_dir")  # fmt: skip
+            raise ConfigError(
+                f"run directory {self.run_dir} already has a checkpoint; pass --resume to continue it, "
+                "or set another run_dir"
+            )
         return None
 
     def _build(self, resume_from: Path | None) -> None:
@@ -180,8 +195,9 @@ class Trainer:
             self.optimizers["e"] = torch.optim.Adam(e_params, lr=o.lr_e, **adam)
         if self.disc is not None:
             self.optimizers["d"] = torch.optim.Adam(self.disc.parameters(), lr=o.lr_d, **adam)
-        self.scalers = {n: torch.amp.GradScaler(kind if kind == "cuda" else "cpu", enabled=use_scaler)
-                        for n in ("g", "d")}  # fmt: skip
+        self.scalers = {
+            n: torch.amp.GradScaler(kind if kind == "cuda" else "cpu", enabled=use_scaler) for n in ("g", "d")
+        }
 
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_metric, self.best_step = math.inf, -1
@@ -199,29 +215,50 @@ class Trainer:
             env.barrier()
         self.held_out: list[str] | None = None
         if cfg.data.folds is not None:  # cross-validation: the held-out fold's people are the validation set
-            train_clips, val_clips = split_fold(train_clips, group_of, cfg.data.fold, cfg.data.folds,
-                                                cfg.data.fold_seed, family_of)  # fmt: skip
+            train_clips, val_clips = split_fold(
+                train_clips, group_of, cfg.data.fold, cfg.data.folds, cfg.data.fold_seed, family_of
+            )
             self.held_out = sorted({c.identity for c in val_clips})
         if not train_clips:
-            raise ConfigError("no usable training clips found in data.train (or every clip has too few frames with a "
-                              "face, see data.min_valid_fraction)")  # fmt: skip
+            raise ConfigError(
+                "no usable training clips found in data.train (or every clip has too few frames with a "
+                "face, see data.min_valid_fraction)"
+            )
         d = cfg.data
         if cfg.augment.gain_db and self.frontend.name not in LOG_POWER_FRONTENDS:
-            raise ConfigError(f"augment.gain_db shifts log-power features; the {self.frontend.name!r} front-end's are "
-                              f"not (use one of {', '.join(LOG_POWER_FRONTENDS)}, or set gain_db: 0)")  # fmt: skip
-        self.train_set = ClipWindowDataset(train_clips, self.frontend, normalizer, d.window, d.stride,
-                                           augment=cfg.augment, seed=cfg.seed, lip_min_coupling=d.lip_min_coupling,
-                                           min_frames=d.min_frames)  # fmt: skip
+            raise ConfigError(
+                f"augment.gain_db shifts log-power features; the {self.frontend.name!r} front-end's are "
+                f"not (use one of {', '.join(LOG_POWER_FRONTENDS)}, or set gain_db: 0)"
+            )
+        self.train_set = ClipWindowDataset(
+            train_clips,
+            self.frontend,
+            normalizer,
+            d.window,
+            d.stride,
+            augment=cfg.augment,
+            seed=cfg.seed,
+            lip_min_coupling=d.lip_min_coupling,
+            min_frames=d.min_frames,
+        )
         if normalizer is None and len(self.train_set) == 0:
-            raise ConfigError(f"no training windows: every clip is shorter than data.window ({d.window} frames) or "
-                              "has undetected frames; add longer clips or lower data.window")  # fmt: skip
+            raise ConfigError(
+                f"no training windows: every clip is shorter than data.window ({d.window} frames) or "
+                "has undetected frames; add longer clips or lower data.window"
+            )
         self.normalizer = self.train_set.normalizer
         # the keypoint statistics as tensors, for the mouth-opening losses and metrics
-        self.norm_stats = tuple(torch.as_tensor(v, dtype=torch.float32, device=self.device)
-                                for v in (self.normalizer.mean, self.normalizer.std))  # fmt: skip
-        self.val_set = (ClipWindowDataset(val_clips, self.frontend, self.normalizer, d.window, d.val_stride or d.window,
-                                          min_frames=d.min_frames)
-                        if val_clips else None)  # fmt: skip
+        self.norm_stats = tuple(
+            torch.as_tensor(v, dtype=torch.float32, device=self.device)
+            for v in (self.normalizer.mean, self.normalizer.std)
+        )
+        self.val_set = (
+            ClipWindowDataset(
+                val_clips, self.frontend, self.normalizer, d.window, d.val_stride or d.window, min_frames=d.min_frames
+            )
+            if val_clips
+            else None
+        )
         if self.val_set is not None and len(self.val_set) == 0:
             self.val_set = None
         per_rank = len(self.train_set) // env.world_size
@@ -234,13 +271,15 @@ class Trainer:
         from torch.utils.data import DistributedSampler
 
         if d.balance == "none":
-            self.sampler = DistributedSampler(self.train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
-                                              seed=cfg.seed, drop_last=True)  # fmt: skip
+            self.sampler = DistributedSampler(
+                self.train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=cfg.seed, drop_last=True
+            )
         else:
             unit = family_of if d.balance == "family" else group_of
             units = [unit(self.train_set.clips[ci]) for ci, _ in self.train_set.index]
-            self.sampler = WeightedDistributedSampler(balance_weights(units, d.balance_power), env.world_size,
-                                                      env.rank, cfg.seed)  # fmt: skip
+            self.sampler = WeightedDistributedSampler(
+                balance_weights(units, d.balance_power), env.world_size, env.rank, cfg.seed
+            )
 
     @property
     def total_steps(self) -> int:
@@ -262,8 +301,10 @@ class Trainer:
             if a != b:
                 changed.append(".".join(path))
         if changed:
-            raise ConfigError(f"cannot resume {self.run_dir}: {', '.join(changed)} changed since the run started; "
-                              "restore them, or start a new run_dir")  # fmt: skip
+            raise ConfigError(
+                f"cannot resume {self.run_dir}: {', '.join(changed)} changed since the run started; "
+                "restore them, or start a new run_dir"
+            )
 
     # ------------------------------------------------------------------------------------------------ training
     def autocast(self):
@@ -283,9 +324,14 @@ class Trainer:
         memory on CUDA."""
         from torch.utils.data import DataLoader
 
-        return DataLoader(self.train_set, batch_sampler=ListBatchSampler(batches), collate_fn=collate,
-                          num_workers=self.cfg.data.num_workers, generator=torch.Generator(),
-                          pin_memory=self.device.startswith("cuda"))  # fmt: skip
+        return DataLoader(
+            self.train_set,
+            batch_sampler=ListBatchSampler(batches),
+            collate_fn=collate,
+            num_workers=self.cfg.data.num_workers,
+            generator=torch.Generator(),
+            pin_memory=self.device.startswith("cuda"),
+        )
 
     def _clip(self, name: str, params) -> None:
         if self.cfg.optim.grad_clip:
@@ -383,8 +429,9 @@ class Trainer:
         loss_sync = zero
         if w.sync:
             mean, std = self.norm_stats
-            loss_sync = sync_loss(mouth_opening(pred, mean, std), mouth_opening(kp, mean, std), weights=lip_w,
-                                  mask=mask)  # fmt: skip
+            loss_sync = sync_loss(
+                mouth_opening(pred, mean, std), mouth_opening(kp, mean, std), weights=lip_w, mask=mask
+            )
         loss_adv = loss_pg = loss_pp = zero
         if self.disc is not None and w_adv > 0:
             with self.autocast():
@@ -392,9 +439,17 @@ class Trainer:
             loss_adv = adversarial_loss(scores_fake)
         if "e_ref" in out:
             loss_pg = piv_gen_loss(out["e_ref_fixed"].float(), out["e_pred_fixed"].float(), mask)
-            loss_pp = piv_triplet_loss(out["e_ref"].float(), out["e_pos"].float(), out["e_neg"].float(),
-                                       w.triplet_margin, mask)  # fmt: skip
-        total = w.reg * loss_reg + w.mouth * loss_mouth + w.sync * loss_sync + w_adv * loss_adv + w.piv_gen * loss_pg + w.piv_piv * loss_pp
+            loss_pp = piv_triplet_loss(
+                out["e_ref"].float(), out["e_pos"].float(), out["e_neg"].float(), w.triplet_margin, mask
+            )
+        total = (
+            w.reg * loss_reg
+            + w.mouth * loss_mouth
+            + w.sync * loss_sync
+            + w_adv * loss_adv
+            + w.piv_gen * loss_pg
+            + w.piv_piv * loss_pp
+        )
         opts = [self.optimizers[n] for n in ("g", "e") if n in self.optimizers]
         for opt in opts:
             opt.zero_grad(set_to_none=True)
@@ -479,10 +534,17 @@ class Trainer:
         if env.is_main:
             import yaml
 
-            atomic_write_text(self.run_dir / "train_config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"),
-                                                                                 sort_keys=False))  # fmt: skip
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (cfg.progress and env.is_main),
-                   desc=f"train {self.run_dir.name}", unit="step", dynamic_ncols=True)  # fmt: skip
+            atomic_write_text(
+                self.run_dir / "train_config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+            )
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not (cfg.progress and env.is_main),
+            desc=f"train {self.run_dir.name}",
+            unit="step",
+            dynamic_ncols=True,
+        )
         acc = {k: torch.zeros((), device=self.device) for k in LOSS_KEYS}
         n_acc, t0 = 0, time.perf_counter()
         data_wait = DataWait()
@@ -510,8 +572,15 @@ class Trainer:
                         means = self._reduce({k: v / n_acc for k, v in acc.items()})
                         elapsed = time.perf_counter() - t0
                         rate = n_acc * cfg.batch_size * env.world_size / elapsed
-                        log.write({"step": self.step, "epoch": self.epoch, **means, "samples_per_s": round(rate, 2),
-                                   "data_wait_fraction": round(data_wait.take() / elapsed, 4)})  # fmt: skip
+                        log.write(
+                            {
+                                "step": self.step,
+                                "epoch": self.epoch,
+                                **means,
+                                "samples_per_s": round(rate, 2),
+                                "data_wait_fraction": round(data_wait.take() / elapsed, 4),
+                            }
+                        )
                         bar.set_postfix(reg=f"{means['loss_reg']:.4f}", d=f"{means['loss_d']:.3f}")
                         acc = {k: torch.zeros((), device=self.device) for k in LOSS_KEYS}
                         n_acc, t0 = 0, time.perf_counter()
@@ -523,8 +592,15 @@ class Trainer:
                                 self.best_metric, self.best_step = last_val, self.step
                                 if cfg.data.folds is None:  # in a fold, best/ would be picked on the held-out people
                                     self.save_best()
-                            log.write({"step": self.step, "epoch": self.epoch, "val_metric": cfg.val_metric,
-                                       "val": last_val, "best_val": self.best_metric})  # fmt: skip
+                            log.write(
+                                {
+                                    "step": self.step,
+                                    "epoch": self.epoch,
+                                    "val_metric": cfg.val_metric,
+                                    "val": last_val,
+                                    "best_val": self.best_metric,
+                                }
+                            )
                     if save:
                         self.save_latest()
                     if stopping:
@@ -535,9 +611,15 @@ class Trainer:
             stop.restore()
             bar.close()
             log.close()
-        return {"step": self.step, "epoch": self.epoch, "val_metric": cfg.val_metric, "val": last_val,
-                "best_val": self.best_metric if self.best_step >= 0 else None, "best_step": self.best_step,
-                "run_dir": str(self.run_dir)}  # fmt: skip
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "val_metric": cfg.val_metric,
+            "val": last_val,
+            "best_val": self.best_metric if self.best_step >= 0 else None,
+            "best_step": self.best_step,
+            "run_dir": str(self.run_dir),
+        }
 
     def _reduce(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
         t = torch.stack([values[k].float() for k in LOSS_KEYS])
@@ -552,20 +634,37 @@ class Trainer:
         return {
             "a2k_version": __version__,
             "model": self.model_cfg.model_dump(mode="json"),
-            "frontend": {"name": fe.name, "params": fe.params.model_dump(mode="json"),
-                         "feature_shape": list(self.feature_shape), "fps": fe.fps, "sample_rate": fe.sample_rate},
+            "frontend": {
+                "name": fe.name,
+                "params": fe.params.model_dump(mode="json"),
+                "feature_shape": list(self.feature_shape),
+                "fps": fe.fps,
+                "sample_rate": fe.sample_rate,
+            },
             "normalizer": self.normalizer.to_dict(),
             "window": self.cfg.data.window,
             "step": self.step,
             "epoch": self.epoch,
-            "metrics": {"val_metric": self.cfg.val_metric, "best_val": self.best_metric if self.best_step >= 0 else None,
-                        "best_step": self.best_step},
+            "metrics": {
+                "val_metric": self.cfg.val_metric,
+                "best_val": self.best_metric if self.best_step >= 0 else None,
+                "best_step": self.best_step,
+            },
             "train_config": self.cfg.model_dump(mode="json"),
             # the people this fold held out, so `a2k eval --fold/--folds` can check it scores exactly them
-            **({"cross_validation": {"folds": self.cfg.data.folds, "fold": self.cfg.data.fold,
-                                     "fold_seed": self.cfg.data.fold_seed, "held_out": self.held_out}}
-               if self.held_out is not None else {}),
-        }  # fmt: skip
+            **(
+                {
+                    "cross_validation": {
+                        "folds": self.cfg.data.folds,
+                        "fold": self.cfg.data.fold,
+                        "fold_seed": self.cfg.data.fold_seed,
+                        "held_out": self.held_out,
+                    }
+                }
+                if self.held_out is not None
+                else {}
+            ),
+        }
 
     def save_best(self) -> None:
         if self.env.is_main:
@@ -592,11 +691,16 @@ class Trainer:
             rng.append(m)
             tensors.update({f"rng.r{r}.{k}": v for k, v in ts.items()})
         meta = {
-            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "best_metric": self.best_metric if math.isfinite(self.best_metric) else None, "best_step": self.best_step,
-            "world_size": self.env.world_size, "optimizers": opt_meta,
-            "scalers": {n: s.state_dict() for n, s in self.scalers.items()}, "rng": rng,
-        }  # fmt: skip
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best_metric": self.best_metric if math.isfinite(self.best_metric) else None,
+            "best_step": self.best_step,
+            "world_size": self.env.world_size,
+            "optimizers": opt_meta,
+            "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
+            "rng": rng,
+        }
         with atomic_dir(self.latest_dir) as tmp:
             write_model_files(tmp, self.eval_generator, self.checkpoint_meta())
             save_training_state(tmp, meta, tensors)
@@ -607,8 +711,10 @@ class Trainer:
         try:
             self.eval_generator.load_state_dict(load_file(str(info.weights_path)), strict=True)
         except Exception as exc:  # noqa: BLE001
-            raise CheckpointError(f"cannot load the generator weights of {info.path} ({exc}); the checkpoint is "
-                                  "corrupt or from another model: start a new run_dir") from None  # fmt: skip
+            raise CheckpointError(
+                f"cannot load the generator weights of {info.path} ({exc}); the checkpoint is "
+                "corrupt or from another model: start a new run_dir"
+            ) from None
         meta, tensors = load_training_state(info.path)
         try:
             if self.ema_generator is not None:
@@ -621,8 +727,9 @@ class Trainer:
                 if meta["scalers"].get(n):
                     s.load_state_dict(meta["scalers"][n])
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"the training state in {info.path} does not match this model ({exc}); start a "
-                                  "new run_dir") from None  # fmt: skip
+            raise CheckpointError(
+                f"the training state in {info.path} does not match this model ({exc}); start a new run_dir"
+            ) from None
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
         self.batch_in_epoch = int(meta["batch_in_epoch"])
         self.best_metric = meta["best_metric"] if meta.get("best_metric") is not None else math.inf
@@ -631,9 +738,12 @@ class Trainer:
         if not same_world:
             import warnings
 
-            warnings.warn(f"resuming a run of {meta.get('world_size')} processes with {self.env.world_size}: "
-                          "the data order restarts at the current epoch's beginning", UserWarning,
-                          stacklevel=2)  # fmt: skip
+            warnings.warn(
+                f"resuming a run of {meta.get('world_size')} processes with {self.env.world_size}: "
+                "the data order restarts at the current epoch's beginning",
+                UserWarning,
+                stacklevel=2,
+            )
             self.batch_in_epoch = 0
         r = self.env.rank if same_world else 0
         restore_rng(meta["rng"][r], {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"rng.r{r}.")})

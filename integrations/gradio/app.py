@@ -64,9 +64,11 @@ class Upload:
         max_bytes = limit("demo_max_upload_bytes")
         size = os.path.getsize(self.path)
         if max_bytes and size > max_bytes:
-            raise A2KError(f"the {self.what} {self.name} is {size / 2**20:.1f} MiB, over this demo's limit of "
-                           f"{max_bytes / 2**20:g} MiB; upload a smaller file (the server's A2K_DEMO_MAX_UPLOAD_BYTES "
-                           "sets the limit)")  # fmt: skip
+            raise A2KError(
+                f"the {self.what} {self.name} is {size / 2**20:.1f} MiB, over this demo's limit of "
+                f"{max_bytes / 2**20:g} MiB; upload a smaller file (the server's A2K_DEMO_MAX_UPLOAD_BYTES "
+                "sets the limit)"
+            )
 
     def hide(self, message: str) -> str:
         """``message`` with the server's path of the file replaced by the user's file name."""
@@ -82,9 +84,11 @@ def check_audio_length(upload: Upload) -> None:
         return
     duration = probe_audio(upload.path).duration
     if duration is not None and duration > max_seconds:
-        raise A2KError(f"the speech audio {upload.name} is {duration:.0f} s long, over this demo's limit of "
-                       f"{max_seconds} s; upload a shorter cut (the server's A2K_DEMO_MAX_AUDIO_SECONDS sets the "
-                       "limit), or use the `a2k generate` command for long audio")  # fmt: skip
+        raise A2KError(
+            f"the speech audio {upload.name} is {duration:.0f} s long, over this demo's limit of "
+            f"{max_seconds} s; upload a shorter cut (the server's A2K_DEMO_MAX_AUDIO_SECONDS sets the "
+            "limit), or use the `a2k generate` command for long audio"
+        )
 
 
 def prune_outputs(out_root: Path) -> None:
@@ -154,25 +158,34 @@ def build_demo(config: Any = None, pipeline: Any = None, out_root: str | Path | 
     root.mkdir(parents=True, exist_ok=True)
     # gradio keeps its own copies of uploads and results: delete them an hour after they were made (and at exit)
     with gr.Blocks(title="a2k-toolkit demo", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
-        gr.Markdown(f"## {TITLE}\nUpload a face photo, then upload or record speech, or type text and pick a "
-                    "language. The result is a 25 fps keypoint video with the speech, and the keypoint file.")
+        gr.Markdown(
+            f"## {TITLE}\nUpload a face photo, then upload or record speech, or type text and pick a "
+            "language. The result is a 25 fps keypoint video with the speech, and the keypoint file."
+        )
         with gr.Row():
             with gr.Column():
                 image = gr.Image(type="filepath", label="Face image", elem_id="face")
-                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech audio",
-                                 elem_id="speech")  # fmt: skip
+                audio = gr.Audio(
+                    sources=["upload", "microphone"], type="filepath", label="Speech audio", elem_id="speech"
+                )
                 text = gr.Textbox(label="...or text to speak", placeholder="Hello, world.", elem_id="text")
                 langs = languages()
-                lang = gr.Dropdown(langs, value="en" if "en" in langs else langs[0], label="Language (for text)",
-                                   allow_custom_value=True, elem_id="lang")  # fmt: skip
+                lang = gr.Dropdown(
+                    langs,
+                    value="en" if "en" in langs else langs[0],
+                    label="Language (for text)",
+                    allow_custom_value=True,
+                    elem_id="lang",
+                )
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
                 video = gr.Video(label="Talking-head keypoints", elem_id="video")
                 keypoints = gr.File(label="Keypoint file (.npz)", elem_id="keypoints")
                 status = gr.Textbox(label="Status", interactive=False, elem_id="status")
         # preprocess=False: the handler gets the raw uploads and checks them itself (see make_generate)
-        button.click(make_generate(pipeline, root), [image, audio, text, lang], [video, keypoints, status],
-                     preprocess=False)  # fmt: skip
+        button.click(
+            make_generate(pipeline, root), [image, audio, text, lang], [video, keypoints, status], preprocess=False
+        )
     return demo
 
 

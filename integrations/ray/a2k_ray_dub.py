@@ -47,8 +47,9 @@ class RayExecutor:
 
     MAX_ATTEMPTS = 2
 
-    def __init__(self, workers: int | None = None, gpus_per_worker: float | None = None,
-                 ray_init: dict[str, Any] | None = None):  # fmt: skip
+    def __init__(
+        self, workers: int | None = None, gpus_per_worker: float | None = None, ray_init: dict[str, Any] | None = None
+    ):
         self.ray = require("ray", "ray", "Batch dubbing on Ray")
         self.requested, self.gpus_per_worker, self.ray_init = workers, gpus_per_worker, ray_init or {}
         self.workers = workers or 0
@@ -95,10 +96,21 @@ class RayExecutor:
                         job.attempt += 1
                         queue.append(job)
                     else:
-                        yield job, {"id": job.id, "line": job.line, "status": "failed", "error_type": "WorkerCrashed",
-                                    "reason": f"the Ray worker died while running this job (tried {job.attempt} "
-                                              f"times): {str(exc).splitlines()[0]}", "output": job.output,
-                                    "fingerprint": job.fingerprint, "attempt": job.attempt, "timings": {}}  # fmt: skip
+                        yield (
+                            job,
+                            {
+                                "id": job.id,
+                                "line": job.line,
+                                "status": "failed",
+                                "error_type": "WorkerCrashed",
+                                "reason": f"the Ray worker died while running this job (tried {job.attempt} "
+                                f"times): {str(exc).splitlines()[0]}",
+                                "output": job.output,
+                                "fingerprint": job.fingerprint,
+                                "attempt": job.attempt,
+                                "timings": {},
+                            },
+                        )
                 if queue:
                     nxt = queue.pop()
                     running[actor.run.remote(nxt)] = (nxt, actor)  # a dead actor restarts once (max_restarts)
@@ -114,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="pipeline config file (YAML, JSON or TOML)")
     p.add_argument("--workers", type=int, default=None, help="Ray actors (default: one per GPU, else per CPU)")
     p.add_argument("--gpus-per-worker", type=float, default=None, help="default: 1 if the cluster has GPUs, else 0")
-    p.add_argument("--address", default=None, help="Ray cluster address ('auto' to join a running cluster); "
-                   "default: start a local Ray instance")  # fmt: skip
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address ('auto' to join a running cluster); default: start a local Ray instance",
+    )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray instance (without --address)")
     p.add_argument("--retry-failed", action="store_true", help="run rows again that failed in an earlier run")
     p.add_argument("--device", default=None, help="override the config's device")
@@ -124,8 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     ray_init = {"address": args.address} if args.address else {"num_cpus": args.num_cpus}
     try:
         ex = RayExecutor(args.workers, args.gpus_per_worker, ray_init)
-        summary = dub_batch(args.manifest, args.out, config=args.config, executor=ex, retry_failed=args.retry_failed,
-                            device=args.device, progress=not args.no_progress)  # fmt: skip
+        summary = dub_batch(
+            args.manifest,
+            args.out,
+            config=args.config,
+            executor=ex,
+            retry_failed=args.retry_failed,
+            device=args.device,
+            progress=not args.no_progress,
+        )
     except A2KError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

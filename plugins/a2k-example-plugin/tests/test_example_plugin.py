@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from a2k_example_plugin import HeatmapRenderer, SmoothedGenerator
 
+from a2k_example_plugin import HeatmapRenderer, SmoothedGenerator
 from a2k_toolkit import Keypoints
 from a2k_toolkit.testing import GeneratorContract, RendererContract, mean_face
 

@@ -57,5 +57,7 @@ def face_clips(real_clip):
     """Face crops (32 px) of three real clips of three people: two for meta-training, one held out."""
     from a2k_face_translator.data import load_face_clip
 
-    return {name: load_face_clip(real_clip(name).source, SIZE, clip=real_clip(name))
-            for name in ("pcavs_aldridge", "pcavs_ralph", "avsr_00022")}  # fmt: skip
+    return {
+        name: load_face_clip(real_clip(name).source, SIZE, clip=real_clip(name))
+        for name in ("pcavs_aldridge", "pcavs_ralph", "avsr_00022")
+    }

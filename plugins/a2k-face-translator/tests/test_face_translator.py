@@ -171,12 +171,46 @@ def test_training_cli_meta_then_finetune_then_render(tmp_path, shared_data, requ
     clips = shared_data / "clips"
     meta, person = tmp_path / "meta.safetensors", tmp_path / "person.safetensors"
     cache = request.config.cache.mkdir("a2k-face-translator-clips")
-    rc = main(["meta", "--clips", str(clips / "avsr_00006.mp4"), str(clips / "avsr_00002.mp4"), "--out", str(meta),
-               "--image-size", "32", "--steps", "3", "--batch", "2", "--shots", "2", "--cache", str(cache),
-               "--device", "cpu", "--log-every", "1"])  # fmt: skip
+    rc = main(
+        [
+            "meta",
+            "--clips",
+            str(clips / "avsr_00006.mp4"),
+            str(clips / "avsr_00002.mp4"),
+            "--out",
+            str(meta),
+            "--image-size",
+            "32",
+            "--steps",
+            "3",
+            "--batch",
+            "2",
+            "--shots",
+            "2",
+            "--cache",
+            str(cache),
+            "--device",
+            "cpu",
+            "--log-every",
+            "1",
+        ]
+    )
     assert rc == 0 and load_checkpoint(meta).info["steps"] == 3
-    rc = main(["finetune", "--checkpoint", str(meta), "--images", str(shared_data / "faces" / "obama.jpg"),
-               "--steps", "2", "--out", str(person), "--device", "cpu"])  # fmt: skip
+    rc = main(
+        [
+            "finetune",
+            "--checkpoint",
+            str(meta),
+            "--images",
+            str(shared_data / "faces" / "obama.jpg"),
+            "--steps",
+            "2",
+            "--out",
+            str(person),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0 and load_checkpoint(person).kind == "personal"
     assert main(["meta", "--clips", str(tmp_path / "nothing"), "--out", str(meta)]) == 2
 

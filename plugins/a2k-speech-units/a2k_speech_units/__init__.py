@@ -13,5 +13,14 @@ from .phonetic import PhoneticFrontend, PhoneticParams
 from .vad import VADFrontend, VADParams
 from .visemes import PHONES, VISEME_PHONES, VISEMES, phone_to_viseme
 
-__all__ = ["PHONES", "VISEME_PHONES", "VISEMES", "PhoneticFrontend", "PhoneticParams", "VADFrontend", "VADParams",
-           "phone_to_viseme", "__version__"]
+__all__ = [
+    "PHONES",
+    "VISEME_PHONES",
+    "VISEMES",
+    "PhoneticFrontend",
+    "PhoneticParams",
+    "VADFrontend",
+    "VADParams",
+    "phone_to_viseme",
+    "__version__",
+]

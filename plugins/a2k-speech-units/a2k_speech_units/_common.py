@@ -46,8 +46,10 @@ def mono_16k(waveform: np.ndarray, sample_rate: int, who: str) -> np.ndarray:
 
     wav = np.asarray(waveform, dtype=np.float32)
     if wav.ndim != 1:
-        raise InputError(f"the {who} front-end takes one mono waveform (N,), got an array of shape {wav.shape}; "
-                         "average the channels or call it once per waveform")  # fmt: skip
+        raise InputError(
+            f"the {who} front-end takes one mono waveform (N,), got an array of shape {wav.shape}; "
+            "average the channels or call it once per waveform"
+        )
     if int(sample_rate) <= 0:
         raise InputError(f"sample rate must be positive, got {sample_rate}")
     if wav.size and not np.isfinite(wav).all():

@@ -76,9 +76,12 @@ class PhoneticFrontend(AudioFrontend):
             ps = require("pocketsphinx", "pocketsphinx", "the 'phonetic' audio front-end")
             root = os.path.join(ps.get_model_path(), "en-us")
             self._decoder = ps.Decoder(
-                hmm=os.path.join(root, "en-us"), allphone=os.path.join(root, "en-us-phone.lm.bin"), lm=None,
-                lw=self.params.lw, loglevel="ERROR",
-            )  # fmt: skip
+                hmm=os.path.join(root, "en-us"),
+                allphone=os.path.join(root, "en-us-phone.lm.bin"),
+                lm=None,
+                lw=self.params.lw,
+                loglevel="ERROR",
+            )
         return self._decoder
 
     # -------------------------------------------------------------------------------------------------- phones

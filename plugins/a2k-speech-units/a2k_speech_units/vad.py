@@ -42,13 +42,17 @@ class VADParams(AudioFrontendParams):
     energy: bool = Field(True, description="add the relative loudness column (dB below the clip's speech level)")
     range_db: float = Field(60.0, gt=0, le=200, description="loudness floor below the clip's speech level, in dB")
     reference_floor_db: float = Field(
-        -50.0, le=0, description="the speech level (95th loudness percentile) is taken as at least this many dBFS, so "
-        "silence stays far below 0"
-    )  # fmt: skip
+        -50.0,
+        le=0,
+        description="the speech level (95th loudness percentile) is taken as at least this many dBFS, so "
+        "silence stays far below 0",
+    )
     segment_seconds: float | None = Field(
-        None, ge=1, description="null = one streaming pass over the clip (silero's own use); a number = run segments "
-        "this long as one batch, about 3x faster on long audio but the recurrent state differs near segment starts"
-    )  # fmt: skip
+        None,
+        ge=1,
+        description="null = one streaming pass over the clip (silero's own use); a number = run segments "
+        "this long as one batch, about 3x faster on long audio but the recurrent state differs near segment starts",
+    )
     warmup_seconds: float = Field(1.0, ge=0, le=10, description="audio before each segment run to settle the state")
     batch_segments: int = Field(16, ge=1, le=256, description="segments per batch (bounds memory)")
     threads: int | None = Field(1, ge=1, description="torch threads while the model runs; null = leave as set")

@@ -40,11 +40,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args(argv)
 
+    from a2k_speech_units import plugin
     from a2k_toolkit.audio import load_audio
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.plugins import make_plugin_manager
-
-    from a2k_speech_units import plugin
 
     src = SPEECH if SPEECH.is_file() else FALLBACK
     speech = load_audio(src, 16000)

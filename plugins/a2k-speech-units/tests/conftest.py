@@ -50,17 +50,17 @@ def with_silences(parts: list[np.ndarray], gaps: list[float], noise_db: float = 
 @pytest.fixture(scope="session")
 def dialogue():
     """Two English sentences between silences of 1.0, 0.8 and 1.0 s, with their true spans."""
-    wav, spans = with_silences([speak("Hello there, how are you today?"), speak("I am fine, thank you very much.")],
-                               [1.0, 0.8, 1.0])  # fmt: skip
+    wav, spans = with_silences(
+        [speak("Hello there, how are you today?"), speak("I am fine, thank you very much.")], [1.0, 0.8, 1.0]
+    )
     return SimpleNamespace(wav=wav, spans=spans, duration=len(wav) / SR)
 
 
 @pytest.fixture(scope="session")
 def host_catalog():
     """The host catalog: the built-ins plus this package's plugin module (independent of what else is installed)."""
+    from a2k_speech_units import plugin
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.plugins import make_plugin_manager
-
-    from a2k_speech_units import plugin
 
     return Catalog(make_plugin_manager(entry_points=False, plugins=[plugin]))

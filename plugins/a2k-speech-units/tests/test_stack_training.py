@@ -42,8 +42,16 @@ def synthetic_clip(texts: list[str], scale: float, clip_id: str, seed: int):
     pts[:, 5:12, 1] += 8 * env[:, None]  # jaw
     pts[:, [56, 57, 58, 65, 66, 67], 1] += 10 * env[:, None]  # lower lip
     pts += np.random.default_rng(seed).normal(0, 0.3, pts.shape)
-    return Clip(keypoints=pts.astype(np.float32), audio=wav, sample_rate=SR, fps=25.0, frame_size=(256, 256),
-                valid=np.ones(T, bool), clip_id=clip_id, identity=clip_id)  # fmt: skip
+    return Clip(
+        keypoints=pts.astype(np.float32),
+        audio=wav,
+        sample_rate=SR,
+        fps=25.0,
+        frame_size=(256, 256),
+        valid=np.ones(T, bool),
+        clip_id=clip_id,
+        identity=clip_id,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +59,11 @@ def clips_dir(tmp_path_factory):
     from a2k_toolkit.data.clips import save_clip
 
     root = tmp_path_factory.mktemp("speech-units-clips")
-    texts = [["My mother made a map.", "Five fine ships sailed."], ["Bob bought a blue boat.", "Yes, I see it now."],
-             ["We were away all week.", "Thank you, that is fine."]]  # fmt: skip
+    texts = [
+        ["My mother made a map.", "Five fine ships sailed."],
+        ["Bob bought a blue boat.", "Yes, I see it now."],
+        ["We were away all week.", "Thank you, that is fine."],
+    ]
     for i, t in enumerate(texts):
         save_clip(root / f"speaker{i}.npz", synthetic_clip(t, 0.9 + 0.1 * i, f"speaker{i}", seed=i))
     return root
@@ -66,14 +77,26 @@ def test_training_steps_with_stacked_features(host_catalog, clips_dir, tmp_path)
 
     run = tmp_path / "run"
     cfg = {
-        "run_dir": str(run), "device": "cpu", "seed": 0, "progress": False,
+        "run_dir": str(run),
+        "device": "cpu",
+        "seed": 0,
+        "progress": False,
         "frontend": {"name": "stack", "params": {"members": MEMBERS}},
-        "model": {"width": 16, "depth": 2, "channels_2d": [4, 8], "disc_width": 8,
-                  "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
-                  "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}}},
+        "model": {
+            "width": 16,
+            "depth": 2,
+            "channels_2d": [4, 8],
+            "disc_width": 8,
+            "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
+            "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}},
+        },
         "data": {"train": [str(clips_dir)], "window": 32, "stride": 16},
-        "batch_size": 4, "max_steps": 3, "log_every": 1, "val_every": 1000, "checkpoint_every": 1000,
-    }  # fmt: skip
+        "batch_size": 4,
+        "max_steps": 3,
+        "log_every": 1,
+        "val_every": 1000,
+        "checkpoint_every": 1000,
+    }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -365,10 +365,15 @@ class Wav2VecFrontend(AudioFrontend):
     def _cache_file(self, wav: np.ndarray) -> Path:
         p = self.params
         key = {
-            "model": self.model_fingerprint(), "layer": p.layer, "normalize": p.normalize, "fps": p.fps,
-            "chunk": p.chunk_seconds, "context": p.context_seconds, "format": 1,
+            "model": self.model_fingerprint(),
+            "layer": p.layer,
+            "normalize": p.normalize,
+            "fps": p.fps,
+            "chunk": p.chunk_seconds,
+            "context": p.context_seconds,
+            "format": 1,
             "audio": hashlib.sha256(np.ascontiguousarray(wav).view(np.uint8)).hexdigest(),
-        }  # fmt: skip
+        }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:40]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(p.model).name or p.model)[:60]
         return Path(p.cache_dir).expanduser() / f"{slug}-layer{p.layer}-{digest}.npy"

@@ -27,10 +27,17 @@ def save_tiny_model(path: Path, kind: str = "wav2vec2", *, stable: bool = False,
         "hubert": (transformers.HubertConfig, transformers.HubertModel),
     }[kind]
     cfg = cfg_cls(
-        hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=37, conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, do_stable_layer_norm=stable,
-        feat_extract_norm="layer" if stable else "group", vocab_size=10,
-    )  # fmt: skip
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        do_stable_layer_norm=stable,
+        feat_extract_norm="layer" if stable else "group",
+        vocab_size=10,
+    )
     torch.manual_seed(seed)
     model_cls(cfg).eval().save_pretrained(path)  # safetensors
     transformers.Wav2Vec2FeatureExtractor(do_normalize=True, sampling_rate=16000).save_pretrained(path)

@@ -4,6 +4,7 @@ offline errors, entry point, and the pipeline end to end."""
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
 import math
 
 import numpy as np
@@ -143,8 +144,12 @@ def test_pipeline_end_to_end(tiny_hubert, sample_image_path, generator, tmp_path
     from a2k_toolkit.plugins import make_plugin_manager
 
     pm = make_plugin_manager(entry_points=False, plugins=[wav2vec_plugin])
-    cfg = {"audio": {"name": "wav2vec", "params": {"model": str(tiny_hubert), "layer": 2}}, "generator": generator,
-           "renderer": {"name": "sketch", "params": {"size": 96}}, "device": "cpu"}  # fmt: skip
+    cfg = {
+        "audio": {"name": "wav2vec", "params": {"model": str(tiny_hubert), "layer": 2}},
+        "generator": generator,
+        "renderer": {"name": "sketch", "params": {"size": 96}},
+        "device": "cpu",
+    }
     pipe = Pipeline.from_config(cfg, plugins=pm)
     assert pipe.config.audio.params["layer"] == 2
     audio = load_audio(sample_image_path.parent / "speech.wav", 16000)[: 16000 * 2]
@@ -203,11 +208,26 @@ def test_pickled_weights_are_refused_with_a_clear_error_and_safetensors_preferre
     assert not marker.exists()
     # through the CLI: one `error:` line naming the file and the fix, exit 2, no traceback
     cfg = tmp_path / "cfg.json"
-    cfg.write_text('{"audio": {"name": "wav2vec", "params": {"model": "%s"}}, "generator": "static"}' % pickled)
+    cfg.write_text(json.dumps({"audio": {"name": "wav2vec", "params": {"model": str(pickled)}}, "generator": "static"}))
     samples = __import__("a2k_toolkit").__file__.rsplit("/", 1)[0] + "/samples"
-    proc = subprocess.run([sys.executable, "-m", "a2k_toolkit.cli", "generate", "--image", f"{samples}/astronaut.jpg",
-                           "--audio", f"{samples}/speech.wav", "--config", str(cfg), "--keypoints-out",
-                           str(tmp_path / "kp.npy")], capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "a2k_toolkit.cli",
+            "generate",
+            "--image",
+            f"{samples}/astronaut.jpg",
+            "--audio",
+            f"{samples}/speech.wav",
+            "--config",
+            str(cfg),
+            "--keypoints-out",
+            str(tmp_path / "kp.npy"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if "unknown audio front-end 'wav2vec'" in proc.stderr:
         pytest.skip("a2k-wav2vec is not pip-installed: the CLI cannot find it")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr

@@ -50,8 +50,12 @@ def save_checkpoint(path, model, *, kind: str = "meta", psi=None, info: dict | N
         if psi is None:
             raise ValueError("a personal checkpoint needs psi")
         tensors["psi"] = torch.as_tensor(psi).detach().to("cpu").reshape(-1).contiguous().clone()
-    metadata = {"format": FORMAT, "kind": kind, "config": json.dumps(model.cfg.to_dict()),
-                "info": json.dumps(info or {})}  # fmt: skip
+    metadata = {
+        "format": FORMAT,
+        "kind": kind,
+        "config": json.dumps(model.cfg.to_dict()),
+        "info": json.dumps(info or {}),
+    }
     atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 

@@ -47,8 +47,9 @@ def crop(image: np.ndarray, box: tuple[float, float, float], size: int) -> np.nd
         small = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         box = (box[0] * f, box[1] * f, side * f)
         image = small
-    return cv2.warpAffine(image, crop_matrix(box, size), (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    return cv2.warpAffine(
+        image, crop_matrix(box, size), (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def to_crop(points: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
@@ -131,8 +132,15 @@ def load_face_clip(video: str | Path, size: int, *, detector=None, clip=None, st
 
             detector = DlibDetector()
         clip = extract_clip(video, detector)
-    return face_clip(read_video_frames(video, fps=clip.fps), clip.keypoints, size, valid=clip.valid, stride=stride,
-                     identity=clip.identity, clip_id=clip.clip_id)  # fmt: skip
+    return face_clip(
+        read_video_frames(video, fps=clip.fps),
+        clip.keypoints,
+        size,
+        valid=clip.valid,
+        stride=stride,
+        identity=clip.identity,
+        clip_id=clip.clip_id,
+    )
 
 
 def to_tensor(images: np.ndarray, device="cpu"):

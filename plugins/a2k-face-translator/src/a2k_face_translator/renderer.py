@@ -29,10 +29,12 @@ class FaceTranslatorRenderer(Renderer):
 
     class Params(Params):
         checkpoint: str = path_field(min_length=1, description="path of a .safetensors checkpoint (meta or personal)")
-        size: int | None = Field(None, ge=16, le=4096,
-                                 description="longest side of the output; null keeps the image size")  # fmt: skip
-        shots: list[str] = path_field(default_factory=list, max_length=64,
-                                      description="more photos of the same person: K = 1 + len(shots)")  # fmt: skip
+        size: int | None = Field(
+            None, ge=16, le=4096, description="longest side of the output; null keeps the image size"
+        )
+        shots: list[str] = path_field(
+            default_factory=list, max_length=64, description="more photos of the same person: K = 1 + len(shots)"
+        )
         finetune_steps: int = Field(0, ge=0, le=5000, description="few-shot fine-tuning steps on the K shots")
         finetune_lr: float = Field(1e-4, gt=0, le=1e-2)
         paste: bool = Field(True, description="blend the generated face into the photo; false: output the crop")
@@ -100,8 +102,9 @@ class FaceTranslatorRenderer(Renderer):
         self, keypoints: Keypoints, reference_image: np.ndarray, *, reference_points=None
     ) -> Iterator[np.ndarray]:
         """Frames for ``keypoints``; the photo's own keypoints are ``reference_points`` if given, else frame 0."""
-        inp = prepare_inputs(keypoints, reference_image, self.params.size, reference_points=reference_points,
-                             renderer=self.name)  # fmt: skip
+        inp = prepare_inputs(
+            keypoints, reference_image, self.params.size, reference_points=reference_points, renderer=self.name
+        )
         G, psi = self.person(inp.image, inp.reference)
         return self._generate(G, psi, inp)
 

@@ -48,8 +48,7 @@ def _clip(video: Path, cache: Path | None, detector):
     return clip
 
 
-def load_face_clips(videos: list[Path], size: int, *, cache: Path | None = None, stride: int = 1,
-                    log=print) -> list:  # fmt: skip
+def load_face_clips(videos: list[Path], size: int, *, cache: Path | None = None, stride: int = 1, log=print) -> list:
     """Face clips of ``videos`` (keypoints extracted with dlib, cached in ``cache``)."""
     from a2k_toolkit.builtin.dlib_detector import DlibDetector
 
@@ -90,24 +89,39 @@ def cmd_meta(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     videos = [v for v in _videos(args.clips) if v.stem not in set(args.exclude)]
-    clips = load_face_clips(videos, args.image_size, cache=Path(args.cache) if args.cache else None,
-                            stride=args.stride)  # fmt: skip
+    clips = load_face_clips(videos, args.image_size, cache=Path(args.cache) if args.cache else None, stride=args.stride)
     device = _device(args.device)
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, shots=args.shots, lr_g=args.lr_g, lr_d=args.lr_d,
-                      seed=args.seed, log_every=args.log_every,
-                      weights=LossWeights(l1=args.w_l1, fm=args.w_fm, adv=args.w_adv, match=args.w_match))  # fmt: skip
+    cfg = TrainConfig(
+        steps=args.steps,
+        batch=args.batch,
+        shots=args.shots,
+        lr_g=args.lr_g,
+        lr_d=args.lr_d,
+        seed=args.seed,
+        log_every=args.log_every,
+        weights=LossWeights(l1=args.w_l1, fm=args.w_fm, adv=args.w_adv, match=args.w_match),
+    )
     if args.resume:
         model = load_checkpoint(args.resume, device).model
     else:
-        mcfg = ModelConfig(image_size=args.image_size, channels=args.channels, max_channels=args.max_channels,
-                           embed_dim=args.embed_dim, num_videos=len(clips))  # fmt: skip
+        mcfg = ModelConfig(
+            image_size=args.image_size,
+            channels=args.channels,
+            max_channels=args.max_channels,
+            embed_dim=args.embed_dim,
+            num_videos=len(clips),
+        )
         model = FaceTranslator(mcfg)
     history: list[dict] = []
     names = [c.clip_id for c in clips]
 
     def save(final: bool) -> None:
-        info = {"clips": names, "steps": len(history), "train": cfg.model_dump(),
-                "last": history[-1] if history else None}  # fmt: skip
+        info = {
+            "clips": names,
+            "steps": len(history),
+            "train": cfg.model_dump(),
+            "last": history[-1] if history else None,
+        }
         if final:
             info["reconstruction_l1"] = reconstruction_error(model, clips, shots=args.shots, device=device)
         save_checkpoint(args.out, model, kind="meta", info=info)
@@ -117,15 +131,21 @@ def cmd_meta(args) -> int:
         if rec["step"] % cfg.log_every == 0 or rec["step"] == 1:
             recent = history[-cfg.log_every :]
             mean = {k: np.mean([r[k] for r in recent]) for k in ("l1", "fm", "adv", "loss_d")}
-            print(f"step {rec['step']:6d}  l1 {mean['l1']:.4f}  fm {mean['fm']:.4f}  adv {mean['adv']:+.3f}  "
-                  f"D {mean['loss_d']:.3f}  ({rec['seconds']:.0f} s)", flush=True)  # fmt: skip
+            print(
+                f"step {rec['step']:6d}  l1 {mean['l1']:.4f}  fm {mean['fm']:.4f}  adv {mean['adv']:+.3f}  "
+                f"D {mean['loss_d']:.3f}  ({rec['seconds']:.0f} s)",
+                flush=True,
+            )
         if args.save_every and rec["step"] % args.save_every == 0:
             save(final=False)
             model.train()
 
     before = reconstruction_error(model, clips, shots=args.shots, device=device)
-    print(f"{len(clips)} clips, {sum(len(c) for c in clips)} frames at {model.cfg.image_size} px; "
-          f"reconstruction L1 before: {before:.4f}", flush=True)  # fmt: skip
+    print(
+        f"{len(clips)} clips, {sum(len(c) for c in clips)} frames at {model.cfg.image_size} px; "
+        f"reconstruction L1 before: {before:.4f}",
+        flush=True,
+    )
     meta_train(clips, cfg, model=model, device=device, callback=log)
     save(final=True)
     after = reconstruction_error(model, clips, shots=args.shots, device=device)
@@ -172,24 +192,35 @@ def cmd_finetune(args) -> int:
     cfg = FinetuneConfig(steps=args.steps, lr=args.lr, seed=args.seed)
     G, psi, hist = finetune(loaded.model, frames, sketches, cfg, device=device)
     loaded.model.G = G
-    info = {"base": str(args.checkpoint), "shots": len(frames), "finetune": cfg.model_dump(),
-            "l1_first": hist[0]["l1"] if hist else None, "l1_last": hist[-1]["l1"] if hist else None}  # fmt: skip
+    info = {
+        "base": str(args.checkpoint),
+        "shots": len(frames),
+        "finetune": cfg.model_dump(),
+        "l1_first": hist[0]["l1"] if hist else None,
+        "l1_last": hist[-1]["l1"] if hist else None,
+    }
     save_checkpoint(args.out, loaded.model, kind="personal", psi=psi, info=info)
-    print(f"fine-tuned on {len(frames)} shots for {args.steps} steps: L1 {info['l1_first']} -> {info['l1_last']} "
-          f"(meta model on these frames: {before:.4f}); wrote {args.out}")
+    print(
+        f"fine-tuned on {len(frames)} shots for {args.steps} steps: L1 {info['l1_first']} -> {info['l1_last']} "
+        f"(meta model on these frames: {before:.4f}); wrote {args.out}"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m a2k_face_translator.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m a2k_face_translator.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     fmt = argparse.ArgumentDefaultsHelpFormatter
     m = sub.add_parser("meta", help="meta-train on talking-head clips", formatter_class=fmt)
     m.add_argument("--clips", nargs="+", required=True, help="videos (.mp4) or directories of them")
-    m.add_argument("--exclude", nargs="*", default=[],
-                   help="clip names (file stems) to leave out, e.g. a held-out person")  # fmt: skip
+    m.add_argument(
+        "--exclude", nargs="*", default=[], help="clip names (file stems) to leave out, e.g. a held-out person"
+    )
     m.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     m.add_argument("--resume", help="meta checkpoint to continue from (same clips)")
     m.add_argument("--image-size", type=int, default=64)
@@ -243,4 +274,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-

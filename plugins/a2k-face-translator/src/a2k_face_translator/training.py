@@ -161,9 +161,17 @@ def meta_train(
         loss_d.backward()
         opt_d.step()
 
-        rec = {"step": step, "l1": l1.item(), "fm": fm.item(), "adv": adv.item(), "match": match.item(),
-               "loss_d": loss_d.item(), "d_real": score_real.mean().item(), "d_fake": score_fake_d.mean().item(),
-               "seconds": time.perf_counter() - start}  # fmt: skip
+        rec = {
+            "step": step,
+            "l1": l1.item(),
+            "fm": fm.item(),
+            "adv": adv.item(),
+            "match": match.item(),
+            "loss_d": loss_d.item(),
+            "d_real": score_real.mean().item(),
+            "d_fake": score_fake_d.mean().item(),
+            "seconds": time.perf_counter() - start,
+        }
         if not all(math.isfinite(v) for v in rec.values()):
             raise FloatingPointError(f"training diverged at step {step}: {rec}")
         history.append(rec)
@@ -231,9 +239,14 @@ def finetune(
 
 @torch.no_grad()
 def reconstruction_error(
-    model: FaceTranslator, clips: Sequence[FaceClip], *, shots: int = 4, samples: int = 8, seed: int = 1234,
+    model: FaceTranslator,
+    clips: Sequence[FaceClip],
+    *,
+    shots: int = 4,
+    samples: int = 8,
+    seed: int = 1234,
     device: str = "cpu",
-) -> float:  # fmt: skip
+) -> float:
     """Mean L1 (pixel values in [-1, 1]) between generated and real target frames: per clip, ``samples`` targets,
     each from an embedding of ``shots`` other frames, chosen with a fixed ``seed`` (a held-out style evaluation)."""
     rng = np.random.default_rng(seed)
