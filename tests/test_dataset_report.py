@@ -17,8 +17,9 @@ import pytest
 from a2k_toolkit.data import report as report_module
 from a2k_toolkit.data.builder import build, load_build_config
 from a2k_toolkit.data.dataset import verify
-from a2k_toolkit.data.packs import file_sha256, read_pack_metas
+from a2k_toolkit.data.packs import read_pack_metas
 from a2k_toolkit.data.report import report
+from a2k_toolkit.hashing import sha256_file
 
 REPO = Path(__file__).resolve().parents[1]
 # rows of ../shared/data/clips.csv: ar_news_c01's note says it may be ar_news_c04 (one person group)
@@ -109,18 +110,18 @@ def test_per_family_and_language_rows_match_the_clip_metadata(family_dataset):
 def test_recompute_rewrites_only_the_report(family_dataset, tmp_path):
     out = tmp_path / "vox"
     shutil.copytree(family_dataset, out)
-    before = {p.relative_to(out).as_posix(): file_sha256(p) for p in out.rglob("*") if p.is_file()}
+    before = {p.relative_to(out).as_posix(): sha256_file(p) for p in out.rglob("*") if p.is_file()}
     rep = report(out, recompute=True)
     assert rep["coupling"]["source"] == "recomputed"
     ch = rep["coupling"]["recompute"]
     # built with today's definition: only the 16-bit audio and float32 keypoints of the packs differ
     assert ch["compared"] == ch["clips"] == len(_metas(out)) and ch["max_abs_change"] <= 2e-3
-    after = {p.relative_to(out).as_posix(): file_sha256(p) for p in out.rglob("*") if p.is_file()}
+    after = {p.relative_to(out).as_posix(): sha256_file(p) for p in out.rglob("*") if p.is_file()}
     changed = {k for k in before if before[k] != after[k]}
     assert changed <= {"qa/report.json", "qa/report.md", "manifest.json"} and "qa/report.json" in changed
     verify(out)  # the manifest follows the rewritten report
     report(out)  # back to the stored coupling: the same bytes as the build wrote
-    assert {p.relative_to(out).as_posix(): file_sha256(p) for p in out.rglob("*") if p.is_file()} == before
+    assert {p.relative_to(out).as_posix(): sha256_file(p) for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_the_recomputed_coupling_feeds_every_table(family_dataset, tmp_path, monkeypatch):

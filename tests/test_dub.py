@@ -18,8 +18,8 @@ from a2k_toolkit import Pipeline
 from a2k_toolkit.builtin.dlib_detector import DlibDetector
 from a2k_toolkit.dubbing import dub_batch
 from a2k_toolkit.dubbing.runner import OutputLock
-from a2k_toolkit.dubbing.worker import file_sha256
 from a2k_toolkit.errors import A2KError
+from a2k_toolkit.hashing import sha256_file
 from a2k_toolkit.io import load_image, load_keypoints, probe_video, read_video_frames
 
 SMALL = {"renderer": {"name": "sketch", "params": {"size": 64}}}
@@ -50,11 +50,11 @@ def temp_files(out: Path) -> list[Path]:
 def check_done(out: Path, rec: dict, frames: int) -> None:
     kp = load_keypoints(out / rec["keypoints"])
     assert kp.points.shape == (frames, 68, 2) and rec["frames"] == frames
-    assert file_sha256(out / rec["keypoints"]) == rec["keypoints_sha256"]
+    assert sha256_file(out / rec["keypoints"]) == rec["keypoints_sha256"]
     if rec["output"].endswith(".mp4"):
         info = probe_video(out / rec["output"])
         assert info["frames"] == frames and info["video_codec"] == "h264" and info["audio_codec"] == "aac"
-        assert file_sha256(out / rec["output"]) == rec["video_sha256"]
+        assert sha256_file(out / rec["output"]) == rec["video_sha256"]
 
 
 def fifty_rows(m, media, outside: Path) -> tuple[list[dict], dict[str, str]]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from a2k_toolkit.dubbing import dub_batch
-from a2k_toolkit.dubbing.worker import file_sha256
+from a2k_toolkit.hashing import sha256_file
 from a2k_toolkit.io import load_keypoints, probe_video
 
 ray = pytest.importorskip("ray", reason="the Ray integration needs `pip install 'a2k-toolkit[ray]'`")
@@ -73,7 +73,7 @@ def test_ray_runner_matches_local_runner(tmp_path, dub_media, local_ray):
         a = load_keypoints(tmp_path / "local" / rec["keypoints"])
         b = load_keypoints(tmp_path / "ray" / rec["keypoints"])
         np.testing.assert_array_equal(a.points, b.points)
-        assert file_sha256(tmp_path / "ray" / rec["keypoints"]) == rec["keypoints_sha256"] == other["keypoints_sha256"]
+        assert sha256_file(tmp_path / "ray" / rec["keypoints"]) == rec["keypoints_sha256"] == other["keypoints_sha256"]
         if rec["output"].endswith(".mp4"):
             assert probe_video(tmp_path / "ray" / rec["output"])["frames"] == rec["frames"] == other["frames"]
     assert all(r["worker"] != os.getpid() for r in remote.values())  # it ran in Ray worker processes, not here

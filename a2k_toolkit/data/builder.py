@@ -29,9 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..components import KeypointDetector, num_frames
 from ..config import ComponentSpec, format_validation_error
 from ..errors import A2KError, ConfigError
+from ..hashing import sha256_file
 from .clips import Clip, interpolate_gaps
 from .layout import Layout, StatusLog
-from .packs import PackedClip, file_sha256, write_pack
+from .packs import PackedClip, write_pack
 from .qa import encode_thumb, face_width, lip_audio_coupling
 from .sources import VideoSource, discover, work_shard
 from .tracking import FaceTracker
@@ -357,7 +358,7 @@ def run_one(src: VideoSource, cfg: BuildConfig, detector: KeypointDetector, layo
         rec.update(
             status="done",
             item=layout.rel(item),
-            item_sha256=file_sha256(item),
+            item_sha256=sha256_file(item),
             item_bytes=item.stat().st_size,
             samples=[s.clip.clip_id for s in samples],
             **facts,

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import A2KError, ConfigError, InputError
+from ..hashing import sha256_file as file_sha256
 from ..io import atomic_write_text
 from ..keypoints import Normalizer
 from .layout import Layout, StatusLog
-from .packs import Pack, PackedClip, file_sha256, read_pack_metas, write_pack
+from .packs import Pack, PackedClip, read_pack_metas, write_pack
 from .sources import SPLITS, stable_hash
 
 FORMAT = "vox-kp"

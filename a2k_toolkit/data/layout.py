@@ -17,12 +17,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
+
+from ..hashing import sha1_text
 
 MANIFEST = "manifest.json"
 
@@ -44,7 +45,7 @@ class Layout:
 
     def item_path(self, key: str) -> Path:
         """The work item (clip pack) of the video ``key``: readable name plus a hash against collisions."""
-        h = hashlib.sha1(key.encode("utf-8")).hexdigest()
+        h = sha1_text(key)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[-80:].strip("._") or "video"
         return self.items / h[:2] / f"{safe}-{h[:10]}.npz"
 

@@ -21,7 +21,6 @@ an interrupted and resumed build is bit-identical to an uninterrupted one. Files
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zipfile
 from dataclasses import dataclass
@@ -169,11 +168,3 @@ def read_pack_metas(path: str | Path) -> list[dict[str, Any]]:
             return json.loads(str(z["meta"]))
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"cannot read clip pack {path}: {exc}; rebuild it (rerun the build)") from None
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..hashing import sha256_file
 from ..io import atomic_write_text, save_image
 from .folds import UNKNOWN_FAMILY, family_of
 from .layout import Layout, StatusLog
-from .packs import Pack, file_sha256, read_pack_metas
+from .packs import Pack, read_pack_metas
 from .qa import contact_sheet, decode_thumb, histogram, lip_audio_coupling
 from .sources import SPLITS
 
@@ -449,7 +450,7 @@ def _refresh_manifest(layout: Layout) -> None:
             del files[rel]
             changed = True
             continue
-        fact = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+        fact = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
         if files.get(rel) != fact:
             files[rel] = fact
             changed = True

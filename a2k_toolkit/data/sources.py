@@ -18,13 +18,13 @@ splits:
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from ..errors import InputError
+from ..hashing import stable_hash
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".ts"})
 SPLITS = ("train", "val", "test")
@@ -41,11 +41,6 @@ class VideoSource:
     source: str = ""  # the path as recorded in the dataset: relative to the folder or manifest where possible
     # metadata carried into every sample of the video: family, language, group (named-column manifests)
     meta: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
-
-
-def stable_hash(text: str) -> int:
-    """A hash of ``text`` that is the same on every machine and Python run (unlike ``hash``)."""
-    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
 
 
 def work_shard(key: str, num_shards: int) -> int:

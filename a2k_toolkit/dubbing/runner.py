@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from .. import io
 from ..config import load_config, validate_components
 from ..errors import A2KError, ConfigError, InputError
+from ..hashing import sha256_file, sha256_text
 from .manifest import (
     STATE_DIR,
     RowError,
@@ -35,7 +36,7 @@ from .manifest import (
     parse_row,
     read_manifest,
 )
-from .worker import DubWorker, Job, canonical, file_sha256, sha256_text
+from .worker import DubWorker, Job, canonical
 
 FINGERPRINT_VERSION = 1
 CSV_FIELDS = (
@@ -138,7 +139,7 @@ class _Hasher:
         st = path.stat()
         key = (str(path), st.st_size, st.st_mtime_ns)
         if key not in self._memo:
-            self._memo[key] = file_sha256(path)
+            self._memo[key] = sha256_file(path)
         return self._memo[key]
 
 
@@ -271,7 +272,7 @@ def _verify_checksums(job: Job, prev: dict[str, Any]) -> str | None:
             return f"no checksum recorded for {path.name}"
         if not path.is_file():
             return f"{path.name} is missing"
-        if file_sha256(path) != expected:
+        if sha256_file(path) != expected:
             return f"{path.name} changed since it was written"
     return None
 

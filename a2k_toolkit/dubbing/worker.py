@@ -7,7 +7,6 @@ memory, and on disk under ``<out>/.a2k-dub/faces/`` so other workers and later r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -21,6 +20,7 @@ import numpy as np
 
 from .. import io
 from ..errors import A2KError, InputError, NoFaceFoundError
+from ..hashing import sha256_file, sha256_text
 from ..keypoints import Keypoints
 
 MAX_SCAN_FRAMES = 250  # frames searched for a face when a video row gives no `frame` (10 s at 25 fps)
@@ -59,18 +59,6 @@ class Job:
 
 def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class DubWorker:
@@ -307,7 +295,7 @@ def verify_outputs(video: Path | None, keypoints: Path, frames: int, fps: float)
         raise A2KError(
             f"verification failed: keypoint file {keypoints.name} holds {kp.points.shape}, expected ({frames}, 68, 2)"
         )
-    facts: dict[str, Any] = {"frames": frames, "keypoints_sha256": file_sha256(keypoints), "video_sha256": None}
+    facts: dict[str, Any] = {"frames": frames, "keypoints_sha256": sha256_file(keypoints), "video_sha256": None}
     if video is not None:
         info = io.probe_video(video)
         if info["frames"] != frames or info["video_codec"] != "h264":
@@ -315,7 +303,7 @@ def verify_outputs(video: Path | None, keypoints: Path, frames: int, fps: float)
                 f"verification failed: {video.name} probes as {info['frames']} {info['video_codec']} "
                 f"frames, expected {frames} h264 frames"
             )
-        facts["video_sha256"] = file_sha256(video)
+        facts["video_sha256"] = sha256_file(video)
     return facts
 
 

@@ -6,7 +6,6 @@ Every source yields :class:`~a2k_toolkit.data.clips.Clip` objects one at a time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 from ..components import KeypointDetector
 from ..data.clips import Clip, extract_clip, load_clip, save_clip
 from ..errors import InputError
+from ..hashing import sha1_text
 
 CLIP_EXTS = frozenset({".npz"})
 VIDEO_EXTS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"})
@@ -79,7 +79,7 @@ def _cache_key(path: Path, detector: KeypointDetector, fps: float, sample_rate: 
         ],
         sort_keys=True,
     )
-    return hashlib.sha1(ident.encode()).hexdigest()[:16]
+    return sha1_text(ident)[:16]
 
 
 def video_clip(

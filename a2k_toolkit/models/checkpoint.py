@@ -19,7 +19,6 @@ optimisers, RNG states, data position); inference ignores them. This module neve
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from ..hashing import sha256_file
 from ..keypoints import Normalizer
 from .config import ModelConfig, normalize_feature_shape
 
@@ -72,14 +72,6 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
         os.replace(target, old)
     os.replace(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
