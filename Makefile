@@ -29,7 +29,8 @@ TABLE1_RECIPE ?= default-ema
 TABLE1_SEEDS ?= 0 1 2
 
 # the selection over every person of the shared data (docs/results.md, "Selection"): all of clips.csv, 3 folds of
-# person groups; stage 1 = one seed of each candidate (config:label), stage 2 = more seeds of the winner
+# person groups; stage 1 = one seed of each candidate (config in configs/train/shipped/:label), stage 2 = more seeds
+# of the winner
 ALL_DATA ?= runs/voxkp-all
 CLIPS_CSV ?= ../shared/data/clips.csv
 CV_DIR ?= runs/cv-all
@@ -39,7 +40,7 @@ CV_WINNER_SEEDS ?= 1 2
 CV_JOBS ?= 2
 CV_FAMILY_CAP ?= 200
 # the shipped model: the chosen recipe on every person, these seeds averaged, with the chosen inference settings
-SHIPPED_RECIPE ?= shipped
+SHIPPED_RECIPE ?= configs/train/shipped/shipped.yaml
 SHIPPED_SEEDS ?= 0 1 2
 SHIPPED_DEFAULTS ?= --default head_motion=3 --default mouth_scale=1.4 --default blink_interval=3.5
 
@@ -55,7 +56,7 @@ $(STAMP): pyproject.toml Makefile $(wildcard plugins/*/pyproject.toml)
 
 demo: $(STAMP)
 	$(BIN)/a2k generate --image a2k_toolkit/samples/astronaut.jpg --audio a2k_toolkit/samples/speech.wav \
-		--config configs/demo.yaml \
+		--config configs/pipeline/demo.yaml \
 		--keypoints-out $(DEMO_OUT)/keypoints.npy --video-out $(DEMO_OUT)/demo.mp4
 	@echo "demo written to $(DEMO_OUT)/ (keypoints.npy, demo.mp4)"
 
@@ -81,11 +82,11 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 	  for s in $(CV_WINNER_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_WINNER))) \
 	  $(lastword $(subst :, ,$(CV_WINNER))) $$f $$s"; done; done; } | \
 	xargs -P $(CV_JOBS) -L 1 sh -c 'd=$(CV_DIR)/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
-		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$$0.yaml --fold $$2/3 --seed $$3 \
+		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/shipped/$$0.yaml --fold $$2/3 --seed $$3 \
 		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
 	for fe in logmel vad phonetic stage2; do \
 		$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
-			--config configs/eval/selection-$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
+			--config configs/eval/selection/$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
 	done
 
 # The shipped default model: the chosen recipe trained on every person of the shared data (seeds averaged, the
@@ -94,22 +95,22 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 results: $(STAMP) $(ALL_DATA)/manifest.json
 	for s in $(SHIPPED_SEEDS); do d=runs/a2k-shipped-s$$s; \
 		if test -f $$d/latest/config.json; then resume=--resume; else resume=; fi; \
-		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$(SHIPPED_RECIPE).yaml --seed $$s \
+		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train $(SHIPPED_RECIPE) --seed $$s \
 			--run-dir $$d --no-progress $$resume || exit 1; \
 	done
 	$(BIN)/a2k ensemble runs/a2k-shipped $(foreach s,$(SHIPPED_SEEDS),runs/a2k-shipped-s$(s)/latest) $(SHIPPED_DEFAULTS) \
-		--description "configs/train/$(SHIPPED_RECIPE).yaml on every person of clips.csv, seeds $(SHIPPED_SEEDS)"
+		--description "$(SHIPPED_RECIPE) on every person of clips.csv, seeds $(SHIPPED_SEEDS)"
 
 # The earlier Table 1 (docs/results.md, "Table 1 on real data"): the 25 first shared clips split by identity, the
 # recipe, its three ablations and paper-width twin, evaluated on the 5 test identities.
 table1: $(STAMP)
-	test -f $(RESULTS_DATA)/manifest.json || $(BIN)/a2k dataset build configs/data/shared_clips.csv $(RESULTS_DATA) \
+	test -f $(RESULTS_DATA)/manifest.json || $(BIN)/a2k dataset build configs/data/first-25-clips.csv $(RESULTS_DATA) \
 		--detect-every 2
 	for run in $(RESULTS_RUNS); do \
 		if test -f runs/$$run/latest/config.json; then resume=--resume; else resume=; fi; \
-		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/$${run#a2k-}.yaml --no-progress $$resume || exit 1; \
+		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/earlier/$${run#a2k-}.yaml --no-progress $$resume || exit 1; \
 	done
-	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split test --config configs/eval/results.yaml --out docs/results
+	$(BIN)/a2k eval --clips $(RESULTS_DATA) --split test --config configs/eval/earlier/table1.yaml --out docs/results
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache

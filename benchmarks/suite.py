@@ -34,6 +34,11 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # the sibling bench_*.py scripts, whose helpers the stages reuse
 
 SAMPLES = REPO / "a2k_toolkit" / "samples"
+# the training configs whose models the keypoint stages time: the paper width and the `lite` preset
+PRESETS = {
+    "a2k": REPO / "configs" / "train" / "paper" / "a2k.yaml",
+    "lite": REPO / "configs" / "train" / "presets" / "lite.yaml",
+}
 SAMPLE_RATE = 16000
 
 
@@ -102,8 +107,9 @@ class Context:
     _checkpoints: dict[str, Path] = field(default_factory=dict, repr=False)
 
     def checkpoint(self, preset: str = "a2k") -> Path:
-        """An Audio2Keypoint checkpoint with random weights and the model of ``configs/train/<preset>.yaml`` (``a2k``:
-        the paper width; ``lite``), written as ``a2k train`` writes one."""
+        """An Audio2Keypoint checkpoint with random weights and the model of the training config ``PRESETS[preset]``
+        (``a2k``: the paper width, configs/train/paper/a2k.yaml; ``lite``: configs/train/presets/lite.yaml), written
+        as ``a2k train`` writes one."""
         if preset not in self._checkpoints:
             from bench_model import synthetic_clips
 
@@ -114,7 +120,7 @@ class Context:
             if not clips.exists():
                 clips.mkdir()
                 synthetic_clips(clips, n=2, seconds=8)
-            model = load_train_config(REPO / "configs" / "train" / f"{preset}.yaml").model.model_dump(mode="json")
+            model = load_train_config(PRESETS[preset]).model.model_dump(mode="json")
             run = self.work / f"ckpt-{preset}"
             cfg = {
                 "run_dir": str(run),

@@ -151,8 +151,8 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
 
 
 def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
-    """configs/eval/selection-*.yaml (make cv): every model entry names a fold's run of a candidate that `make cv`
-    trains (configs/train/CONFIG.yaml exists, the seed is stage 1's 0 or one of the winner's stage-2 seeds)."""
+    """configs/eval/selection/*.yaml (make cv): every model entry names a fold's run of a candidate that `make cv`
+    trains (configs/train/shipped/CONFIG.yaml exists, the seed is stage 1's 0 or one of the winner's stage-2 seeds)."""
     import re
     from pathlib import Path
 
@@ -163,9 +163,9 @@ def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
     candidates = dict(reversed(c.split(":")) for c in re.search(r"CV_CANDIDATES \?= (.+)", makefile).group(1).split())
     winner = re.search(r"CV_WINNER \?= \S+:(\w+)", makefile).group(1)
     seeds = set(re.search(r"CV_WINNER_SEEDS \?= ([\d ]+)", makefile).group(1).split())
-    assert all((repo / "configs" / "train" / f"{cfg}.yaml").is_file() for cfg in candidates.values())
+    assert all((repo / "configs" / "train" / "shipped" / f"{cfg}.yaml").is_file() for cfg in candidates.values())
     for fe in ("logmel", "vad", "phonetic", "stage2"):
-        entries = load_eval_config(repo / "configs" / "eval" / f"selection-{fe}.yaml").entries
+        entries = load_eval_config(repo / "configs" / "eval" / "selection" / f"{fe}.yaml").entries
         assert len({e.display_label for e in entries}) == len(entries)
         for fold in range(3):
             for e in with_fold(entries, fold):

@@ -222,11 +222,12 @@ def test_shipped_training_configs_are_valid():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / "configs" / "train"
-    files = sorted(root.glob("*.yaml"))
-    assert {f.stem for f in files} >= {"a2k", "ablation_audio_only", "ablation_no_piv", "ablation_no_discriminator"}
-    ablations = {f.stem: load_train_config(f).ablation for f in files}
-    assert ablations["a2k"] == "full" and ablations["ablation_no_piv"] == "no_piv"
-    full = load_train_config(root / "a2k.yaml")
+    files = sorted(root.rglob("*.yaml"))
+    paper = {"a2k", "ablation-audio-only", "ablation-no-piv", "ablation-no-discriminator"}
+    assert {f.stem for f in files if f.parent.name == "paper"} == paper
+    ablations = {f.relative_to(root).as_posix(): load_train_config(f).ablation for f in files}
+    assert ablations["paper/a2k.yaml"] == "full" and ablations["paper/ablation-no-piv.yaml"] == "no_piv"
+    full = load_train_config(root / "paper" / "a2k.yaml")
     assert (full.batch_size, full.optim.lr_g, full.data.window, full.epochs) == (32, 1e-4, 64, 300)
 
 

@@ -42,7 +42,7 @@ ENSEMBLE_FILE = "ensemble.json"
 # Default weights shipped with the package (a later release puts a checkpoint here); picked up when present.
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 TRAIN_HINT = (
-    "train one with `a2k train configs/train/a2k.yaml` and set the generator's `checkpoint` param to the run "
+    "train one with `a2k train configs/train/paper/a2k.yaml` and set the generator's `checkpoint` param to the run "
     "directory (it picks best/, else latest/)"
 )
 
