@@ -17,6 +17,7 @@ from .errors import A2KError
 
 COMMAND_MODULES = (
     "a2k_toolkit.commands.generate",
+    "a2k_toolkit.commands.convert",
     "a2k_toolkit.commands.plugins",
     "a2k_toolkit.commands.config",
     "a2k_toolkit.commands.eval",

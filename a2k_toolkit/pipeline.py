@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import io
+from . import formats, io
 from .catalog import Catalog
 from .components import AudioFrontend, KeypointDetector, KeypointGenerator, Renderer, SpeechSynthesizer
 from .config import SLOTS, ComponentSpec, PipelineConfig, load_config, validate_components
@@ -41,18 +41,19 @@ class Result:
         """All frames as one ``(T, H, W, 3)`` uint8 array (for long audio prefer :meth:`iter_frames`)."""
         return np.stack(list(self.iter_frames()))
 
-    def save(self, keypoints: str | Path | None = None, video: str | Path | None = None) -> None:
-        """Write the keypoint file (.npy / .npz / .json) and/or an H.264 MP4 with the speech muxed in.
+    def save(
+        self, keypoints: str | Path | None = None, video: str | Path | None = None, *, format: str | None = None
+    ) -> None:
+        """Write the keypoints in any format of :mod:`a2k_toolkit.formats` (by extension: .npy, .npz, .json, .csv,
+        .pts, .mp4 pose video; a folder ``dir/``: OpenPose JSON per frame; or named by ``format``) and/or an H.264
+        MP4 with the speech muxed in.
 
         Both are written to temporaries first and renamed only when both are complete, so an error or a kill
         leaves the previous pair as it was (never new keypoints beside an old video)."""
-        if keypoints is not None:
-            io.check_output_path(keypoints, io.KEYPOINT_EXTENSIONS, what="keypoint file")
+        kp_format = None if keypoints is None else formats.check_output(keypoints, format, what="keypoint output")
         if video is not None:
             io.check_output_path(video, io.VIDEO_EXTENSIONS, what="video")
-        with io.atomic_paths(keypoints, video) as (kp_tmp, video_tmp):
-            if kp_tmp is not None:
-                io.save_keypoints(kp_tmp, self.keypoints, atomic=False)
+        with formats.staged_write(keypoints, self.keypoints, kp_format), io.atomic_paths(video) as (video_tmp,):
             if video_tmp is not None:
                 io.write_video(
                     video_tmp,

@@ -21,21 +21,27 @@ def add_parser(sub) -> None:
     src.add_argument("--text", help="speech as text, spoken by the config's speech synthesizer")
     p.add_argument("--lang", default=None, help="language / voice for --text (e.g. en, de, hi)")
     p.add_argument("--config", help="pipeline config file (YAML, JSON or TOML)")
-    p.add_argument("--keypoints-out", help="keypoint file to write (.npy, .npz or .json)")
+    p.add_argument(
+        "--keypoints-out",
+        help="keypoints to write: .npy, .npz, .json, .csv (OpenFace), .pts, .mp4 (pose video), or a folder 'dir/' "
+        "(OpenPose JSON per frame); see `a2k convert --list`",
+    )
+    p.add_argument("--keypoints-format", metavar="FMT", help="format of --keypoints-out (default: from its extension)")
     p.add_argument("--video-out", help="MP4 to write (needs a renderer in the config)")
     p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, mps)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..io import KEYPOINT_EXTENSIONS, VIDEO_EXTENSIONS, check_output_path
+    from ..formats import check_output
+    from ..io import VIDEO_EXTENSIONS, check_output_path
     from ..pipeline import Pipeline
 
     if not args.keypoints_out and not args.video_out:
         raise InputError("nothing to write: give --keypoints-out KP.npy and/or --video-out OUT.mp4")
     # every output is checked before any work starts: a run never fails at the end for an unwritable path
     if args.keypoints_out:
-        check_output_path(args.keypoints_out, KEYPOINT_EXTENSIONS, what="--keypoints-out")
+        check_output(args.keypoints_out, args.keypoints_format, what="--keypoints-out")
     if args.video_out:
         check_output_path(args.video_out, VIDEO_EXTENSIONS, what="--video-out")
     overrides = {"device": args.device} if args.device else {}
@@ -43,7 +49,7 @@ def run(args) -> int:
     if args.video_out and pipe.renderer is None:
         raise InputError("--video-out needs a renderer; set `renderer` in the config (for example `renderer: sketch`)")
     result = pipe(image=args.image, audio=args.audio, text=args.text, lang=args.lang)
-    result.save(keypoints=args.keypoints_out, video=args.video_out)
+    result.save(keypoints=args.keypoints_out, video=args.video_out, format=args.keypoints_format)
     n = len(result.keypoints)
     written = [x for x in (args.keypoints_out, args.video_out) if x]
     print(f"{n} frames ({n / result.keypoints.fps:.2f} s at {result.keypoints.fps:g} fps) -> {', '.join(written)}")
