@@ -317,7 +317,7 @@ def test_pipeline_dub_batch_in_process_with_per_row_config(tmp_path, dub_media):
         },
     ]
     m = write_manifest(tmp_path / "m.jsonl", rows)
-    summary = pipe.dub_batch(m, tmp_path / "out", progress=False)
+    summary = dub_batch(m, tmp_path / "out", pipeline=pipe, workers=0, progress=False)
     assert summary.ok and summary.workers == 0
     kp_b = load_keypoints(tmp_path / "out" / "b.npz").points
     assert np.ptp(kp_b, axis=0).max() == 0  # the static generator: every frame is the reference
@@ -348,7 +348,7 @@ def test_cli_errors_and_lock(tmp_path, dub_media):
 
 def test_report_csv_neutralises_formula_cells(tmp_path):
     """CSV injection (OWASP): an id or reason a spreadsheet would run as a formula is written with a leading quote."""
-    from a2k_toolkit.dubbing.runner import csv_cell
+    from a2k_toolkit.dubbing.reports import csv_cell
 
     ids = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "plain"]  # ids are stripped: tab/CR cannot lead
     rows = [{"id": rid, "image": "nope.jpg", "audio": "nope.wav", "output": f"o{i}.mp4"} for i, rid in enumerate(ids)]
