@@ -106,6 +106,10 @@ class AudioFrontend(Component):
     kind = "audio"
     Params = AudioFrontendParams
     sample_rate: ClassVar[int] = 16000
+    #: True when the features are log power (dB, e.g. a log-mel spectrogram): a gain is then a shift of every value
+    #: and loudness can be read off them. Training's ``augment.gain_db`` and the generator's ``silence_gate_db`` need
+    #: such a front-end; a third-party one takes part by setting this on its class.
+    log_power: ClassVar[bool] = False
 
     @property
     def fps(self) -> float:

@@ -218,6 +218,55 @@ def test_noise_augmentation_needs_a_frontend_and_gain_needs_log_power(real_clips
         Trainer(cfg, catalog=catalog)
 
 
+def test_gain_augmentation_takes_any_log_power_frontend(real_clips_dir, tiny_train_config, pm, tmp_path):
+    """``log_power`` is a class attribute of the front-end: a third-party class that sets it trains with gain_db
+    (its features shifted by the gain), and the error for one that does not names every qualifying front-end."""
+    from a2k_toolkit.catalog import Catalog
+    from a2k_toolkit.hookspecs import hookimpl
+    from a2k_toolkit.testing import DummyFrontend, DummyPlugin
+
+    class LogEnergy(DummyFrontend):
+        """Frame energy in dB and zero-crossing rate (a log-power front-end of a third-party plugin)."""
+
+        name = "log-energy"
+        log_power = True
+
+        def __call__(self, waveform, sample_rate):
+            out = super().__call__(waveform, sample_rate)
+            out[:, 0] = 20 * np.log10(np.maximum(out[:, 0], 1e-5))
+            return out
+
+    class LogEnergyPlugin:
+        @hookimpl
+        def register_audio_frontends(self, register):
+            register(LogEnergy)
+
+    pm.register(DummyPlugin())
+    pm.register(LogEnergyPlugin())
+    catalog = Catalog(pm)
+    assert LogEnergy.log_power and not DummyFrontend.log_power
+    assert catalog.get("audio", "logmel").log_power and catalog.get("audio", "librosa-mel").log_power
+    assert not catalog.get("audio", "stack").log_power
+
+    with pytest.raises(ConfigError, match="gain_db shifts log-power features") as err:
+        Trainer(
+            tiny_train_config(real_clips_dir, tmp_path / "no", augment={"gain_db": 3}, frontend="dummy-audio"),
+            catalog=catalog,
+        )
+    assert "use one of librosa-mel, log-energy, logmel" in str(err.value)
+
+    cfg = tiny_train_config(
+        real_clips_dir, tmp_path / "run", max_steps=2, augment={"gain_db": 6}, frontend={"name": "log-energy"}
+    )
+    tr = Trainer(cfg, catalog=catalog)
+    assert isinstance(tr.frontend, LogEnergy)
+    plain = ClipWindowDataset(tr.train_set.clips, tr.frontend, tr.normalizer, 32, 16)
+    item, ref = tr.train_set[0], plain[0]
+    shift = item["features"].reshape(-1, 2)[:, 0] - ref["features"].reshape(-1, 2)[:, 0]
+    assert np.ptp(shift) < 1e-4 and 0 < abs(shift[0]) <= 6  # one gain in dB for the whole window
+    assert tr.fit()["step"] == 2
+
+
 def test_min_coupling_needs_voxkp(real_clips_dir, tiny_train_config, catalog, tmp_path):
     cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=1, data={"min_coupling": 0.1})
     with pytest.raises(ConfigError, match="min_coupling needs data.format: voxkp"):

@@ -16,7 +16,6 @@ from ..components import AudioFrontend, KeypointEncoder, KeypointGenerator, Para
 from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints
-from .logmel import LOG_POWER_FRONTENDS
 from .motion import BLOCK, RIGID, apply_blinks, blink_schedule, rescale_motion
 
 
@@ -67,6 +66,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
     """Audio2Keypoint: a trained UNet generator conditioned on the reference keypoints (paper §4)."""
 
     name = "audio2keypoint"
+    uses_catalog = True  # the host's catalog says what the checkpoint's front-end class can do (log_power)
 
     class Params(Params):
         checkpoint: str | list[str] | None = path_field(
@@ -122,7 +122,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
             "default (else 1)",
         )
 
-    def __init__(self, params=None, **kwargs):
+    def __init__(self, params=None, *, catalog=None, **kwargs):
         super().__init__(params, **kwargs)
         from ..models.checkpoint import checkpoint_defaults, read_members
 
@@ -143,18 +143,29 @@ class Audio2KeypointGenerator(KeypointGenerator):
                     f"checkpoint {info.path} does not match the generator params: it was trained with {diff}; "
                     "remove these params to use the checkpoint's architecture, or point `checkpoint` at a matching one"
                 )
-        if p.silence_gate_db is not None and self.info.frontend["name"] not in LOG_POWER_FRONTENDS:
-            raise ConfigError(
-                f"generator.params.silence_gate_db reads loudness from log-power features, but this "
-                f"checkpoint uses the {self.info.frontend['name']!r} front-end (use one of "
-                f"{', '.join(LOG_POWER_FRONTENDS)}, or remove silence_gate_db)"
-            )
+        if p.silence_gate_db is not None:
+            self._check_log_power(catalog)
         if p.overlap >= self.info.window:
             raise ConfigError(
                 f"generator.params.overlap ({p.overlap}) must be smaller than the checkpoint's window "
                 f"({self.info.window} frames)"
             )
         self._net = None
+
+    def _check_log_power(self, catalog) -> None:
+        """The silence gate reads loudness off the features: the checkpoint's front-end class must set ``log_power``
+        (looked up in the host's catalog; in the default plugins' when the generator is built without a host)."""
+        from ..catalog import Catalog
+
+        catalog = catalog if catalog is not None else Catalog()
+        name = self.info.frontend["name"]
+        if name in catalog.names("audio") and catalog.get("audio", name).log_power:
+            return
+        qualify = [e.name for e in catalog.entries("audio") if e.cls.log_power]
+        raise ConfigError(
+            f"generator.params.silence_gate_db reads loudness from log-power features, but this checkpoint uses the "
+            f"{name!r} front-end (use one of {', '.join(qualify)}, or remove silence_gate_db)"
+        )
 
     @classmethod
     def from_pretrained(cls, path=None, **params):

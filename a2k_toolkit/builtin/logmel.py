@@ -32,9 +32,6 @@ from ..components import AudioFrontend, AudioFrontendParams
 from ..errors import InputError
 from ..hookspecs import hookimpl
 
-# the front-ends whose features are log power (dB): a gain is a shift, loudness can be read off them
-LOG_POWER_FRONTENDS = ("logmel", "librosa-mel")
-
 
 @functools.lru_cache(maxsize=8)
 def mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
@@ -78,6 +75,7 @@ class MelFrontend(AudioFrontend):
     """
 
     Params = LogMelParams
+    log_power = True  # dB mel power: logmel and librosa-mel alike
     sample_rate = 16000
 
     @property

@@ -29,7 +29,6 @@ import torch.distributed as dist
 from pydantic import ValidationError
 
 from .. import __version__
-from ..builtin.logmel import LOG_POWER_FRONTENDS
 from ..catalog import Catalog
 from ..config import format_validation_error
 from ..data.folds import family_of, group_of, split_fold
@@ -225,10 +224,11 @@ class Trainer:
                 "face, see data.min_valid_fraction)"
             )
         d = cfg.data
-        if cfg.augment.gain_db and self.frontend.name not in LOG_POWER_FRONTENDS:
+        if cfg.augment.gain_db and not self.frontend.log_power:
+            qualify = [e.name for e in self.catalog.entries("audio") if e.cls.log_power]
             raise ConfigError(
                 f"augment.gain_db shifts log-power features; the {self.frontend.name!r} front-end's are "
-                f"not (use one of {', '.join(LOG_POWER_FRONTENDS)}, or set gain_db: 0)"
+                f"not (use one of {', '.join(qualify)}, or set gain_db: 0)"
             )
         self.train_set = ClipWindowDataset(
             train_clips,
