@@ -14,7 +14,6 @@ do; a file that holds only silence loads, with a :class:`SilentAudioWarning`.
 
 from __future__ import annotations
 
-import os
 import re
 import struct
 import subprocess
@@ -27,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AudioLoadError, InputError
-from .io import atomic_path, child_argv, ffmpeg_exe
-
-PathLike = str | os.PathLike
+from .ffmpeg import child_argv, ffmpeg_exe
+from .files import PathLike, atomic_path
 
 SOUNDFILE_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"})
 """Extensions read with soundfile first (ffmpeg is the fallback)."""

@@ -1,4 +1,5 @@
-"""The keypoint type, the iBUG 68-point topology, and the paper's normalisation (§4.5) with its inverse."""
+"""The keypoint type, the iBUG 68-point topology (and its drawing), the measures of a face, and the paper's
+normalisation (§4.5) with its inverse. Keypoint files are read and written by :mod:`a2k_toolkit.keypoint_files`."""
 
 from __future__ import annotations
 
@@ -60,6 +61,21 @@ def part_edges(part: str) -> list[tuple[int, int]]:
 EDGES: list[tuple[int, int]] = [e for p in PARTS for e in part_edges(p)]
 
 
+def draw_keypoints(canvas: np.ndarray, points: np.ndarray, thickness: int = 2, dots: bool = False) -> np.ndarray:
+    """Draw one frame's 68 keypoints on ``canvas`` (RGB uint8, modified in place) as polylines coloured by part
+    (:data:`PART_COLORS`; eyes and lips closed): the sketch renderer's drawing, also used by dataset QA and plugins."""
+    import cv2
+
+    shift = 4  # sub-pixel precision for smooth lines
+    pts = np.round(np.asarray(points)[:, :2] * (1 << shift)).astype(np.int32)
+    for part, idx in PARTS.items():
+        cv2.polylines(canvas, [pts[list(idx)]], part in CLOSED_PARTS, PART_COLORS[part], thickness, cv2.LINE_AA, shift)
+    if dots:
+        for x, y in pts:
+            cv2.circle(canvas, (int(x), int(y)), max(1, thickness) << shift, (255, 255, 0), -1, cv2.LINE_AA, shift)
+    return canvas
+
+
 @dataclass
 class Keypoints:
     """A keypoint sequence: float32 ``points`` of shape ``(T, 68, 2)`` in pixel coordinates of the reference image.
@@ -107,17 +123,6 @@ class Keypoints:
 
     def with_points(self, points: np.ndarray) -> Keypoints:
         return replace(self, points=points, meta=dict(self.meta))
-
-    def save(self, path) -> None:
-        from .io import save_keypoints
-
-        save_keypoints(path, self)
-
-    @classmethod
-    def load(cls, path) -> Keypoints:
-        from .io import load_keypoints
-
-        return load_keypoints(path)
 
 
 def _xy(points):

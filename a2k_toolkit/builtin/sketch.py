@@ -10,22 +10,8 @@ from pydantic import Field
 from ..components import Params, Renderer
 from ..errors import InputError
 from ..hookspecs import hookimpl
-from ..keypoints import CLOSED_PARTS, PART_COLORS, PARTS, Keypoints
+from ..keypoints import Keypoints, draw_keypoints
 from ..rendering import output_size  # noqa: F401  (re-exported: renderers size their output the same way)
-
-
-def draw_keypoints(canvas: np.ndarray, points: np.ndarray, thickness: int = 2, dots: bool = False) -> np.ndarray:
-    """Draw one frame's 68 keypoints on ``canvas`` (RGB uint8, modified in place) as coloured polylines."""
-    import cv2
-
-    shift = 4  # sub-pixel precision for smooth lines
-    pts = np.round(np.asarray(points)[:, :2] * (1 << shift)).astype(np.int32)
-    for part, idx in PARTS.items():
-        cv2.polylines(canvas, [pts[list(idx)]], part in CLOSED_PARTS, PART_COLORS[part], thickness, cv2.LINE_AA, shift)
-    if dots:
-        for x, y in pts:
-            cv2.circle(canvas, (int(x), int(y)), max(1, thickness) << shift, (255, 255, 0), -1, cv2.LINE_AA, shift)
-    return canvas
 
 
 class SketchRenderer(Renderer):

@@ -79,7 +79,7 @@ def contact_sheet(tiles: list[tuple[np.ndarray, np.ndarray, str]], tile: int = 1
     """A grid of ``(thumbnail, keypoints in thumbnail pixels, label)``: keypoints drawn over each frame."""
     import cv2
 
-    from ..builtin.sketch import draw_keypoints
+    from ..keypoints import draw_keypoints
 
     rows = max(1, math.ceil(len(tiles) / columns))
     label_h = 18
