@@ -10,8 +10,6 @@ Public API::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from .components import (
     AudioFrontend,
     Component,
@@ -38,6 +36,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .keypoints import Keypoints, Normalizer
+from .version import __version__
 
 __all__ = [
     "A2KError",

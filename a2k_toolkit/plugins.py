@@ -86,7 +86,7 @@ def make_plugin_manager(*, builtins: bool = True, entry_points: bool = True, plu
     pm.add_hookspecs(hookspecs)
     pm._a2k_distinfo = {}  # type: ignore[attr-defined]
     if builtins:
-        from . import __version__
+        from .version import __version__
 
         for modname in DEFAULT_PLUGINS:
             pm.register(importlib.import_module(modname), name=modname)
