@@ -32,14 +32,16 @@ def languages() -> list[str]:
     """The common languages that the installed espeak-ng can speak (all of them when espeak-ng cannot be asked)."""
     import warnings
 
-    from a2k_toolkit.builtin.espeak import resolve_language
+    from a2k_toolkit.catalog import Catalog
+    from a2k_toolkit.plugins import make_plugin_manager
 
+    espeak = Catalog(make_plugin_manager(entry_points=False)).build("speech", "espeak")
     found = []
     for code in COMMON_LANGS:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a region falling back to its base language is fine here
-                resolve_language(code)
+                espeak.voice_for(code)
             found.append(code)
         except A2KError:
             continue

@@ -33,7 +33,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def real_clip(shared_data, request):
     """``name -> a2k_toolkit Clip`` (dlib keypoints at 25 fps), cached like the toolkit's own ``real_clips``."""
-    from a2k_toolkit.builtin.dlib_detector import DlibDetector
+    from a2k_face_translator.data import dlib_detector
     from a2k_toolkit.data.clips import extract_clip, load_clip, save_clip
 
     cache = Path(request.config.cache.mkdir("a2k-real-clips"))
@@ -45,7 +45,7 @@ def real_clip(shared_data, request):
             if cached.is_file():
                 made[name] = load_clip(cached)
             else:
-                made[name] = extract_clip(shared_data / "clips" / f"{name}.mp4", DlibDetector())
+                made[name] = extract_clip(shared_data / "clips" / f"{name}.mp4", dlib_detector())
                 save_clip(cached, made[name])
         return made[name]
 

@@ -138,12 +138,12 @@ def test_renderer_generates_faces_that_follow_the_keypoints(trained, real_clip):
 
 
 def test_renderer_with_a_personal_checkpoint_and_finetuning(trained, tmp_path, shared_data):
+    from a2k_face_translator.data import dlib_detector
     from a2k_toolkit import io
-    from a2k_toolkit.builtin.dlib_detector import DlibDetector
 
     model, _, _, _, path = trained
     image = io.load_image(shared_data / "faces" / "obama.jpg")
-    ref = DlibDetector().detect(image).points[0]
+    ref = dlib_detector().detect(image).points[0]
     kp = Keypoints(np.stack([ref, ref + [3, 0], ref + [0, 3]]))
     tuned = FaceTranslatorRenderer(checkpoint=str(path), finetune_steps=3, size=64).render(kp, image)
     plain = FaceTranslatorRenderer(checkpoint=str(path), size=64).render(kp, image)

@@ -22,9 +22,11 @@ def speak(text: str, lang: str = "en-us") -> np.ndarray:
     if shutil.which("espeak-ng") is None and shutil.which("espeak") is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
     from a2k_toolkit.audio import load_audio
-    from a2k_toolkit.builtin.espeak import EspeakSynthesizer
+    from a2k_toolkit.catalog import Catalog
+    from a2k_toolkit.plugins import make_plugin_manager
 
-    wav, sr = EspeakSynthesizer().synthesize(text, lang)
+    espeak = Catalog(make_plugin_manager(entry_points=False)).build("speech", "espeak")
+    wav, sr = espeak.synthesize(text, lang)
     wav = load_audio(wav, SR, orig_sample_rate=sr)
     loud = np.flatnonzero(np.abs(wav) > np.abs(wav).max() * 10 ** (-45 / 20))
     return np.ascontiguousarray(wav[loud[0] : loud[-1] + 1])

@@ -72,7 +72,6 @@ def clips_dir(tmp_path_factory):
 def test_training_steps_with_stacked_features(host_catalog, clips_dir, tmp_path):
     import torch
 
-    from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
     from a2k_toolkit.training import Trainer
 
     run = tmp_path / "run"
@@ -116,7 +115,7 @@ def test_training_steps_with_stacked_features(host_catalog, clips_dir, tmp_path)
 
     # the checkpoint accepts the same stack and generates from its features
     fe = host_catalog.build("audio", "stack", {"members": MEMBERS})
-    gen = Audio2KeypointGenerator(checkpoint=str(run / "latest"))
+    gen = host_catalog.build("generator", "audio2keypoint", {"checkpoint": str(run / "latest")})
     gen.check_frontend(fe)
     wav = speak("Maybe my mom knows.")
     ref = Keypoints(mean_face(256, 256)[None], image_size=(256, 256))

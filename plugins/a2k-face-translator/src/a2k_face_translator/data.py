@@ -2,7 +2,7 @@
 
 One square crop box per clip (from the median face of its frames), so that head motion stays motion inside the
 crop, exactly as at rendering time, where the box comes from the reference photo and the driving keypoints move
-inside it. The sketch is the toolkit's coloured keypoint drawing (``a2k_toolkit.builtin.sketch.draw_keypoints``)
+inside it. The sketch is the toolkit's coloured keypoint drawing (``a2k_toolkit.keypoints.draw_keypoints``)
 on black, at the crop's resolution.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from a2k_toolkit.builtin.sketch import draw_keypoints
 from a2k_toolkit.errors import InputError
+from a2k_toolkit.keypoints import draw_keypoints
 
 BOX_SCALE = 1.8  # crop side relative to the face's larger extent (brows to chin, jaw to jaw)
 
@@ -119,6 +119,15 @@ def face_clip(
     return FaceClip(np.stack(crops), sketches, pts, identity=identity, clip_id=clip_id)
 
 
+def dlib_detector():
+    """The toolkit's built-in ``dlib`` detector, built by name through a catalog of the built-in components: code
+    outside the toolkit reaches a built-in component this way, never by importing its module."""
+    from a2k_toolkit.catalog import Catalog
+    from a2k_toolkit.plugins import make_plugin_manager
+
+    return Catalog(make_plugin_manager(entry_points=False)).build("detector", "dlib")
+
+
 def load_face_clip(video: str | Path, size: int, *, detector=None, clip=None, stride: int = 1) -> FaceClip:
     """A :class:`FaceClip` from a talking-head video: keypoints from ``clip`` (an ``a2k_toolkit.data.clips.Clip`` of
     that video) or extracted with ``detector`` (default: dlib), frames decoded at the clip's frame rate and cropped
@@ -128,9 +137,7 @@ def load_face_clip(video: str | Path, size: int, *, detector=None, clip=None, st
 
     if clip is None:
         if detector is None:
-            from a2k_toolkit.builtin.dlib_detector import DlibDetector
-
-            detector = DlibDetector()
+            detector = dlib_detector()
         clip = extract_clip(video, detector)
     return face_clip(
         read_video_frames(video, fps=clip.fps),

@@ -61,13 +61,11 @@ class FaceTranslatorRenderer(Renderer):
         """K shot crops and sketches: the reference photo, then every photo in ``shots`` (keypoints by dlib)."""
         from a2k_toolkit.io import load_image
 
-        from .data import crop, face_box, sketch, to_crop
+        from .data import crop, dlib_detector, face_box, sketch, to_crop
 
         boxes = [(image, reference)]
         if self.params.shots:
-            from a2k_toolkit.builtin.dlib_detector import DlibDetector
-
-            detector = DlibDetector()
+            detector = dlib_detector()
             for path in self.params.shots:
                 img = load_image(path)
                 boxes.append((img, detector.detect(img).points[0]))

@@ -50,11 +50,9 @@ def _clip(video: Path, cache: Path | None, detector):
 
 def load_face_clips(videos: list[Path], size: int, *, cache: Path | None = None, stride: int = 1, log=print) -> list:
     """Face clips of ``videos`` (keypoints extracted with dlib, cached in ``cache``)."""
-    from a2k_toolkit.builtin.dlib_detector import DlibDetector
+    from .data import dlib_detector, load_face_clip
 
-    from .data import load_face_clip
-
-    detector = DlibDetector()
+    detector = dlib_detector()
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
     clips = []
@@ -159,7 +157,7 @@ def cmd_finetune(args) -> int:
     from a2k_toolkit.io import load_image
 
     from .checkpoint import load_checkpoint, save_checkpoint
-    from .data import crop, face_box, sketch, to_crop
+    from .data import crop, dlib_detector, face_box, sketch, to_crop
     from .training import FinetuneConfig, finetune, reconstruction_error
 
     if args.threads:
@@ -174,9 +172,7 @@ def cmd_finetune(args) -> int:
         idx = np.linspace(0, len(fc) - 1, min(args.shots, len(fc))).round().astype(int)
         frames, sketches = fc.frames[idx], fc.sketches[idx]
     else:
-        from a2k_toolkit.builtin.dlib_detector import DlibDetector
-
-        det = DlibDetector()
+        det = dlib_detector()
         frames, sketches = [], []
         for p in args.images:
             img = load_image(p)
