@@ -107,8 +107,33 @@ def finalize(root: str | Path, cfg=None, *, log: Callable[[str], None] | None = 
     layout.manifest.unlink(missing_ok=True)
     status = StatusLog(layout.status).read()
     done = {k: r for k, r in sorted(status.items()) if r.get("status") == "done"}
+    clips = _done_clips(layout, done)  # 1. what is there
 
-    # 1. what is there: per clip metadata, from the items (checked against their recorded checksums)
+    # 2. identity-disjoint splits
+    frames_per_id: dict[str, int] = defaultdict(int)
+    pinned = {r["identity"]: r["split"] for r in done.values() if r.get("split")}
+    for m in clips:
+        frames_per_id[m["identity"]] += _frames(m)
+    id_split = assign_splits(dict(frames_per_id), cfg.split, pinned)
+
+    index, split_info = _write_shards(layout, clips, id_split, cfg, log)  # 3. shards
+    _write_statistics(layout, split_info, cfg)  # 4. statistics (train split only)
+
+    # 5. splits, index, QA report
+    counts = {s: {k: split_info[s][k] for k in ("clips", "frames", "identities", "hours")} for s in SPLITS}
+    splits = {"fractions": list(cfg.split), "pinned": sorted(pinned), "identities": dict(sorted(id_split.items()))}
+    atomic_write_text(layout.splits, _dump({**splits, "counts": counts}))
+    atomic_write_text(layout.index, _dump({"format": FORMAT, "version": VERSION, "clips": index}))
+    report = write_report(layout, status=status, index=index, split_info=split_info)
+
+    _write_manifest(layout, cfg, split_info, status)  # 6. manifest, last
+    log(f"dataset finished: {len(index)} clips, report in {layout.qa / 'report.md'}")
+    return {"clips": len(index), "splits": {s: split_info[s]["clips"] for s in SPLITS}, "report": report["counts"]}
+
+
+def _done_clips(layout: Layout, done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per clip metadata of the done videos' work items (each checked against its recorded checksum), in key
+    order."""
     clips: list[dict[str, Any]] = []
     for key, rec in done.items():
         item = layout.root / rec["item"]
@@ -120,15 +145,12 @@ def finalize(root: str | Path, cfg=None, *, log: Callable[[str], None] | None = 
         for i, m in enumerate(read_pack_metas(item)):
             clips.append({**m, "item": rec["item"], "item_index": i})
     clips.sort(key=lambda m: m["key"])
+    return clips
 
-    # 2. identity-disjoint splits
-    frames_per_id: dict[str, int] = defaultdict(int)
-    pinned = {r["identity"]: r["split"] for r in done.values() if r.get("split")}
-    for m in clips:
-        frames_per_id[m["identity"]] += _frames(m)
-    id_split = assign_splits(dict(frames_per_id), cfg.split, pinned)
 
-    # 3. shards, split by split, clips in key order
+def _write_shards(layout: Layout, clips: list[dict], id_split: dict[str, str], cfg, log) -> tuple[list, dict]:
+    """The shards, split by split, clips in key order (stale shards removed); returns the index entries and the
+    facts per split."""
     layout.shards.mkdir(parents=True, exist_ok=True)
     written: set[str] = set()
     index: list[dict[str, Any]] = []
@@ -155,8 +177,11 @@ def finalize(root: str | Path, cfg=None, *, log: Callable[[str], None] | None = 
     for stale in layout.shards.glob("*.npz"):
         if stale.name not in written:
             stale.unlink()
+    return index, split_info
 
-    # 4. statistics (train split only)
+
+def _write_statistics(layout: Layout, split_info: dict[str, dict[str, Any]], cfg) -> None:
+    """The normalisation statistics, fitted on the train split's shards."""
     stats: dict[str, Any] = {"split": "train", "window": cfg.stats_window, "max_sequences": cfg.stats_max_sequences}
     train_files = [layout.root / s["file"] for s in split_info["train"]["shards"]]
     if train_files:
@@ -166,40 +191,24 @@ def finalize(root: str | Path, cfg=None, *, log: Callable[[str], None] | None = 
         stats.update(normalizer=None, sequences=0, note="no training clips: statistics not fitted")
     atomic_write_text(layout.stats, _dump(stats))
 
-    # 5. splits, index, QA report
-    atomic_write_text(
-        layout.splits,
-        _dump(
-            {
-                "fractions": list(cfg.split),
-                "pinned": sorted(pinned),
-                "identities": {i: id_split[i] for i in sorted(id_split)},
-                "counts": {
-                    s: {k: split_info[s][k] for k in ("clips", "frames", "identities", "hours")} for s in SPLITS
-                },
-            }
-        ),
-    )
-    atomic_write_text(layout.index, _dump({"format": FORMAT, "version": VERSION, "clips": index}))
-    report = write_report(layout, status=status, index=index, split_info=split_info)
 
-    # 6. manifest, last
+def _write_manifest(layout: Layout, cfg, split_info: dict[str, dict[str, Any]], status: dict[str, dict]) -> None:
+    """The manifest, written last: the build settings, the splits, and every file's checksum and size."""
     files = sorted(
         [p for p in layout.shards.glob("*.npz")]
         + [layout.index, layout.splits, layout.stats, layout.config]
         + [p for p in layout.qa.glob("*") if p.is_file()]
     )
+    done = sum(1 for r in status.values() if r.get("status") == "done")
     manifest = {
         "format": FORMAT,
         "version": VERSION,
         "build": cfg.model_dump(mode="json"),
         "splits": split_info,
-        "videos": {"done": len(done), "failed": sum(1 for r in status.values() if r.get("status") == "failed")},
+        "videos": {"done": done, "failed": sum(1 for r in status.values() if r.get("status") == "failed")},
         "files": {layout.rel(p): {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in files},
     }
     atomic_write_text(layout.manifest, _dump(manifest))
-    log(f"dataset finished: {len(index)} clips, report in {layout.qa / 'report.md'}")
-    return {"clips": len(index), "splits": {s: split_info[s]["clips"] for s in SPLITS}, "report": report["counts"]}
 
 
 def _frames(meta: dict[str, Any]) -> int:
