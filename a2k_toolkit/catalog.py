@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
 from .components import KIND_BASES, KIND_HOOKS, Component
+from .config import ComponentSpec, validate_spec
 from .errors import DuplicateComponentError, PluginError, UnknownComponentError
 from .plugins import make_plugin_manager, plugin_distribution
 
@@ -76,10 +79,29 @@ class Catalog:
     def get(self, kind: str, name: str) -> type[Component]:
         return self.entry(kind, name).cls
 
-    def build(self, kind: str, name: str, params=None) -> Component:
-        """An instance of the component ``name`` of ``kind`` with ``params``. A component that contains components
-        (``uses_catalog``) gets this catalog, so that it builds its parts from the host's plugins, not its own."""
-        cls = self.get(kind, name)
+    def build(
+        self,
+        kind: str,
+        spec: ComponentSpec | str,
+        params: BaseModel | dict[str, Any] | None = None,
+        *,
+        where: str | None = None,
+        what: str = "config",
+    ) -> Component:
+        """An instance of a component of ``kind``, from a :class:`~a2k_toolkit.config.ComponentSpec` or from a name
+        and ``params``.
+
+        A spec's params are validated with every component spec nested in them
+        (:func:`~a2k_toolkit.config.validate_spec`; error key paths start at ``where``, default the kind), or taken as
+        they are when the config already validated them. This catalog is the build context: a component that contains
+        components (``uses_catalog``) gets it as ``catalog=``, so that it builds its parts from the host's plugins,
+        never from a catalog of its own."""
+        if isinstance(spec, ComponentSpec):
+            if params is not None:
+                raise TypeError("give either a spec or a name with params, not a spec and params")
+            params = validate_spec(spec, self, where or kind, kind=kind, what=what)
+            spec = spec.name
+        cls = self.get(kind, spec)
         return cls(params, catalog=self) if cls.uses_catalog else cls(params)
 
     def entries(self, kind: str | None = None) -> list[Entry]:

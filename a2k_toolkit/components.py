@@ -59,16 +59,18 @@ class Component:
     kind: ClassVar[str] = ""
     name: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = Params
-    #: True for components that contain components (e.g. the ``stack`` front-end): their constructor takes a
-    #: keyword ``catalog``, and hosts build them with :meth:`~a2k_toolkit.catalog.Catalog.build`, which passes itself
+    #: True for components that contain components (e.g. the ``stack`` front-end, whose ``Params`` hold typed
+    #: :class:`~a2k_toolkit.config.ComponentSpec` params): their constructor takes a keyword ``catalog``, the build
+    #: context, and hosts build them with :meth:`~a2k_toolkit.catalog.Catalog.build`, which passes itself
     uses_catalog: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, **kwargs: Any):
-        if isinstance(params, BaseModel) and not kwargs:
-            params = params.model_dump()
-        merged = dict(params or {})
-        merged.update(kwargs)
-        self.params = self.Params.model_validate(merged)
+        if type(params) is self.Params and not kwargs:
+            self.params = params  # validated already (by the config, or the host): not again
+        else:
+            merged = params.model_dump() if isinstance(params, BaseModel) else dict(params or {})
+            merged.update(kwargs)
+            self.params = self.Params.model_validate(merged)
         self.device = "cpu"
 
     def to(self, device: str | torch.device) -> Component:
@@ -206,6 +208,14 @@ class KeypointGenerator(Component):
     """
 
     kind = "generator"
+
+    @classmethod
+    def frontend_spec(cls, params: BaseModel, catalog: Any) -> dict[str, Any] | str | None:
+        """The audio front-end this generator needs with validated ``params``, as ``{name, params}`` (or a name),
+        worked out without building anything or loading weights (``catalog``: the host's, for a generator that asks
+        a nested one); a pipeline whose config leaves ``audio`` unset runs it. None (the default): no preference (the
+        pipeline runs ``logmel``)."""
+        return None
 
     def check_frontend(self, frontend: AudioFrontend) -> None:
         """Raise :class:`~a2k_toolkit.errors.ConfigError` if this generator cannot consume ``frontend``'s features."""

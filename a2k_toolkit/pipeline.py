@@ -15,7 +15,7 @@ import numpy as np
 from . import formats, io
 from .catalog import Catalog
 from .components import AudioFrontend, KeypointDetector, KeypointGenerator, Renderer, SpeechSynthesizer
-from .config import SLOTS, ComponentSpec, PipelineConfig, load_config, validate_components
+from .config import SLOTS, ComponentSpec, PipelineConfig, load_config, validate_components, with_frontend
 from .device import resolve_device
 from .errors import InputError
 from .keypoints import Keypoints
@@ -98,14 +98,19 @@ class Pipeline:
         """Build from a config (model, dict or YAML/JSON/TOML path). ``overrides`` replace top-level keys.
 
         ``plugins`` may be a :class:`Catalog` or a pluggy plugin manager; by default the built-ins plus every
-        installed plugin. Every slot is validated before any component is built.
+        installed plugin. Every slot, and every component nested in one, is validated before any component is built;
+        an unset ``audio`` slot is the front-end the generator declares (its checkpoint's). This catalog builds every
+        component, nested ones included (the build context).
         """
         cfg = load_config(config)
-        if overrides:
-            cfg = load_config({**cfg.model_dump(), **overrides})
+        if overrides:  # the validated slots as they are, with the overrides checked
+            cfg = load_config({**dict(cfg), **overrides})
         catalog = plugins if isinstance(plugins, Catalog) else Catalog(plugins)
+        cfg = with_frontend(cfg, catalog)
         params = validate_components(cfg, catalog)
-        built = {slot: catalog.build(SLOTS[slot], getattr(cfg, slot).name, p) for slot, p in params.items()}
+        # the generator first: it reads its checkpoint, which the other slots never wait for
+        order = sorted(params, key=lambda slot: slot != "generator")
+        built = {slot: catalog.build(SLOTS[slot], getattr(cfg, slot).name, params[slot]) for slot in order}
         return cls(**built, device=cfg.device, seed=cfg.seed)
 
     @property

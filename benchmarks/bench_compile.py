@@ -37,6 +37,7 @@ def main() -> None:
     import torch
     from suite import SAMPLE_RATE, Context, speech
 
+    from a2k_toolkit.builtin.audio2keypoint import model_encoders
     from a2k_toolkit.builtin.logmel import LogMel
     from a2k_toolkit.models.checkpoint import load_generator, read_checkpoint
     from a2k_toolkit.models.inference import WindowedRunner
@@ -49,7 +50,7 @@ def main() -> None:
         ctx = Context(quick=True, repeat=args.repeat, work=Path(tmp), device="cpu")
         for preset in ("a2k", "lite"):
             info = read_checkpoint(ctx.checkpoint(preset))
-            net = load_generator(info).to(args.device).eval()
+            net = load_generator(info, encoders=model_encoders(info.model)).to(args.device).eval()
 
             def timed(runner):
                 t0 = time.perf_counter()

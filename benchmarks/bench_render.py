@@ -63,12 +63,13 @@ def make_renderers(size: int, checkpoint: Path | None):
     from a2k_toolkit.builtin.side_by_side import SideBySideRenderer
     from a2k_toolkit.builtin.sketch import SketchRenderer
     from a2k_toolkit.builtin.warp import WarpRenderer
+    from a2k_toolkit.catalog import Catalog
 
     rows = [
         ("sketch", SketchRenderer(size=size, background="reference")),
         ("warp", WarpRenderer(size=size)),
         ("warp map_step=2", WarpRenderer(size=size, map_step=2)),
-        ("side-by-side ref|sketch|warp", SideBySideRenderer(size=size)),
+        ("side-by-side ref|sketch|warp", SideBySideRenderer(size=size, catalog=Catalog())),
     ]
     if checkpoint is not None:
         from a2k_face_translator import FaceTranslatorRenderer
@@ -122,6 +123,7 @@ def gallery(
     from a2k_toolkit.builtin.side_by_side import SideBySideRenderer
     from a2k_toolkit.builtin.sketch import SketchRenderer
     from a2k_toolkit.builtin.warp import WarpRenderer
+    from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.keypoints import mouth_opening, reference_iod
 
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +147,7 @@ def gallery(
     save("render-reference.png", cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
     save("render-sketch.png", SketchRenderer(size=size, background="reference").render(kpc, crop)[1])
     save("render-warp.png", WarpRenderer(size=size).render(kpc, crop)[1])
-    save("render-side-by-side.png", SideBySideRenderer(size=128).render(kpc, crop)[1])
+    save("render-side-by-side.png", SideBySideRenderer(size=128, catalog=Catalog()).render(kpc, crop)[1])
     if checkpoint is not None:
         from a2k_face_translator import FaceTranslatorRenderer
 

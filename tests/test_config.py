@@ -14,7 +14,7 @@ def test_defaults_and_bare_string_shorthand():
     cfg = load_config({"renderer": "sketch", "generator": {"name": "static"}})
     assert cfg.renderer == ComponentSpec(name="sketch", params={})
     assert cfg.generator.name == "static"
-    assert cfg.audio.name == "logmel"
+    assert cfg.audio is None  # unset: the generator's front-end (see test_audio_slot_defaults_to_the_generators)
     assert load_config(None) == PipelineConfig()
 
 

@@ -75,6 +75,7 @@ def _rows(run: Path) -> list[dict]:
 def test_training_on_cuda_under_each_precision(clips_dir, tmp_path):
     """amp off / bf16 / fp16: the same first step as full precision (same seed, same batch), 30 finite steps, and a
     checkpoint that loads and runs on the CPU."""
+    from a2k_toolkit.builtin.audio2keypoint import model_encoders
     from a2k_toolkit.models.checkpoint import load_generator, read_checkpoint
     from a2k_toolkit.training import Trainer
 
@@ -95,7 +96,8 @@ def test_training_on_cuda_under_each_precision(clips_dir, tmp_path):
         first[amp] = rows[0]["loss_reg"]
         now = trainer.generator.state_dict()
         assert any(not torch.equal(now[k], init[k]) for k in init)
-        net = load_generator(read_checkpoint(run / "latest"))  # device-free: loads and runs on the CPU
+        info = read_checkpoint(run / "latest")
+        net = load_generator(info, encoders=model_encoders(info.model))  # device-free: loads and runs on the CPU
         assert next(net.parameters()).device.type == "cpu"
         assert torch.isfinite(net(torch.zeros(1, 32, 320), torch.zeros(1, 136))).all()
     for amp in ("bf16", "fp16"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
+from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator, model_encoders
 from a2k_toolkit.builtin.logmel import LogMel
 from a2k_toolkit.io import load_audio
 from a2k_toolkit.models.config import ModelConfig, build_generator
@@ -28,7 +28,8 @@ def speech_features(sample_speech_path):
 @pytest.fixture(scope="module")
 def small_net(speech_features):
     torch.manual_seed(0)
-    net = build_generator(ModelConfig(width=24, channels_2d=(8, 16)), (4, 80)).eval()
+    cfg = ModelConfig(width=24, channels_2d=(8, 16))
+    net = build_generator(cfg, (4, 80), **model_encoders(cfg)).eval()
     net.set_feature_stats(speech_features.mean(0), speech_features.std(0))
     return net
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from a2k_toolkit.builtin.audio2keypoint import model_encoders
 from a2k_toolkit.errors import ConfigError, InputError
 from a2k_toolkit.models import ModelConfig, build_discriminator, build_generator, count_parameters
 from a2k_toolkit.models.audio import stem_output, stem_plan
@@ -26,7 +27,8 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny(catalog, feature_shape=(4, 80), **over):
-    return build_generator(ModelConfig(**{**TINY, **over}), feature_shape, catalog)
+    cfg = ModelConfig(**{**TINY, **over})
+    return build_generator(cfg, feature_shape, **model_encoders(cfg, catalog))
 
 
 def test_encoders_are_registered_components(catalog):
@@ -47,6 +49,32 @@ def test_encoders_are_registered_components(catalog):
 def test_unknown_encoder_params_are_a_config_error(catalog):
     with pytest.raises(ConfigError, match=r"model\.pv_encoder\.params\.bogus"):
         tiny(catalog, pv_encoder={"name": "pv", "params": {"bogus": 1}})
+
+
+def test_generators_are_built_from_built_parts(catalog):
+    """models/ builds networks from the encoder components the host built; it never looks components up."""
+    import ast
+    from pathlib import Path
+
+    import a2k_toolkit.models as models
+
+    for f in Path(models.__file__).parent.glob("*.py"):
+        tree = ast.parse(f.read_text("utf-8"))
+        names = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in names if m.endswith("catalog") or m.endswith("plugins")], f.name
+    cfg = ModelConfig(**TINY)
+    with pytest.raises(ConfigError, match=r"model\.pv_encoder is 'pv' but no encoder was given"):
+        build_generator(cfg, (4, 80))
+    parts = model_encoders(cfg, catalog)
+    with pytest.raises(ConfigError, match=r"model\.piv_encoder is null but an encoder was given"):
+        build_generator(ModelConfig(**{**TINY, "piv_encoder": None}), (4, 80), **parts)
+    torch.manual_seed(0)
+    a = build_generator(cfg, (4, 80), **parts)
+    torch.manual_seed(0)
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        b = build_generator(cfg, (4, 80), catalog)  # the transitional form: the catalog builds them here
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 @pytest.mark.parametrize("shape", [(4, 80), (2, 96), (1, 26), (3, 40), (96,)])
@@ -103,7 +131,7 @@ def test_input_standardisation_uses_stored_feature_stats(catalog):
 
 
 def test_paper_width_has_about_7_6m_generator_parameters(catalog):
-    g = build_generator(ModelConfig(), (4, 80), catalog)
+    g = build_generator(ModelConfig(), (4, 80), **model_encoders(ModelConfig(), catalog))
     assert 7.2e6 < count_parameters(g) < 8.0e6
 
 

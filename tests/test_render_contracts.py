@@ -21,3 +21,11 @@ class TestWarpContract(testing.RendererContract):
 class TestSideBySideContract(testing.RendererContract):
     component_class = SideBySideRenderer
     params = {"size": 64, "panels": ["reference", "sketch", "warp"]}
+
+    def make(self, **extra):  # the panels come from the host's catalog
+        from a2k_toolkit.catalog import Catalog
+        from a2k_toolkit.plugins import make_plugin_manager
+
+        return Catalog(make_plugin_manager(entry_points=False)).build(
+            "renderer", self.component_class.name, {**self.params, **extra}
+        )

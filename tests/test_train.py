@@ -148,6 +148,7 @@ def test_nothing_to_resume_is_a_clear_error(real_clips_dir, tiny_train_config, c
 
 def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_train_config, catalog, tmp_path):
     """latest/ and best/ (with a validation set), atomically written; the checkpoint is self-describing."""
+    from a2k_toolkit.builtin.audio2keypoint import model_encoders
     from a2k_toolkit.models.checkpoint import load_generator, read_checkpoint
 
     val_file = real_clips_dir / f"{real_clips[-1].clip_id}.npz"
@@ -167,7 +168,7 @@ def test_checkpoints_hold_what_inference_needs(real_clips_dir, real_clips, tiny_
     assert info.path == run / "best"
     assert info.frontend["name"] == "logmel" and info.feature_shape == (4, 80) and info.window == 32
     assert info.meta["metrics"]["best_val"] == pytest.approx(summary["best_val"])
-    net = load_generator(info)
+    net = load_generator(info, encoders=model_encoders(info.model, catalog))
     assert net(torch.zeros(1, 32, 320), torch.zeros(1, 136)).shape == (1, 32, 136)
     assert any(m.get("val") is not None for m in metrics(run))
 

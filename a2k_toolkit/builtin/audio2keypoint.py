@@ -1,7 +1,11 @@
 """Built-in plugin: the Audio2Keypoint generator (paper §4) and its keypoint encoders ``pv`` and ``piv``.
 
 The generator loads a checkpoint directory written by ``a2k train`` (see ``docs/model.md``); with no ``checkpoint``
-param it uses the default weights shipped in ``a2k_toolkit/weights/`` when a release includes them.
+param it uses the default weights shipped in ``a2k_toolkit/weights/`` when a release includes them. A checkpoint's
+model names its PV / PIV encoders (``model.pv_encoder`` / ``model.piv_encoder`` in its ``config.json``): the
+generator builds them through the host's catalog when it is built (:func:`model_encoders`), so a bad encoder spec
+fails before any weights load, and it declares the checkpoint's front-end as the pipeline's default ``audio`` slot
+(:meth:`Audio2KeypointGenerator.frontend_spec`).
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ import warnings
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from ..components import AudioFrontend, KeypointEncoder, KeypointGenerator, Params, path_field
+from ..config import format_validation_error
 from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints
@@ -62,11 +67,45 @@ class PIVEncoder(PVEncoder):
         return self.params.normalize
 
 
+#: the encoders of this module, which a model built without a host catalog can use (a bare constructor,
+#: ``from_pretrained``); any other encoder needs the host's catalog
+OWN_ENCODERS: dict[str, type[KeypointEncoder]] = {PVEncoder.name: PVEncoder, PIVEncoder.name: PIVEncoder}
+
+
+def model_encoders(model, catalog=None, *, what: str = "config") -> dict[str, KeypointEncoder | None]:
+    """The keypoint-encoder components a :class:`~a2k_toolkit.models.config.ModelConfig` names, built through the
+    host's ``catalog``, as the keyword arguments of :func:`~a2k_toolkit.models.config.build_generator`
+    (``{"pv_encoder": ..., "piv_encoder": ...}``, None where the model has none). Their params are validated here,
+    before any weights load; errors name the key (``model.pv_encoder.params.hidden: ...``) in ``what`` (the config,
+    or a checkpoint). Without a catalog only this module's encoders (``pv``, ``piv``) can be built."""
+    parts: dict[str, KeypointEncoder | None] = {}
+    for key in ("pv_encoder", "piv_encoder"):
+        spec, where = getattr(model, key), f"model.{key}"
+        if spec is None:
+            parts[key] = None
+        elif catalog is not None:
+            parts[key] = catalog.build("encoder", spec, where=where, what=what)
+        elif spec.name in OWN_ENCODERS:
+            cls = OWN_ENCODERS[spec.name]
+            try:
+                parts[key] = cls(cls.Params.model_validate(spec.params))
+            except ValidationError as exc:
+                raise ConfigError(f"invalid {what}: {format_validation_error(exc, f'{where}.params')}") from None
+        else:
+            raise ConfigError(
+                f"{what}: {where} is the keypoint encoder {spec.name!r}, which only a host's catalog can build (this "
+                f"module has {', '.join(OWN_ENCODERS)}); build the generator through one: Pipeline.from_config, or "
+                "catalog.build('generator', ...)"
+            )
+    return parts
+
+
 class Audio2KeypointGenerator(KeypointGenerator):
     """Audio2Keypoint: a trained UNet generator conditioned on the reference keypoints (paper §4)."""
 
     name = "audio2keypoint"
-    uses_catalog = True  # the host's catalog says what the checkpoint's front-end class can do (log_power)
+    # the host's catalog builds the checkpoints' encoders and says what their front-end class can do (log_power)
+    uses_catalog = True
 
     class Params(Params):
         checkpoint: str | list[str] | None = path_field(
@@ -123,6 +162,8 @@ class Audio2KeypointGenerator(KeypointGenerator):
         )
 
     def __init__(self, params=None, *, catalog=None, **kwargs):
+        """``catalog``: the host's catalog (the build context, passed by ``Catalog.build``), which builds the
+        checkpoints' keypoint encoders; without one only the built-in ``pv`` / ``piv`` encoders can be built."""
         super().__init__(params, **kwargs)
         from ..models.checkpoint import checkpoint_defaults, read_members
 
@@ -150,6 +191,8 @@ class Audio2KeypointGenerator(KeypointGenerator):
                 f"generator.params.overlap ({p.overlap}) must be smaller than the checkpoint's window "
                 f"({self.info.window} frames)"
             )
+        # every member's encoders, built (and their params validated) now: a bad spec fails before weights load
+        self._encoders = [model_encoders(i.model, catalog, what=f"checkpoint {i.path}") for i in self.members]
         self._net = None
 
     def _check_log_power(self, catalog) -> None:
@@ -168,11 +211,20 @@ class Audio2KeypointGenerator(KeypointGenerator):
         )
 
     @classmethod
-    def from_pretrained(cls, path=None, **params):
+    def frontend_spec(cls, params, catalog=None):
+        """The front-end the checkpoint was trained with (read from its ``config.json``; no weights are loaded)."""
+        from ..models.checkpoint import read_members
+
+        fe = read_members(params.checkpoint)[0].frontend
+        return {"name": fe["name"], "params": fe["params"]}
+
+    @classmethod
+    def from_pretrained(cls, path=None, *, catalog=None, **params):
         """The generator for the checkpoint directory ``path`` (``model.safetensors`` + ``config.json``, as written by
         ``a2k train`` into ``RUN_DIR/best`` or ``RUN_DIR/latest``, or a run directory); ``None`` = the default weights
-        shipped in ``a2k_toolkit/weights/``. Other ``params`` as in the pipeline config."""
-        return cls({**params, "checkpoint": None if path is None else str(path)})
+        shipped in ``a2k_toolkit/weights/``. Other ``params`` as in the pipeline config; ``catalog`` as for the
+        constructor."""
+        return cls({**params, "checkpoint": None if path is None else str(path)}, catalog=catalog)
 
     @property
     def checkpoint_label(self) -> str:
@@ -189,7 +241,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
         if self._net is None:
             from ..models.checkpoint import load_members
 
-            self._net = load_members(self.members, device=self.device)
+            self._net = load_members(self.members, device=self.device, encoders=self._encoders)
         return self._net
 
     def to(self, device):

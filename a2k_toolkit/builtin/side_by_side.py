@@ -1,8 +1,10 @@
 """Renderer ``side-by-side``: inspection videos composing several panels per frame.
 
 Each panel is either ``reference`` (the still photo) or any registered renderer, given by name or as
-``{name, params}``; by default *reference | sketch | warp*. :meth:`SideBySideRenderer.compare` renders two keypoint
-sequences (ground truth and prediction) as two labelled rows of the same panels.
+``{name, params}``; by default *reference | sketch | warp*. Panels are nested components: the config checks their
+params with the rest, and the host's catalog (the build context ``Catalog.build`` passes) builds them.
+:meth:`SideBySideRenderer.compare` renders two keypoint sequences (ground truth and prediction) as two labelled rows
+of the same panels.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from ..components import Params, Renderer
+from ..config import RendererSpec, validate_nested, validate_spec
 from ..errors import A2KError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..io import to_rgb_uint8
@@ -25,13 +28,11 @@ REFERENCE = "reference"
 GAP_COLOUR = 40
 
 
-class PanelSpec(BaseModel):
-    """One panel: ``reference`` or a registered renderer's name, with that renderer's params."""
+class PanelSpec(RendererSpec):
+    """One panel: ``reference`` (the still photo, no params) or a registered renderer's name, with its params."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+    def names_component(self) -> bool:
+        return self.name != REFERENCE
 
 
 def put_label(img: np.ndarray, text: str) -> None:
@@ -72,39 +73,46 @@ class SideBySideRenderer(Renderer):
                 return [{"name": v} if isinstance(v, str) else v for v in value]
             return value
 
+    uses_catalog = True
+
     def __init__(self, params=None, *, catalog=None, **kwargs):
-        """``catalog`` resolves panel renderers (default: the built-ins plus every installed plugin)."""
+        """``catalog``: the host's catalog (the build context, passed by ``Catalog.build``), which builds the panel
+        renderers; the renderer never makes a catalog of its own."""
         super().__init__(params, **kwargs)
-        self._catalog = catalog
-        self.panels: list[Renderer | None] = [self._build(i, spec) for i, spec in enumerate(self.params.panels)]
-
-    def _build(self, i: int, spec: PanelSpec) -> Renderer | None:
-        if spec.name == REFERENCE:
-            if spec.params:
+        for i, spec in enumerate(self.params.panels):
+            if spec.name == REFERENCE and spec.params:
                 raise ConfigError(f"panels[{i}]: the 'reference' panel takes no params, got {sorted(spec.params)}")
-            return None
-        if spec.name == self.name:
-            raise ConfigError(f"panels[{i}]: a side-by-side panel cannot itself be 'side-by-side'")
-        if self._catalog is None:
-            from ..catalog import Catalog
+            if spec.name == self.name:
+                raise ConfigError(f"panels[{i}]: a side-by-side panel cannot itself be 'side-by-side'")
+        self._panels: list[Renderer | None] | None = None
+        if catalog is not None:
+            validate_nested(self.params, catalog, "")  # every panel checked before any is built (no-op if done)
+        if catalog is not None or not any(spec.names_component() for spec in self.params.panels):
+            self._panels = [self._build(i, spec, catalog) for i, spec in enumerate(self.params.panels)]
 
-            self._catalog = Catalog()
-        cls = self._catalog.get("renderer", spec.name)
-        params = dict(spec.params)
-        if "size" in cls.Params.model_fields and "size" not in params:
-            params["size"] = self.params.size
-        try:
-            return cls(params)
-        except ValidationError as exc:
-            from ..config import format_validation_error
-
+    @property
+    def panels(self) -> list[Renderer | None]:
+        """The panel renderers, left to right (None for the reference photo)."""
+        if self._panels is None:
             raise ConfigError(
-                f"invalid side-by-side panel: {format_validation_error(exc, f'panels[{i}].params')}"
-            ) from None
+                "the 'side-by-side' renderer was built without the host's catalog, so it cannot build its panels; "
+                "build it with catalog.build('renderer', 'side-by-side', params) (Pipeline.from_config does), or pass "
+                "catalog= to SideBySideRenderer"
+            )
+        return self._panels
+
+    def _build(self, i: int, spec: PanelSpec, catalog) -> Renderer | None:
+        if not spec.names_component():
+            return None
+        cls = catalog.get("renderer", spec.name)
+        if "size" in cls.Params.model_fields and "size" not in spec.params:
+            # the panel's params are the spec's plus the side-by-side's size: checked as such
+            spec = RendererSpec(name=spec.name, params={**spec.params, "size": self.params.size})
+        return catalog.build("renderer", spec.name, validate_spec(spec, catalog, f"panels[{i}]"))
 
     def to(self, device):
         super().to(device)
-        for p in self.panels:
+        for p in self._panels or []:
             if p is not None:
                 p.to(device)
         return self

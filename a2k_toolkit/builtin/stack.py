@@ -24,24 +24,19 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from ..components import AudioFrontend, AudioFrontendParams
+from ..config import AudioSpec, validate_nested, validate_spec
 from ..errors import ConfigError, InputError
 from ..hookspecs import hookimpl
 
-
-class MemberSpec(BaseModel):
-    """One member front-end: a registered name and its params."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
+#: one member front-end: a registered name and its params (a nested component, checked with the config)
+MemberSpec = AudioSpec
 
 
 class StackParams(AudioFrontendParams):
-    members: list[MemberSpec] = Field(
+    members: list[AudioSpec] = Field(
         min_length=1,
         max_length=8,
         description="front-ends whose features are concatenated, in this order: names or {name, params}",
@@ -84,6 +79,7 @@ class StackFrontend(AudioFrontend):
         self._catalog = catalog
         self._members: list[AudioFrontend] | None = None
         if catalog is not None:
+            validate_nested(self.params, catalog, "")  # every member checked before any is built (no-op if done)
             self._members = self._build_members()
             self.sample_rate = self._members[0].sample_rate  # the rate hosts load audio at: the first member's
 
@@ -97,17 +93,10 @@ class StackFrontend(AudioFrontend):
                     f"{where} sets fps {spec.params['fps']} but the stack runs at {self.fps:g}; remove "
                     "the member's fps (the stack's fps applies to every member)"
                 )
-            cls = self._catalog.get("audio", spec.name)
-            params = dict(spec.params)
-            if "fps" in cls.Params.model_fields:
-                params["fps"] = self.fps
-            try:
-                member = self._catalog.build("audio", spec.name, params)
-            except ValidationError as exc:
-                from ..config import format_validation_error
-
-                raise ConfigError(f"invalid {where}: {format_validation_error(exc, f'members[{i}].params')}") from None
-            members.append(member)
+            params = validate_spec(spec, self._catalog, f"members[{i}]", kind="audio")
+            if "fps" in type(params).model_fields:
+                params = params.model_copy(update={"fps": self.fps})  # the stack's fps, validated by its own params
+            members.append(self._catalog.build("audio", spec.name, params))
         self._check_layout(members)
         return members
 
@@ -185,6 +174,14 @@ class StackFrontend(AudioFrontend):
                 parts.append(np.repeat(feats, S // s, axis=1) if s != S else feats)
         out = np.concatenate(parts, axis=-1)
         return np.ascontiguousarray(out.reshape(T, -1), dtype=np.float32)
+
+    def stream(self):
+        """A :class:`~a2k_toolkit.streaming.contract.FeatureStream` of the stacked features: each member's stream (a
+        member that does not stream is an error naming it), fed at the member's sample rate; equal to offline."""
+        from ..streaming.contract import feature_stream
+        from .streams import StackFeatureStream
+
+        return StackFeatureStream(self, feature_stream)
 
 
 @hookimpl

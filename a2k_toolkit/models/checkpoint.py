@@ -214,8 +214,11 @@ def read_checkpoint(path: str | os.PathLike | None) -> CheckpointInfo:
         ) from None
 
 
-def load_generator(info: CheckpointInfo, device: str = "cpu", catalog=None, verify: bool = True):
-    """Build the checkpoint's generator and load its weights (checksum verified), in eval mode on ``device``."""
+def load_generator(info: CheckpointInfo, device: str = "cpu", catalog=None, verify: bool = True, *, encoders=None):
+    """Build the checkpoint's generator from its parts and load its weights (checksum verified), in eval mode on
+    ``device``. ``encoders``: the encoder components its model names, built by the host
+    (``model_encoders(info.model, catalog)`` in :mod:`a2k_toolkit.builtin.audio2keypoint`); ``catalog`` is deprecated
+    (see :func:`~a2k_toolkit.models.config.build_generator`)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -236,7 +239,7 @@ def load_generator(info: CheckpointInfo, device: str = "cpu", catalog=None, veri
         state = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read weights {wpath}: {exc}; the file is corrupt or truncated") from None
-    net = build_generator(info.model, info.feature_shape, catalog)
+    net = build_generator(info.model, info.feature_shape, catalog, **(encoders or {}))
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -248,9 +251,13 @@ def load_generator(info: CheckpointInfo, device: str = "cpu", catalog=None, veri
     return net.to(device).eval()
 
 
-def load_members(infos: list[CheckpointInfo], device: str = "cpu", catalog=None, verify: bool = True):
-    """One checkpoint's generator (:func:`load_generator`), or for several an :class:`EnsembleNet` averaging them."""
-    nets = [load_generator(info, device, catalog, verify) for info in infos]
+def load_members(
+    infos: list[CheckpointInfo], device: str = "cpu", catalog=None, verify: bool = True, *, encoders=None
+):
+    """One checkpoint's generator (:func:`load_generator`), or for several an :class:`EnsembleNet` averaging them;
+    ``encoders``: one mapping of built encoder components per member (as for :func:`load_generator`)."""
+    parts = encoders if encoders is not None else [None] * len(infos)
+    nets = [load_generator(info, device, catalog, verify, encoders=e) for info, e in zip(infos, parts)]
     if len(nets) == 1:
         return nets[0]
     from .generator import EnsembleNet

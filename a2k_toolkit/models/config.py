@@ -1,16 +1,20 @@
 """The architecture description (:class:`ModelConfig`) and the builders that turn it into modules.
 
 A ``ModelConfig`` is saved in every checkpoint, so inference rebuilds exactly the trained architecture. The PV and PIV
-encoders are keypoint-encoder *components* (``pv``, ``piv`` or any plugin's), looked up by name in the catalog.
+encoders are keypoint-encoder *components* (``pv``, ``piv`` or any plugin's), named by typed specs
+(:class:`~a2k_toolkit.config.EncoderSpec`). This module never looks components up: the host that builds a model (the
+``audio2keypoint`` generator, the trainer) builds the encoder components through its catalog
+(:func:`a2k_toolkit.builtin.audio2keypoint.model_encoders`) and hands them to :func:`build_generator`.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import ComponentSpec, format_validation_error
+from ..config import EncoderSpec
 from ..errors import ConfigError
 
 
@@ -22,12 +26,12 @@ class ModelConfig(BaseModel):
     width: int = Field(296, ge=4, description="channels of the temporal UNet (296 = the paper-sized ~7.6 M generator)")
     depth: int = Field(4, ge=1, le=6, description="temporal down-sampling levels: bottleneck at T / 2**depth")
     channels_2d: tuple[int, int] = Field((32, 128), description="first and last channel count of the 2D audio stem")
-    pv_encoder: ComponentSpec | None = Field(
-        default_factory=lambda: ComponentSpec(name="pv"),
+    pv_encoder: EncoderSpec | None = Field(
+        default_factory=lambda: EncoderSpec(name="pv"),
         description="pose-variant keypoint encoder; null together with piv_encoder = 'audio only' ablation",
     )
-    piv_encoder: ComponentSpec | None = Field(
-        default_factory=lambda: ComponentSpec(name="piv"), description="pose-invariant keypoint encoder; null = no PIV"
+    piv_encoder: EncoderSpec | None = Field(
+        default_factory=lambda: EncoderSpec(name="piv"), description="pose-invariant keypoint encoder; null = no PIV"
     )
     disc_width: int = Field(64, ge=4, description="channels of the discriminator's first layer (training only)")
     disc_layers: int = Field(3, ge=2, le=5, description="convolution layers of the discriminator before its head")
@@ -40,29 +44,56 @@ class ModelConfig(BaseModel):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the decoder's features (regularisation)")
 
 
-def build_encoder(spec: ComponentSpec, where: str, catalog=None, in_dim: int = 136):
-    from ..catalog import Catalog
+ENCODER_FIELDS = ("pv_encoder", "piv_encoder")
 
-    catalog = catalog if catalog is not None else Catalog()
-    cls = catalog.get("encoder", spec.name)
-    try:
-        component = cls(spec.params)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid config: {format_validation_error(exc, f'{where}.params')}") from None
+
+def encoder_module(component: Any, where: str, in_dim: int = 136):
+    """The ``torch.nn.Module`` of a built keypoint-encoder component (``where``: its key, for errors)."""
     module = component.build(in_dim)
     if not hasattr(module, "out_dim"):
-        raise ConfigError(f"keypoint encoder {spec.name!r} built a module without an `out_dim` attribute")
+        raise ConfigError(
+            f"keypoint encoder {component.name!r} ({where}) built a module without an `out_dim` attribute"
+        )
     return module
 
 
-def build_generator(cfg: ModelConfig, feature_shape: tuple[int, ...], catalog=None):
+def build_generator(
+    cfg: ModelConfig, feature_shape: tuple[int, ...], catalog=None, *, pv_encoder=None, piv_encoder=None
+):
     """The :class:`~a2k_toolkit.models.generator.Audio2KeypointNet` described by ``cfg`` for a front-end's
-    ``feature_shape`` (``(S, F)``, or ``(D,)`` meaning ``(1, D)``)."""
+    ``feature_shape`` (``(S, F)``, or ``(D,)`` meaning ``(1, D)``), from already-built parts: ``pv_encoder`` and
+    ``piv_encoder`` are the keypoint-encoder components that ``cfg.pv_encoder`` / ``cfg.piv_encoder`` name, built by
+    the host through its catalog: ``build_generator(cfg, shape, **model_encoders(cfg, catalog))`` (see
+    :func:`a2k_toolkit.builtin.audio2keypoint.model_encoders`).
+
+    ``catalog`` is deprecated (for callers not yet passing the parts): a host catalog that builds them here."""
     from .generator import Audio2KeypointNet
 
+    parts = {"pv_encoder": pv_encoder, "piv_encoder": piv_encoder}
+    if catalog is not None:
+        warnings.warn(
+            "build_generator(cfg, shape, catalog) is deprecated: build the encoders with the host's catalog and pass "
+            "them, build_generator(cfg, shape, **model_encoders(cfg, catalog))",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        for key in ENCODER_FIELDS:
+            spec = getattr(cfg, key)
+            if parts[key] is None and spec is not None:
+                parts[key] = catalog.build("encoder", spec, where=f"model.{key}")
+    modules = {}
+    for key in ENCODER_FIELDS:
+        spec, part = getattr(cfg, key), parts[key]
+        if (spec is None) != (part is None):
+            given = "an encoder was given" if spec is None else "no encoder was given"
+            raise ConfigError(
+                f"model.{key} is {'null' if spec is None else repr(spec.name)} but {given} to build_generator; build "
+                "the parts the config names with the host's catalog: build_generator(cfg, shape, "
+                "**model_encoders(cfg, catalog))"
+            )
+        modules[key] = None if part is None else encoder_module(part, f"model.{key}")
+    pv, piv = modules["pv_encoder"], modules["piv_encoder"]
     shape = normalize_feature_shape(feature_shape)
-    pv = build_encoder(cfg.pv_encoder, "model.pv_encoder", catalog) if cfg.pv_encoder is not None else None
-    piv = build_encoder(cfg.piv_encoder, "model.piv_encoder", catalog) if cfg.piv_encoder is not None else None
     if piv is not None and pv is None:
         raise ConfigError(
             "model.piv_encoder is set but model.pv_encoder is null; the PIV encoder needs the "

@@ -64,9 +64,8 @@ def _cache_file(video: Path, cfg: DataConfig) -> Path | None:
     return Path(cfg.cache_dir) / f"{video.stem}-{digest}.npz"
 
 
-def video_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
-    from ..catalog import Catalog
-
+def video_clips(paths: list[str], cfg: DataConfig, *, catalog=None) -> Iterable[Clip]:
+    """Clips from videos, keypoints by ``data.detector``, built through the host's ``catalog`` (the trainer's)."""
     detector = None
     for video in expand_paths(paths, VIDEO_EXTS):
         cached = _cache_file(video, cfg)
@@ -77,11 +76,26 @@ def video_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
             except Exception:  # noqa: BLE001 - a damaged cache entry is re-extracted
                 pass
         if detector is None:
-            detector = Catalog().get("detector", cfg.detector.name)(cfg.detector.params)
+            detector = _detector(cfg, catalog)
         clip = extract_clip(video, detector)
         if cached is not None:
             save_clip(cached, clip)
         yield clip
+
+
+def _detector(cfg: DataConfig, catalog):
+    if catalog is None:  # transitional: a caller that does not pass the host's catalog yet
+        import warnings
+
+        from ..catalog import Catalog
+
+        warnings.warn(
+            "reading training videos without the host's catalog is deprecated: pass catalog= to load_clips",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        catalog = Catalog()
+    return catalog.build("detector", cfg.detector, where="data.detector")
 
 
 def npz_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
@@ -94,9 +108,12 @@ def npz_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
             ) from exc
 
 
-def auto_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
+def auto_clips(paths: list[str], cfg: DataConfig, *, catalog=None) -> Iterable[Clip]:
     for f in expand_paths(paths, VIDEO_EXTS | CLIP_EXTS):
-        yield from (npz_clips if f.suffix.lower() in CLIP_EXTS else video_clips)([str(f)], cfg)
+        if f.suffix.lower() in CLIP_EXTS:
+            yield from npz_clips([str(f)], cfg)
+        else:
+            yield from video_clips([str(f)], cfg, catalog=catalog)
 
 
 register_clip_source("auto", auto_clips)
@@ -126,9 +143,10 @@ def voxkp_clips(paths: list[str], cfg: DataConfig) -> Iterable[Clip]:
 register_clip_source("voxkp", voxkp_clips)
 
 
-def load_clips(paths: list[str], cfg: DataConfig, exclude: Iterable[str] = ()) -> list[Clip]:
+def load_clips(paths: list[str], cfg: DataConfig, exclude: Iterable[str] = (), *, catalog=None) -> list[Clip]:
     """Clips from ``paths`` with the configured source, skipping files in ``exclude`` (the validation files) and
-    clips where a face was found in fewer than ``data.min_valid_fraction`` of the frames."""
+    clips where a face was found in fewer than ``data.min_valid_fraction`` of the frames. ``catalog``: the host's,
+    which builds the keypoint detector for video files (the sources that take one: ``videos``, ``auto``)."""
     if cfg.format not in CLIP_SOURCES:
         raise ConfigError(f"unknown data.format {cfg.format!r}; available: {', '.join(sorted(CLIP_SOURCES))}")
     for key in ("min_coupling", "lip_min_coupling"):
@@ -143,7 +161,9 @@ def load_clips(paths: list[str], cfg: DataConfig, exclude: Iterable[str] = ()) -
     else:
         files = list(paths)
     clips = []
-    for clip in CLIP_SOURCES[cfg.format](files, cfg):
+    source = CLIP_SOURCES[cfg.format]
+    with_host = {"catalog": catalog} if source in (video_clips, auto_clips) else {}
+    for clip in source(files, cfg, **with_host):
         frac = float(clip.valid.mean()) if clip.valid is not None and len(clip.valid) else 1.0
         if frac >= cfg.min_valid_fraction:
             clips.append(clip)

@@ -3,15 +3,21 @@
 It provides two components:
 
 * renderer ``heatmap``: each keypoint drawn as a soft Gaussian blob, coloured by face part;
-* generator ``smoothed``: wraps any other registered generator and low-pass filters its output in time.
+* generator ``smoothed``: wraps any other registered generator and low-pass filters its output in time. The
+  wrapped generator is a *nested component*: a typed ``GeneratorSpec`` param, which the host checks with the rest of
+  the config and builds through its own catalog (``uses_catalog``), so it may come from any installed plugin.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from pydantic import Field
+import warnings
+from typing import Any
 
-from a2k_toolkit import A2KError, KeypointGenerator, Keypoints, Params, Renderer, hookimpl
+import numpy as np
+from pydantic import Field, model_validator
+
+from a2k_toolkit import A2KError, ConfigError, KeypointGenerator, Keypoints, Params, Renderer, hookimpl
+from a2k_toolkit.config import GeneratorSpec, validate_spec
 from a2k_toolkit.keypoints import PART_COLORS, PARTS
 
 __version__ = "0.1.0"
@@ -53,24 +59,57 @@ class SmoothedGenerator(KeypointGenerator):
     """Any registered generator, low-pass filtered in time (frame 0 stays the reference)."""
 
     name = "smoothed"
+    uses_catalog = True  # the host passes its catalog (the build context), which builds the wrapped generator
 
     class Params(Params):
-        base: str = Field("procedural", description="name of the generator to wrap")
-        base_params: dict = Field(default_factory=dict)
+        base: GeneratorSpec = Field(
+            default_factory=lambda: GeneratorSpec(name="procedural"),
+            description="the generator to wrap: a name or {name, params}",
+        )
         sigma: float = Field(1.5, gt=0, le=25, description="Gaussian smoothing in frames")
 
-    def _base(self) -> KeypointGenerator:
-        # look the wrapped generator up by *name* in the catalog (never by import path)
-        from a2k_toolkit.catalog import Catalog
+        @model_validator(mode="before")
+        @classmethod
+        def _base_params(cls, data: Any) -> Any:
+            # earlier versions took `base: NAME` plus `base_params: {...}`
+            if isinstance(data, dict) and "base_params" in data:
+                warnings.warn(
+                    "smoothed: `base_params` is deprecated; give `base: {name: ..., params: {...}}`",
+                    DeprecationWarning,
+                    stacklevel=2,
+                )
+                data = dict(data)
+                base = data.get("base", "procedural")
+                name = base if isinstance(base, str) else base["name"]
+                data["base"] = {"name": name, "params": data.pop("base_params")}
+            return data
 
-        if not hasattr(self, "_base_gen"):
-            self._base_gen = Catalog().get("generator", self.params.base)(self.params.base_params)
-        return self._base_gen
+    def __init__(self, params=None, *, catalog=None, **kwargs):
+        super().__init__(params, **kwargs)
+        # the wrapped generator comes from the host's catalog, by *name* (never by import path), and is built with
+        # this one (a checkpoint it reads is read now; weights load on first use)
+        self._base = catalog.build("generator", self.params.base, where="base") if catalog is not None else None
+
+    @classmethod
+    def frontend_spec(cls, params, catalog):
+        # the wrapped generator's front-end (for example a checkpoint's), which the pipeline then runs by default
+        base = params.base
+        base_params = validate_spec(base, catalog, "generator.params.base")  # checked with the config already
+        return catalog.get("generator", base.name).frontend_spec(base_params, catalog)
+
+    def check_frontend(self, frontend) -> None:
+        if self._base is not None:
+            self._base.check_frontend(frontend)
 
     def generate(self, features, reference, *, seed=None):
         from scipy.ndimage import gaussian_filter1d
 
-        out = self._base().generate(features, reference, seed=seed)
+        if self._base is None:
+            raise ConfigError(
+                "the 'smoothed' generator was built without the host's catalog, so it cannot build the generator it "
+                "wraps; build it with catalog.build('generator', 'smoothed', params) (Pipeline.from_config does)"
+            )
+        out = self._base.generate(features, reference, seed=seed)
         pts = gaussian_filter1d(out.points, self.params.sigma, axis=0, mode="nearest")
         pts[0] = reference.points[0]
         return out.with_points(pts.astype(np.float32))
