@@ -92,9 +92,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # a cycle: dataset reads BuildConfig / check_config from the builder, which calls dataset.finalize
     ("a2k_toolkit.data.dataset", "a2k_toolkit.data.builder"): "owner of data/builder.py: the build settings move "
     "to data/build_config.py, which both import (issue 17, layers)",
-    # models/ builds the PV/PIV encoders through a catalog of its own
-    ("a2k_toolkit.models.config", "a2k_toolkit.catalog"): "owner of models/config.py: nested components come "
-    "from the host's catalog, models/ builds networks from built parts (issue 17 item 2)",
 }
 
 
