@@ -5,6 +5,7 @@ Hooks only discover component classes; the data path is the plain method calls b
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +20,23 @@ from .config import SLOTS, ComponentSpec, PipelineConfig, load_config, validate_
 from .device import resolve_device
 from .errors import InputError
 from .keypoints import Keypoints
+from .rendering import RGBImage
 
 
 @dataclass
 class Result:
-    """What a pipeline call produced: keypoints, and (lazily, streamed) frames when a renderer is set."""
+    """What a pipeline call produced: keypoints, and (lazily, streamed) frames when a renderer is set.
+
+    ``image`` is the reference image, converted once (:class:`~a2k_toolkit.rendering.RGBImage`); ``waveform`` the
+    speech at the front-end's ``sample_rate``; ``audio_file`` the user's own audio file when the speech came from one
+    (the MP4 gets that file's audio, encoded once to AAC, rather than the resampled waveform)."""
 
     keypoints: Keypoints
-    image: np.ndarray
+    image: RGBImage
     waveform: np.ndarray
     sample_rate: int
     renderer: Renderer | None = None
+    audio_file: Path | None = None
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         if self.renderer is None:
@@ -59,7 +66,7 @@ class Result:
                     video_tmp,
                     self.iter_frames(),
                     self.keypoints.fps,
-                    audio=self.waveform,
+                    audio=self.audio_file if self.audio_file is not None else self.waveform,
                     sample_rate=self.sample_rate,
                     num_frames=len(self.keypoints),
                     atomic=False,
@@ -157,8 +164,12 @@ class Pipeline:
     def features(self, waveform: np.ndarray) -> np.ndarray:
         return self.audio(waveform, self.audio.sample_rate)
 
+    def load_image(self, image: Any) -> RGBImage:
+        """The reference image (a path or an array) converted once to RGB uint8, the type renderers take as it is."""
+        return RGBImage.load(image)
+
     def detect(self, image: Any) -> Keypoints:
-        return self.detector.detect(io.load_image(image))
+        return self.detector.detect(self.load_image(image))
 
     def generate(self, features: np.ndarray, reference: Keypoints) -> Keypoints:
         kp = self.generator.generate(features, reference, seed=self.seed)
@@ -168,7 +179,7 @@ class Pipeline:
     def render(self, keypoints: Keypoints, image: Any) -> Iterator[np.ndarray]:
         if self.renderer is None:
             raise InputError("this pipeline has no renderer; set `renderer` in the config to produce frames")
-        return self.renderer.frames(keypoints, io.load_image(image))
+        return self.renderer.frames(keypoints, self.load_image(image))
 
     def __call__(
         self,
@@ -183,11 +194,12 @@ class Pipeline:
         """Keypoints (and lazily frames) for one face image and speech given as ``audio`` or ``text``."""
         if (audio is None) == (text is None):
             raise InputError("give exactly one of `audio` (a file or waveform) and `text`")
-        img = io.load_image(image)
+        img = self.load_image(image)
         waveform = self.load_audio(audio, sample_rate) if text is None else self.synthesize(text, lang)
         ref = reference if reference is not None else self.detector.detect(img)
         kps = self.generate(self.features(waveform), ref)
-        return Result(kps, img, waveform, self.audio.sample_rate, self.renderer)
+        audio_file = Path(audio).expanduser() if isinstance(audio, (str, os.PathLike)) else None
+        return Result(kps, img, waveform, self.audio.sample_rate, self.renderer, audio_file=audio_file)
 
     def dub_batch(self, manifest: str | Path, out: str | Path, **kwargs: Any):
         """Run a dubbing manifest (CSV / JSONL) into ``out`` with this pipeline; options as for

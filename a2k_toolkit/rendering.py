@@ -4,6 +4,9 @@ Every renderer gets the same two inputs, a :class:`~a2k_toolkit.keypoints.Keypoi
 of the reference image and that image, and must refuse the same bad inputs with the same messages.
 :func:`prepare_inputs` does that once: it converts the image to RGB uint8, resizes it to the output size, maps the
 keypoints into output pixels, and checks that the keypoints belong to the image.
+
+The reference image is converted once, into :class:`RGBImage`, the type renderers trust: the pipeline hands one to
+the renderer, and :func:`reference_image_rgb` returns it as it is (a side-by-side renderer's panels get the same).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .io import to_rgb_uint8
+from .io import load_image, to_rgb_uint8
 from .keypoints import NUM_POINTS, Keypoints, face_width
 
 # A face narrower than this (output pixels, jaw corner to jaw corner) is refused; below TINY_FACE_PX it is warned.
@@ -56,11 +59,60 @@ class RenderInputs:
         return self.image.shape[0], self.image.shape[1]
 
 
-def reference_image_rgb(image: np.ndarray) -> np.ndarray:
-    """The reference image as RGB uint8 ``(H, W, 3)``: grayscale is repeated, RGBA composited over white."""
+class RGBImage(np.ndarray):
+    """An image converted once and trusted after: RGB uint8 ``(H, W, 3)``, C-contiguous.
+
+    :meth:`of` makes one (converting grayscale, RGBA, float or 16-bit input, see
+    :func:`~a2k_toolkit.io.to_rgb_uint8`); :func:`reference_image_rgb` returns one as it is. It is a numpy array, so
+    every renderer can use it as one; what is derived from it (a slice, arithmetic) is a plain array again, and only
+    an ``RGBImage`` that still is RGB uint8 ``(H, W, 3)`` and contiguous is trusted.
+    """
+
+    @classmethod
+    def of(cls, image: np.ndarray) -> RGBImage:
+        """``image`` converted to RGB uint8 (checked and converted once: an ``RGBImage`` comes back as it is)."""
+        if is_rgb_image(image):
+            return image
+        return to_rgb_uint8(image).view(cls)
+
+    @classmethod
+    def load(cls, image: object) -> RGBImage:
+        """An image file (a path) or an array as an ``RGBImage``, converted once (:func:`~a2k_toolkit.io.load_image`:
+        decoding, size limits, grayscale / RGBA / float input); an ``RGBImage`` comes back as it is."""
+        if is_rgb_image(image):
+            return image
+        return load_image(image).view(cls)  # load_image returns RGB uint8, contiguous: no second conversion
+
+    def __getitem__(self, key):
+        out = super().__getitem__(key)
+        return out.view(np.ndarray) if isinstance(out, np.ndarray) else out
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        def plain(x):
+            return x.view(np.ndarray) if isinstance(x, RGBImage) else x
+
+        if "out" in kwargs:
+            kwargs["out"] = tuple(plain(x) for x in kwargs["out"])
+        return getattr(ufunc, method)(*(plain(x) for x in inputs), **kwargs)
+
+
+def is_rgb_image(image: object) -> bool:
+    """True for an :class:`RGBImage` that still is RGB uint8 ``(H, W, 3)`` and C-contiguous (so no conversion)."""
+    return (
+        isinstance(image, RGBImage)
+        and image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape[2] == 3
+        and image.flags.c_contiguous
+    )
+
+
+def reference_image_rgb(image: np.ndarray) -> RGBImage:
+    """The reference image as :class:`RGBImage` (RGB uint8 ``(H, W, 3)``: grayscale is repeated, RGBA composited
+    over white); one already converted comes back as it is."""
     if image is None:
         raise InputError("no reference image given; pass the face image the keypoints were detected on")
-    return to_rgb_uint8(image)
+    return RGBImage.of(image)
 
 
 def prepare_inputs(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
-from a2k_toolkit import Pipeline, PipelineConfig
+from a2k_toolkit import Params, Pipeline, PipelineConfig, Renderer, hookimpl
 from a2k_toolkit.catalog import Catalog
 from a2k_toolkit.errors import ConfigError, InputError
 from a2k_toolkit.io import load_keypoints, probe_video
 from a2k_toolkit.plugins import make_plugin_manager
+from a2k_toolkit.rendering import RGBImage, is_rgb_image, reference_image_rgb
 from a2k_toolkit.testing import DummyPlugin, dummy_pipeline, test_waveform
 
 
@@ -121,3 +124,73 @@ def test_real_face_real_speech_saves_keypoints_and_video(catalog, face_image_pat
 def test_pipeline_config_type():
     assert isinstance(dummy_pipeline().config, PipelineConfig)
     assert isinstance(Catalog(make_plugin_manager(entry_points=False)).names("generator"), list)
+
+
+# ------------------------------------------------------------------------------ each conversion once
+
+
+class SeenImages(Renderer):
+    """Records the reference image each call gets (to see it is passed on, not converted again)."""
+
+    name = "seen-images"
+    seen: ClassVar[list] = []
+
+    class Params(Params):
+        size: int | None = None
+
+    def frames(self, keypoints, reference_image):
+        SeenImages.seen.append(reference_image)
+        for _ in range(len(keypoints)):
+            yield np.zeros((16, 16, 3), np.uint8)
+
+
+class SeenImagesPlugin:
+    @staticmethod
+    @hookimpl
+    def register_renderers(register):
+        register(SeenImages)
+
+
+@pytest.fixture
+def host():
+    return Catalog(make_plugin_manager(entry_points=False, plugins=[SeenImagesPlugin()]))
+
+
+def test_the_image_is_converted_once_and_trusted(host, sample_image_path, sample_speech_path):
+    cfg = {
+        "generator": "static",
+        "renderer": {"name": "side-by-side", "params": {"panels": ["reference", "seen-images"], "labels": False}},
+        "device": "cpu",
+    }
+    pipe = Pipeline.from_config(cfg, plugins=host)
+    result = pipe(sample_image_path, sample_speech_path)
+    assert is_rgb_image(result.image) and reference_image_rgb(result.image) is result.image
+    SeenImages.seen.clear()
+    next(iter(result.iter_frames()))
+    assert SeenImages.seen == [result.image] and SeenImages.seen[0] is result.image  # passed on, not converted
+    gray = np.full((20, 30), 7, np.uint8)
+    converted = RGBImage.of(gray)
+    assert converted.shape == (20, 30, 3) and RGBImage.of(converted) is converted
+    assert not is_rgb_image(converted[..., ::-1]) and not is_rgb_image(converted.astype(np.float32))
+
+
+def test_the_mp4_gets_the_users_own_audio(host, tmp_path, sample_image_path, sample_speech_path):
+    import soundfile as sf
+
+    from a2k_toolkit.audio import probe_audio, resample
+
+    wav, sr = sf.read(str(sample_speech_path), dtype="float32")
+    stereo = np.stack([resample(wav[: 2 * sr], sr, 44100)] * 2, axis=1) * 0.5
+    sf.write(str(tmp_path / "speech-44k.wav"), stereo, 44100)
+    pipe = Pipeline.from_config(
+        {"generator": "static", "renderer": {"name": "sketch", "params": {"size": 64}}}, plugins=host
+    )
+    result = pipe(sample_image_path, tmp_path / "speech-44k.wav")
+    assert result.audio_file == tmp_path / "speech-44k.wav" and result.sample_rate == 16000
+    result.save(video=tmp_path / "out.mp4")
+    muxed = probe_audio(tmp_path / "out.mp4")
+    assert (muxed.codec, muxed.sample_rate, muxed.layout) == ("aac", 44100, "stereo")  # not a 16 kHz mono copy
+    from_array = pipe(sample_image_path, (stereo, 44100))
+    assert from_array.audio_file is None  # an array: its resampled waveform is muxed
+    from_array.save(video=tmp_path / "array.mp4")
+    assert probe_audio(tmp_path / "array.mp4").sample_rate == 16000
