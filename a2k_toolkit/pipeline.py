@@ -200,10 +200,3 @@ class Pipeline:
         kps = self.generate(self.features(waveform), ref)
         audio_file = Path(audio).expanduser() if isinstance(audio, (str, os.PathLike)) else None
         return Result(kps, img, waveform, self.audio.sample_rate, self.renderer, audio_file=audio_file)
-
-    def dub_batch(self, manifest: str | Path, out: str | Path, **kwargs: Any):
-        """Run a dubbing manifest (CSV / JSONL) into ``out`` with this pipeline; options as for
-        :func:`a2k_toolkit.dubbing.dub_batch` (``workers=0`` by default: this process, this pipeline)."""
-        from .dubbing import dub_batch
-
-        return dub_batch(manifest, out, pipeline=self, **{"workers": 0, **kwargs})

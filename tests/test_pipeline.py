@@ -194,3 +194,18 @@ def test_the_mp4_gets_the_users_own_audio(host, tmp_path, sample_image_path, sam
     assert from_array.audio_file is None  # an array: its resampled waveform is muxed
     from_array.save(video=tmp_path / "array.mp4")
     assert probe_audio(tmp_path / "array.mp4").sample_rate == 16000
+
+
+def test_the_pipeline_does_not_reach_up_into_dubbing():
+    """The pipeline layer is below dubbing: batch dubbing takes a pipeline (``dub_batch(..., pipeline=pipe)``), the
+    pipeline has no dubbing method and imports nothing of it, not even inside a function."""
+    import ast
+    import inspect
+
+    from a2k_toolkit import pipeline
+
+    tree = ast.parse(inspect.getsource(pipeline))
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert imported and not [m for m in imported if "dubbing" in m]
+    assert not hasattr(Pipeline, "dub_batch")
