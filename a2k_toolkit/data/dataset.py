@@ -95,7 +95,7 @@ def fit_statistics(clips: Iterator, window: int, max_sequences: int) -> tuple[No
 
 def finalize(root: str | Path, cfg=None, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Pack every done video's samples into shards with splits, statistics, QA report and manifest."""
-    from .builder import BuildConfig
+    from .build_config import BuildConfig
     from .report import write_report
 
     log = log or (lambda msg: None)
@@ -272,7 +272,7 @@ def merge(parts: list[str | Path], out: str | Path, *, log: Callable[[str], None
     """Merge datasets built on several machines (``--shard-index i --num-shards N``) into ``out``, then finalize it
     with global splits, statistics and report. Each part is verified against its manifest first. Resumable."""
     from ..io import atomic_write_text as write_text
-    from .builder import BuildConfig, check_config
+    from .build_config import BuildConfig, check_config
 
     log = log or (lambda msg: None)
     if not parts:

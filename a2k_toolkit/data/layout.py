@@ -17,13 +17,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from pathlib import Path
-from typing import Any
 
 from ..hashing import sha1_text
+from ..workpool import Journal
 
 MANIFEST = "manifest.json"
 
@@ -53,45 +51,9 @@ class Layout:
         return Path(path).relative_to(self.root).as_posix()
 
 
-class StatusLog:
-    """Append-only JSON lines, one per processed video; the latest line of a key wins.
-
-    Each record is written with one ``write`` of a whole line, flushed and fsynced. A line cut short by a kill is
-    ignored when reading, and the next append starts on a fresh line, so the log survives SIGKILL at any moment.
-    """
+class StatusLog(Journal):
+    """The build's journal: one JSON line per processed video, keyed by ``key``, the latest line of a key winning
+    (see :class:`a2k_toolkit.workpool.Journal`: it survives SIGKILL at any moment)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    def read(self) -> dict[str, dict[str, Any]]:
-        latest: dict[str, dict[str, Any]] = {}
-        if not self.path.is_file():
-            return latest
-        with open(self.path, "rb") as f:
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    continue  # torn last line
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict) and isinstance(rec.get("key"), str):
-                    latest[rec["key"]] = rec
-        return latest
-
-    def append(self, record: dict[str, Any]) -> None:
-        self.append_many([record])
-
-    def append_many(self, records: list[dict[str, Any]]) -> None:
-        if not records:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = b"".join(json.dumps(r, sort_keys=True).encode("utf-8") + b"\n" for r in records)
-        with open(self.path, "a+b") as f:
-            if f.seek(0, os.SEEK_END) > 0:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    data = b"\n" + data
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        super().__init__(path, key="key")
