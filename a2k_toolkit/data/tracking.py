@@ -167,139 +167,155 @@ class FaceTracker:
 
     def run(self, frames: Iterable[np.ndarray], num_frames: int) -> TrackResult:
         """Track through the first ``num_frames`` of ``frames``; frames past the end of the iterator are unseen."""
-        T = num_frames
-        tracks: list[_Track] = []
-        # landmark requests: (track, frame index, image, box, from a detector box?, landmarks if already known)
-        pending: list[tuple[_Track, int, np.ndarray, Box, bool, np.ndarray | None]] = []
-        lost: list[int] = []  # frames on which a tracked face was lost
-        max_in_frame = 0
-        det_frames = 0
+        run = _Run(self, num_frames)
         decoded = 0
-
-        def new_track() -> _Track:
-            tr = _Track(len(tracks), np.zeros((T, 68, 2), np.float32), np.zeros(T, bool), np.zeros(T, bool))
-            tracks.append(tr)
-            return tr
-
-        def flush() -> None:
-            if not pending:
-                return
-            todo = [k for k, p in enumerate(pending) if p[5] is None]
-            computed = self._landmarks([pending[k][2] for k in todo], [pending[k][3] for k in todo]) if todo else []
-            pts = [p[5] for p in pending]
-            for k, p in zip(todo, computed):
-                pts[k] = p
-            for (tr, t, image, box, detected, _), p in zip(pending, pts):
-                p = np.asarray(p, np.float32)
-                h, w = image.shape[:2]
-                lb = points_box(p)
-                prev_w = tr.widths[-1] if tr.widths else None
-                ok = np.isfinite(p).all() and lb[2] - lb[0] > 2 and lb[3] - lb[1] > 2
-                # a tracked face that left the image, collapsed, or whose landmarks no longer fit the box they were
-                # computed in (fast motion: the fit starts to diverge) is lost; the detector runs on that frame
-                if ok and not detected:
-                    cx, cy = (lb[0] + lb[2]) / 2, (lb[1] + lb[3]) / 2
-                    ok = 0 <= cx < w and 0 <= cy < h and (prev_w is None or (lb[2] - lb[0]) > 0.5 * prev_w)
-                    ok = ok and iou(tr.predict_box(p), box) >= self.track_iou
-                if not ok:
-                    tr.active = False
-                    if not detected:
-                        lost.append(t)
-                    continue
-                tr.points[t], tr.seen[t], tr.detected[t] = p, True, detected
-                tr.widths.append(lb[2] - lb[0])
-                tr.last_t = t
-                if detected:
-                    tr.learn_box(box, p)
-                    tr.last_box = box
-                else:
-                    tr.last_box = tr.predict_box(p)
-            pending.clear()
-
-        def detection_step(t: int, image: np.ndarray, boxes: list[Box], known=None, only=None) -> None:
-            nonlocal max_in_frame
-            max_in_frame = max(max_in_frame, len(boxes))
-            candidates = [
-                tr
-                for tr in (tracks if only is None else only)
-                if tr.last_box is not None and t - tr.last_t <= self.relink_frames
-            ]
-            pairs = sorted(
-                ((iou(tr.last_box, b), i, j) for i, tr in enumerate(candidates) for j, b in enumerate(boxes)),
-                reverse=True,
-            )
-            used_tracks, used_boxes = set(), set()
-            for overlap, i, j in pairs:
-                if overlap < self.iou_threshold or i in used_tracks or j in used_boxes:
-                    continue
-                used_tracks.add(i)
-                used_boxes.add(j)
-                tr = candidates[i]
-                tr.active, tr.last_box, tr.last_t = True, boxes[j], t
-                pending.append((tr, t, image, boxes[j], True, known[j] if known else None))
-            for i, tr in enumerate(candidates):
-                if i not in used_tracks:
-                    tr.active = False  # not found by the detector here: a gap, unless it is matched again later
-            for j, b in enumerate(boxes):
-                if j not in used_boxes:
-                    tr = new_track()
-                    tr.last_box, tr.last_t = b, t
-                    pending.append((tr, t, image, b, True, known[j] if known else None))
-
-        def tracking_step(t: int, image: np.ndarray) -> None:
-            for tr in tracks:
-                if tr.active and tr.last_t == t - 1:
-                    pending.append((tr, t, image, tr.predict_box(tr.points[t - 1]), False, None))
-
         chunk: list[tuple[int, np.ndarray]] = []
-
-        def process(chunk: list[tuple[int, np.ndarray]]) -> None:
-            nonlocal det_frames
-            if not self.has_boxes:  # detect_all-only detector: link the landmarks' boxes
-                for t, image in chunk:
-                    det_frames += 1
-                    faces = [np.asarray(f, np.float32) for f in self.detector.detect_all(image)]
-                    faces = [f for f in faces if points_box(f)[2] - points_box(f)[0] >= self.min_face]
-                    faces = faces[: self.max_faces]
-                    detection_step(t, image, [points_box(f) for f in faces], faces)
-                    flush()
-                return
-            if self.detect_every == 1:
-                all_boxes = self._boxes([img for _, img in chunk])
-                det_frames += len(chunk)
-                for (t, image), boxes in zip(chunk, all_boxes):
-                    detection_step(t, image, boxes)
-                flush()
-                return
-            for t, image in chunk:
-                flush()
-                any_active = any(tr.active and tr.last_t == t - 1 for tr in tracks)
-                if t % self.detect_every == 0 or not any_active:
-                    det_frames += 1
-                    detection_step(t, image, self._boxes([image])[0])
-                    continue
-                tracking_step(t, image)
-                lost.clear()
-                flush()
-                if lost:  # a track was lost on this frame: find it again right here (the others keep their fit)
-                    det_frames += 1
-                    kept = [tr for tr in tracks if tr.seen[t]]
-                    boxes = [b for b in self._boxes([image])[0] if not any(iou(tr.last_box, b) > 0.3 for tr in kept)]
-                    detection_step(t, image, boxes, only=[tr for tr in tracks if not tr.seen[t]])
-            flush()
-
         for t, frame in enumerate(frames):
-            if t >= T:
+            if t >= num_frames:
                 break
             decoded += 1
             chunk.append((t, frame))
             if len(chunk) >= self.batch_size:
-                process(chunk)
+                run.process(chunk)
                 chunk = []
         if chunk:
-            process(chunk)
+            run.process(chunk)
+        return run.result(decoded)
 
-        ranked = sorted(tracks, key=lambda tr: (-tr.score, tr.index))
+
+class _Run:
+    """One :meth:`FaceTracker.run`: the tracks so far, the landmark requests not computed yet, and the counts."""
+
+    def __init__(self, tracker: FaceTracker, num_frames: int):
+        self.tk = tracker
+        self.T = num_frames
+        self.tracks: list[_Track] = []
+        # landmark requests: (track, frame index, image, box, from a detector box?, landmarks if already known)
+        self.pending: list[tuple[_Track, int, np.ndarray, Box, bool, np.ndarray | None]] = []
+        self.lost: list[int] = []  # frames on which a tracked face was lost
+        self.max_in_frame = 0
+        self.det_frames = 0
+
+    def new_track(self) -> _Track:
+        T = self.T
+        tr = _Track(len(self.tracks), np.zeros((T, 68, 2), np.float32), np.zeros(T, bool), np.zeros(T, bool))
+        self.tracks.append(tr)
+        return tr
+
+    def flush(self) -> None:
+        """Compute the pending landmarks (in one batch) and add each to its track, or end the track there."""
+        pending = self.pending
+        if not pending:
+            return
+        todo = [k for k, p in enumerate(pending) if p[5] is None]
+        computed = self.tk._landmarks([pending[k][2] for k in todo], [pending[k][3] for k in todo]) if todo else []
+        pts = [p[5] for p in pending]
+        for k, p in zip(todo, computed):
+            pts[k] = p
+        for (tr, t, image, box, detected, _), p in zip(pending, pts):
+            self._accept(tr, t, image, box, detected, np.asarray(p, np.float32))
+        pending.clear()
+
+    def _accept(self, tr: _Track, t: int, image: np.ndarray, box: Box, detected: bool, p: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        lb = points_box(p)
+        prev_w = tr.widths[-1] if tr.widths else None
+        ok = np.isfinite(p).all() and lb[2] - lb[0] > 2 and lb[3] - lb[1] > 2
+        # a tracked face that left the image, collapsed, or whose landmarks no longer fit the box they were
+        # computed in (fast motion: the fit starts to diverge) is lost; the detector runs on that frame
+        if ok and not detected:
+            cx, cy = (lb[0] + lb[2]) / 2, (lb[1] + lb[3]) / 2
+            ok = 0 <= cx < w and 0 <= cy < h and (prev_w is None or (lb[2] - lb[0]) > 0.5 * prev_w)
+            ok = ok and iou(tr.predict_box(p), box) >= self.tk.track_iou
+        if not ok:
+            tr.active = False
+            if not detected:
+                self.lost.append(t)
+            return
+        tr.points[t], tr.seen[t], tr.detected[t] = p, True, detected
+        tr.widths.append(lb[2] - lb[0])
+        tr.last_t = t
+        if detected:
+            tr.learn_box(box, p)
+            tr.last_box = box
+        else:
+            tr.last_box = tr.predict_box(p)
+
+    def detection_step(self, t: int, image: np.ndarray, boxes: list[Box], known=None, only=None) -> None:
+        """Match the detector's ``boxes`` on frame ``t`` to the tracks (by IoU); unmatched boxes start tracks."""
+        self.max_in_frame = max(self.max_in_frame, len(boxes))
+        candidates = [
+            tr
+            for tr in (self.tracks if only is None else only)
+            if tr.last_box is not None and t - tr.last_t <= self.tk.relink_frames
+        ]
+        pairs = sorted(
+            ((iou(tr.last_box, b), i, j) for i, tr in enumerate(candidates) for j, b in enumerate(boxes)),
+            reverse=True,
+        )
+        used_tracks, used_boxes = set(), set()
+        for overlap, i, j in pairs:
+            if overlap < self.tk.iou_threshold or i in used_tracks or j in used_boxes:
+                continue
+            used_tracks.add(i)
+            used_boxes.add(j)
+            tr = candidates[i]
+            tr.active, tr.last_box, tr.last_t = True, boxes[j], t
+            self.pending.append((tr, t, image, boxes[j], True, known[j] if known else None))
+        for i, tr in enumerate(candidates):
+            if i not in used_tracks:
+                tr.active = False  # not found by the detector here: a gap, unless it is matched again later
+        for j, b in enumerate(boxes):
+            if j not in used_boxes:
+                tr = self.new_track()
+                tr.last_box, tr.last_t = b, t
+                self.pending.append((tr, t, image, b, True, known[j] if known else None))
+
+    def tracking_step(self, t: int, image: np.ndarray) -> None:
+        for tr in self.tracks:
+            if tr.active and tr.last_t == t - 1:
+                self.pending.append((tr, t, image, tr.predict_box(tr.points[t - 1]), False, None))
+
+    def process(self, chunk: list[tuple[int, np.ndarray]]) -> None:
+        """Detect or track on each frame of ``chunk`` (one detector batch with ``detect_every == 1``)."""
+        tk = self.tk
+        if not tk.has_boxes:  # detect_all-only detector: link the landmarks' boxes
+            for t, image in chunk:
+                self.det_frames += 1
+                faces = [np.asarray(f, np.float32) for f in tk.detector.detect_all(image)]
+                faces = [f for f in faces if points_box(f)[2] - points_box(f)[0] >= tk.min_face]
+                faces = faces[: tk.max_faces]
+                self.detection_step(t, image, [points_box(f) for f in faces], faces)
+                self.flush()
+            return
+        if tk.detect_every == 1:
+            all_boxes = tk._boxes([img for _, img in chunk])
+            self.det_frames += len(chunk)
+            for (t, image), boxes in zip(chunk, all_boxes):
+                self.detection_step(t, image, boxes)
+            self.flush()
+            return
+        for t, image in chunk:
+            self.flush()
+            any_active = any(tr.active and tr.last_t == t - 1 for tr in self.tracks)
+            if t % tk.detect_every == 0 or not any_active:
+                self.det_frames += 1
+                self.detection_step(t, image, tk._boxes([image])[0])
+                continue
+            self.tracking_step(t, image)
+            self.lost.clear()
+            self.flush()
+            if self.lost:  # a track was lost on this frame: find it again right here (the others keep their fit)
+                self.det_frames += 1
+                kept = [tr for tr in self.tracks if tr.seen[t]]
+                boxes = [b for b in tk._boxes([image])[0] if not any(iou(tr.last_box, b) > 0.3 for tr in kept)]
+                self.detection_step(t, image, boxes, only=[tr for tr in self.tracks if not tr.seen[t]])
+        self.flush()
+
+    def result(self, decoded: int) -> TrackResult:
+        """The main speaker's track (largest summed width) and a summary of every track, main first."""
+        T = self.T
+        ranked = sorted(self.tracks, key=lambda tr: (-tr.score, tr.index))
         summaries = [
             {
                 "frames": int(tr.seen.sum()),
@@ -311,16 +327,9 @@ class FaceTracker:
             if tr.seen.any()
         ]
         if not summaries:
-            return TrackResult(
-                np.zeros((T, 68, 2), np.float32),
-                np.zeros(T, bool),
-                np.zeros(T, bool),
-                decoded,
-                [],
-                max_in_frame,
-                det_frames,
-            )
+            empty = np.zeros((T, 68, 2), np.float32), np.zeros(T, bool), np.zeros(T, bool)
+            return TrackResult(*empty, decoded, [], self.max_in_frame, self.det_frames)
         main = ranked[0]
         return TrackResult(
-            main.points, main.seen.copy(), main.detected.copy(), decoded, summaries, max_in_frame, det_frames
+            main.points, main.seen.copy(), main.detected.copy(), decoded, summaries, self.max_in_frame, self.det_frames
         )
