@@ -28,6 +28,7 @@ from .folds import UNKNOWN_FAMILY, family_of
 from .layout import Layout, StatusLog
 from .packs import Pack, read_pack_metas
 from .qa import contact_sheet, decode_thumb, histogram, lip_audio_coupling
+from .report_markdown import markdown
 from .sources import SPLITS
 
 DURATION_EDGES = [0, 1, 2, 4, 8, 16, 32, 64]
@@ -57,7 +58,6 @@ def write_report(
     widths = [c["face_width"] for c in index if c.get("face_width") is not None]
     couplings = [c["coupling"] for c in index if c.get("coupling") is not None]
     lags = Counter(c["lag_ms"] for c in index if c.get("lag_ms") is not None)
-    weak = [c for c in index if c.get("coupling") is None or c["coupling"] < WEAK_COUPLING]
     notes = {k: r["notes"] for k, r in sorted(done.items()) if r.get("notes")}
     report = {
         "counts": {
@@ -80,43 +80,52 @@ def write_report(
             "lip_audio_coupling": histogram(couplings, COUPLING_EDGES),
             "best_lag_ms": [{"lag_ms": k, "count": lags[k]} for k in sorted(lags)],
         },
-        "coupling": {
-            "definition": "Pearson correlation of the mouth opening (inner-lip gap 62-66 / frame 0's inter-ocular "
-            "distance) with the audio RMS "
-            "per frame, at the best lag within +-3 frames; lag > 0: the mouth moves before the sound",
-            "median": float(np.median(couplings)) if couplings else None,
-            "weak_threshold": WEAK_COUPLING,
-            "weak": [c["key"] for c in weak],
-            "source": "stored" if coupling is None else "recomputed",
-            "per_clip": [
-                {
-                    "key": c["key"],
-                    "corr": c.get("coupling"),
-                    "lag_ms": c.get("lag_ms"),
-                    **(
-                        {}
-                        if coupling is None
-                        else {"stored_corr": stored[c["key"]][0], "stored_lag_ms": stored[c["key"]][1]}
-                    ),
-                }
-                for c in index
-            ],
-        },
+        "coupling": _coupling_section(index, stored, coupling),
         "families": family_tables(facts),
         "contact_sheet": "contact_sheet.png" if index else None,
         "fps": fps,
     }
-    if coupling is not None:
-        report["coupling"]["recompute"] = coupling_changes(stored, coupling)
     layout.qa.mkdir(parents=True, exist_ok=True)
     atomic_write_text(layout.qa / "report.json", json.dumps(report, indent=1, sort_keys=True) + "\n")
-    atomic_write_text(layout.qa / "report.md", _markdown(report, index))
+    atomic_write_text(layout.qa / "report.md", markdown(report))
     sheet = layout.qa / "contact_sheet.png"
     if index:
         save_image(sheet, _sheet(layout, index))
     else:
         sheet.unlink(missing_ok=True)
     return report
+
+
+def _coupling_section(index: list[dict], stored: dict[str, tuple], coupling: dict[str, dict] | None) -> dict:
+    """The report's ``coupling`` part: definition, median, weak clips, per clip (with the stored values and how
+    far they moved when ``coupling`` was recomputed)."""
+    couplings = [c["coupling"] for c in index if c.get("coupling") is not None]
+    weak = [c for c in index if c.get("coupling") is None or c["coupling"] < WEAK_COUPLING]
+    section = {
+        "definition": "Pearson correlation of the mouth opening (inner-lip gap 62-66 / frame 0's inter-ocular "
+        "distance) with the audio RMS "
+        "per frame, at the best lag within +-3 frames; lag > 0: the mouth moves before the sound",
+        "median": float(np.median(couplings)) if couplings else None,
+        "weak_threshold": WEAK_COUPLING,
+        "weak": [c["key"] for c in weak],
+        "source": "stored" if coupling is None else "recomputed",
+        "per_clip": [
+            {
+                "key": c["key"],
+                "corr": c.get("coupling"),
+                "lag_ms": c.get("lag_ms"),
+                **(
+                    {}
+                    if coupling is None
+                    else {"stored_corr": stored[c["key"]][0], "stored_lag_ms": stored[c["key"]][1]}
+                ),
+            }
+            for c in index
+        ],
+    }
+    if coupling is not None:
+        section["recompute"] = coupling_changes(stored, coupling)
+    return section
 
 
 # ------------------------------------------------------------------------------------- per family and language
@@ -285,135 +294,6 @@ def _sheet(layout: Layout, index: list[dict]) -> np.ndarray:
     if not tiles:
         return np.full((64, 64, 3), 24, np.uint8)
     return contact_sheet(tiles)
-
-
-def _bar(count: int, peak: int, width: int = 30) -> str:
-    return "#" * (round(width * count / peak) if peak else 0)
-
-
-def _markdown(r: dict, index: list[dict]) -> str:
-    c = r["counts"]
-    out = [
-        "# Vox-KP QA report",
-        "",
-        f"- videos: {c['videos']} ({c['done']} done, {c['failed']} rejected)",
-        f"- clips: {c['clips']} ({c['hours'] * 60:.2f} min)",
-        "",
-    ]
-    out += ["| split | clips | identities | frames | hours |", "|---|---|---|---|---|"]
-    for s, v in c["per_split"].items():
-        out.append(f"| {s} | {v['clips']} | {v['identities']} | {v['frames']} | {v['hours']} |")
-    out += ["", "## Rejections", ""]
-    if r["failed"]:
-        out += ["| video | reason | detail |", "|---|---|---|"]
-        out += [f"| {f['key']} | {f['reason']} | {f['message']} |" for f in r["failed"]]
-    else:
-        out.append("none")
-    if r["notes"]:
-        out += ["", "## Notes", ""]
-        out += [f"- {k}: {'; '.join(v)}" for k, v in r["notes"].items()]
-    for name, unit in (("duration_s", "s"), ("face_width_px", "px"), ("lip_audio_coupling", "")):
-        bins = r["histograms"][name]
-        peak = max((b["count"] for b in bins), default=0)
-        out += ["", f"## Histogram: {name}", "", "```"]
-        for b in bins:
-            hi = "inf" if b["to"] is None else f"{b['to']:g}"
-            out.append(f"[{b['from']:>5g}, {hi:>5}) {unit:>2} {b['count']:>6}  {_bar(b['count'], peak)}")
-        out.append("```")
-    out += _family_markdown(r["families"])
-    cp = r["coupling"]
-    out += ["", "## Lip-audio coupling", "", cp["definition"] + ".", ""]
-    if cp["source"] == "recomputed":
-        ch = cp["recompute"]
-        out += [
-            f"Recomputed from the stored keypoints and audio (`a2k dataset report --recompute-qa`); the packs and "
-            f"index.json keep the values stored at build time. Against those: {ch['changed']} of "
-            f"{ch['compared']} clips changed, mean change {ch['mean_change']}, mean absolute change "
-            f"{ch['mean_abs_change']}, largest {ch['max_abs_change']} ({ch['max_change_clip']}); best lag "
-            f"changed in {ch['lag_changed']} clips; median {ch['median_stored']} -> {ch['median_recomputed']}; "
-            f"clips below {cp['weak_threshold']}: {ch['weak_stored']} -> {ch['weak_recomputed']}; "
-            f"undefined -> defined: {ch['became_defined']}, defined -> undefined: {ch['became_undefined']}.",
-            "",
-        ]
-    else:
-        out += [
-            "Stored in each clip's metadata at build time (`a2k dataset report --recompute-qa` measures it again "
-            "on the stored keypoints and audio).",
-            "",
-        ]
-    out += [
-        f"Median: {cp['median']}. Clips below {cp['weak_threshold']} (suspect for lip-sync training): "
-        f"{len(cp['weak'])}.",
-        "",
-    ]
-    if cp["source"] == "recomputed":
-        out += ["| clip | corr | best lag (ms) | stored corr | stored lag (ms) |", "|---|---|---|---|---|"]
-        out += [
-            f"| {p['key']} | {p['corr']} | {p['lag_ms']} | {p['stored_corr']} | {p['stored_lag_ms']} |"
-            for p in cp["per_clip"]
-        ]
-    else:
-        out += ["| clip | corr | best lag (ms) |", "|---|---|---|"]
-        out += [f"| {p['key']} | {p['corr']} | {p['lag_ms']} |" for p in cp["per_clip"]]
-    if r["contact_sheet"]:
-        out += ["", "## Contact sheet", "", "![keypoints over sampled frames](contact_sheet.png)"]
-    return "\n".join(out) + "\n"
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f} %"
-
-
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:g}"
-
-
-def _family_markdown(fam: dict) -> list[str]:
-    rows = fam["per_family"]
-    out = [
-        "",
-        "## Per family",
-        "",
-        "Family: `data.folds.family_of` of the clip's recorded family (lrs2, lrs3 and lrw count as `lipread`). "
-        "Faceless: frames without a detected face, interpolated from their neighbours (share of frames; clips "
-        f"with any). Coupling: the clips' lip-audio `corr` (below): median, mean, share of clips >= "
-        f"{fam['strong_threshold']:g}; best lag > 0: the mouth moves before the sound.",
-        "",
-    ]
-    if not fam["recorded"]["family"]:
-        out += [
-            "This dataset records no family (built from a folder or a plain `path,identity` manifest): all clips "
-            "count as family `unknown`. Build from a manifest with named columns (`family`, `language`, like "
-            "`clips.csv`) to get the families.",
-            "",
-        ]
-    out += [
-        "| family | clips | identities | person groups | minutes | faceless frames | clips with faceless | "
-        "face width (px, median) | corr median | corr mean | corr >= 0.2 | best lag (ms, median) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, v in [*rows.items(), ("**all**", fam["all"])]:
-        out.append(
-            f"| {name} | {v['clips']} | {v['identities']} | {v['groups']} | {v['minutes']:.2f} | "
-            f"{_pct(v['faceless_fraction'])} | {v['clips_with_faceless']} | {_num(v['face_width_median'])} | "
-            f"{_num(v['coupling_median'])} | {_num(v['coupling_mean'])} | "
-            f"{_pct(v['coupling_strong_fraction'])} | {_num(v['lag_ms_median'])} |"
-        )
-    out += ["", "## Per language", ""]
-    if not fam["recorded"]["language"]:
-        out += ["This dataset records no language: all clips count as `unknown`.", ""]
-    out += [
-        "| language | clips | identities | minutes | faceless frames | corr median | corr mean | corr >= 0.2 | "
-        "best lag (ms, median) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, v in [*fam["per_language"].items(), ("**all**", fam["all"])]:
-        out.append(
-            f"| {name} | {v['clips']} | {v['identities']} | {v['minutes']:.2f} | "
-            f"{_pct(v['faceless_fraction'])} | {_num(v['coupling_median'])} | {_num(v['coupling_mean'])} | "
-            f"{_pct(v['coupling_strong_fraction'])} | {_num(v['lag_ms_median'])} |"
-        )
-    return out
 
 
 def report(root: str | Path, *, recompute: bool = False) -> dict[str, Any]:
