@@ -50,7 +50,7 @@ def test_batched_window_fetch_equals_stacked_items(real_clips_dir, tiny_train_co
 
 def test_training_log_reports_the_time_spent_waiting_for_data(real_clips_dir, tiny_train_config, catalog, tmp_path):
     from a2k_toolkit.training import Trainer
-    from a2k_toolkit.training.trainer import DataWait
+    from a2k_toolkit.training.runtime import DataWait
 
     Trainer(tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=3), catalog=catalog).fit()
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

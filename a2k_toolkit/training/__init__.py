@@ -1,4 +1,5 @@
-"""The GAN training recipe of paper §4.4: losses, :class:`TrainConfig`, the trainer (AMP, DDP, checkpoints, resume).
+"""The GAN training recipe of paper §4.4: :class:`TrainConfig`, the task (:mod:`.task`: networks, losses, steps,
+schedules) and the loop that runs it (:class:`Trainer`: device, DDP, AMP, data, checkpoints, resume, signals).
 
 Inference never imports this package.
 """

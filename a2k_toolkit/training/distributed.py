@@ -63,3 +63,13 @@ def setup(device: str = "auto") -> DistEnv:
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
         owns = True
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev, owns_group=owns)
+
+
+def wrap(module: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
+    """``module`` in DistributedDataParallel (on this process's CUDA device, if any) when the world has several
+    processes, else ``module`` itself."""
+    if not env.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(module, device_ids=[env.local_rank] if env.device.startswith("cuda") else None)
