@@ -89,9 +89,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # upward (pipeline -> training/dubbing layer) and a cycle through dubbing.worker -> pipeline
     ("a2k_toolkit.pipeline", "a2k_toolkit.dubbing"): "owner of pipeline.py: Pipeline's batch-dubbing entry moves out "
     "of the pipeline (issue 17, layers)",
-    # a cycle: dataset reads BuildConfig / check_config from the builder, which calls dataset.finalize
-    ("a2k_toolkit.data.dataset", "a2k_toolkit.data.builder"): "owner of data/builder.py: the build settings move "
-    "to data/build_config.py, which both import (issue 17, layers)",
 }
 
 
