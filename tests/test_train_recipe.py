@@ -267,6 +267,23 @@ def test_gain_augmentation_takes_any_log_power_frontend(real_clips_dir, tiny_tra
     assert tr.fit()["step"] == 2
 
 
+def test_the_components_a_training_config_names_are_checked_before_any_data_loads(tiny_train_config, catalog, tmp_path):
+    """Front-end, detector and encoders are checked through the host's catalog, with their key paths, first: here
+    before the (missing) training data is looked at."""
+    missing = tmp_path / "no-clips"
+    bad = [
+        ({"model": {"pv_encoder": {"name": "pv", "params": {"hiddn": 8}}}}, r"model\.pv_encoder\.params\.hiddn"),
+        ({"model": {"piv_encoder": {"name": "no-such-encoder"}}}, r"model\.piv_encoder\.name: unknown encoder"),
+        ({"frontend": {"name": "logmel", "params": {"n_mels": 3}}}, r"frontend\.params\.n_mels"),
+        ({"data": {"detector": {"name": "dlib", "params": {"nope": 1}}}}, r"data\.detector\.params\.nope"),
+    ]
+    for overrides, where in bad:
+        with pytest.raises(ConfigError, match=where):
+            Trainer(tiny_train_config(missing, tmp_path / "run", **overrides), catalog=catalog)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Trainer(tiny_train_config(missing, tmp_path / "run"), catalog=catalog)
+
+
 def test_min_coupling_needs_voxkp(real_clips_dir, tiny_train_config, catalog, tmp_path):
     cfg = tiny_train_config(real_clips_dir, tmp_path / "run", max_steps=1, data={"min_coupling": 0.1})
     with pytest.raises(ConfigError, match="min_coupling needs data.format: voxkp"):

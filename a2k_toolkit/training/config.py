@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import ComponentSpec, format_validation_error, read_config_file
+from ..config import AudioSpec, DetectorSpec, format_validation_error, read_config_file
 from ..errors import ConfigError
 from ..models.config import ModelConfig
 
@@ -34,8 +34,8 @@ class DataConfig(_Strict):
         "registered with a2k_toolkit.training.data.register_clip_source (e.g. the Vox-KP shard reader)",
     )
     cache_dir: str | None = Field(".a2k-cache/clips", description="where clips extracted from videos are cached")
-    detector: ComponentSpec = Field(
-        default_factory=lambda: ComponentSpec(name="dlib"), description="keypoint detector for video files"
+    detector: DetectorSpec = Field(
+        default_factory=lambda: DetectorSpec(name="dlib"), description="keypoint detector for video files"
     )
     window: int = Field(64, ge=8, description="frames per training window (64 = 2.56 s at 25 fps, paper §4.5)")
     stride: int = Field(16, ge=1, description="frames between consecutive training windows")
@@ -184,7 +184,7 @@ class TrainConfig(_Strict):
         description="paper Table 1: full model, audio only (no reference keypoints), no PIV encoder, no "
         "discriminator; removes components from `model`, never adds them",
     )
-    frontend: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="logmel"))
+    frontend: AudioSpec = Field(default_factory=lambda: AudioSpec(name="logmel"))
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from ..components import AudioFrontend
-from ..config import format_validation_error
 from ..data.folds import family_of, group_of, split_fold
 from ..data.windows import ClipWindowDataset
 from ..errors import ConfigError
@@ -28,11 +25,9 @@ class TrainingData:
 
 
 def build_frontend(cfg: TrainConfig, catalog) -> AudioFrontend:
-    """The config's audio front-end from ``catalog``; a ``gain_db`` augmentation needs one with ``log_power``."""
-    try:
-        frontend = catalog.build("audio", cfg.frontend.name, cfg.frontend.params)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid training config: {format_validation_error(exc, 'frontend.params')}") from None
+    """The config's audio front-end, built through the host's ``catalog``; a ``gain_db`` augmentation needs one
+    with ``log_power``."""
+    frontend = catalog.build("audio", cfg.frontend, where="frontend", what="training config")
     if cfg.augment.gain_db and not frontend.log_power:
         qualify = [e.name for e in catalog.entries("audio") if e.cls.log_power]
         raise ConfigError(
@@ -42,9 +37,10 @@ def build_frontend(cfg: TrainConfig, catalog) -> AudioFrontend:
     return frontend
 
 
-def load_training_data(cfg: TrainConfig, frontend: AudioFrontend, normalizer, env: DistEnv) -> TrainingData:
-    """Clips -> window sets -> sampler. ``normalizer``: the checkpoint's when resuming, else None (fitted here)."""
-    train_clips, val_clips, held_out = _load_split(cfg, env)
+def load_training_data(cfg: TrainConfig, frontend: AudioFrontend, normalizer, env: DistEnv, catalog) -> TrainingData:
+    """Clips -> window sets -> sampler. ``normalizer``: the checkpoint's when resuming, else None (fitted here);
+    ``catalog``: the host's, which builds the keypoint detector for video files."""
+    train_clips, val_clips, held_out = _load_split(cfg, env, catalog)
     d = cfg.data
     train_set = ClipWindowDataset(
         train_clips,
@@ -79,13 +75,13 @@ def load_training_data(cfg: TrainConfig, frontend: AudioFrontend, normalizer, en
     return TrainingData(train_set, val_set, normalizer, held_out, _sampler(cfg, train_set, env), steps_per_epoch)
 
 
-def _load_split(cfg: TrainConfig, env: DistEnv):
+def _load_split(cfg: TrainConfig, env: DistEnv, catalog):
     """``(train clips, val clips, held-out people or None)``: data.val, or the held-out fold of data.train."""
     if not env.is_main:
         env.barrier()  # let rank 0 extract and cache the clips first
     val_files = validation_files(cfg.data)
-    train_clips = load_clips(cfg.data.train, cfg.data, exclude=[*val_files, *cfg.data.exclude])
-    val_clips = load_clips(cfg.data.val, cfg.data) if cfg.data.val else []
+    train_clips = load_clips(cfg.data.train, cfg.data, exclude=[*val_files, *cfg.data.exclude], catalog=catalog)
+    val_clips = load_clips(cfg.data.val, cfg.data, catalog=catalog) if cfg.data.val else []
     if env.is_main:
         env.barrier()
     held_out = None

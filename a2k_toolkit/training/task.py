@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 from ..data.windows import collate
 from ..eval.metrics import best_lag_correlation
-from ..models.config import build_discriminator, build_generator
+from ..models.config import ENCODER_FIELDS, build_discriminator, build_generator
 from .config import TrainConfig
 from .losses import (
     GANForward,
@@ -75,7 +75,8 @@ class GANTask:
             torch.as_tensor(v, dtype=torch.float32, device=device) for v in (normalizer.mean, normalizer.std)
         )
         self.model_cfg = cfg.effective_model()
-        self.generator = build_generator(self.model_cfg, feature_shape, catalog).to(device)
+        encoders = model_encoders(self.model_cfg, catalog)
+        self.generator = build_generator(self.model_cfg, feature_shape, **encoders).to(device)
         if feature_stats is not None:
             self.generator.set_feature_stats(*feature_stats)
         # the weights validation and checkpoints use: an exponential moving average of the generator's, if `ema`
@@ -324,6 +325,18 @@ class GANTask:
             self.disc.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("disc.")})
         for n, opt in self.optimizers.items():
             opt.load_state_dict(unflatten_optimizer(opt_meta[n], tensors))
+
+
+def model_encoders(model_cfg, catalog) -> dict[str, Any]:
+    """The keypoint-encoder components ``model.pv_encoder`` / ``model.piv_encoder`` name (None where null), built
+    through the host's ``catalog``: the parts :func:`~a2k_toolkit.models.config.build_generator` takes."""
+    parts = {}
+    for key in ENCODER_FIELDS:
+        spec = getattr(model_cfg, key)
+        parts[key] = (
+            None if spec is None else catalog.build("encoder", spec, where=f"model.{key}", what="training config")
+        )
+    return parts
 
 
 def lip_sync_metric(openings: dict[int, list[tuple[int, torch.Tensor, torch.Tensor]]]) -> float | None:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..catalog import Catalog
+from ..config import validate_nested
 from ..data.windows import collate
 from ..io import atomic_write_text
 from ..models.checkpoint import read_checkpoint
@@ -55,6 +56,8 @@ class Trainer:
 
     def _build(self, resume_from: Path | None) -> None:
         cfg, env = self.cfg, self.env
+        # every component the config names (front-end, detector, encoders), checked before any data or weights load
+        validate_nested(cfg, self.catalog, "", what="training config")
         self.device = env.device
         self.precision = Precision(cfg.amp, self.device)
         random.seed(cfg.seed)
@@ -66,7 +69,7 @@ class Trainer:
         info = read_checkpoint(resume_from) if resume_from is not None else None
         if info is not None:
             checkpoints.check_resume_config(cfg, info.meta.get("train_config", {}), self.run_dir)
-        data = load_training_data(cfg, self.frontend, info.normalizer if info is not None else None, env)
+        data = load_training_data(cfg, self.frontend, info.normalizer if info is not None else None, env, self.catalog)
         self.train_set, self.val_set, self.sampler = data.train_set, data.val_set, data.sampler
         self.normalizer, self.held_out, self.steps_per_epoch = data.normalizer, data.held_out, data.steps_per_epoch
 
