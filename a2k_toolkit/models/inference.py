@@ -13,6 +13,9 @@ so a window's output depends on that window's features only. (Running the audio 
 would share the convolutions of the overlaps but normalise over the whole clip instead: on a trained checkpoint that
 moves the output by up to 0.8 normalised units, half a frame-to-frame motion on average; see docs/benchmarks.md.)
 
+The plan, the padding and the blend are numpy code in :mod:`a2k_toolkit.models.windows`, shared with runtimes
+without torch.
+
 Fast path (the default, ``fast=True``): the same arithmetic, arranged for the CPU:
 
 * :func:`fuse_for_inference` replaces each conv -> GroupNorm -> LeakyReLU block by :class:`FusedConvNormAct`
@@ -40,31 +43,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cpu_runtime import cpu_is_shared
+from .windows import WindowBlend, window_features
 
-
-def window_plan(num_frames: int, window: int, overlap: int) -> list[int]:
-    """Start frames of the windows covering ``num_frames`` frames."""
-    if num_frames <= window:
-        return [0]
-    hop = max(1, window - overlap)
-    starts = list(range(0, num_frames - window + 1, hop))
-    if starts[-1] + window < num_frames:
-        starts.append(num_frames - window)
-    return starts
-
-
-def window_weights(length: int, overlap: int, ramp_in: bool, ramp_out: bool) -> np.ndarray:
-    """Blend weights of one window: raised-cosine ramps (strictly positive) over its first / last ``overlap``
-    frames."""
-    w = np.ones(length, np.float64)
-    n = min(overlap, length)
-    if n > 0:
-        ramp = 0.5 - 0.5 * np.cos(math.pi * np.arange(1, n + 1) / (n + 1))
-        if ramp_in:
-            w[:n] *= ramp
-        if ramp_out:
-            w[length - n :] *= ramp[::-1]
-    return w
+# re-exported: the numpy half of windowed inference moved to .windows, where callers without torch import it
+from .windows import window_plan as window_plan
+from .windows import window_weights as window_weights
 
 
 def autocast(device: str, precision: str):
@@ -175,10 +158,8 @@ class WindowedRunner:
 
     def run(self, requests: list[tuple[np.ndarray, np.ndarray | None]]) -> list[np.ndarray]:
         """``[(features (T, D), reference (136,) or None), ...]`` -> ``[(T, 136) float32, ...]`` (normalised space)."""
-        W, ov = self.window, self.overlap
-        jobs = [(r, s) for r, (f, _) in enumerate(requests) for s in window_plan(len(f), W, ov)]
-        outs = [np.zeros((len(f), 136), np.float32) for f, _ in requests]  # float32: an hour is 49 MB, not 98
-        wsum = [np.zeros(len(f), np.float32) for f, _ in requests]
+        blend = WindowBlend([len(f) for f, _ in requests], self.window, self.overlap)
+        jobs = blend.jobs
         device = next(self.net.parameters()).device
         uses_ref = getattr(self.net, "uses_reference", True)
         model = self.model()
@@ -201,23 +182,17 @@ class WindowedRunner:
                     ref = torch.from_numpy(np.stack([requests[r][1] for r, _ in batch]).astype(np.float32)).to(device)
                 return model(x, ref).float().cpu().numpy()
 
-        def blend(batch, y):
+        def blend_batch(batch, y):
             for (r, s), yy in zip(batch, y):
-                T = len(outs[r])
-                n = min(W, T - s)
-                w = window_weights(W, ov, ramp_in=s > 0, ramp_out=s + W < T)[:n]
-                outs[r][s : s + n] += yy[:n] * w[:, None]
-                wsum[r][s : s + n] += w
+                blend.add(r, s, yy)
 
         if parallel:
             for batch, y in zip(batches, self._parallel(forward, batches, workers)):
-                blend(batch, y)
+                blend_batch(batch, y)
         else:
             for batch in batches:
-                blend(batch, forward(batch))
-        for o, ws in zip(outs, wsum):
-            o /= ws[:, None]  # in place: no second copy of a long output
-        return outs
+                blend_batch(batch, forward(batch))
+        return blend.result()
 
     @staticmethod
     def _parallel(forward, batches, workers):
@@ -238,7 +213,4 @@ class WindowedRunner:
             torch.set_num_threads(threads)
 
     def _window(self, features: np.ndarray, start: int) -> np.ndarray:
-        win = np.asarray(features[start : start + self.window], np.float32)
-        if len(win) < self.window:
-            win = np.pad(win, ((0, self.window - len(win)), (0, 0)), mode="edge")
-        return win
+        return window_features(features, start, self.window)
