@@ -51,7 +51,7 @@ def test_the_recipe_in_the_repo_is_the_one_the_weights_were_trained_with():
         meta = json.loads((member.path / "config.json").read_text("utf-8"))
         # both through today's config model, so a setting added since (at its default: the old behaviour) agrees;
         # members differ from the recipe only in their seed (and the run directory they were trained in)
-        trained = load_train_config(meta["train_config"]).model_dump(mode="json")
+        trained = load_train_config(meta["train_config"], stored=True).model_dump(mode="json")
         assert {**trained, "run_dir": recipe["run_dir"]} == {**recipe, "seed": seed}
         assert meta["step"] == recipe["max_steps"]  # latest/ of the full schedule, not an early-stopped best/
 

@@ -45,6 +45,49 @@ def test_config_base_merge_and_ablations(tmp_path):
         load_train_config({})
 
 
+def test_the_front_end_key_is_audio_and_frontend_is_read_with_a_warning(tmp_path):
+    """``audio:`` as in pipeline and eval configs; ``frontend:``, its earlier name, still works: a warning naming the
+    file and the fix for a config the user wrote, none for the training config a checkpoint stored."""
+    import warnings
+
+    stack = {"name": "stack", "params": {"members": ["logmel", "vad"]}}
+    (tmp_path / "new.yaml").write_text(yaml.safe_dump({"data": {"train": ["clips"]}, "audio": stack}))
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump({"data": {"train": ["clips"]}, "frontend": stack}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = load_train_config(tmp_path / "new.yaml")
+    assert new.audio.name == "stack" and new.audio.params == stack["params"]
+    assert load_train_config({"data": {"train": ["x"]}}).audio.name == "logmel"
+    with pytest.warns(FutureWarning, match=r"old\.yaml: the training config key `frontend:` is now `audio:`.*rename"):
+        old = load_train_config(tmp_path / "old.yaml")
+    assert old == new
+    # a base and a config over it may each use either name
+    (tmp_path / "over-old.yaml").write_text("base: new.yaml\nfrontend: logmel\n")
+    (tmp_path / "over-new.yaml").write_text("base: old.yaml\naudio: logmel\n")
+    with pytest.warns(FutureWarning, match="over-old.yaml"):
+        assert load_train_config(tmp_path / "over-old.yaml").audio.name == "logmel"
+    with pytest.warns(FutureWarning, match=r"old\.yaml"):
+        assert load_train_config(tmp_path / "over-new.yaml").audio.name == "logmel"
+    with pytest.warns(FutureWarning, match="training config override"):
+        assert load_train_config(tmp_path / "new.yaml", frontend="logmel").audio.name == "logmel"
+    (tmp_path / "both.yaml").write_text("data: {train: [x]}\naudio: logmel\nfrontend: logmel\n")
+    with pytest.raises(ConfigError, match=r"both.yaml: both `audio:` and `frontend:`.*keep only `audio:`"):
+        load_train_config(tmp_path / "both.yaml")
+    # a checkpoint's stored config (written before the rename): read silently, and a resume compares it
+    from a2k_toolkit.training.checkpoints import check_resume_config
+
+    stored = {**new.model_dump(mode="json"), "frontend": stack}
+    del stored["audio"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_train_config(stored, stored=True) == new
+        check_resume_config(new, stored, tmp_path)
+        check_resume_config(new, {**stored, "optim": {"no-longer-a-key": 1}}, tmp_path)  # compared as recorded
+    for saved in (stored, {**stored, "optim": {"no-longer-a-key": 1}}):
+        with pytest.raises(ConfigError, match=r"audio changed since the run started"):
+            check_resume_config(new, {**saved, "frontend": "logmel"}, tmp_path)
+
+
 # ------------------------------------------------------------------------------------------------ training
 
 

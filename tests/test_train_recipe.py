@@ -212,7 +212,7 @@ def test_noise_augmentation_needs_a_frontend_and_gain_needs_log_power(real_clips
             [clip], [np.zeros((120, 8), np.float32)], Normalizer(), 32, 8, augment=AugmentConfig(noise_snr_db=(10, 20))
         )
     cfg = tiny_train_config(
-        real_clips_dir, tmp_path / "run", max_steps=1, augment={"gain_db": 3}, frontend={"name": "dummy-audio"}
+        real_clips_dir, tmp_path / "run", max_steps=1, augment={"gain_db": 3}, audio={"name": "dummy-audio"}
     )
     with pytest.raises(ConfigError, match="gain_db shifts log-power features"):
         Trainer(cfg, catalog=catalog)
@@ -250,13 +250,13 @@ def test_gain_augmentation_takes_any_log_power_frontend(real_clips_dir, tiny_tra
 
     with pytest.raises(ConfigError, match="gain_db shifts log-power features") as err:
         Trainer(
-            tiny_train_config(real_clips_dir, tmp_path / "no", augment={"gain_db": 3}, frontend="dummy-audio"),
+            tiny_train_config(real_clips_dir, tmp_path / "no", augment={"gain_db": 3}, audio="dummy-audio"),
             catalog=catalog,
         )
     assert "use one of librosa-mel, log-energy, logmel" in str(err.value)
 
     cfg = tiny_train_config(
-        real_clips_dir, tmp_path / "run", max_steps=2, augment={"gain_db": 6}, frontend={"name": "log-energy"}
+        real_clips_dir, tmp_path / "run", max_steps=2, augment={"gain_db": 6}, audio={"name": "log-energy"}
     )
     tr = Trainer(cfg, catalog=catalog)
     assert isinstance(tr.frontend, LogEnergy)
@@ -274,7 +274,7 @@ def test_the_components_a_training_config_names_are_checked_before_any_data_load
     bad = [
         ({"model": {"pv_encoder": {"name": "pv", "params": {"hiddn": 8}}}}, r"model\.pv_encoder\.params\.hiddn"),
         ({"model": {"piv_encoder": {"name": "no-such-encoder"}}}, r"model\.piv_encoder\.name: unknown encoder"),
-        ({"frontend": {"name": "logmel", "params": {"n_mels": 3}}}, r"frontend\.params\.n_mels"),
+        ({"audio": {"name": "logmel", "params": {"n_mels": 3}}}, r"audio\.params\.n_mels"),
         ({"data": {"detector": {"name": "dlib", "params": {"nope": 1}}}}, r"data\.detector\.params\.nope"),
     ]
     for overrides, where in bad:

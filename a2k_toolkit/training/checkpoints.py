@@ -22,7 +22,7 @@ import torch.distributed as dist
 from .. import __version__
 from ..errors import CheckpointError, ConfigError
 from ..models.checkpoint import atomic_dir, resolve_checkpoint, write_model_files
-from .config import TrainConfig, load_train_config
+from .config import RENAMED_KEYS, TrainConfig, load_train_config
 from .state import capture_rng, load_training_state, restore_rng, save_training_state
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 RESUME_FIXED = (
     "seed",
     "ablation",
-    "frontend",
+    "audio",
     "model",
     "batch_size",
     "ema",
@@ -64,9 +64,9 @@ def check_resume_config(cfg: TrainConfig, saved: dict[str, Any], run_dir: Path) 
     """Raise if a :data:`RESUME_FIXED` setting of ``cfg`` differs from the ``saved`` config of the run."""
     now = cfg.model_dump(mode="json")
     try:  # through today's config model: a setting added since the run started compares at its default
-        saved = load_train_config(saved).model_dump(mode="json")
-    except ConfigError:
-        pass  # compare what was recorded
+        saved = load_train_config(saved, stored=True).model_dump(mode="json")
+    except ConfigError:  # compare what was recorded, under today's key names
+        saved = {RENAMED_KEYS.get(k, k): v for k, v in saved.items()}
     changed = []
     for key in RESUME_FIXED:
         path = key if isinstance(key, tuple) else (key,)

@@ -2,10 +2,15 @@
 
 A config may start with ``base: other.yaml`` (a path relative to the file): that file is loaded first and this one's
 keys are merged over it, mapping by mapping, so an ablation config is a few lines over the full one.
+
+The audio front-end is ``audio:``, as in pipeline and eval configs. ``frontend:``, its earlier name, is still read: with
+a ``FutureWarning`` naming the file and the fix in a config a user wrote, silently in the training config a
+checkpoint stored (``load_train_config(meta["train_config"], stored=True)``), which the user cannot change.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -184,7 +189,10 @@ class TrainConfig(_Strict):
         description="paper Table 1: full model, audio only (no reference keypoints), no PIV encoder, no "
         "discriminator; removes components from `model`, never adds them",
     )
-    frontend: AudioSpec = Field(default_factory=lambda: AudioSpec(name="logmel"))
+    audio: AudioSpec = Field(
+        default_factory=lambda: AudioSpec(name="logmel"),
+        description="the audio front-end the model is trained for (`frontend:` before; still read, with a warning)",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -242,6 +250,32 @@ class TrainConfig(_Strict):
         return self.ablation != "no_discriminator"
 
 
+# earlier key names of TrainConfig fields: old -> new
+RENAMED_KEYS = {"frontend": "audio"}
+
+
+def _renamed(data: dict[str, Any], where: str, *, stored: bool) -> dict[str, Any]:
+    """``data`` (one file's keys, or a dict config) with the earlier key names of :data:`RENAMED_KEYS` replaced by
+    today's; a warning naming ``where`` and the fix unless the config is one a checkpoint ``stored``."""
+    if not any(old in data for old in RENAMED_KEYS):
+        return data
+    out = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"{where}: both `{new}:` and `{old}:` (its earlier name) are set; keep only `{new}:`")
+        out[new] = out.pop(old)
+        if not stored:
+            warnings.warn(
+                f"{where}: the training config key `{old}:` is now `{new}:` (the name pipeline and eval configs use); "
+                f"rename it, `{old}:` will stop being read in a later release",
+                FutureWarning,
+                stacklevel=2,
+            )
+    return out
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -253,7 +287,7 @@ def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"config {path} includes itself through `base`")
-    data = read_config_file(path)
+    data = _renamed(read_config_file(path), str(path), stored=False)
     base = data.pop("base", None)
     if base is None:
         return data
@@ -262,17 +296,24 @@ def _read_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _merge(_read_with_base((path.parent / base), (*seen, path)), data)
 
 
-def load_train_config(source: TrainConfig | dict[str, Any] | str | Path, **overrides: Any) -> TrainConfig:
-    """A validated :class:`TrainConfig` from a model, a dict or a YAML / JSON / TOML file (with ``base:``)."""
+def load_train_config(
+    source: TrainConfig | dict[str, Any] | str | Path, *, stored: bool = False, **overrides: Any
+) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a model, a dict or a YAML / JSON / TOML file (with ``base:``).
+
+    ``stored=True`` for the training config a checkpoint recorded (``meta["train_config"]``): earlier key names
+    (``frontend:``) are read without the warning a config the user wrote gets."""
     if isinstance(source, TrainConfig):
         data = source.model_dump()
         where = "training config"
     elif isinstance(source, dict):
-        data, where = dict(source), "training config"
+        where = "training config"
+        data = _renamed(source, where, stored=stored)
     else:
         path = Path(source)
         data, where = _read_with_base(path), str(path)
-    data = _merge(data, {k: v for k, v in overrides.items() if v is not None})
+    over = _renamed({k: v for k, v in overrides.items() if v is not None}, "training config override", stored=stored)
+    data = _merge(data, over)
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:

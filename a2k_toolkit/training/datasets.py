@@ -27,7 +27,7 @@ class TrainingData:
 def build_frontend(cfg: TrainConfig, catalog) -> AudioFrontend:
     """The config's audio front-end, built through the host's ``catalog``; a ``gain_db`` augmentation needs one
     with ``log_power``."""
-    frontend = catalog.build("audio", cfg.frontend, where="frontend", what="training config")
+    frontend = catalog.build("audio", cfg.audio, where="audio", what="training config")
     if cfg.augment.gain_db and not frontend.log_power:
         qualify = [e.name for e in catalog.entries("audio") if e.cls.log_power]
         raise ConfigError(

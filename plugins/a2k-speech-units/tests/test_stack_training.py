@@ -80,7 +80,7 @@ def test_training_steps_with_stacked_features(host_catalog, clips_dir, tmp_path)
         "device": "cpu",
         "seed": 0,
         "progress": False,
-        "frontend": {"name": "stack", "params": {"members": MEMBERS}},
+        "audio": {"name": "stack", "params": {"members": MEMBERS}},
         "model": {
             "width": 16,
             "depth": 2,
