@@ -24,6 +24,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "a2k_toolkit.builtin.stack",
     "a2k_toolkit.builtin.dlib_detector",
     "a2k_toolkit.builtin.fan_detector",
+    "a2k_toolkit.builtin.chain_detector",
     "a2k_toolkit.builtin.baselines",
     "a2k_toolkit.builtin.sketch",
     "a2k_toolkit.builtin.warp",
