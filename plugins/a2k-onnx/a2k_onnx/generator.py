@@ -74,6 +74,38 @@ class OnnxGeneratorParams(Params):
     )
 
 
+def refuse_external_data(path: Path) -> None:
+    """Refuse a graph whose tensors live in other files (exports keep every weight inside the graph, which its
+    checksum covers). Checked with ``onnx`` where it is installed; onnxruntime itself confines external data to the
+    graph's directory."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf's decode errors
+        raise OnnxModelError(
+            f"{path} is not a readable ONNX graph ({type(exc).__name__}); export the model again"
+        ) from None
+    pending, external = [model.graph], []
+    while pending:
+        graph = pending.pop()
+        tensors = [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
+        for node in graph.node:
+            for attr in node.attribute:
+                tensors += [*attr.tensors, *(s.values for s in attr.sparse_tensors)]
+                tensors += [attr.t] if attr.HasField("t") else []
+                tensors += [attr.sparse_tensor.values] if attr.HasField("sparse_tensor") else []
+                pending += [*attr.graphs, *([attr.g] if attr.HasField("g") else [])]
+        external += [t.name or "?" for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+    if external:
+        raise OnnxModelError(
+            f"{path} keeps tensors in other files ({', '.join(external[:3])}), which its checksum does not cover; an "
+            "a2k export has every weight inside the graph: export the model again"
+        )
+
+
 class OnnxAudio2KeypointGenerator(KeypointGenerator):
     """Audio2Keypoint exported to ONNX, run by onnxruntime (no torch): keypoints equal audio2keypoint's."""
 
@@ -145,6 +177,7 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
         providers = self._providers(ort)
         sessions = []
         for path in paths:
+            refuse_external_data(path)
             try:
                 # loaded from its path, after the checksum: onnxruntime confines external data to this directory
                 session = ort.InferenceSession(str(path), options, providers=providers)

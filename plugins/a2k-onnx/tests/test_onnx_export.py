@@ -334,3 +334,22 @@ def test_unknown_execution_provider_is_a_config_error(tiny_export, catalog, samp
     gen = onnx_generator(catalog, tiny_export, providers=["NoSuchExecutionProvider"])
     with pytest.raises(ConfigError, match="onnxruntime here has no NoSuchExecutionProvider"):
         gen.generate(features[:10], reference)
+
+
+def test_a_graph_with_external_data_is_refused(tmp_path, tiny_export, catalog, sample):
+    """A consistent but hand-made export (manifest hashes match) whose weights sit in another file is refused."""
+    import onnx
+
+    model = copy_export(tiny_export, tmp_path / "external")
+    graph = onnx.load(str(model / "generator.onnx"))
+    onnx.save(
+        graph, str(model / "generator.onnx"), save_as_external_data=True, location="weights.bin", size_threshold=0
+    )
+    manifest = json.loads((model / MANIFEST_FILE).read_text())
+    manifest["graphs"][0].update(
+        sha256=sha256_file(model / "generator.onnx"), bytes=(model / "generator.onnx").stat().st_size
+    )
+    (model / MANIFEST_FILE).write_text(json.dumps(manifest))
+    features, reference = sample
+    with pytest.raises(OnnxModelError, match="keeps tensors in other files"):
+        onnx_generator(catalog, model).generate(features[:10], reference)
