@@ -168,3 +168,30 @@ def test_bad_clip_sources_and_params_are_named(tmp_path, capsys):
     for args, message in cases:
         assert main(["eval", *args, "--out", str(tmp_path / "r"), "--quiet"]) == 2
         assert message in capsys.readouterr().err, args
+
+
+def test_one_catalog_per_run_and_nested_front_end_params_checked_first(clip_dir, tmp_path, monkeypatch, capsys):
+    from a2k_toolkit import catalog as catalog_module
+
+    made = []
+    real_init = catalog_module.Catalog.__init__
+
+    def counting_init(self, *args, **kwargs):
+        made.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(catalog_module.Catalog, "__init__", counting_init)
+    cfg = tmp_path / "stack.yaml"
+    cfg.write_text("entries: [static, procedural]\naudio: {name: stack, params: {members: [logmel, vad]}}\n")
+    out = tmp_path / "r"
+    assert (
+        main(["eval", "--clips", str(clip_dir), "--config", str(cfg), "--out", str(out), "--quiet", "--no-plots"]) == 0
+    )
+    assert len(made) == 1  # the front-end's members and the generators all built through the run's one catalog
+    assert json.loads((out / "results.json").read_text())["settings"]["frontend"]["name"] == "stack"
+
+    made.clear()
+    cfg.write_text("entries: [static]\naudio: {name: stack, params: {members: [{name: logmel, params: {n_mel: 3}}]}}\n")
+    assert main(["eval", "--clips", str(clip_dir), "--config", str(cfg), "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+    assert "audio.params.members[0].params.n_mel: unknown key" in capsys.readouterr().err
+    assert len(made) == 1 and not (tmp_path / "r2").exists()

@@ -13,10 +13,11 @@ from pydantic import Field
 
 from a2k_toolkit import Pipeline, hookimpl
 from a2k_toolkit.catalog import Catalog
-from a2k_toolkit.components import Params, Renderer, path_field
+from a2k_toolkit.components import KeypointGenerator, Params, Renderer, path_field
 from a2k_toolkit.config import (
     ComponentSpec,
     EncoderSpec,
+    GeneratorSpec,
     RendererSpec,
     check_paths,
     load_config,
@@ -253,3 +254,70 @@ def test_validated_params_are_passed_through(host):
     assert pipe.generator.params is cfg.generator.checked_params
     spec = RendererSpec(name="sketch", params={"size": 40})
     assert host.build("renderer", spec).params is spec.checked_params
+
+
+# ------------------------------------------------------------------------------------------------ a2k eval
+
+
+class WrappingGenerator(KeypointGenerator):
+    """A generator wrapping another (a nested generator spec), built through the catalog it is given."""
+
+    name = "wrapping-test"
+    uses_catalog = True
+    built: list[WrappingGenerator] = []
+
+    class Params(Params):
+        base: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(name="static"))
+
+    def __init__(self, params=None, *, catalog=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self.catalog = catalog
+        self.base = catalog.build("generator", self.params.base, where="generator.params.base")
+        WrappingGenerator.built.append(self)
+
+    def generate(self, features, reference, *, seed=None):
+        return self.base.generate(features, reference, seed=seed)
+
+
+def test_eval_builds_its_generators_through_the_host_catalog(tmp_path):
+    """``a2k eval``'s generators are built through the run's catalog: a checkpoint naming a plugin's encoder loads,
+    and a nested generator spec is checked, with its key path, before any generator is built."""
+    from a2k_toolkit.builtin.audio2keypoint import PIVEncoder
+    from a2k_toolkit.eval.config import EvalEntry, build_generators
+
+    class PluginPIV(PIVEncoder):
+        name = "piv-from-a-plugin"
+
+    class EvalPlugin:
+        @staticmethod
+        @hookimpl
+        def register_generators(register):
+            register(WrappingGenerator)
+
+        @staticmethod
+        @hookimpl
+        def register_keypoint_encoders(register):
+            register(PluginPIV)
+
+    def plugin_encoder(meta):
+        meta["model"]["piv_encoder"]["name"] = "piv-from-a-plugin"
+
+    host = Catalog(make_plugin_manager(entry_points=False, plugins=[EvalPlugin()]))
+    ckpt = shipped_copy(tmp_path, "member-0", plugin_encoder)
+    a2k = {"name": "audio2keypoint", "params": {"checkpoint": ckpt}}
+    entries = [
+        EvalEntry(label="direct", generator=a2k),
+        EvalEntry(label="wrapped", generator={"name": "wrapping-test", "params": {"base": a2k}}),
+    ]
+    WrappingGenerator.built.clear()
+    gens = build_generators(entries, host)
+    assert isinstance(gens["direct"]._encoders[0]["piv_encoder"], PluginPIV)
+    wrapped = gens["wrapped"]
+    assert wrapped.catalog is host and isinstance(wrapped.base._encoders[0]["piv_encoder"], PluginPIV)
+
+    WrappingGenerator.built.clear()
+    bad = {"name": "wrapping-test", "params": {"base": {"name": "audio2keypoint", "params": {"overlapp": 1}}}}
+    entries = [EvalEntry(label="fine", generator={"name": "wrapping-test"}), EvalEntry(label="bad", generator=bad)]
+    with pytest.raises(ConfigError, match=r"generator entry 'bad': generator\.params\.base\.params\.overlapp: unknown"):
+        build_generators(entries, host)
+    assert WrappingGenerator.built == []  # checked before the first one was built

@@ -110,13 +110,11 @@ def check_held_out(generators, held, where: str) -> None:
 def run(args) -> int:
     import itertools
 
-    from pydantic import ValidationError
-
     from ..catalog import Catalog
-    from ..config import ComponentSpec, format_validation_error
+    from ..config import ComponentSpec, validate_spec
     from ..data.folds import family_of, family_subset, group_of, parse_fold, split_fold
     from ..device import resolve_device
-    from ..errors import ConfigError, InputError
+    from ..errors import InputError
     from ..eval.config import build_generators, candidate_map, load_eval_config, load_normalizer, parse_generator_specs
     from ..eval.evaluate import evaluate, fit_normalizer, merge_results
     from ..eval.report import summary_table, write_report
@@ -140,22 +138,19 @@ def run(args) -> int:
     entries = list(cfg.entries) + parse_generator_specs(args.generators)
     if not entries:
         entries = parse_generator_specs(["static,procedural"])
-    catalog = Catalog()
+    catalog = Catalog()  # the run's one catalog: every component below is checked and built through it
     # validate everything (generators, front-end, detector, stats) before any weights load or clip is read
     audio_spec = ComponentSpec(name=args.audio) if args.audio else cfg.audio
-    audio_cls = catalog.get("audio", audio_spec.name)
-    try:
-        audio_params = audio_cls.Params.model_validate(audio_spec.params)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid audio front-end params: {format_validation_error(exc, 'audio.params')}") from None
-    detector_cls = catalog.get("detector", args.detector)
+    validate_spec(audio_spec, catalog, "audio", kind="audio", what="audio front-end")  # a stack's members too
+    detector_spec = ComponentSpec(name=args.detector)
+    validate_spec(detector_spec, catalog, "detector", kind="detector")
     norm_path = args.norm_stats or cfg.normalizer
     normalizer = load_normalizer(norm_path) if norm_path else None
     device = resolve_device(args.device)
     fold_ids = range(args.folds) if args.folds else [fold[0] if fold else None]
     # every fold's generators are built (configs read and checked; weights load on first use) before any clip is read
     per_fold = [build_generators(entries, catalog, fold=i) for i in fold_ids]
-    frontend = catalog.build("audio", audio_spec.name, audio_params).to(device)  # a stack builds its members here
+    frontend = catalog.build("audio", audio_spec).to(device)  # a stack builds its members here
     for generators in per_fold:
         for gen in generators.values():
             gen.to(device)
@@ -164,7 +159,7 @@ def run(args) -> int:
     clips = itertools.chain.from_iterable(
         iter_clips(
             args.clips,
-            detector=lambda: detector_cls().to(device),
+            detector=lambda: catalog.build("detector", detector_spec).to(device),
             cache_dir=cache,
             fps=frontend.fps,
             sample_rate=frontend.sample_rate,

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..catalog import Catalog
 from ..components import KeypointGenerator
-from ..config import ComponentSpec, format_validation_error, read_config_file
+from ..config import ComponentSpec, format_validation_error, read_config_file, validate_spec
 from ..errors import ConfigError, InputError
 from ..keypoints import Normalizer
 
@@ -152,7 +152,8 @@ def candidate_map(entries: list[EvalEntry]) -> dict[str, str]:
 def build_generators(
     entries: list[EvalEntry], catalog: Catalog, fold: int | None = None
 ) -> dict[str, KeypointGenerator]:
-    """Validate every entry (name, params, unique labels) before building any; return ``label -> generator``.
+    """Validate every entry (name, params and every component spec nested in them, unique labels) before building
+    any; return ``label -> generator``, each built through ``catalog``, the host's (one per ``a2k eval`` run).
     ``fold`` fills ``{fold}`` placeholders in checkpoint paths (:func:`with_fold`)."""
     entries = with_fold(entries, fold)
     if not entries:
@@ -173,12 +174,11 @@ def build_generators(
                 f"generator {entry.generator.name!r} has no `checkpoint` parameter, so {label!r} cannot name one; use "
                 f"`{entry.generator.name}` alone, or set its params in a --config file"
             )
-        try:
-            params = cls.Params.model_validate(entry.generator.params)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid params for {label!r}: {format_validation_error(exc, 'params')}") from None
-        checked.append((label, cls, params))
-    return {label: cls(params) for label, cls, params in checked}
+        what = f"generator entry {label!r}"
+        validate_spec(entry.generator, catalog, "generator", kind="generator", what=what)  # nested specs too
+        checked.append((label, entry.generator, what))
+    # through the host's catalog (the build context): a generator's encoders and other parts come from its plugins
+    return {label: catalog.build("generator", spec, where="generator", what=what) for label, spec, what in checked}
 
 
 def load_normalizer(path: str | Path) -> Normalizer:
