@@ -260,17 +260,51 @@ def test_silence_gate_closes_the_mouth_in_silence_only(sample_image_path, sample
     assert abs(gap[80:120].mean() - ref_gap) < 0.01
 
 
-def test_silence_gate_needs_log_power_features(tmp_path):
+def test_silence_gate_needs_log_power_features(tmp_path, monkeypatch):
+    """The gate reads loudness off log-power features. Built by a host, the checkpoint's front-end class is looked up
+    in the host's catalog; built without one (it makes no catalog of its own), the front-end that check_frontend is
+    given is checked instead."""
     import shutil
 
+    from a2k_toolkit import catalog as catalog_module
+    from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.errors import ConfigError
+    from a2k_toolkit.hookspecs import hookimpl
     from a2k_toolkit.models.checkpoint import read_members
+    from a2k_toolkit.plugins import make_plugin_manager
 
-    ckpt = tmp_path / "w2v"
-    shutil.copytree(read_members(None)[0].path, ckpt)  # one checkpoint of the shipped model
-    cfg = json.loads((ckpt / "config.json").read_text())
-    cfg["frontend"]["name"] = "wav2vec2"
-    (ckpt / "config.json").write_text(json.dumps(cfg))
-    Audio2KeypointGenerator(checkpoint=str(ckpt))  # fine without the gate
-    with pytest.raises(ConfigError, match="silence_gate_db reads loudness from log-power features"):
-        Audio2KeypointGenerator(checkpoint=str(ckpt), silence_gate_db=25.0)
+    class LinearMel(LogMel):
+        """The log-mel's layout without the log: not log power."""
+
+        name = "linear-mel"
+        log_power = False
+
+    class LinearMelPlugin:
+        @staticmethod
+        @hookimpl
+        def register_audio_frontends(register):
+            register(LinearMel)
+
+    def checkpoint(frontend: str):
+        ckpt = tmp_path / frontend
+        shutil.copytree(read_members(None)[0].path, ckpt)  # one checkpoint of the shipped model
+        cfg = json.loads((ckpt / "config.json").read_text())
+        cfg["frontend"]["name"] = frontend
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+        return str(ckpt)
+
+    host = Catalog(make_plugin_manager(entry_points=False, plugins=[LinearMelPlugin()]))
+    gated = {"silence_gate_db": 25.0}
+    for name in ("wav2vec2", "linear-mel"):  # not in the host's catalog; in it, without log_power
+        host.build("generator", "audio2keypoint", {"checkpoint": checkpoint(name)})  # fine without the gate
+        with pytest.raises(ConfigError, match=f"silence_gate_db reads loudness from log-power .*{name!r} front-end"):
+            host.build("generator", "audio2keypoint", {"checkpoint": str(tmp_path / name), **gated})
+    host.build("generator", "audio2keypoint", {"checkpoint": checkpoint("logmel"), **gated})
+
+    made = []
+    monkeypatch.setattr(catalog_module.Catalog, "__init__", lambda self, *a, **k: made.append(self))
+    bare = Audio2KeypointGenerator(checkpoint=str(tmp_path / "linear-mel"), **gated)  # no catalog to look it up in
+    assert made == []  # and none made for the purpose
+    with pytest.raises(ConfigError, match="silence_gate_db reads loudness .*'linear-mel' front-end's class does not"):
+        bare.check_frontend(LinearMel())
+    Audio2KeypointGenerator(checkpoint=str(tmp_path / "logmel"), **gated).check_frontend(LogMel())

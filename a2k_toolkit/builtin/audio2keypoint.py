@@ -184,8 +184,8 @@ class Audio2KeypointGenerator(KeypointGenerator):
                     f"checkpoint {info.path} does not match the generator params: it was trained with {diff}; "
                     "remove these params to use the checkpoint's architecture, or point `checkpoint` at a matching one"
                 )
-        if p.silence_gate_db is not None:
-            self._check_log_power(catalog)
+        if p.silence_gate_db is not None and catalog is not None:
+            self._check_log_power(catalog)  # without a host's catalog, check_frontend checks the front-end it gets
         if p.overlap >= self.info.window:
             raise ConfigError(
                 f"generator.params.overlap ({p.overlap}) must be smaller than the checkpoint's window "
@@ -196,11 +196,10 @@ class Audio2KeypointGenerator(KeypointGenerator):
         self._net = None
 
     def _check_log_power(self, catalog) -> None:
-        """The silence gate reads loudness off the features: the checkpoint's front-end class must set ``log_power``
-        (looked up in the host's catalog; in the default plugins' when the generator is built without a host)."""
-        from ..catalog import Catalog
-
-        catalog = catalog if catalog is not None else Catalog()
+        """The silence gate reads loudness off the features: the checkpoint's front-end class, looked up by name in
+        the host's ``catalog``, must set ``log_power``. A generator built without a host cannot look it up (a
+        component never makes a catalog of its own): :meth:`check_frontend` then checks the class of the front-end
+        object it is given, which a pipeline and ``a2k eval`` call before generating."""
         name = self.info.frontend["name"]
         if name in catalog.names("audio") and catalog.get("audio", name).log_power:
             return
@@ -267,6 +266,12 @@ class Audio2KeypointGenerator(KeypointGenerator):
                 + "; ".join(problems)
                 + f". Set `audio: {{name: {fe['name']}, params: {fe['params']}}}` in the pipeline config, or train a "
                 "checkpoint for this front-end with `a2k train`"
+            )
+        if self.params.silence_gate_db is not None and not frontend.log_power:
+            raise ConfigError(
+                f"generator.params.silence_gate_db reads loudness from log-power features, but the {frontend.name!r} "
+                "front-end's class does not set log_power (use a log-power front-end such as logmel, or remove "
+                "silence_gate_db)"
             )
         ours = frontend.params.model_dump(mode="json")
         diff = sorted(k for k, v in fe["params"].items() if k in ours and ours[k] != v)
