@@ -42,7 +42,6 @@ OUTLIER_NME = 0.25  # a sample whose mean error under the first guess exceeds th
 
 def collect(per_clip: int) -> dict[str, np.ndarray]:
     from a2k_mediapipe import MediapipeDetector
-
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.plugins import make_plugin_manager
 

@@ -32,7 +32,6 @@ def shared_face(name: str) -> Path:
 @pytest.fixture(scope="session")
 def catalog():
     from a2k_mediapipe import plugin
-
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.plugins import make_plugin_manager
 

@@ -8,9 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from a2k_mediapipe import IBUG68_FROM_MESH, MediapipeDetector, mesh_to_ibug68
 from conftest import SAMPLE, needs_mediapipe, shared_face, small_face_in, turned
 
+from a2k_mediapipe import IBUG68_FROM_MESH, MediapipeDetector, mesh_to_ibug68
 from a2k_toolkit.errors import NoFaceFoundError
 from a2k_toolkit.keypoints import PARTS, interocular
 from a2k_toolkit.testing import DetectorContract

@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    from a2k_onnx import export_onnx, plugin
 
+    from a2k_onnx import export_onnx, plugin
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.keypoints import face_width
     from a2k_toolkit.pipeline import Pipeline

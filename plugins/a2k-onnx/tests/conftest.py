@@ -118,7 +118,6 @@ def audio_only_checkpoint(tmp_path_factory, clips_dir) -> Path:
 def catalog():
     """The built-ins plus this package's plugin module (independent of what else is installed)."""
     from a2k_onnx import plugin
-
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.plugins import make_plugin_manager
 

@@ -10,9 +10,9 @@ import textwrap
 
 import numpy as np
 import pytest
+
 from a2k_onnx import MANIFEST_FILE, OnnxAudio2KeypointGenerator, OnnxModelError, export_onnx, read_manifest
 from a2k_onnx.manifest import sha256_file
-
 from a2k_toolkit.keypoints import face_width
 from a2k_toolkit.testing import GeneratorContract
 
