@@ -326,6 +326,50 @@ def test_pipeline_dub_batch_in_process_with_per_row_config(tmp_path, dub_media):
     assert pipe.renderer.params.background == "black"  # the live pipeline is untouched
 
 
+def test_the_mp4_gets_the_rows_own_audio_and_device_passes_through(tmp_path, dub_media, monkeypatch):
+    """A row's audio file is muxed as it is, encoded once to AAC (as Result.save does), not the 16 kHz mono waveform
+    the generator read; speech from text gets its waveform. ``device`` reaches the workers without the base config
+    being dumped and loaded again."""
+    import soundfile as sf
+
+    from a2k_toolkit import config as config_module
+    from a2k_toolkit.audio import probe_audio, resample
+    from a2k_toolkit.dubbing import runner
+
+    wav, sr = sf.read(str(dub_media.speech1), dtype="float32")
+    sf.write(str(tmp_path / "stereo-44k.wav"), np.stack([resample(wav, sr, 44100)] * 2, axis=1) * 0.5, 44100)
+    rows = [
+        {"id": "file", "image": str(dub_media.face), "audio": str(tmp_path / "stereo-44k.wav"), "output": "file.mp4"},
+        {"id": "text", "image": str(dub_media.face), "text": "Hello there.", "output": "text.mp4"},
+    ]
+    m = write_manifest(tmp_path / "m.jsonl", rows)
+    loaded = []
+    real_load = runner.load_config
+
+    def spying_load(source=None):
+        loaded.append(source)
+        return real_load(source)
+
+    monkeypatch.setattr(runner, "load_config", spying_load)
+    config = config_module.load_config({**SMALL, "generator": "static"})
+    summary = dub_batch(m, tmp_path / "out", config=config, workers=0, progress=False, device="cpu")
+    assert summary.ok, summary.records
+    # the device override: the validated slots as they are, not a dump of them
+    assert loaded[-1]["device"] == "cpu" and loaded[-1]["generator"] is config.generator
+    muxed = probe_audio(tmp_path / "out" / "file.mp4")
+    assert (muxed.codec, muxed.sample_rate, muxed.layout) == ("aac", 44100, "stereo")  # not a 16 kHz mono copy
+    spoken = probe_audio(tmp_path / "out" / "text.mp4")
+    assert (spoken.codec, spoken.sample_rate) == ("aac", 16000)
+    for rec in report(tmp_path / "out").values():
+        check_done(tmp_path / "out", rec, rec["frames"])
+    again = dub_batch(m, tmp_path / "out", config=config, workers=0, progress=False, device="cpu")
+    assert again.counts == {"skipped": 2}  # same fingerprints: the device is part of the rows' config as before
+    # encoding is deterministic (docs/dubbing.md): with the static generator's exact keypoints, the same bytes
+    dub_batch(m, tmp_path / "out2", config=config, workers=0, progress=False, device="cpu")
+    first, second = report(tmp_path / "out"), report(tmp_path / "out2")
+    assert all(first[k]["video_sha256"] == second[k]["video_sha256"] for k in ("file", "text"))
+
+
 def test_cli_errors_and_lock(tmp_path, dub_media):
     bad = a2k("dub", tmp_path / "missing.csv", "--out", tmp_path / "out")
     assert bad.returncode == 2 and bad.stderr.startswith("error: manifest not found") and "Traceback" not in bad.stderr

@@ -102,8 +102,8 @@ def dub_batch(
     if pipeline is not None and config is not None:
         raise InputError("give either `pipeline` or `config`, not both")
     base_cfg = pipeline.config if pipeline is not None else load_config(config)
-    if device:
-        base_cfg = load_config({**base_cfg.model_dump(mode="json"), "device": device})
+    if device:  # the validated slots as they are, the device checked (as Pipeline.from_config takes an override)
+        base_cfg = load_config({**dict(base_cfg), "device": device})
     catalog = plugins if isinstance(plugins, Catalog) else Catalog(plugins)
     validate_components(base_cfg, catalog)  # a broken base config stops here, before any worker starts
     base_config = base_cfg.model_dump(mode="json")

@@ -269,7 +269,8 @@ class DubWorker:
                 job.video_path,
                 pipe.renderer.frames(kps, image),
                 kps.fps,
-                audio=waveform,
+                # the row's own audio file, encoded once to AAC (as Result.save does); speech from text: its waveform
+                audio=Path(job.audio) if job.audio is not None else waveform,
                 sample_rate=pipe.audio.sample_rate,
                 num_frames=T,
             )
