@@ -2,9 +2,9 @@
 #   make demo   generate keypoints and an MP4 from the bundled sample inputs
 #   make test   check formatting and lint (ruff), then run the whole test suite
 #   make cv       the selection over every person of ../shared/data/clips.csv that chose the shipped model: the
-#                 dataset, 3-fold cross-validation of the candidates, the reports in docs/results/selection (~2 h on
+#                 dataset, 3-fold cross-validation of the candidates, the reports in docs/results/selection (~3 h on
 #                 2 CPU cores; not part of demo or test)
-#   make results  the shipped model: the chosen recipe trained on every person, bundled with its settings (~20 min)
+#   make results  the shipped model: the chosen recipes trained on every person, bundled with its settings (~25 min)
 #   make table1   the earlier Table 1 on the 25 first shared clips (5 test people) and its ablations (about 1 h)
 # On machines without an NVIDIA GPU the CPU build of torch is installed (set TORCH_SPEC / TORCH_INDEX to override,
 # e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu on a machine whose pip would otherwise pick a CUDA build).
@@ -30,18 +30,20 @@ TABLE1_SEEDS ?= 0 1 2
 
 # the selection over every person of the shared data (docs/results.md, "Selection"): all of clips.csv, 3 folds of
 # person groups; stage 1 = one seed of each candidate (config in configs/train/shipped/:label), stage 2 = more seeds
-# of the winner
+# of the winner, stage 3 = a new recipe's seeds (and averages of several recipes' seeds)
 ALL_DATA ?= runs/voxkp-all
 CLIPS_CSV ?= ../shared/data/clips.csv
 CV_DIR ?= runs/cv-all
 CV_CANDIDATES ?= all-cv:A all-cv-balanced:B all-cv-vad:C all-cv-phonetic:D
 CV_WINNER ?= all-cv-balanced:B
 CV_WINNER_SEEDS ?= 1 2
+CV_STAGE3 ?= all-cv-nose:E
+CV_STAGE3_SEEDS ?= 0 1 2
 CV_JOBS ?= 2
 CV_FAMILY_CAP ?= 200
-# the shipped model: the chosen recipe on every person, these seeds averaged, with the chosen inference settings
-SHIPPED_RECIPE ?= configs/train/shipped/shipped.yaml
-SHIPPED_SEEDS ?= 0 1 2
+# the shipped model: the chosen recipes on every person (configs/train/shipped/RECIPE.yaml:seed), averaged, with the
+# chosen inference settings
+SHIPPED_MEMBERS ?= shipped:0 shipped:1 shipped:2 shipped-unbalanced:0
 SHIPPED_DEFAULTS ?= --default head_motion=3 --default mouth_scale=1.4 --default blink_interval=3.5
 
 .PHONY: demo test lint install clean results cv table1 all-data
@@ -80,11 +82,13 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 	mkdir -p $(CV_DIR)
 	{ for c in $(CV_CANDIDATES); do for f in 0 1 2; do echo "$${c%%:*} $${c##*:} $$f 0"; done; done; \
 	  for s in $(CV_WINNER_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_WINNER))) \
-	  $(lastword $(subst :, ,$(CV_WINNER))) $$f $$s"; done; done; } | \
+	  $(lastword $(subst :, ,$(CV_WINNER))) $$f $$s"; done; done; \
+	  for s in $(CV_STAGE3_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_STAGE3))) \
+	  $(lastword $(subst :, ,$(CV_STAGE3))) $$f $$s"; done; done; } | \
 	xargs -P $(CV_JOBS) -L 1 sh -c 'd=$(CV_DIR)/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/shipped/$$0.yaml --fold $$2/3 --seed $$3 \
 		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
-	for fe in logmel vad phonetic stage2; do \
+	for fe in logmel vad phonetic stage2 stage3; do \
 		$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
 			--config configs/eval/selection/$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
 	done
@@ -93,13 +97,13 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 # chosen inference settings stored with it) into runs/a2k-shipped. Install it as the default model with:
 #   rm -rf a2k_toolkit/weights/member-* && cp -r runs/a2k-shipped/* a2k_toolkit/weights/
 results: $(STAMP) $(ALL_DATA)/manifest.json
-	for s in $(SHIPPED_SEEDS); do d=runs/a2k-shipped-s$$s; \
+	for m in $(SHIPPED_MEMBERS); do r=$${m%%:*}; s=$${m##*:}; d=runs/a2k-$$r-s$$s; \
 		if test -f $$d/latest/config.json; then resume=--resume; else resume=; fi; \
-		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train $(SHIPPED_RECIPE) --seed $$s \
+		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/shipped/$$r.yaml --seed $$s \
 			--run-dir $$d --no-progress $$resume || exit 1; \
 	done
-	$(BIN)/a2k ensemble runs/a2k-shipped $(foreach s,$(SHIPPED_SEEDS),runs/a2k-shipped-s$(s)/latest) $(SHIPPED_DEFAULTS) \
-		--description "$(SHIPPED_RECIPE) on every person of clips.csv, seeds $(SHIPPED_SEEDS)"
+	$(BIN)/a2k ensemble runs/a2k-shipped $(foreach m,$(SHIPPED_MEMBERS),runs/a2k-$(subst :,-s,$(m))/latest) \
+		$(SHIPPED_DEFAULTS) --description "configs/train/shipped/ on every person of clips.csv: $(SHIPPED_MEMBERS)"
 
 # The earlier Table 1 (docs/results.md, "Table 1 on real data"): the 25 first shared clips split by identity, the
 # recipe, its three ablations and paper-width twin, evaluated on the 5 test identities.

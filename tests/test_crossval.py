@@ -152,7 +152,8 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
 
 def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
     """configs/eval/selection/*.yaml (make cv): every model entry names a fold's run of a candidate that `make cv`
-    trains (configs/train/shipped/CONFIG.yaml exists, the seed is stage 1's 0 or one of the winner's stage-2 seeds)."""
+    trains (configs/train/shipped/CONFIG.yaml exists, the seed is stage 1's 0, one of the winner's stage-2 seeds or
+    one of the stage-3 recipe's seeds)."""
     import re
     from pathlib import Path
 
@@ -163,8 +164,11 @@ def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
     candidates = dict(reversed(c.split(":")) for c in re.search(r"CV_CANDIDATES \?= (.+)", makefile).group(1).split())
     winner = re.search(r"CV_WINNER \?= \S+:(\w+)", makefile).group(1)
     seeds = set(re.search(r"CV_WINNER_SEEDS \?= ([\d ]+)", makefile).group(1).split())
+    stage3_cfg, stage3 = re.search(r"CV_STAGE3 \?= (\S+):(\w+)", makefile).groups()
+    stage3_seeds = set(re.search(r"CV_STAGE3_SEEDS \?= ([\d ]+)", makefile).group(1).split())
+    candidates[stage3] = stage3_cfg
     assert all((repo / "configs" / "train" / "shipped" / f"{cfg}.yaml").is_file() for cfg in candidates.values())
-    for fe in ("logmel", "vad", "phonetic", "stage2"):
+    for fe in ("logmel", "vad", "phonetic", "stage2", "stage3"):
         entries = load_eval_config(repo / "configs" / "eval" / "selection" / f"{fe}.yaml").entries
         assert len({e.display_label for e in entries}) == len(entries)
         for fold in range(3):
@@ -173,4 +177,6 @@ def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
                 for path in [ckpt] if isinstance(ckpt, str) else ckpt or []:
                     label, f, seed = re.fullmatch(r"runs/cv-all/(\w)-f(\d)-s(\d)/latest", path).groups()
                     assert label in candidates and int(f) == fold
-                    assert seed == "0" or (label == winner and seed in seeds)
+                    assert (
+                        seed == "0" or (label == winner and seed in seeds) or (label == stage3 and seed in stage3_seeds)
+                    )
