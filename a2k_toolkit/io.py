@@ -38,7 +38,6 @@ from .video import (
     read_video_frames,
     write_video,
 )
-from .video import parse_ffmpeg_report as _parse_ffmpeg_report  # noqa: F401  (its earlier name: the dataset builder)
 
 __all__ = [
     "KEYPOINT_EXTENSIONS",

@@ -44,6 +44,21 @@ def test_names_and_splits_derived_from_hashes_are_unchanged(tmp_path):
     )
 
 
+def test_the_training_clip_cache_keeps_its_file_names(tmp_path):
+    import json
+
+    from a2k_toolkit.training.config import DataConfig
+    from a2k_toolkit.training.data import _cache_file
+
+    video = tmp_path / "talk é.mp4"
+    video.write_bytes(b"not really a video")
+    cfg = DataConfig(train=["x"], cache_dir=str(tmp_path / "cache"))
+    st = video.stat()
+    key = json.dumps([str(video.resolve()), st.st_size, st.st_mtime_ns, cfg.detector.model_dump(mode="json")])
+    old = hashlib.sha1(key.encode()).hexdigest()[:12]  # the formula it replaced, written out
+    assert _cache_file(video, cfg) == tmp_path / "cache" / f"talk é-{old}.npz"
+
+
 def _hash_calls(path: Path) -> list[str]:
     tree = ast.parse(path.read_text("utf-8"))
     names = []

@@ -15,7 +15,6 @@ Another reader registers itself with :func:`register_clip_source` and is chosen 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -25,6 +24,7 @@ import numpy as np
 
 from ..data.clips import Clip, extract_clip, load_clip, save_clip
 from ..errors import ConfigError, InputError
+from ..hashing import sha1_text
 from .config import DataConfig
 
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -60,7 +60,7 @@ def _cache_file(video: Path, cfg: DataConfig) -> Path | None:
         return None
     st = video.stat()
     key = json.dumps([str(video.resolve()), st.st_size, st.st_mtime_ns, cfg.detector.model_dump(mode="json")])
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    digest = sha1_text(key)[:12]
     return Path(cfg.cache_dir) / f"{video.stem}-{digest}.npz"
 
 
