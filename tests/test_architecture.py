@@ -85,11 +85,7 @@ PUBLIC_MODULES = frozenset(
 
 # (importer, imported) -> who removes it and why it is there. Only for violations someone is removing now; a new
 # violation is fixed, not added here.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # upward (pipeline -> training/dubbing layer) and a cycle through dubbing.worker -> pipeline
-    ("a2k_toolkit.pipeline", "a2k_toolkit.dubbing"): "owner of pipeline.py: Pipeline's batch-dubbing entry moves out "
-    "of the pipeline (issue 17, layers)",
-}
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {}
 
 
 def outside_code() -> list[Path]:
