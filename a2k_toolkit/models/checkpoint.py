@@ -251,9 +251,7 @@ def load_generator(info: CheckpointInfo, device: str = "cpu", catalog=None, veri
     return net.to(device).eval()
 
 
-def load_members(
-    infos: list[CheckpointInfo], device: str = "cpu", catalog=None, verify: bool = True, *, encoders=None
-):
+def load_members(infos: list[CheckpointInfo], device: str = "cpu", catalog=None, verify: bool = True, *, encoders=None):
     """One checkpoint's generator (:func:`load_generator`), or for several an :class:`EnsembleNet` averaging them;
     ``encoders``: one mapping of built encoder components per member (as for :func:`load_generator`)."""
     parts = encoders if encoders is not None else [None] * len(infos)
