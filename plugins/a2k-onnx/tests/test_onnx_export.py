@@ -7,14 +7,19 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import a2k_toolkit
 from a2k_onnx import MANIFEST_FILE, OnnxAudio2KeypointGenerator, OnnxModelError, export_onnx, read_manifest
 from a2k_onnx.manifest import sha256_file
 from a2k_toolkit.keypoints import face_width
 from a2k_toolkit.testing import GeneratorContract
+
+# the members of the shipped ensemble (a2k_toolkit/weights/ensemble.json)
+SHIPPED = json.loads((Path(a2k_toolkit.__file__).parent / "weights" / "ensemble.json").read_text("utf-8"))["members"]
 
 # ONNX keypoints equal PyTorch's within this fraction of the face width (issue 19: 1e-4); measured ~1e-6
 FACE_TOLERANCE = 1e-4
@@ -63,7 +68,7 @@ def test_shipped_export_manifest(shipped_export):
         "mouth_scale": 1.4,
         "blink_interval": 3.5,
     }
-    assert [g.file for g in m.graphs] == ["generator.onnx"] and len(m.graphs[0].members) == 3
+    assert [g.file for g in m.graphs] == ["generator.onnx"] and len(m.graphs[0].members) == len(SHIPPED)
     g = m.graphs[0]
     assert sha256_file(shipped_export / g.file) == g.sha256 and (shipped_export / g.file).stat().st_size == g.bytes
     assert m.checks["random_max_abs_diff"] < 1e-4 and m.checks["real_max_abs_diff"] < 1e-4
@@ -116,7 +121,7 @@ def test_controls_and_window_settings_match_pytorch(shipped_export, catalog, sam
 
 def test_per_member_graphs_average_like_the_ensemble(tmp_path, catalog, shipped_export, sample):
     out = export_onnx(tmp_path / "members", None, exporter="torchscript", per_member=True, plugins=catalog, log=quiet)
-    assert [g.file for g in out.graphs] == ["member-0.onnx", "member-1.onnx", "member-2.onnx"]
+    assert [g.file for g in out.graphs] == [f"{name}.onnx" for name in SHIPPED]
     features, reference = sample
     split = onnx_generator(catalog, tmp_path / "members").generate(features, reference)
     merged = onnx_generator(catalog, shipped_export).generate(features, reference)
