@@ -196,3 +196,48 @@ def test_only_the_newest_output_folders_are_kept(page, demo_url, demo_out, dub_m
         wait_for_video(page)
     folders = list(demo_out.glob("a2k-demo-*"))
     assert len(folders) == 1 and (folders[0] / "keypoints.npz").is_file(), folders
+
+
+def api_call(url: str, data: list) -> tuple[str, dict]:
+    """Call the demo's ``generate`` endpoint over HTTP as an API client would: (the final event, its data)."""
+    import json
+
+    import httpx
+
+    event_id = httpx.post(f"{url}gradio_api/call/generate", json={"data": data}, timeout=30).json()["event_id"]
+    stream = httpx.get(f"{url}gradio_api/call/generate/{event_id}", timeout=60).text
+    events = [line.removeprefix("event: ") for line in stream.splitlines() if line.startswith("event: ")]
+    payloads = [line.removeprefix("data: ") for line in stream.splitlines() if line.startswith("data: ")]
+    return events[-1], json.loads(payloads[-1])
+
+
+def test_an_api_call_naming_a_server_path_gets_the_demos_message(demo_url, dub_media):
+    """A file named by its path on the server (absolute, or with ``..``) is refused by gradio before the handler runs;
+    the caller gets the demo's message, not gradio's bare error, and the file is not read (a real face image there
+    would otherwise give a video)."""
+    from gradio.utils import get_upload_folder
+
+    def file(path: str) -> dict:
+        return {"path": path, "orig_name": "face.jpg", "meta": {"_type": "gradio.FileData"}}
+
+    face = Path(dub_media.face).resolve()
+    dotdot = str(
+        Path(get_upload_folder()) / Path(*[".."] * len(Path(get_upload_folder()).parts)) / face.relative_to("/")
+    )
+    for image, audio in [
+        (file(str(face)), None),
+        (file(dotdot), None),
+        (file(str(face)), file(str(dub_media.speech1))),
+    ]:
+        event, data = api_call(demo_url, [image, audio, None if audio else "Hello.", "en"])
+        assert event == "error" and data["error"], (event, data)
+        message = data["error"]
+        assert "paths on the server are not accepted" in message and "upload the file" in message, message
+        assert str(face.parent) not in message and ".." not in message, message
+        assert message.startswith("The face image and the speech audio name files" if audio else "The face image names")
+    # an upload that is gone (gradio deletes them after an hour) is named by its file name, not the server's path
+    event, data = api_call(
+        demo_url, [file(str(Path(get_upload_folder()) / "a2k-gone" / "face.jpg")), None, "Hi.", "en"]
+    )
+    assert event == "error" and data["error"].startswith("The face image face.jpg was not found on the server"), data
+    assert get_upload_folder() not in data["error"]

@@ -8,7 +8,9 @@ and open the printed address. ``build_demo(...)`` returns the ``gradio.Blocks`` 
 
 Uploads are bounded (A2K_DEMO_MAX_UPLOAD_BYTES, A2K_DEMO_MAX_AUDIO_SECONDS and the image limits of
 ``a2k_toolkit.limits``), a bad upload gets the toolkit's message (without the server's paths), and only the newest
-A2K_DEMO_KEEP_OUTPUTS per-request output folders are kept; see docs/config.md, Limits.
+A2K_DEMO_KEEP_OUTPUTS per-request output folders are kept; see docs/config.md, Limits. An API call that names a file
+on the server (an absolute path, or one with ``..``) instead of uploading it is refused by gradio, and answered with
+the demo's message (see ``demo_blocks``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class Upload:
             raise A2KError(f"the {what} did not arrive on the server; upload it again")
         self.path, self.what = str(path), what
         self.name = Path(str(name or path)).name or f"the {what}"  # never a folder part such as ../
+        if not os.path.isfile(self.path):  # e.g. an API call reusing an upload that gradio has since deleted
+            raise A2KError(
+                f"the {what} {self.name} was not found on the server (an upload is deleted an hour after it was "
+                "made); upload it again"
+            )
 
     def check_size(self) -> None:
         max_bytes = limit("demo_max_upload_bytes")
@@ -148,6 +155,50 @@ def make_generate(pipeline, out_root: Path):
     return generate
 
 
+def path_refusal(blocks: list[Any], inputs: list[Any]) -> str:
+    """The message for inputs that name a file outside gradio's upload folder, which gradio refuses before the handler
+    runs: which inputs, and the fix. The path itself is not repeated (it would show how the server resolved it)."""
+    from gradio.utils import get_upload_folder, is_in_or_equal
+
+    labels = [
+        (getattr(block, "label", None) or "file input").lower()
+        for block, value in zip(blocks, inputs)
+        if isinstance(value, dict)
+        and isinstance(value.get("path"), str)
+        and not is_in_or_equal(value["path"], get_upload_folder())
+    ]
+    many = len(labels) > 1
+    what = f"The {' and the '.join(labels)} name files" if many else f"The {labels[0]} names a file"
+    if not labels:
+        what = "An input names a file"
+    return (
+        f"{what} on the server instead of uploading {'them' if many else 'it'}; paths on the server are not accepted "
+        f"(nothing was read): upload {'the files' if many else 'the file'} (from Python: gradio_client's "
+        "handle_file('face.jpg'))"
+    )
+
+
+def demo_blocks(gr):
+    """``gr.Blocks`` that answers gradio's refusal of an input file with the demo's message.
+
+    Gradio checks every input file before the handler runs (``preprocess=False`` does not skip it, so the handler
+    never sees such a path): one outside its upload folder (an absolute path, or one with ``..``) raises
+    ``InvalidPathError``, which its queue reports as an error without a message (gradio_client: "The upstream Gradio
+    app has raised an exception"). This turns exactly that refusal into a ``gr.Error``, which is shown to the caller;
+    the check is gradio's own and has already refused the path, so the file is not read. Should a later gradio rename
+    the step, the override is simply not called: the refusal stands, only with gradio's generic wording."""
+    from gradio.exceptions import InvalidPathError
+
+    class DemoBlocks(gr.Blocks):
+        async def preprocess_data(self, block_fn, inputs, *args, **kwargs):
+            try:
+                return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
+            except InvalidPathError:
+                raise gr.Error(path_refusal(list(block_fn.inputs), list(inputs))) from None
+
+    return DemoBlocks
+
+
 def build_demo(config: Any = None, pipeline: Any = None, out_root: str | Path | None = None):
     """The Gradio app around one pipeline (built from ``config`` unless given)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # a local demo sends nothing anywhere
@@ -159,7 +210,7 @@ def build_demo(config: Any = None, pipeline: Any = None, out_root: str | Path | 
     root = Path(out_root or tempfile.mkdtemp(prefix="a2k-gradio-"))
     root.mkdir(parents=True, exist_ok=True)
     # gradio keeps its own copies of uploads and results: delete them an hour after they were made (and at exit)
-    with gr.Blocks(title="a2k-toolkit demo", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+    with demo_blocks(gr)(title="a2k-toolkit demo", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
         gr.Markdown(
             f"## {TITLE}\nUpload a face photo, then upload or record speech, or type text and pick a "
             "language. The result is a 25 fps keypoint video with the speech, and the keypoint file."
