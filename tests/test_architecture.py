@@ -115,10 +115,30 @@ def test_known_violations_are_described():
         assert len(who) > 20, f"say who removes {importer} -> {imported}, and why"
 
 
+# Internal modules one plugin file still imports, each with why and what removes it. Every other import from plugins/
+# and integrations/ must be public; a warning says when an entry is no longer needed.
+KNOWN_PRIVATE_IMPORTS: dict[tuple[str, str], str] = {
+    # the ONNX generator must window and post-process exactly as audio2keypoint does; it calls the toolkit's own
+    # functions from this one module instead of copying them, until they get a public home below builtin/
+    ("plugins/a2k-onnx/a2k_onnx/_toolkit.py", "a2k_toolkit.builtin.audio2keypoint"): "post-processing moves to a "
+    "public module (the windowing, head/mouth scaling, blinks, silence gate and start anchor of audio2keypoint)",
+    ("plugins/a2k-onnx/a2k_onnx/_toolkit.py", "a2k_toolkit.builtin.motion"): "the same public module",
+    ("plugins/a2k-onnx/a2k_onnx/_toolkit.py", "a2k_toolkit.models.windows"): "the same public module",
+}
+
+
+def _allowed(violation: str) -> tuple[str, str] | None:
+    m = re.match(r"(\S+?):\d+: from (\S+) import", violation)
+    return (m.group(1), m.group(2)) if m and (m.group(1), m.group(2)) in KNOWN_PRIVATE_IMPORTS else None
+
+
 def test_plugins_and_integrations_use_public_names_only():
     files = outside_code()
     assert len(files) > 10, "plugins/ and integrations/ were not found"
-    bad = public_name_violations(files, package_modules(REPO / PACKAGE, PACKAGE), PUBLIC_MODULES, PACKAGE, REPO)
+    found = public_name_violations(files, package_modules(REPO / PACKAGE, PACKAGE), PUBLIC_MODULES, PACKAGE, REPO)
+    bad = [v for v in found if _allowed(v) is None]
+    for gone in set(KNOWN_PRIVATE_IMPORTS) - {_allowed(v) for v in found}:
+        warnings.warn(f"{gone} no longer imports internals: remove it from KNOWN_PRIVATE_IMPORTS", UserWarning, 2)
     assert not bad, "\n".join(
         ["plugins/ and integrations/ import names that are not public (docs/architecture.md, Public names):", *bad]
     )
