@@ -337,6 +337,17 @@ class Audio2KeypointGenerator(KeypointGenerator):
             )
         return results
 
+    def stream(self, reference, *, lookahead=None, seed=None, hop=None):
+        """A :class:`~a2k_toolkit.streaming.contract.KeypointStream` of this generator. ``lookahead=None`` (or at
+        least the checkpoint's window) runs the offline window plan and equals :meth:`generate`; a shorter one runs a
+        window every ``hop`` frames (at most ``lookahead + 1``; default 1 below 5 frames of lookahead, else 2) and
+        blends those ending up to ``lookahead`` frames after each frame (docs/streaming.md)."""
+        from .streams import Audio2KeypointStream
+
+        return Audio2KeypointStream(
+            self, reference, lookahead, seed, anchor=anchor_start, activity=voice_activity, hop=hop
+        )
+
 
 def voice_activity(features: np.ndarray, gate_db: float) -> np.ndarray:
     """Per frame, 1 where there is speech and 0 in silence, from log-power features ``(T, sub * bands)`` in dB: a

@@ -35,6 +35,13 @@ class StaticGenerator(KeypointGenerator):
             np.repeat(ref[None], len(feats), 0), image_size=reference.image_size, meta={"generator": self.name}
         )
 
+    def stream(self, reference, *, lookahead=None, seed=None):
+        """A :class:`~a2k_toolkit.streaming.contract.KeypointStream` returning the reference for each feature row at
+        once (lookahead 0 whatever is asked; equal to :meth:`generate`)."""
+        from .streams import StaticStream
+
+        return StaticStream(reference, {"generator": self.name})
+
 
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0 or len(x) < 2:
@@ -74,15 +81,6 @@ class ProceduralGenerator(KeypointGenerator):
         act = np.concatenate([act[p.lead_frames :], np.repeat(act[-1:], min(p.lead_frames, T), 0)])[:T]
         opening = _smooth(act, 0.8) ** 1.5
         opening[0] = 0.0
-        pts = np.repeat(ref[None], T, 0).astype(np.float64)
-
-        # mouth: lower lip, chin and lower jaw move down; upper inner lip slightly up
-        drop = opening[:, None] * p.mouth_open * size * 0.25
-        lower_lip = [55, 56, 57, 58, 59, 64, 65, 66, 67]
-        pts[:, lower_lip, 1] += drop
-        pts[:, [6, 7, 8, 9, 10], 1] += drop * 0.7
-        pts[:, [4, 5, 11, 12], 1] += drop * 0.35
-        pts[:, [61, 62, 63], 1] -= drop * 0.15
 
         # head: nods follow changes in loudness (prosody), sways are slow seeded noise
         nod = _smooth(np.gradient(_smooth(act, 3.0)), 2.0) if T >= 3 else np.zeros(T)
@@ -94,6 +92,27 @@ class ProceduralGenerator(KeypointGenerator):
         dy = amp * (0.6 * nod + 0.4 * sway[:, 1])
         angle = 0.05 * p.head_motion / 0.04 * sway[:, 2]
         dx, dy, angle = dx - dx[0], dy - dy[0], angle - angle[0]
+        pts = self.pose(ref, opening, dx, dy, angle)
+
+        # blinks: upper lids meet the lower lids over ~5 frames
+        apply_blinks(pts, blink_schedule(T, p.blink_interval, p.fps, rng))
+        pts[0] = ref
+        return Keypoints(pts.astype(np.float32), image_size=reference.image_size, meta={"generator": self.name})
+
+    def pose(self, ref: np.ndarray, opening, dx, dy, angle) -> np.ndarray:
+        """Frames ``(n, 68, 2)`` float64 of the reference ``(68, 2)`` with the jaw dropped by ``opening`` (0..1) and
+        the head turned by ``angle`` (radians) about its centre and moved by ``(dx, dy)`` pixels, each ``(n,)``."""
+        opening, dx, dy, angle = (np.asarray(v) for v in (opening, dx, dy, angle))
+        pts = np.repeat(ref[None], len(opening), 0).astype(np.float64)
+
+        # mouth: lower lip, chin and lower jaw move down; upper inner lip slightly up
+        drop = opening[:, None] * self.params.mouth_open * float(face_scale(ref)) * 0.25
+        lower_lip = [55, 56, 57, 58, 59, 64, 65, 66, 67]
+        pts[:, lower_lip, 1] += drop
+        pts[:, [6, 7, 8, 9, 10], 1] += drop * 0.7
+        pts[:, [4, 5, 11, 12], 1] += drop * 0.35
+        pts[:, [61, 62, 63], 1] -= drop * 0.15
+
         centre = ref.mean(0)
         c, s = np.cos(angle), np.sin(angle)
         rel = pts - centre
@@ -101,12 +120,17 @@ class ProceduralGenerator(KeypointGenerator):
             [c[:, None] * rel[..., 0] - s[:, None] * rel[..., 1], s[:, None] * rel[..., 0] + c[:, None] * rel[..., 1]],
             -1,
         )
-        pts = rot + centre + np.stack([dx, dy], -1)[:, None, :]
+        return rot + centre + np.stack([dx, dy], -1)[:, None, :]
 
-        # blinks: upper lids meet the lower lids over ~5 frames
-        apply_blinks(pts, blink_schedule(T, p.blink_interval, p.fps, rng))
-        pts[0] = ref
-        return Keypoints(pts.astype(np.float32), image_size=reference.image_size, meta={"generator": self.name})
+    def stream(self, reference, *, lookahead=None, seed=None):
+        """A :class:`~a2k_toolkit.streaming.contract.KeypointStream`: with ``lookahead=None`` every frame at flush,
+        equal to :meth:`generate`; with ``lookahead`` frames, each frame from the features up to that many frames
+        after it, in a streaming form of the loudness range, smoothing and scales (docs/streaming.md)."""
+        from .streams import ProceduralStream, WholeStream
+
+        if lookahead is None:
+            return WholeStream(self, reference, seed)
+        return ProceduralStream(self, reference, lookahead, seed, activity=speech_activity, smooth=_smooth)
 
 
 @hookimpl

@@ -86,10 +86,20 @@ class MelFrontend(AudioFrontend):
         """Samples between mel frames: ``sample_rate / (subframes * fps)`` (may be fractional)."""
         return sample_rate / (self.params.subframes * self.params.fps)
 
-    def frame_centres(self, num_video_frames: int, sample_rate: int) -> np.ndarray:
-        """Sample index of each mel frame's centre, ``(T * subframes,)``: ``round((j + 0.5) * hop)``."""
-        j = np.arange(num_video_frames * self.params.subframes, dtype=np.float64)
+    def frame_centres(self, num_video_frames: int, sample_rate: int, first_frame: int = 0) -> np.ndarray:
+        """Sample index of each mel frame's centre, ``(T * subframes,)``: ``round((j + 0.5) * hop)``; with
+        ``first_frame``, those of video frames ``[first_frame, num_video_frames)`` only."""
+        S = self.params.subframes
+        j = np.arange(first_frame * S, num_video_frames * S, dtype=np.float64)
         return np.round((j + 0.5) * self.hop(sample_rate)).astype(np.int64)
+
+    def stream(self):
+        """A :class:`~a2k_toolkit.streaming.contract.FeatureStream` of these features at ``sample_rate``: a frame's
+        row as soon as its last analysis window is inside the audio (11 ms past its end at the defaults), equal to
+        the offline rows (with ``top_db`` set, floored at the loudest value so far; see docs/streaming.md)."""
+        from .streams import MelFeatureStream
+
+        return MelFeatureStream(self)
 
     # ------------------------------------------------------------------------------------------------------ API
     def __call__(self, waveform: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -175,6 +175,14 @@ class StackFrontend(AudioFrontend):
         out = np.concatenate(parts, axis=-1)
         return np.ascontiguousarray(out.reshape(T, -1), dtype=np.float32)
 
+    def stream(self):
+        """A :class:`~a2k_toolkit.streaming.contract.FeatureStream` of the stacked features: each member's stream (a
+        member that does not stream is an error naming it), fed at the member's sample rate; equal to offline."""
+        from ..streaming.contract import feature_stream
+        from .streams import StackFeatureStream
+
+        return StackFeatureStream(self, feature_stream)
+
 
 @hookimpl
 def register_audio_frontends(register):
