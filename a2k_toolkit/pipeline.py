@@ -181,6 +181,17 @@ class Pipeline:
             raise InputError("this pipeline has no renderer; set `renderer` in the config to produce frames")
         return self.renderer.frames(keypoints, self.load_image(image))
 
+    def stream(self, image: Any = None, *, reference: Keypoints | None = None, **session: Any):
+        """A :class:`~a2k_toolkit.streaming.StreamSession` for one speaker: reference keypoints detected in
+        ``image`` (or given as ``reference``); ``lookahead_ms``, ``sample_rate`` and the generator's options as for
+        the session (docs/streaming.md)."""
+        from .streaming import StreamSession
+
+        if reference is None and image is None:
+            raise InputError("give the speaker's face: `image` (a file or an array) or `reference` keypoints")
+        ref = reference if reference is not None else self.detect(image)
+        return StreamSession(self.audio, self.generator, ref, seed=self.seed, **session)
+
     def __call__(
         self,
         image: Any,
