@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "a2k_toolkit.commands.voices",
     "a2k_toolkit.commands.dub",
     "a2k_toolkit.commands.stream",
+    "a2k_toolkit.commands.serve",
     "a2k_toolkit.commands.train",
     "a2k_toolkit.commands.ensemble",
     "a2k_toolkit.commands.export",

@@ -55,7 +55,7 @@ LAYERS: Layers = [
     ("data", ("data/",)),
     ("eval", ("eval/",)),
     ("training, dubbing", ("training/", "dubbing/")),
-    ("commands", ("commands/", "cli")),
+    ("commands", ("serve/", "commands/", "cli")),
 ]
 
 # What plugins/ and integrations/ may import: these modules' names that do not start with "_" (only those in

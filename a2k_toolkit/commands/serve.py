@@ -1,0 +1,114 @@
+"""``a2k serve``: a WebSocket server that turns live audio into keypoint frames (docs/serve.md)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+
+from ..errors import InputError
+
+LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve streaming keypoints over WebSocket",
+        description="Serve live keypoints: a client sends a face (image or reference keypoints), then PCM16 audio, "
+        "over a WebSocket at /stream, and gets keypoint frames back as soon as they are final. Also /healthz, "
+        "Prometheus /metrics. Protocol and limits: docs/serve.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", help="pipeline config file (YAML, JSON or TOML), as for `a2k generate`")
+    p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, mps)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; non-loopback needs --token or --insecure")
+    p.add_argument("--port", type=int, default=8765, help="port to bind (0: any free port)")
+    p.add_argument("--token", default=None, help="require this bearer token (Authorization header or ?token=)")
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a browser Origin allowed to connect besides the server's own page, e.g. https://app.example "
+        "(repeatable; '*' for any)",
+    )
+    p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without --token")
+    p.add_argument("--max-sessions", type=int, default=8, help="concurrent sessions; more are refused (1013)")
+    p.add_argument("--max-message-bytes", type=int, default=8 * 1024 * 1024, help="largest message accepted")
+    p.add_argument("--idle-timeout-s", type=float, default=30.0, help="close a connection silent this long")
+    p.add_argument("--max-session-s", type=float, default=3600.0, help="longest connection, wall-clock seconds")
+    p.add_argument(
+        "--max-speed",
+        type=float,
+        default=2.0,
+        help="audio accepted per second of wall time, in seconds, sustained; faster clients are throttled (0: off)",
+    )
+    p.add_argument("--burst-s", type=float, default=5.0, help="seconds of audio a client may send ahead of that")
+    p.add_argument(
+        "--max-queued-frames", type=int, default=250, help="frames waiting for a client that does not read; more: close"
+    )
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=run)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
+        except (OSError, ValueError):
+            return False
+
+
+def settings_from(args):
+    from ..serve.app import ServeSettings
+
+    checks = [
+        ("--max-sessions", args.max_sessions >= 1),
+        ("--max-message-bytes", args.max_message_bytes >= 1024),
+        ("--idle-timeout-s", args.idle_timeout_s > 0),
+        ("--max-session-s", args.max_session_s > 0),
+        ("--max-speed", args.max_speed >= 0),
+        ("--burst-s", args.burst_s >= 0),
+        ("--max-queued-frames", args.max_queued_frames >= 1),
+    ]
+    for flag, ok in checks:
+        if not ok:
+            raise InputError(f"{flag} is out of range (see `a2k serve --help`)")
+    if not is_loopback(args.host) and not args.token and not args.insecure:
+        raise InputError(
+            f"--host {args.host} is reachable from other machines: give --token SECRET (clients send "
+            "'Authorization: Bearer SECRET'), or --insecure to serve without one"
+        )
+    return ServeSettings(
+        max_sessions=args.max_sessions,
+        max_message_bytes=args.max_message_bytes,
+        idle_timeout_s=args.idle_timeout_s,
+        max_session_s=args.max_session_s,
+        max_speed=args.max_speed,
+        burst_s=args.burst_s,
+        max_queued_frames=args.max_queued_frames,
+        token=args.token or None,
+        allow_origins=tuple(args.allow_origin),
+    )
+
+
+def run(args) -> int:
+    from ..errors import require
+
+    for module in ("starlette", "uvicorn", "websockets"):
+        require(module, "serve", "a2k serve")
+    from ..pipeline import Pipeline
+    from ..serve.app import create_app, make_server
+
+    settings = settings_from(args)
+    overrides = {"device": args.device} if args.device else {}
+    pipe = Pipeline.from_config(args.config, **overrides)
+    server = make_server(create_app(pipe, settings), settings, args.host, args.port, log_level=args.log_level)
+    print(f"a2k serve: ws://{args.host}:{args.port}/stream", flush=True)
+    server.run()
+    return 0

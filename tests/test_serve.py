@@ -1,0 +1,262 @@
+"""``a2k serve`` (docs/serve.md) on a real server on 127.0.0.1 with a real WebSocket client: the streamed keypoints
+equal an in-process session's, both frame formats, every documented refusal, /healthz and /metrics, and
+``a2k stream --url``."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+websockets = pytest.importorskip("websockets")
+
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+from a2k_toolkit import cli  # noqa: E402
+from a2k_toolkit.audio import load_audio, write_wav  # noqa: E402
+from a2k_toolkit.io import load_keypoints  # noqa: E402
+from a2k_toolkit.pipeline import Pipeline  # noqa: E402
+from a2k_toolkit.serve import protocol as P  # noqa: E402
+from a2k_toolkit.serve.app import ServeSettings, create_app, make_server  # noqa: E402
+from a2k_toolkit.serve.client import ServerError, stream_audio, to_pcm16  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parents[1] / "a2k_toolkit" / "samples"
+IMAGE, SPEECH = SAMPLES / "astronaut.jpg", SAMPLES / "speech.wav"
+RATE = 16000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(pipe, **settings):
+    st = ServeSettings(**settings)
+    port = free_port()
+    server = make_server(create_app(pipe, st), st, "127.0.0.1", port, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return Pipeline.from_config(None)
+
+
+@pytest.fixture(scope="module")
+def reference(pipe):
+    return pipe.detect(str(IMAGE))
+
+
+@pytest.fixture(scope="module")
+def server(pipe):
+    with running(pipe, max_sessions=2, max_message_bytes=256 * 1024) as addr:
+        yield addr
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return load_audio(SPEECH, RATE)
+
+
+def in_process(pipe, reference, wav, lookahead_ms=None):
+    """What the server should send: an in-process session on the same PCM16 samples, in the same 20 ms chunks."""
+    q = np.frombuffer(to_pcm16(wav), "<i2").astype(np.float32) / 32768.0
+    session = pipe.stream(reference=reference, lookahead_ms=lookahead_ms, sample_rate=RATE)
+    frames = []
+    for i in range(0, len(q), 320):
+        frames += session.push(q[i : i + 320])
+    frames += session.flush()
+    return np.stack([f.points for f in frames])
+
+
+def start_msg(reference, **fields):
+    return json.dumps({"type": "start", "reference": reference.points[0].tolist(), "sample_rate": RATE, **fields})
+
+
+def exchange(url, messages, **connect_args):
+    """Send ``messages``, then read until the server closes: (the JSON messages received, the close code)."""
+    got = []
+    with connect(url, max_size=None, **connect_args) as ws:
+        with contextlib.suppress(ConnectionClosed):  # a refusal may close before all is sent: read what came
+            for m in messages:
+                ws.send(m)
+        try:
+            while True:
+                msg = ws.recv(timeout=20)
+                got.append(json.loads(msg) if isinstance(msg, str) else msg)
+        except ConnectionClosed as exc:
+            return got, exc.rcvd.code if exc.rcvd else None
+
+
+def get(url, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.headers["Content-Type"], r.read().decode()
+
+
+def metric(text, name):
+    return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+# ------------------------------------------------------------------------------------------ the same keypoints
+
+
+def test_sample_over_json_equals_in_process_and_generate(pipe, reference, server, speech):
+    _, before = get(f"http://{server}/metrics")
+    got = stream_audio(f"ws://{server}/stream", speech, RATE, image=IMAGE, lookahead_ms=200, fmt="json")
+    assert got["ready"]["fps"] == 25 and got["ready"]["lookahead_ms"] == 200
+    assert got["ready"]["latency_ms"] >= 200
+    assert [f[0] for f in got["frames"]] == list(range(len(got["frames"])))
+    assert got["frames"][10][1] == pytest.approx(10 / 25)
+    streamed = np.stack([f[2] for f in got["frames"]])
+    np.testing.assert_allclose(streamed, in_process(pipe, reference, speech, 200), atol=1e-4)
+    offline = pipe(image=str(IMAGE), audio=str(SPEECH)).keypoints
+    assert got["done"]["frames"] == len(streamed) == len(offline)
+    ctype, after = get(f"http://{server}/metrics")
+    assert ctype.startswith("text/plain; version=0.0.4")
+    assert metric(after, "a2k_frames_sent_total") - metric(before, "a2k_frames_sent_total") == len(offline)
+    assert metric(after, "a2k_sessions_total") == metric(before, "a2k_sessions_total") + 1
+    assert metric(after, "a2k_audio_seconds_total") - metric(before, "a2k_audio_seconds_total") == pytest.approx(
+        len(speech) / RATE
+    )
+    assert metric(after, "a2k_frame_latency_seconds_count") >= len(offline)
+    assert 'a2k_frame_latency_seconds_bucket{le="+Inf"}' in after
+
+
+def test_binary_frames_with_reference_keypoints(pipe, reference, server, speech):
+    wav = speech[: 2 * RATE]
+    got = stream_audio(
+        f"ws://{server}/stream", wav, RATE, reference=reference.points[0], image_size=reference.image_size, fmt="binary"
+    )
+    streamed = np.stack([f[2] for f in got["frames"]])
+    assert streamed.dtype == np.float32 and streamed.shape == (50, 68, 2)
+    np.testing.assert_array_equal(streamed, in_process(pipe, reference, wav))
+    raw = P.frame_binary(7, 0.28, streamed[7])
+    assert len(raw) == 8 + 68 * 2 * 4 and P.read_frame(raw)[0] == 7
+
+
+def test_healthz(server):
+    ctype, body = get(f"http://{server}/healthz")
+    assert ctype == "application/json"
+    health = json.loads(body)
+    assert health["status"] == "ok" and health["max_sessions"] == 2 and health["sessions_active"] == 0
+
+
+# ------------------------------------------------------------------------------------------- errors and limits
+
+
+@pytest.mark.parametrize(
+    ("messages", "code", "words"),
+    [
+        ([json.dumps({"type": "start", "sample_rate": RATE})], P.INVALID, 'exactly one of "image"'),
+        (["not json"], P.INVALID, "must be JSON"),
+        ([b"\x00\x01"], P.UNSUPPORTED, "first message must be"),
+        ([json.dumps({"type": "start", "image": base64.b64encode(b"junk").decode()})], P.INVALID, "not a readable"),
+        ([json.dumps({"type": "start", "image": "x", "colour": 1})], P.INVALID, "unknown field(s)"),
+        ([json.dumps({"type": "start", "reference": [[0, 0]] * 3})], P.INVALID, "68 [x, y] pairs"),
+    ],
+)
+def test_bad_start_messages(server, messages, code, words):
+    got, closed = exchange(f"ws://{server}/stream", messages)
+    assert got[-1]["type"] == "error" and words in got[-1]["message"]
+    assert closed == code
+
+
+def test_bad_audio_and_oversized_messages(server, reference):
+    got, closed = exchange(f"ws://{server}/stream", [start_msg(reference), b"\x00\x01\x02"])
+    assert got[0]["type"] == "ready" and "16-bit PCM" in got[-1]["message"] and closed == P.INVALID
+    got, closed = exchange(f"ws://{server}/stream", [start_msg(reference), bytes(256 * 1024 + 2)])
+    assert "over the limit of 262144 bytes" in got[-1]["message"] and closed == P.TOO_BIG
+    got, closed = exchange(f"ws://{server}/stream", [start_msg(reference), json.dumps({"type": "start"})])
+    assert "only binary PCM16" in got[-1]["message"] and closed == P.UNSUPPORTED
+
+
+def test_too_many_sessions(server, reference):
+    url = f"ws://{server}/stream"
+    with connect(url) as a, connect(url) as b:
+        for ws in (a, b):
+            ws.send(start_msg(reference))
+            assert json.loads(ws.recv(timeout=20))["type"] == "ready"
+        got, closed = exchange(url, [])
+        assert "server is full (2 sessions" in got[-1]["message"] and closed == P.TRY_LATER
+    deadline = time.monotonic() + 5
+    while json.loads(get(f"http://{server}/healthz")[1])["sessions_active"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    got, closed = exchange(url, [start_msg(reference), json.dumps({"type": "end"})])
+    assert got[0]["type"] == "ready" and got[-1] == {"type": "done", "frames": 0} and closed == P.NORMAL
+    assert "a2k_sessions_refused_total 1" in get(f"http://{server}/metrics")[1]
+
+
+def test_token_and_origin(pipe, reference):
+    with running(pipe, token="s3cret", allow_origins=("https://app.example",), idle_timeout_s=0.5) as addr:
+        url = f"ws://{addr}/stream"
+        got, closed = exchange(url, [start_msg(reference)], additional_headers={"Authorization": "Bearer nope"})
+        assert "a valid token is needed" in got[-1]["message"] and closed == P.POLICY
+        got, closed = exchange(url + "?token=s3cret", [start_msg(reference)], origin="https://evil.example")
+        assert "Origin https://evil.example is not allowed" in got[-1]["message"] and closed == P.POLICY
+        for extra in ({"origin": "https://app.example"}, {"origin": f"http://{addr}"}, {}):
+            got, closed = exchange(url, [start_msg(reference)], additional_headers={"Authorization": "Bearer s3cret"},
+                                   **extra)  # fmt: skip
+            assert got[0]["type"] == "ready"  # then silence: the idle timeout closes it
+            assert "--idle-timeout-s" in got[-1]["message"] and closed == P.POLICY
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            get(f"http://{addr}/metrics")
+        assert get(f"http://{addr}/metrics", {"Authorization": "Bearer s3cret"})[0].startswith("text/plain")
+
+
+def test_non_loopback_needs_a_token(capsys):
+    assert cli.main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "--token" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------- a2k stream --url
+
+
+def test_stream_url_writes_the_in_process_keypoints(pipe, reference, server, speech, tmp_path):
+    wav = speech[: 3 * RATE]
+    audio = tmp_path / "clip.wav"
+    write_wav(audio, wav, RATE)
+    out, local = tmp_path / "remote.npz", tmp_path / "local.npz"
+    assert cli.main(["stream", "--image", str(IMAGE), "--audio", str(audio), "--url", f"ws://{server}/stream",
+                     "--keypoints-out", str(out)]) == 0  # fmt: skip
+    assert cli.main(["stream", "--image", str(IMAGE), "--audio", str(audio), "--keypoints-out", str(local)]) == 0
+    remote_kp, local_kp = load_keypoints(out), load_keypoints(local)
+    assert remote_kp.points.shape == local_kp.points.shape == (75, 68, 2)
+    assert remote_kp.image_size == local_kp.image_size and remote_kp.fps == 25
+    # PCM16 on the wire: a quantisation of the samples, far below a pixel
+    np.testing.assert_allclose(remote_kp.points, local_kp.points, atol=0.05)
+    with pytest.raises(ServerError, match="cannot connect"):
+        stream_audio(f"ws://127.0.0.1:{free_port()}/stream", wav, RATE, reference=reference.points[0], timeout_s=2)
+
+
+def test_audio_faster_than_allowed_is_throttled(pipe, reference, speech):
+    with running(pipe, max_speed=0.5, burst_s=0.2) as addr:
+        t0 = time.perf_counter()
+        got = stream_audio(f"ws://{addr}/stream", speech[:RATE], RATE, reference=reference.points[0])
+        assert time.perf_counter() - t0 >= 1.5  # 1 s of audio at 0.5 x real time after a 0.2 s burst: 1.6 s
+        assert len(got["frames"]) == 25
+        assert metric(get(f"http://{addr}/metrics")[1], "a2k_throttled_seconds_total") > 0
