@@ -7,7 +7,10 @@
 Clips: ``--per-family`` clips of every source family (``data.folds.family_of``), the ones with the lowest stable
 hash of their id, each cut to ``--max-seconds``; keypoints extracted with dlib (cached, as ``a2k eval`` does) or read
 from a built dataset. As ``a2k eval`` does, each clip's frame 0 (ground truth) is the reference and its own audio the
-input. The generator is the shipped model (``audio2keypoint`` with its stored defaults) unless ``--checkpoint``.
+input. The generator is the shipped model (``audio2keypoint`` with its stored defaults) unless ``--checkpoint``;
+``--folds N`` with checkpoints naming ``{fold}`` (cross-validation runs) gives each clip the model of the fold whose
+training held its person out (the ``cross_validation.held_out`` a cross-validation checkpoint records), so the
+numbers against the real clips are on people the model never saw.
 
 Per lookahead (ms, or ``full``) and window hop, every clip's audio is pushed through a
 :class:`~a2k_toolkit.streaming.StreamSession` in 20 ms chunks, and the streamed keypoints are compared
@@ -59,18 +62,36 @@ def select(items, per_family: int):
     return picked
 
 
+def held_out_folds(args) -> dict[str, int]:
+    """``{identity: fold}`` from the ``cross_validation.held_out`` of each fold's first checkpoint (``--folds``)."""
+    from a2k_toolkit.models.checkpoint import read_members
+
+    fold_of: dict[str, int] = {}
+    for i in range(args.folds):
+        info = read_members(args.checkpoint.split(",")[0].format(fold=i))[0]
+        cv = info.meta.get("cross_validation") or {}
+        if not cv.get("held_out"):
+            raise SystemExit(f"{info.path} is not a cross-validation checkpoint (no cross_validation.held_out)")
+        fold_of.update({person: i for person in cv["held_out"]})
+    return fold_of
+
+
 def load_clips(args) -> list:
-    """``[(clip_id, family, Clip)]`` of the selection."""
+    """``[(clip_id, family, Clip, fold)]`` of the selection (fold: the one holding the clip out, with ``--folds``)."""
     from a2k_toolkit.data.folds import family_of
 
+    fold_of = held_out_folds(args)
     if args.dataset:
         from a2k_toolkit.data.reader import VoxKPReader
 
         items = []
         for split in ("train", "val", "test"):
             for clip in VoxKPReader(Path(args.dataset), split, rank=0, world_size=1):
-                items.append((clip.clip_id, family_of(clip), clip))
-        return select(items, args.per_family)
+                if not args.folds or clip.identity in fold_of:
+                    items.append((clip.clip_id, family_of(clip), clip))
+        return [(cid, fam, clip, fold_of.get(clip.identity)) for cid, fam, clip in select(items, args.per_family)]
+    if args.folds:
+        raise SystemExit("--folds needs --dataset")
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.eval.sources import default_cache_dir, video_clip
 
@@ -82,7 +103,7 @@ def load_clips(args) -> list:
     for path, fam, row in select(rows, args.per_family):
         clip = video_clip(root / path, detector, default_cache_dir())
         clip.clip_id, clip.meta = clip.clip_id or path, {**row, **(clip.meta or {})}
-        picked.append((path, fam, clip))
+        picked.append((path, fam, clip, None))
     return picked
 
 
@@ -96,7 +117,7 @@ def usable(clip, max_seconds: float) -> int:
 
 def run_clip(job) -> dict:
     """Every (lookahead, hop) on one clip: metrics and push times."""
-    clip_id, family, clip, args = job
+    clip_id, family, clip, fold, args = job
     import torch
 
     torch.set_num_threads(1)
@@ -105,7 +126,11 @@ def run_clip(job) -> dict:
     from a2k_toolkit.pipeline import Pipeline
     from a2k_toolkit.streaming import StreamSession, lookahead_frames
 
-    gen = {"name": "audio2keypoint", "params": {"checkpoint": args.checkpoint} if args.checkpoint else {}}
+    params = dict(args.params)
+    if args.checkpoint:
+        paths = [c.format(fold=fold) for c in args.checkpoint.split(",")]
+        params["checkpoint"] = paths[0] if len(paths) == 1 else paths
+    gen = {"name": "audio2keypoint", "params": params}
     pipe = Pipeline.from_config({"generator": gen, "detector": "dlib", "device": "cpu"})
     fe = pipe.audio
     T = usable(clip, args.max_seconds)
@@ -122,6 +147,7 @@ def run_clip(job) -> dict:
     out = {
         "clip": clip_id,
         "family": family,
+        "fold": fold,
         "frames": T,
         "offline": {"lip_real": M.best_lag_correlation(real_open, off_open)[0], "lmd_real": M.lmd(offline, gt, iod)},
         "runs": {},
@@ -211,16 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seconds", type=float, default=8.0, help="each clip is cut to this many seconds")
     ap.add_argument("--lookaheads", type=parse_lookaheads, default=parse_lookaheads("0,40,80,120,200,400,full"))
     ap.add_argument("--hops", default="1,2", help="window hops (frames) to run at each shorter lookahead")
-    ap.add_argument("--checkpoint", help="generator checkpoint (default: the shipped model)")
+    ap.add_argument("--checkpoint", help="generator checkpoint(s), comma-separated, may name {fold} (default: shipped)")
+    ap.add_argument("--params", type=json.loads, default={}, help="other generator params, as JSON")
+    ap.add_argument("--folds", type=int, default=0, help="with --dataset: each clip gets the fold holding it out")
     ap.add_argument("--workers", type=int, default=1, help="processes (one torch thread each)")
     ap.add_argument("--json", help="write every number here")
     args = ap.parse_args(argv)
     args.hops = [int(h) for h in args.hops.split(",")]
     t0 = time.time()
     clips = load_clips(args)
-    families = sorted({f for _, f, _ in clips})
+    families = sorted({c[1] for c in clips})
     print(f"{len(clips)} clips of {len(families)} families ({', '.join(families)}), {time.time() - t0:.0f} s to load")
-    jobs = [(cid, fam, clip, args) for cid, fam, clip in clips]
+    jobs = [(*c, args) for c in clips]
     t0 = time.time()
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as pool:
