@@ -13,9 +13,9 @@ The components' ``stream()`` methods build these; docs/streaming.md says what ea
   the full window (or more, or ``None``) it runs offline inference's window plan (windows of ``W`` frames every
   ``W - overlap``, the last one end-aligned, cross-faded) and returns a frame once no later window can touch it, so
   the stream equals offline inference; frames within ``W`` of the end are final only at flush. With a shorter
-  lookahead ``L`` it runs one window per frame, ending ``L`` frames after it, and returns frame ``t`` as the blend of
-  the windows that end ``0 .. L`` frames after it (raised-cosine weights rising with the context a window has past
-  the frame), so frame ``t`` depends on the features of frames ``<= t + L`` only.
+  lookahead ``L`` it runs a window every ``hop`` frames, its newest frame held for its last ``W / 4`` rows, and
+  returns frame ``t`` as the blend of the windows whose newest frame is ``0 .. L`` frames after it (weighted by that
+  distance plus one), so frame ``t`` depends on the features of frames ``<= t + L`` only.
 * :class:`Audio2KeypointStream`: the learned generator's post-processing (anchor, denormalisation, silence gate,
   motion scales, blinks) frame by frame on :class:`WindowedOutputs`.
 * :class:`ProceduralStream`, :class:`StaticStream`, :class:`WholeStream` (generate at flush).
