@@ -14,10 +14,9 @@ member's reason. The keypoints it returns name the member that found them in ``m
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..components import KeypointDetector, Params
 from ..config import DetectorSpec, validate_nested
@@ -31,13 +30,6 @@ class ChainParams(Params):
         max_length=8,
         description="detectors tried in this order until one finds a face: names or {name, params}",
     )
-
-    @field_validator("members", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
-            return [{"name": v} if isinstance(v, str) else v for v in value]
-        return value
 
 
 class ChainDetector(KeypointDetector):

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..components import Params, Renderer
 from ..config import RendererSpec, validate_nested, validate_spec
@@ -65,13 +64,6 @@ class SideBySideRenderer(Renderer):
             True, description="write each panel's name on it (in `compare`, the first panel shows the row's name)"
         )
         gap: int = Field(4, ge=0, le=64, description="pixels between panels")
-
-        @field_validator("panels", mode="before")
-        @classmethod
-        def _shorthand(cls, value: Any) -> Any:
-            if isinstance(value, (list, tuple)):
-                return [{"name": v} if isinstance(v, str) else v for v in value]
-            return value
 
     uses_catalog = True
 

@@ -21,10 +21,10 @@ waveform at its own ``sample_rate`` (resampled when it differs from the stack's,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ..components import AudioFrontend, AudioFrontendParams
 from ..config import AudioSpec, validate_nested, validate_spec
@@ -46,13 +46,6 @@ class StackParams(AudioFrontendParams):
         description="feature_shape: 'auto' = (S, sum F) when all members share S > 1 sub-frames, else flat "
         "(sum D,); 'flat' = always (sum D,); 'repeat' = one-sub-frame members repeated over the others' S sub-frames",
     )
-
-    @field_validator("members", mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        if isinstance(value, (list, tuple)):
-            return [{"name": v} if isinstance(v, str) else v for v in value]
-        return value
 
 
 def _sub_frames(shape: tuple[int, ...]) -> tuple[int, int]:
