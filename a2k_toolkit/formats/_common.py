@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InputError
+from ..files import pid_alive
 from ..keypoints import NUM_POINTS, Keypoints
 
 Missing = Literal["error", "hold"]
@@ -133,18 +134,6 @@ def _name_key(p: Path) -> list:
 _STALE = re.compile(r"\.a2k-(\d+)\.")
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clean_stale(target: Path) -> None:
     """Remove the temporary folders of ``target`` that killed writers left (``.<name>.a2k-<pid>.*``); a previous
     output that a kill caught between the two renames of the swap (``*.old``, ``target`` gone) is put back first."""
@@ -155,7 +144,7 @@ def _clean_stale(target: Path) -> None:
         return
     for p in leftovers:
         m = _STALE.match(p.name[len(target.name) + 1 :])
-        if not m or p.is_symlink() or _pid_alive(int(m[1])):
+        if not m or p.is_symlink() or pid_alive(int(m[1])):
             continue
         if p.name.endswith(".old") and not target.exists():
             with contextlib.suppress(OSError):
