@@ -71,6 +71,7 @@ PUBLIC_MODULES = frozenset(
         "a2k_toolkit.device",
         "a2k_toolkit.dubbing",
         "a2k_toolkit.errors",
+        "a2k_toolkit.hashing",
         "a2k_toolkit.hookspecs",
         "a2k_toolkit.io",
         "a2k_toolkit.keypoints",

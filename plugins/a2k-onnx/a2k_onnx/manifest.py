@@ -19,7 +19,6 @@ and nothing is unpickled (an ONNX graph is a protobuf; onnxruntime confines any 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from a2k_toolkit import A2KError, CheckpointError, ConfigError, MissingDependencyError, Normalizer
+from a2k_toolkit.hashing import sha256_file
 
 MANIFEST_FILE = "a2k-onnx.json"
 FORMAT = "a2k-onnx"
@@ -113,14 +113,6 @@ class Manifest(_Strict):
 
     def keypoint_normalizer(self) -> Normalizer:
         return Normalizer.from_dict(self.normalizer)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(directory: str | Path) -> Manifest:
