@@ -151,9 +151,9 @@ def test_fan_drives_the_face_tracker_in_both_modes(offline_fan, shared_data):
     assert calls == [1, 1]  # the tracked frame needs the previous frame's landmarks first
 
 
-try:  # the shared contract mixins (a2k_toolkit/testing.py) run here once this branch meets them
+try:  # the shared contract mixins (a2k_toolkit.testing) run here once this branch meets them
     from a2k_toolkit.testing import DetectorContract
-except ImportError:  # pragma: no cover - branch without testing.py
+except ImportError:  # pragma: no cover - branch without a2k_toolkit.testing
     DetectorContract = None
 
 if DetectorContract is not None:

@@ -1,6 +1,6 @@
 """The toolkit's renderer contract (``a2k_toolkit.testing.RendererContract``) on the built-in renderers.
 
-The contract mixins live in ``a2k_toolkit/testing.py``; where that module is absent this file is skipped.
+The contract mixins live in ``a2k_toolkit/testing/``; where that package is absent this file is skipped.
 """
 
 from __future__ import annotations
