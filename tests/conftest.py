@@ -135,31 +135,9 @@ def real_clips_dir(real_clips, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_train_config():
-    """A factory ``(data_dir, run_dir, **overrides) -> dict``: a tiny CPU training config (width 16, 32-frame windows)
-    that trains in a fraction of a second per step."""
-    from a2k_toolkit.training.config import _merge
-
-    def make(data_dir, run_dir, **overrides):
-        base = {
-            "run_dir": str(run_dir),
-            "device": "cpu",
-            "seed": 0,
-            "progress": False,
-            "model": {
-                "width": 16,
-                "depth": 2,
-                "channels_2d": [4, 8],
-                "disc_width": 8,
-                "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
-                "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}},
-            },
-            "data": {"train": [str(data_dir)], "window": 32, "stride": 16},
-            "batch_size": 4,
-            "log_every": 1,
-            "val_every": 1000,
-            "checkpoint_every": 1000,
-        }
-        return _merge(base, overrides)
+    """The factory :func:`a2k_toolkit.testing.tiny_train_config` ``(data_dir, run_dir, **overrides) -> dict``: a tiny
+    CPU training config (width 16, 32-frame windows) that trains in a fraction of a second per step."""
+    from a2k_toolkit.testing import tiny_train_config as make
 
     return make
 

@@ -40,32 +40,23 @@ def clips_dir(tmp_path_factory) -> Path:
     return d
 
 
+# the toolkit's tiny training config, wider and on the GPU, with the sync and mouth losses, EMA and faster learning
+CUDA_CONFIG = {
+    "device": "cuda",
+    "batch_size": 8,
+    "model": {"width": 32, "channels_2d": [8, 16]},
+    "data": {"stride": 8},
+    "max_steps": 30,
+    "loss": {"sync": 1.0, "mouth": 1.0},
+    "ema": 0.9,
+    "optim": {"lr_g": 1e-3, "lr_e": 1e-3, "lr_d": 1e-3},
+}
+
+
 def tiny(clips: Path, run: Path, **over) -> dict:
-    cfg = {
-        "run_dir": str(run),
-        "device": "cuda",
-        "seed": 0,
-        "progress": False,
-        "batch_size": 8,
-        "model": {
-            "width": 32,
-            "depth": 2,
-            "channels_2d": [8, 16],
-            "disc_width": 8,
-            "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
-            "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}},
-        },
-        "data": {"train": [str(clips)], "window": 32, "stride": 8},
-        "max_steps": 30,
-        "log_every": 1,
-        "val_every": 1000,
-        "checkpoint_every": 1000,
-        "loss": {"sync": 1.0, "mouth": 1.0},
-        "ema": 0.9,
-        "optim": {"lr_g": 1e-3, "lr_e": 1e-3, "lr_d": 1e-3},
-    }
-    cfg.update(over)
-    return cfg
+    from a2k_toolkit.testing import tiny_train_config
+
+    return tiny_train_config(clips, run, **{**CUDA_CONFIG, **over})
 
 
 def _rows(run: Path) -> list[dict]:

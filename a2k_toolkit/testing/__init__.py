@@ -13,8 +13,9 @@ unknown keys, same seed gives the same output, bad input is refused with an :cla
 
 The helpers live in one module per concern, all imported from here (``from a2k_toolkit.testing import ...``):
 ``_dummies`` (dummy components, :class:`DummyPlugin`, :func:`dummy_pipeline`, :func:`mean_face`,
-:func:`test_waveform`), ``_contracts`` (the per-kind contract mixins) and ``_streaming`` (the streaming contract mixins,
-:func:`push_in_pieces`).
+:func:`test_waveform`), ``_contracts`` (the per-kind contract mixins), ``_streaming`` (the streaming contract mixins,
+:func:`push_in_pieces`) and ``_training`` (:func:`tiny_train_config`: a training config small enough for real
+training steps in tests).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ._dummies import (
     test_waveform,
 )
 from ._streaming import StreamingFrontendContract, StreamingGeneratorContract, push_in_pieces
+from ._training import tiny_train_config
 
 __all__ = [
     "AudioFrontendContract",
@@ -63,4 +65,5 @@ __all__ = [
     "mean_face",
     "push_in_pieces",
     "test_waveform",
+    "tiny_train_config",
 ]

@@ -66,29 +66,10 @@ def train_tiny(run: Path, data: Path, **model) -> Path:
 
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.plugins import make_plugin_manager
+    from a2k_toolkit.testing import tiny_train_config
     from a2k_toolkit.training import Trainer
 
-    config = {
-        "run_dir": str(run),
-        "device": "cpu",
-        "seed": 0,
-        "progress": False,
-        "model": {
-            "width": 16,
-            "depth": 2,
-            "channels_2d": [4, 8],
-            "disc_width": 8,
-            "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
-            "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}},
-            **model,
-        },
-        "data": {"train": [str(data)], "window": 32, "stride": 16},
-        "batch_size": 4,
-        "max_steps": 2,
-        "log_every": 1,
-        "val_every": 1000,
-        "checkpoint_every": 1000,
-    }
+    config = tiny_train_config(data, run, max_steps=2, model=model)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

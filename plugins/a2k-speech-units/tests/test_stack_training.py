@@ -9,7 +9,7 @@ import pytest
 from conftest import SR, speak, with_silences
 
 from a2k_toolkit.keypoints import Keypoints
-from a2k_toolkit.testing import mean_face
+from a2k_toolkit.testing import mean_face, tiny_train_config
 
 MEMBERS = ["logmel", "vad", "phonetic"]
 
@@ -75,27 +75,7 @@ def test_training_steps_with_stacked_features(host_catalog, clips_dir, tmp_path)
     from a2k_toolkit.training import Trainer
 
     run = tmp_path / "run"
-    cfg = {
-        "run_dir": str(run),
-        "device": "cpu",
-        "seed": 0,
-        "progress": False,
-        "audio": {"name": "stack", "params": {"members": MEMBERS}},
-        "model": {
-            "width": 16,
-            "depth": 2,
-            "channels_2d": [4, 8],
-            "disc_width": 8,
-            "pv_encoder": {"name": "pv", "params": {"hidden": 32, "out_dim": 8}},
-            "piv_encoder": {"name": "piv", "params": {"hidden": 32, "out_dim": 8}},
-        },
-        "data": {"train": [str(clips_dir)], "window": 32, "stride": 16},
-        "batch_size": 4,
-        "max_steps": 3,
-        "log_every": 1,
-        "val_every": 1000,
-        "checkpoint_every": 1000,
-    }
+    cfg = tiny_train_config(clips_dir, run, audio={"name": "stack", "params": {"members": MEMBERS}}, max_steps=3)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
