@@ -1,9 +1,10 @@
 """Writing files safely: atomic writes, the temporaries of killed runs, and output checks made before any work.
 
 Every write of the toolkit goes through :func:`atomic_path` (a temporary file in the same folder, renamed over the
-output only when complete) or :func:`atomic_paths` (several outputs renamed together). Temporaries carry the writing
-process's id (``.<stem>.a2k-<pid>.<random><ext>`` beside the output), so a later run removes those of processes that
-were killed (:func:`clean_stale_temporaries`).
+output only when complete), :func:`atomic_paths` (several outputs renamed together) or, for an output that is a
+folder, :func:`atomic_folder` (a temporary folder swapped in). Temporaries carry the writing process's id
+(``.<stem>.a2k-<pid>.<random><ext>`` beside the output), so a later run removes those of processes that were killed
+(:func:`clean_stale_temporaries`, :func:`clean_stale_folders`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import contextlib
 import glob
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import InputError
@@ -112,6 +114,78 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------------- atomic folders
+
+
+def clean_stale_folders(target: PathLike) -> None:
+    """Remove the temporary folders of ``target`` that killed writers left (``.<name>.a2k-<pid>.*``, see
+    :func:`atomic_folder`); a previous output that a kill caught between the two renames of the swap (``*.old``,
+    ``target`` gone) is put back first."""
+    target = Path(target)
+    prefix = f".{target.name}.a2k-"
+    try:
+        leftovers = [p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
+    except OSError:
+        return
+    for p in leftovers:
+        m = _TEMP_PID.match(p.name[len(target.name) + 1 :])
+        if not m or p.is_symlink() or pid_alive(int(m[1])):
+            continue
+        if p.name.endswith(".old") and not target.exists():
+            with contextlib.suppress(OSError):
+                os.replace(p, target)
+                continue
+        shutil.rmtree(p, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(
+    target: PathLike, *, check: Callable[[Path], None] | None = None, aside: str | None = None
+) -> Iterator[Path]:
+    """Yield a fresh, empty temporary folder beside ``target`` (with a plain mkdir's permissions); when the block
+    succeeds it replaces ``target``, on an error (or a failed swap) it is removed.
+
+    The swap is two renames, the old ``target`` aside and the new one in, after which the old one is removed. Where
+    the old one waits between the renames:
+
+    * ``aside=None``: beside its temporary, which is named like every temporary of the toolkit
+      (``.<name>.a2k-<pid>.*``, the old folder ``.<name>.a2k-<pid>.*.old``); each write to ``target`` first removes
+      those of killed writers and puts back an old folder a kill caught between the renames
+      (:func:`clean_stale_folders`);
+    * ``aside=NAME``: in the folder ``NAME`` beside ``target`` (one left there is removed first), where a reader of
+      ``target`` looks when a crash fell between the renames (a checkpoint's ``.<name>.old``); the temporary is
+      ``.<name>.tmp-*`` and nothing is cleaned.
+
+    ``check(target)``, when given, runs before the temporary is made and again before the swap (something may have
+    appeared at ``target`` meanwhile), and refuses a ``target`` that must not be replaced by raising.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if aside is None:
+        clean_stale_folders(target)
+    if check is not None:
+        check(target)
+    prefix = f".{target.name}.a2k-{os.getpid()}." if aside is None else f".{target.name}.tmp-"
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700; give the folder a plain mkdir's permissions
+    try:
+        yield tmp
+        if check is not None:
+            check(target)
+        old = tmp.with_name(tmp.name + ".old") if aside is None else target.parent / aside
+        if aside is not None and old.exists():
+            shutil.rmtree(old)
+        if target.exists():
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------- output checks

@@ -2,8 +2,9 @@
 
 The names are defined, one concern per module, in
 
-* :mod:`a2k_toolkit.files`: atomic writes (:func:`atomic_path`, :func:`atomic_paths`), the temporaries of killed
-  runs, and output checks made before any work (:func:`check_output_path`, :func:`check_output_folder`);
+* :mod:`a2k_toolkit.files`: atomic writes (:func:`atomic_path`, :func:`atomic_paths`, :func:`atomic_folder`), the
+  temporaries of killed runs, and output checks made before any work (:func:`check_output_path`,
+  :func:`check_output_folder`);
 * :mod:`a2k_toolkit.ffmpeg`: the ffmpeg binary and child processes that cannot outlive this one;
 * :mod:`a2k_toolkit.audio`: decode any audio or video file to mono float32, resample, write WAV;
 * :mod:`a2k_toolkit.images`: load and save images;
@@ -20,12 +21,14 @@ from .audio import SilentAudioWarning, load_audio, parse_wav_bytes, probe_audio,
 from .ffmpeg import child_argv, ffmpeg_exe, run_ffmpeg
 from .files import (
     PathLike,
+    atomic_folder,
     atomic_path,
     atomic_paths,
     atomic_write_bytes,
     atomic_write_text,
     check_output_folder,
     check_output_path,
+    clean_stale_folders,
     clean_stale_temporaries,
 )
 from .images import load_image, save_image, to_rgb_uint8
@@ -44,6 +47,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "PathLike",
     "SilentAudioWarning",
+    "atomic_folder",
     "atomic_path",
     "atomic_paths",
     "atomic_write_bytes",
@@ -51,6 +55,7 @@ __all__ = [
     "check_output_folder",
     "check_output_path",
     "child_argv",
+    "clean_stale_folders",
     "clean_stale_temporaries",
     "clean_stale_video_dirs",
     "ffmpeg_exe",

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
 from a2k_toolkit.errors import AudioLoadError, ImageLoadError, InputError
-from a2k_toolkit.io import atomic_path, load_audio, load_image, probe_video, read_video_frames, run_ffmpeg, write_video
+from a2k_toolkit.io import (
+    atomic_folder,
+    atomic_path,
+    load_audio,
+    load_image,
+    probe_video,
+    read_video_frames,
+    run_ffmpeg,
+    write_video,
+)
 
 
 def test_images_gray_rgba_and_errors(tmp_path, shared_data):
@@ -85,6 +97,50 @@ def test_atomic_path_keeps_old_file_on_error(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_atomic_folder_swaps_in_a_complete_folder_only(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    target = tmp_path / "out"
+    with atomic_folder(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f".out.a2k-{os.getpid()}.") and not any(tmp.iterdir())
+        assert stat.S_IMODE(tmp.stat().st_mode) == 0o777 & ~umask  # a plain mkdir's permissions, not mkdtemp's
+        (tmp / "a").write_text("1")
+    assert os.listdir(tmp_path) == ["out"] and os.listdir(target) == ["a"]
+    with pytest.raises(RuntimeError):
+        with atomic_folder(target) as tmp:
+            (tmp / "a").write_text("2")
+            raise RuntimeError("crash")
+    assert os.listdir(tmp_path) == ["out"] and (target / "a").read_text() == "1"
+
+    seen = []
+
+    def check(folder):  # refuses a folder holding a file named keep, before the block and before the swap
+        seen.append(folder)
+        if (folder / "keep").exists():
+            raise InputError("would replace keep")
+
+    with atomic_folder(target, check=check) as tmp:
+        (tmp / "b").write_text("3")
+    assert seen == [target, target] and os.listdir(target) == ["b"]
+    with pytest.raises(InputError):
+        with atomic_folder(target, check=check) as tmp:
+            (target / "keep").write_text("appeared meanwhile")
+    assert sorted(os.listdir(target)) == ["b", "keep"] and os.listdir(tmp_path) == ["out"]
+
+
+def test_atomic_folder_with_a_fixed_aside_name(tmp_path):
+    """The checkpoint convention: the old folder waits as .<name>.old between the renames (one left by a crash is
+    removed first), the temporary is .<name>.tmp-*."""
+    target = tmp_path / "ckpt"
+    target.mkdir()
+    (target / "w").write_text("old")
+    (tmp_path / ".ckpt.old").mkdir()
+    with atomic_folder(target, aside=".ckpt.old") as tmp:
+        assert tmp.name.startswith(".ckpt.tmp-")
+        (tmp / "w").write_text("new")
+    assert os.listdir(tmp_path) == ["ckpt"] and (target / "w").read_text() == "new"
 
 
 def test_run_ffmpeg_reports_errors(tmp_path):

@@ -1,23 +1,18 @@
 """What the keypoint formats share: exact short decimals for float32, per-frame confidences, the policy for frames
-without a face, natural file order, and atomic folder outputs."""
+without a face, natural file order, and which folders a folder output may replace."""
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import os
 import re
-import shutil
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from ..errors import InputError
-from ..files import pid_alive
 from ..keypoints import NUM_POINTS, Keypoints
 
 Missing = Literal["error", "hold"]
@@ -129,28 +124,7 @@ def _name_key(p: Path) -> list:
     return natural_key(p.name)
 
 
-# ------------------------------------------------------------------------------------------- atomic folder outputs
-
-_STALE = re.compile(r"\.a2k-(\d+)\.")
-
-
-def _clean_stale(target: Path) -> None:
-    """Remove the temporary folders of ``target`` that killed writers left (``.<name>.a2k-<pid>.*``); a previous
-    output that a kill caught between the two renames of the swap (``*.old``, ``target`` gone) is put back first."""
-    prefix = f".{target.name}.a2k-"
-    try:
-        leftovers = [p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.is_dir()]
-    except OSError:
-        return
-    for p in leftovers:
-        m = _STALE.match(p.name[len(target.name) + 1 :])
-        if not m or p.is_symlink() or pid_alive(int(m[1])):
-            continue
-        if p.name.endswith(".old") and not target.exists():
-            with contextlib.suppress(OSError):
-                os.replace(p, target)
-                continue
-        shutil.rmtree(p, ignore_errors=True)
+# ------------------------------------------------------------------------------------------- folder outputs
 
 
 def check_replaceable(target: Path, owns: Callable[[str], bool], what: str) -> None:
@@ -165,33 +139,3 @@ def check_replaceable(target: Path, owns: Callable[[str], bool], what: str) -> N
                 f"cannot write {what}: the folder {target} already holds other files ({', '.join(foreign[:3])}"
                 f"{', ...' if len(foreign) > 3 else ''}), which it would replace; give a new or empty folder"
             )
-
-
-@contextlib.contextmanager
-def atomic_folder(target: Path, owns: Callable[[str], bool], what: str = "output folder") -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``target``; when the block succeeds it replaces ``target`` (an existing
-    ``target`` may hold only files this format writes, see :func:`check_replaceable`), on error it is removed.
-
-    The swap is two renames (old ``target`` aside, the new one in); a kill between them leaves the old folder as
-    ``.<name>.a2k-<pid>.*.old``, which the next write to ``target`` puts back."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(target)
-    check_replaceable(target, owns, what)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.a2k-{os.getpid()}.", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; give the folder a plain mkdir's permissions
-    try:
-        yield tmp
-        check_replaceable(target, owns, what)  # nothing foreign appeared while writing
-        if target.exists():
-            old = tmp.with_name(tmp.name + ".old")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

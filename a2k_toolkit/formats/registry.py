@@ -21,7 +21,7 @@ from .. import io
 from ..errors import InputError
 from ..keypoints import Keypoints
 from . import native, openface, openpose, pose_images, pts
-from ._common import atomic_folder, check_replaceable
+from ._common import check_replaceable
 
 PathLike = str | os.PathLike
 
@@ -215,7 +215,8 @@ def staged(path: PathLike | None, format: str | Format | None = None) -> Iterato
         return
     fmt = format if isinstance(format, Format) else output_format(path, format)
     if _is_folder_output(path, fmt):
-        with atomic_folder(Path(path), fmt.owns, f"{fmt.name} output") as tmp:
+        what = f"{fmt.name} output"  # a folder holding other files is refused, before the write and before the swap
+        with io.atomic_folder(path, check=lambda target: check_replaceable(target, fmt.owns, what)) as tmp:
             yield tmp
     else:
         with io.atomic_path(path) as tmp:  # the temporary keeps the extension, which selects a file form

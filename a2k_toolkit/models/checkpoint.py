@@ -22,13 +22,12 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from ..files import atomic_folder
 from ..hashing import sha256_file
 from ..keypoints import Normalizer
 from .config import ModelConfig, normalize_feature_shape
@@ -47,31 +46,15 @@ TRAIN_HINT = (
 )
 
 
-@contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary directory next to ``target``; on success it replaces ``target``.
+def atomic_dir(target: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:
+    """A context manager yielding a fresh temporary directory next to ``target``; on success it replaces ``target``,
+    on error it is removed (:func:`~a2k_toolkit.files.atomic_folder`).
 
     The swap is two renames (``target`` -> ``.target.old``, temporary -> ``target``); if a crash falls between them,
-    :func:`resolve_checkpoint` finds ``.target.old``. On error the temporary directory is removed.
+    :func:`resolve_checkpoint` finds ``.target.old``.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = target.parent / f".{target.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    return atomic_folder(target, aside=f".{target.name}.old")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -32,6 +30,7 @@ import numpy as np
 
 import a2k_toolkit
 from a2k_toolkit import InputError, __version__
+from a2k_toolkit.io import atomic_folder
 from a2k_toolkit.keypoints import face_width
 
 from . import _toolkit as tk
@@ -118,9 +117,8 @@ def export_onnx(
     nets = list(net.members) if per_member and hasattr(net, "members") else [net]
     names = [f"member-{k}.onnx" for k in range(len(nets))] if len(nets) > 1 else ["generator.onnx"]
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    # written in a temporary folder beside the target, which replaces an existing export only when every check passed
+    with atomic_folder(target, aside=f".{target.name}.old") as tmp:
         graphs = []
         for k, (name, member) in enumerate(zip(names, nets)):
             t0 = time.perf_counter()
@@ -184,10 +182,6 @@ def export_onnx(
         manifest["checks"] = checks
         _write_json(tmp / MANIFEST_FILE, manifest)
         result = Manifest.model_validate(manifest)
-        _replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"wrote {target} ({', '.join(names)} + {MANIFEST_FILE})")
     return result
 
@@ -348,17 +342,3 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())
-
-
-def _replace(tmp: Path, target: Path) -> None:
-    """``tmp`` becomes ``target``; an existing export there is moved aside first and removed after."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    old = target.parent / f".{target.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
