@@ -143,3 +143,52 @@ def test_procedural_blinks_are_the_shared_ones():
     gap = _eye_gap(p)
     closed = gap < 0.3 * np.median(gap)
     assert 3 <= closed.sum() / 3 <= 10 and not closed[0]  # 12 s at one blink every 2 s (3 closed frames each)
+
+
+def test_jaw_drop_is_carried_to_the_heads_pose():
+    from a2k_toolkit.builtin.motion import add_jaw_drop, jaw_drop_offsets
+
+    ref, local, pts, (theta, scale, _) = _posed()
+    drop = np.linspace(0.0, 5.0, len(pts))
+    out = add_jaw_drop(pts.copy(), ref, drop)
+    # back in the reference's pose, the drop is procedural's jaw drop in the upright face: lower lip by `drop`, chin
+    # by 0.7 of it, brows, eyes and nose untouched
+    upright = rescale_motion(out.copy(), ref, 0.0, 1.0)
+    np.testing.assert_allclose(upright - local, jaw_drop_offsets(drop), atol=1e-9)
+    assert np.abs(out[:, 17:48] - pts[:, 17:48]).max() == 0
+    # in the image, the lower lip moves along the head's down direction, scaled with the head
+    moved = out[:, 57] - pts[:, 57]
+    down = np.stack([-np.sin(theta), np.cos(theta)], -1) * (scale * drop)[:, None]
+    np.testing.assert_allclose(moved, down, atol=1e-9)
+
+
+def test_energy_mouth_follows_the_loudness(sample_speech_path):
+    from a2k_toolkit.builtin.baselines import ProceduralGenerator
+    from a2k_toolkit.builtin.logmel import LogMel
+    from a2k_toolkit.errors import ConfigError
+    from a2k_toolkit.io import load_audio
+
+    audio = load_audio(sample_speech_path, 16000)[: 16000 * 6]
+    audio = np.concatenate([audio, np.zeros(16000 * 2, np.float32)])  # speech, then 2 s of silence
+    feats = LogMel()(audio, 16000)
+    ref = Keypoints(mean_face()[None].astype(np.float32), image_size=(256, 256))
+    plain = Audio2KeypointGenerator({"energy_mouth": 0.0, "blink_interval": 0}).generate(feats, ref).points
+    ener = Audio2KeypointGenerator({"energy_mouth": 1.0, "blink_interval": 0}).generate(feats, ref).points
+    proc = ProceduralGenerator({"head_motion": 0.0}).generate(feats, ref, seed=0).points
+    added = mouth_gap(ener) - mouth_gap(plain)
+    own = mouth_gap(proc) - mouth_gap(ref.points[0])
+    # energy 1 adds procedural's own opening (the head pose of the network's frames changes it by its scale only)
+    assert np.corrcoef(added[1:], own[1:])[0, 1] > 0.99
+    assert np.median(added[own > 0.5 * own.max()] / own[own > 0.5 * own.max()]) == pytest.approx(1.0, abs=0.1)
+    assert added[-40:].max() < 0.05 * added.max()  # nothing added in the silence
+    assert np.abs(np.delete(ener, np.r_[4:13, 55:68], 1) - np.delete(plain, np.r_[4:13, 55:68], 1)).max() < 1e-3
+    half = Audio2KeypointGenerator({"energy_mouth": 0.5, "blink_interval": 0}).generate(feats, ref).points
+    np.testing.assert_allclose(mouth_gap(half) - mouth_gap(plain), 0.5 * added, rtol=0.01, atol=1e-3)
+    with pytest.raises(Exception, match="energy_mouth"):
+        Audio2KeypointGenerator({"energy_mouth": -1})
+
+    class NotLogPower(LogMel):
+        log_power = False
+
+    with pytest.raises(ConfigError, match="energy_mouth reads loudness"):
+        Audio2KeypointGenerator({"energy_mouth": 1.0}).check_frontend(NotLogPower())

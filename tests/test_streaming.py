@@ -443,3 +443,22 @@ def test_session_from_an_image_and_as_a_context_manager(speech):
 def test_flush_without_audio_gives_no_frames():
     session = pipeline().stream(reference=pipeline_reference())
     assert session.flush() == []
+
+
+def test_energy_mouth_streams(speech):
+    """With the energy mouth on, the full lookahead is every frame at flush (its loudness range is the clip's) and
+    equals offline; at the default lookahead its opening follows offline's (the range of the last seconds)."""
+    pipe = pipeline(energy_mouth=1.0)
+    offline = pipe(image=FACE, audio=speech, reference=pipeline_reference()).keypoints.points
+    session = pipe.stream(reference=pipeline_reference(), lookahead_ms="full")
+    assert session.lookahead is None
+    kp = stream_all(session, speech, random_sizes(5)).points
+    np.testing.assert_allclose(kp, offline, atol=ATOL_PX)
+    plain = pipeline()(image=FACE, audio=speech, reference=pipeline_reference()).keypoints.points
+    live = stream_all(pipe.stream(reference=pipeline_reference()), speech, [320]).points
+    live_plain = stream_all(pipeline().stream(reference=pipeline_reference()), speech, [320]).points
+    iod = reference_iod(offline)
+    added = mouth_opening(offline, iod) - mouth_opening(plain, iod)
+    added_live = mouth_opening(live, iod) - mouth_opening(live_plain, iod)
+    assert added.max() > 0.05
+    assert np.corrcoef(added[25:], added_live[25:])[0, 1] > 0.9

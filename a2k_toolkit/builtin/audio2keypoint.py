@@ -20,8 +20,20 @@ from ..components import AudioFrontend, KeypointEncoder, KeypointGenerator, Para
 from ..config import format_validation_error
 from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
-from ..keypoints import Keypoints
-from .motion import BLOCK, RIGID, apply_blinks, blink_schedule, rescale_motion
+from ..keypoints import Keypoints, face_scale
+from .motion import (
+    BLOCK,
+    JAW_DROP_UNIT,
+    RIGID,
+    add_jaw_drop,
+    apply_blinks,
+    blink_schedule,
+    loudness_opening,
+    rescale_motion,
+)
+
+# procedural's default jaw drop (its ``mouth_open``): the unit of ``energy_mouth``
+ENERGY_MOUTH_OPEN = 0.35
 
 
 class MLPEncoderParams(Params):
@@ -160,6 +172,15 @@ class Audio2KeypointGenerator(KeypointGenerator):
             "from the reference's, scaled by this; 0 = the reference's mouth, 1 = as generated; null = the model's "
             "default (else 1)",
         )
+        energy_mouth: float | None = Field(
+            None,
+            ge=0,
+            le=3,
+            description="add the procedural baseline's jaw drop, which follows the speech's loudness (its 10th-97th "
+            "percentile over the clip), times this, to the network's mouth, carried to each frame's head pose; 0 = "
+            "the network's mouth only, 1 = as much as procedural's own; null = the model's default (else 0). Needs a "
+            "log-power front-end (logmel, librosa-mel)",
+        )
 
     def __init__(self, params=None, *, catalog=None, **kwargs):
         """``catalog``: the host's catalog (the build context, passed by ``Catalog.build``), which builds the
@@ -174,6 +195,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
         self.head_motion = p.head_motion if p.head_motion is not None else defaults.get("head_motion", 1.0)
         self.mouth_scale = p.mouth_scale if p.mouth_scale is not None else defaults.get("mouth_scale", 1.0)
         self.blink_interval = p.blink_interval if p.blink_interval is not None else defaults.get("blink_interval", 0.0)
+        self.energy_mouth = p.energy_mouth if p.energy_mouth is not None else defaults.get("energy_mouth", 0.0)
         self.info = self.members[0]  # members agree on front-end, window and statistics (read_members checks)
         wanted = {k: getattr(p, k) for k in ("width", "depth") if getattr(p, k) is not None}
         for info in self.members:
@@ -184,7 +206,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
                     f"checkpoint {info.path} does not match the generator params: it was trained with {diff}; "
                     "remove these params to use the checkpoint's architecture, or point `checkpoint` at a matching one"
                 )
-        if p.silence_gate_db is not None and catalog is not None:
+        if self._reads_loudness and catalog is not None:
             self._check_log_power(catalog)  # without a host's catalog, check_frontend checks the front-end it gets
         if p.overlap >= self.info.window:
             raise ConfigError(
@@ -195,8 +217,16 @@ class Audio2KeypointGenerator(KeypointGenerator):
         self._encoders = [model_encoders(i.model, catalog, what=f"checkpoint {i.path}") for i in self.members]
         self._net = None
 
+    @property
+    def _reads_loudness(self) -> str | None:
+        """The param that reads loudness off the features (None if none is on)."""
+        if self.params.silence_gate_db is not None:
+            return "silence_gate_db"
+        return "energy_mouth" if self.energy_mouth > 0 else None
+
     def _check_log_power(self, catalog) -> None:
-        """The silence gate reads loudness off the features: the checkpoint's front-end class, looked up by name in
+        """The silence gate and the energy mouth read loudness off the features: the checkpoint's front-end class,
+        looked up by name in
         the host's ``catalog``, must set ``log_power``. A generator built without a host cannot look it up (a
         component never makes a catalog of its own): :meth:`check_frontend` then checks the class of the front-end
         object it is given, which a pipeline and ``a2k eval`` call before generating."""
@@ -204,9 +234,11 @@ class Audio2KeypointGenerator(KeypointGenerator):
         if name in catalog.names("audio") and catalog.get("audio", name).log_power:
             return
         qualify = [e.name for e in catalog.entries("audio") if e.cls.log_power]
+        key = self._reads_loudness
         raise ConfigError(
-            f"generator.params.silence_gate_db reads loudness from log-power features, but this checkpoint uses the "
-            f"{name!r} front-end (use one of {', '.join(qualify)}, or remove silence_gate_db)"
+            f"generator.params.{key} reads loudness from log-power features, but this checkpoint uses the "
+            f"{name!r} front-end (use one of {', '.join(qualify)}, or {'remove' if key[0] == 's' else 'set 0 for'} "
+            f"{key})"
         )
 
     @classmethod
@@ -267,11 +299,12 @@ class Audio2KeypointGenerator(KeypointGenerator):
                 + f". Set `audio: {{name: {fe['name']}, params: {fe['params']}}}` in the pipeline config, or train a "
                 "checkpoint for this front-end with `a2k train`"
             )
-        if self.params.silence_gate_db is not None and not frontend.log_power:
+        key = self._reads_loudness
+        if key is not None and not frontend.log_power:
             raise ConfigError(
-                f"generator.params.silence_gate_db reads loudness from log-power features, but the {frontend.name!r} "
-                "front-end's class does not set log_power (use a log-power front-end such as logmel, or remove "
-                "silence_gate_db)"
+                f"generator.params.{key} reads loudness from log-power features, but the {frontend.name!r} "
+                f"front-end's class does not set log_power (use a log-power front-end such as logmel, or "
+                f"{'remove' if key[0] == 's' else 'set 0 for'} {key})"
             )
         ours = frontend.params.model_dump(mode="json")
         diff = sorted(k for k, v in fe["params"].items() if k in ours and ours[k] != v)
@@ -324,6 +357,8 @@ class Audio2KeypointGenerator(KeypointGenerator):
                 close_mouth_in_silence(pts, ref, feats, p.silence_gate_db)
             if self.head_motion != 1.0 or self.mouth_scale != 1.0:
                 rescale_motion(pts, ref, self.head_motion, self.mouth_scale)
+            if self.energy_mouth > 0:
+                add_jaw_drop(pts, ref, loudness_opening(feats) * self.energy_drop(ref))
             if self.blink_interval > 0:
                 rng = np.random.default_rng(0 if seed is None else seed)
                 apply_blinks(pts, blink_schedule(len(pts), self.blink_interval, info.fps, rng))
@@ -337,13 +372,21 @@ class Audio2KeypointGenerator(KeypointGenerator):
             )
         return results
 
+    def energy_drop(self, reference: np.ndarray) -> float:
+        """The energy mouth's jaw drop at full loudness, in pixels of the reference ``(68, 2)``."""
+        return self.energy_mouth * ENERGY_MOUTH_OPEN * JAW_DROP_UNIT * float(face_scale(reference))
+
     def stream(self, reference, *, lookahead=None, seed=None, hop=None):
         """A :class:`~a2k_toolkit.streaming.contract.KeypointStream` of this generator. ``lookahead=None`` (or at
         least the checkpoint's window) runs the offline window plan and equals :meth:`generate`; a shorter one runs a
         window every ``hop`` frames (at most ``lookahead + 1``; default 1 below 5 frames of lookahead, else 2) and
-        blends those ending up to ``lookahead`` frames after each frame (docs/streaming.md)."""
-        from .streams import Audio2KeypointStream
+        blends those ending up to ``lookahead`` frames after each frame (docs/streaming.md). With ``energy_mouth``
+        on, ``lookahead=None`` returns every frame at flush (its loudness range is the whole clip's, as offline);
+        with a lookahead, that range is the last seconds' up to the frame's lookahead (:class:`EnergyTrack`)."""
+        from .streams import Audio2KeypointStream, WholeStream
 
+        if lookahead is None and self.energy_mouth > 0:  # its loudness range is the whole clip's: at flush
+            return WholeStream(self, reference, seed)
         return Audio2KeypointStream(
             self, reference, lookahead, seed, anchor=anchor_start, activity=voice_activity, hop=hop
         )

@@ -3,7 +3,10 @@ blinks.
 
 * :func:`rescale_motion` -- the ``head_motion`` / ``mouth_scale`` controls of ``audio2keypoint``;
 * :func:`blink_schedule` and :func:`apply_blinks` -- eyelid closures at a natural rate (``procedural``'s blinks, and
-  ``audio2keypoint``'s ``blink_interval``: a network trained with L1 averages the blinks of its training clips away).
+  ``audio2keypoint``'s ``blink_interval``: a network trained with L1 averages the blinks of its training clips away);
+* :func:`speech_activity`, :func:`loudness_opening` and :func:`jaw_drop_offsets` -- the jaw drop that follows the
+  speech's loudness (``procedural``'s mouth, and ``audio2keypoint``'s ``energy_mouth``), and :func:`add_jaw_drop`,
+  which carries it to each frame's head pose.
 """
 
 from __future__ import annotations
@@ -51,6 +54,80 @@ def rescale_motion(points: np.ndarray, reference: np.ndarray, head: float = 1.0,
         b2 = c + head * t - a2 * c
         z2 = a2[:, None] * local + b2[:, None]
         points[i : i + BLOCK] = np.stack([z2.real, z2.imag], -1)
+    return points
+
+
+# procedural's jaw drop: (points, share of the drop), y down; the upper inner lip rises a little
+JAW_DROP = (
+    ([55, 56, 57, 58, 59, 64, 65, 66, 67], 1.0),  # lower lip
+    ([6, 7, 8, 9, 10], 0.7),  # chin
+    ([4, 5, 11, 12], 0.35),  # lower jaw
+    ([61, 62, 63], -0.15),  # upper inner lip
+)
+JAW_DROP_UNIT = 0.25  # the drop at opening 1 and mouth_open 1, in units of face size (keypoints.face_scale)
+
+
+def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along axis 0 (edges: nearest); ``sigma <= 0`` or fewer than 2 frames: ``x`` unchanged."""
+    if sigma <= 0 or len(x) < 2:
+        return x
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(x, sigma, axis=0, mode="nearest")
+
+
+def speech_activity(features: np.ndarray) -> np.ndarray:
+    """A loudness proxy in [0, 1] per frame: the mean feature value, robustly rescaled over the clip (its 10th to
+    97th percentile; made for log-power features such as logmel)."""
+    e = features.mean(axis=1)
+    lo, hi = np.percentile(e, 10), np.percentile(e, 97)
+    if hi - lo < 1e-6:
+        return np.zeros_like(e)
+    return np.clip((e - lo) / (hi - lo), 0.0, 1.0)
+
+
+def lead_and_open(activity: np.ndarray, lead_frames: int) -> np.ndarray:
+    """The mouth opening in [0, 1] of a speech ``activity`` ``(T,)``: led by ``lead_frames`` (the lips move before
+    the sound; the last value held), smoothed over 0.8 frames, to the power 1.5 (small sounds open it little)."""
+    n = len(activity)
+    act = np.concatenate([activity[lead_frames:], np.repeat(activity[-1:], min(lead_frames, n), 0)])[:n]
+    return smooth(act, 0.8) ** 1.5
+
+
+def loudness_opening(features: np.ndarray, lead_frames: int = 1) -> np.ndarray:
+    """``procedural``'s mouth opening ``(T,)`` in [0, 1] from log-power features ``(T, D)``; frame 0 (the
+    reference) is 0."""
+    opening = lead_and_open(speech_activity(features), lead_frames)
+    if len(opening):
+        opening[0] = 0.0
+    return opening
+
+
+def jaw_drop_offsets(drop: np.ndarray) -> np.ndarray:
+    """Offsets ``(T, 68, 2)`` float64 of a jaw drop of ``drop`` ``(T,)`` pixels, in the face's upright frame."""
+    drop = np.asarray(drop, np.float64)
+    out = np.zeros((len(drop), 68, 2))
+    for idx, share in JAW_DROP:
+        out[:, idx, 1] = share * drop[:, None]
+    return out
+
+
+def add_jaw_drop(points: np.ndarray, reference: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """Add a jaw drop of ``drop`` ``(T,)`` pixels (in the reference's frame) to ``points (T, 68, 2)``, in place,
+    carried to each frame's head pose (rotated and scaled by the similarity that maps the reference's brows, eyes and
+    nose onto the frame's)."""
+    from .warp import similarity
+
+    ref = np.asarray(reference, np.float64)
+    for i in range(0, len(points), BLOCK):
+        d = np.asarray(drop[i : i + BLOCK], np.float64)
+        t = np.flatnonzero(d != 0)
+        if len(t) == 0:
+            continue
+        a, _ = similarity(ref[RIGID], np.asarray(points[i + t, RIGID], np.float64))
+        off = jaw_drop_offsets(d[t])
+        z = a[:, None] * (off[..., 0] + 1j * off[..., 1])
+        points[i + t] += np.stack([z.real, z.imag], -1).astype(points.dtype)
     return points
 
 

@@ -34,7 +34,7 @@ from ..errors import InputError
 from ..keypoints import NUM_POINTS, Keypoints
 from ..streaming.contract import FeatureStream, KeypointStream
 from ..streaming.resample import StreamResampler
-from .motion import BLINK_SHAPE, RIGID, apply_blinks, rescale_motion
+from .motion import BLINK_SHAPE, RIGID, add_jaw_drop, apply_blinks, lead_and_open, rescale_motion, speech_activity
 
 # seconds of features the running speech level of the silence gate and procedural's loudness range look back over
 LEVEL_HISTORY_S = 10.0
@@ -366,6 +366,39 @@ class FeatureHistory:
             self.rows, self.start = self.rows[drop:], keep_from
 
 
+class EnergyTrack:
+    """The loudness-driven mouth opening (:func:`~a2k_toolkit.builtin.motion.loudness_opening`, ``procedural``'s
+    mouth and ``audio2keypoint``'s ``energy_mouth``) frame by frame with a lookahead ``L``: frame ``t``'s from the
+    features up to frame ``t + L``, as in :class:`ProceduralStream` (the loudness range of the last
+    :data:`LEVEL_HISTORY_S` seconds, scaled down over the first :data:`RAMP_FRAMES` frames; the smoothing's edge is
+    the newest feature)."""
+
+    REACH = 4  # frames before a frame that its opening reaches (the lead, 1, and the smoothing's radius, 3)
+    RAMP_FRAMES = 25  # the loudness range of fewer frames than this is unsure: the activity is scaled down by it
+
+    def __init__(self, lookahead: int, fps: float, lead_frames: int = 1):
+        self.lookahead, self.lead = int(lookahead), int(lead_frames)
+        self.history = FeatureHistory()
+        self._level_frames = max(self.lookahead + self.REACH + 1, int(round(LEVEL_HISTORY_S * fps)))
+
+    def add(self, features: np.ndarray) -> None:
+        self.history.add(features)
+
+    def opening(self, t0: int, n: int, frames_in: int, total: int | None) -> np.ndarray:
+        """The opening ``(n,)`` of frames ``[t0, t0 + n)`` with ``frames_in`` feature rows received (``total`` at
+        flush); frames before ``t0`` are not asked again."""
+        end = frames_in if total is None else total
+        out = np.zeros(n)
+        for i, t in enumerate(range(t0, t0 + n)):
+            stop = min(t + self.lookahead + 1, end)
+            start = max(0, min(t - self.REACH, stop - self._level_frames))
+            act = speech_activity(self.history.get(start, stop)) * min(1.0, stop / self.RAMP_FRAMES)
+            out[i] = 0.0 if t == 0 else lead_and_open(act, self.lead)[t - start]
+        nxt = t0 + n
+        self.history.trim(max(0, min(nxt - self.REACH, min(nxt + self.lookahead + 1, frames_in) - self._level_frames)))
+        return out
+
+
 class Audio2KeypointStream(KeypointStream):
     """The ``audio2keypoint`` generator frame by frame: :class:`WindowedOutputs`, then the post-processing of
     ``generate`` on each final frame. ``anchor`` is ``anchor_start`` and ``activity`` is ``voice_activity`` of the
@@ -402,6 +435,8 @@ class Audio2KeypointStream(KeypointStream):
             self.blinks = BlinkTrack(generator.blink_interval, info.fps, rng)
         self.history = FeatureHistory() if p.silence_gate_db is not None else None
         self._level_frames = max(1, int(round(LEVEL_HISTORY_S * info.fps)))
+        self.energy = EnergyTrack(self.lookahead, info.fps) if generator.energy_mouth > 0 else None
+        self._drop = generator.energy_drop(self.ref) if self.energy is not None else 0.0
 
     def _push(self, features: np.ndarray) -> np.ndarray:
         if features.shape[1] != self.dim:
@@ -411,6 +446,8 @@ class Audio2KeypointStream(KeypointStream):
             )
         if self.history is not None:
             self.history.add(features)
+        if self.energy is not None:
+            self.energy.add(features)
         return self._finish(self.net_out.push(features), total=None)
 
     def _flush(self) -> np.ndarray:
@@ -436,6 +473,8 @@ class Audio2KeypointStream(KeypointStream):
             _gate(pts, self.ref, self._gate_weights(t0, n, total))
         if self.head != 1.0 or self.mouth != 1.0:
             rescale_motion(pts, self.ref, self.head, self.mouth)
+        if self.energy is not None:
+            add_jaw_drop(pts, self.ref, self.energy.opening(t0, n, self.frames_in, total) * self._drop)
         if self.blinks is not None:
             apply_blinks(pts, self.blinks.closing(t0, t0 + n, total))
         return pts

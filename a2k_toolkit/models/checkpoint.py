@@ -333,7 +333,12 @@ def _close(a: Any, b: Any) -> bool:
 
 # generator params an ensemble directory may set defaults for (`defaults` in ensemble.json): the inference settings
 # a model was chosen with (docs/results.md), used where the generator's params leave them unset
-DEFAULT_KEYS = {"head_motion": (0.0, 4.0), "mouth_scale": (0.0, 3.0), "blink_interval": (0.0, 60.0)}
+DEFAULT_KEYS = {
+    "head_motion": (0.0, 4.0),
+    "mouth_scale": (0.0, 3.0),
+    "blink_interval": (0.0, 60.0),
+    "energy_mouth": (0.0, 3.0),
+}
 
 
 def check_defaults(defaults: Any, where: str) -> dict[str, float]:
