@@ -2,6 +2,10 @@
 
 * ``static``: the reference keypoints repeated for every frame.
 * ``procedural``: mouth opening driven by speech energy, head nods and sways driven by prosody, and blinks.
+
+``static`` repeats the reference as it is (with a detector's depth column, if it has one, as its stream does);
+``procedural`` moves the reference's ``x, y`` and returns ``(T, 68, 2)``: a depth column is dropped, as
+``audio2keypoint`` drops it.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ class ProceduralGenerator(KeypointGenerator):
 
     def generate(self, features, reference, *, seed=None):
         feats, ref = _check(features, reference)
+        ref = ref[:, :2]  # x, y: a detector's depth column (mediapipe with z) is dropped, as audio2keypoint does
         T, p = len(feats), self.params
         rng = np.random.default_rng(seed)
         size = float(face_scale(ref))
