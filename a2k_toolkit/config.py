@@ -132,6 +132,32 @@ SPEC_TYPES: dict[str, type[ComponentSpec]] = {
 }
 
 
+class PoseConfig(BaseModel):
+    """Head pose taken from a reference (:mod:`a2k_toolkit.pose`): ``{source, loop, format}``; a bare string is
+    shorthand for ``{source: ...}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(
+        min_length=1,
+        description="a video (its faces found by the pipeline's detector) or a keypoint file or folder in any format "
+        "`a2k convert --list` reads; relative paths are read from the current directory",
+    )
+    loop: bool = Field(
+        True,
+        description="a source shorter than the speech plays forwards and backwards (ping-pong) until the speech ends; "
+        "false: it holds its last pose. A longer source is cut to the speech's length either way",
+    )
+    format: str | None = Field(None, description="the keypoint file's format when its extension does not say it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, (str, Path)):
+            return {"source": str(value)}
+        return value
+
+
 class PipelineConfig(BaseModel):
     """What a :class:`~a2k_toolkit.Pipeline` is built from."""
 
@@ -149,6 +175,11 @@ class PipelineConfig(BaseModel):
     detector: DetectorSpec = Field(default_factory=lambda: DetectorSpec(name="dlib"))
     generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec(name="audio2keypoint"))
     renderer: RendererSpec | None = Field(default_factory=lambda: RendererSpec(name="warp"))
+    pose: PoseConfig | None = Field(
+        None,
+        description="head pose from a reference video or keypoint file, re-targeted to the photo's face, replacing the "
+        "generator's own head motion (the lips still follow the speech); null = the generator's head motion",
+    )
     device: str = Field("auto", description="'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:1', 'mps', ...")
     seed: int | None = Field(0, description="seed for stochastic generators; null for a fresh one each call")
 

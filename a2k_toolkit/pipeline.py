@@ -16,10 +16,11 @@ import numpy as np
 from . import formats, io
 from .catalog import Catalog
 from .components import AudioFrontend, KeypointDetector, KeypointGenerator, Renderer, SpeechSynthesizer
-from .config import SLOTS, ComponentSpec, PipelineConfig, load_config, validate_components, with_frontend
+from .config import SLOTS, ComponentSpec, PipelineConfig, PoseConfig, load_config, validate_components, with_frontend
 from .device import resolve_device
 from .errors import InputError
 from .keypoints import Keypoints
+from .pose import PoseSource
 from .rendering import RGBImage
 
 
@@ -74,7 +75,9 @@ class Result:
 
 
 class Pipeline:
-    """Composes an audio front-end, a keypoint detector, a generator and an optional renderer."""
+    """Composes an audio front-end, a keypoint detector, a generator and an optional renderer; ``pose`` (a
+    :class:`~a2k_toolkit.pose.PoseSource`, or its config) takes the head pose from a reference video or keypoint file
+    instead of the generator's (:meth:`transfer_pose`)."""
 
     def __init__(
         self,
@@ -84,11 +87,13 @@ class Pipeline:
         renderer: Renderer | None = None,
         speech: SpeechSynthesizer | None = None,
         *,
+        pose: PoseSource | PoseConfig | dict | str | None = None,
         device: str = "auto",
         seed: int | None = 0,
     ):
         self.audio, self.detector, self.generator = audio, detector, generator
         self.renderer, self.speech = renderer, speech
+        self.pose = pose if pose is None or isinstance(pose, PoseSource) else PoseSource(pose)
         self.seed = seed
         self._device_spec = device
         self.generator.check_frontend(self.audio)
@@ -115,10 +120,11 @@ class Pipeline:
         catalog = plugins if isinstance(plugins, Catalog) else Catalog(plugins)
         cfg = with_frontend(cfg, catalog)
         params = validate_components(cfg, catalog)
+        pose = None if cfg.pose is None else PoseSource(cfg.pose)  # a missing or unreadable source fails here
         # the generator first: it reads its checkpoint, which the other slots never wait for
         order = sorted(params, key=lambda slot: slot != "generator")
         built = {slot: catalog.build(SLOTS[slot], getattr(cfg, slot).name, params[slot]) for slot in order}
-        return cls(**built, device=cfg.device, seed=cfg.seed)
+        return cls(**built, pose=pose, device=cfg.device, seed=cfg.seed)
 
     @property
     def config(self) -> PipelineConfig:
@@ -133,6 +139,7 @@ class Pipeline:
             generator=spec(self.generator),
             renderer=spec(self.renderer),
             speech=spec(self.speech) or PipelineConfig().speech,
+            pose=None if self.pose is None else self.pose.config,
             device=self._device_spec,
             seed=self.seed,
         )
@@ -172,9 +179,19 @@ class Pipeline:
         return self.detector.detect(self.load_image(image))
 
     def generate(self, features: np.ndarray, reference: Keypoints) -> Keypoints:
+        """The generator's keypoints at the front-end's frame rate; with a pose source, in its head pose
+        (:meth:`transfer_pose`)."""
         kp = self.generator.generate(features, reference, seed=self.seed)
         kp.fps = self.audio.fps
-        return kp
+        return self.transfer_pose(kp, reference)
+
+    def transfer_pose(self, keypoints: Keypoints, reference: Keypoints) -> Keypoints:
+        """The pose stage: ``keypoints`` with their head pose replaced by the pose source's, re-targeted to the
+        ``reference`` face (:func:`a2k_toolkit.pose.transfer_pose`; a video source's faces found by this pipeline's
+        detector); unchanged without a pose source. Works on any generator's output."""
+        if self.pose is None:
+            return keypoints
+        return self.pose.apply(keypoints, reference, self.detector)
 
     def render(self, keypoints: Keypoints, image: Any) -> Iterator[np.ndarray]:
         if self.renderer is None:
@@ -189,6 +206,11 @@ class Pipeline:
 
         if reference is None and image is None:
             raise InputError("give the speaker's face: `image` (a file or an array) or `reference` keypoints")
+        if self.pose is not None:
+            raise InputError(
+                "a pose source (`pose` in the config) is not applied to live streams yet; remove `pose` from the "
+                "config to stream, or generate offline (`a2k generate --pose-from ...`)"
+            )
         ref = reference if reference is not None else self.detect(image)
         return StreamSession(self.audio, self.generator, ref, seed=self.seed, **session)
 

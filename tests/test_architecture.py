@@ -48,7 +48,7 @@ PACKAGE = "a2k_toolkit"
 LAYERS: Layers = [
     ("foundation", ("version", "errors", "limits", "device", "cpu_runtime", "hashing", "workpool", "keypoints")),
     ("io", ("files", "ffmpeg", "audio", "images", "video", "keypoint_files", "formats/", "io")),
-    ("plugin core", ("hookspecs", "components", "streaming/", "plugins", "catalog", "config", "rendering")),
+    ("plugin core", ("hookspecs", "components", "streaming/", "plugins", "catalog", "config", "pose", "rendering")),
     ("models", ("models/",)),
     ("builtin", ("builtin/",)),
     ("pipeline", ("pipeline", "testing/", ROOT_MODULE)),

@@ -29,10 +29,46 @@ def add_parser(sub) -> None:
     p.add_argument("--keypoints-format", metavar="FMT", help="format of --keypoints-out (default: from its extension)")
     p.add_argument("--video-out", help="MP4 to write (needs a renderer in the config)")
     p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, mps)")
+    p.add_argument(
+        "--pose-from",
+        metavar="PATH",
+        help="head motion from this video (faces found by the config's detector) or keypoint file or folder (any "
+        "format `a2k convert --list` reads), re-targeted to the photo's face; the lips still follow the speech. "
+        "Overrides the config's `pose.source` (docs/controls.md)",
+    )
+    p.add_argument(
+        "--pose-loop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a pose source shorter than the speech plays forwards and backwards until the speech ends "
+        "(--no-pose-loop: holds its last pose); default: the config's `pose.loop`, else loop",
+    )
     p.set_defaults(func=run)
 
 
+def _pose(args, config) -> dict | None:
+    """The config's ``pose`` with --pose-from / --pose-loop applied (None: leave the config's as it is)."""
+    from pathlib import Path
+
+    if args.pose_from is None and args.pose_loop is None:
+        return None
+    pose = config.pose
+    if args.pose_from is None:
+        if pose is None:
+            flag = "--pose-loop" if args.pose_loop else "--no-pose-loop"
+            raise InputError(f"{flag} needs a pose source: give --pose-from PATH (or `pose` in the config)")
+        return {**pose.model_dump(), "loop": args.pose_loop}
+    if not Path(args.pose_from).expanduser().exists():
+        raise InputError(
+            f"--pose-from {args.pose_from}: not found; give a video of a face or a keypoint file or folder "
+            f"(relative paths are read from {Path.cwd()})"
+        )
+    loop = args.pose_loop if args.pose_loop is not None else (pose.loop if pose is not None else True)
+    return {"source": args.pose_from, "loop": loop}
+
+
 def run(args) -> int:
+    from ..config import load_config
     from ..formats import check_output
     from ..io import VIDEO_EXTENSIONS, check_output_path
     from ..pipeline import Pipeline
@@ -44,8 +80,12 @@ def run(args) -> int:
         check_output(args.keypoints_out, args.keypoints_format, what="--keypoints-out")
     if args.video_out:
         check_output_path(args.video_out, VIDEO_EXTENSIONS, what="--video-out")
+    config = load_config(args.config)
     overrides = {"device": args.device} if args.device else {}
-    pipe = Pipeline.from_config(args.config, **overrides)
+    pose = _pose(args, config)
+    if pose is not None:
+        overrides["pose"] = pose
+    pipe = Pipeline.from_config(config, **overrides)
     if args.video_out and pipe.renderer is None:
         raise InputError("--video-out needs a renderer; set `renderer` in the config (for example `renderer: sketch`)")
     result = pipe(image=args.image, audio=args.audio, text=args.text, lang=args.lang)

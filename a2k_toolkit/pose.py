@@ -1,0 +1,241 @@
+"""Head pose from a reference: the pipeline's pose stage (``pose`` in the config, ``a2k generate --pose-from``).
+
+A generator makes the mouth follow the speech and moves the head as it likes; with a pose source the head moves as
+the source's does instead, whatever the generator. The source is a video (its faces found by the pipeline's
+detector, decoded at the keypoints' frame rate) or a keypoint file or folder in any format :mod:`a2k_toolkit.formats`
+reads. For each generated frame ``t`` and its source frame ``s`` (:func:`source_frames`):
+
+1. **The generated head pose is removed.** The frame's pose is the similarity ``z -> a z + b`` (complex numbers:
+   rotation, uniform scale, translation) that maps the reference's rigid points (brows, eyes, nose: they move with
+   the head, not with speech) onto the frame's. The frame is taken back to the reference's pose, ``(z - b) / a``,
+   which keeps its expression (mouth, jaw, blinks, brows), and the nose and upper jaw ends, whose departure from the
+   similarity is mostly the head turning out of the image plane, get the reference's positions.
+2. **The source's pose is measured relative to its own first frame**: the similarity ``z -> A_s z + B_s`` from the
+   source's first face's rigid points onto frame ``s``'s, and the departure ``d_s`` of frame ``s``'s nose and upper
+   jaw ends from it (in the first face's frame).
+3. **It is re-targeted to the photo's face.** With ``alpha`` the similarity's factor that maps the source's first
+   face's rigid points onto the reference's (``|alpha|`` the ratio of the two faces' sizes, ``angle(alpha)`` their
+   relative tilt) and ``c`` the reference's rigid centroid, the frame becomes ``A_s (w - c) + c + |alpha| t_s``
+   applied to the expression ``w`` of step 1 (its nose and upper jaw ends moved by ``alpha d_s``): the source's
+   relative rotation and scale as they are, about the photo's face; the source's rigid centroid's translation
+   ``t_s`` in image axes, scaled by the ratio of the face sizes; the out-of-plane departure in the photo face's own
+   frame.
+
+A still source (the same face in every frame) therefore gives the reference's head in every frame, nose tip exactly
+still; the source's first frame gives the reference itself. Only ``x, y`` are posed: a third coordinate (a
+detector's depth) is carried through unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import formats, io
+from .config import PoseConfig
+from .errors import A2KError, ConfigError, InputError
+from .keypoints import NUM_POINTS, Keypoints
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .components import KeypointDetector
+
+#: brows, nose and eyes: the points whose similarity to the reference's is the head pose
+RIGID = np.arange(17, 48)
+#: the nose and the jaw's upper ends: their departure from the similarity pose is mostly a turn out of the image plane
+HEAD_POINTS = np.r_[0:3, 14:17, 27:36]
+#: sources read as videos (their faces detected); every other path is read as a keypoint file or folder
+VIDEO_SOURCE_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg")
+#: frames given to the detector at once when reading a video source
+DETECT_BATCH = 32
+
+
+def _complex(points: np.ndarray) -> np.ndarray:
+    pts = np.asarray(points, np.float64)
+    return pts[..., 0] + 1j * pts[..., 1]
+
+
+def fit_similarity(base: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares similarities ``z -> a z + b`` mapping the points ``base (N, 2)`` onto each frame of
+    ``frames (T, N, 2)``: ``a, b`` complex ``(T,)`` (``|a|`` the scale, ``angle(a)`` the rotation)."""
+    zs, zd = _complex(base), _complex(frames)
+    cs = zs - zs.mean()
+    denom = float((np.abs(cs) ** 2).sum())
+    md = zd.mean(-1)
+    if denom <= 1e-9:  # all base points in one place: translation only
+        a = np.ones(len(zd), complex)
+    else:
+        a = (zd - md[:, None]) @ np.conj(cs) / denom
+    return a, md - a * zs.mean()
+
+
+def head_pose(points: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The head pose of each frame of ``points (T, 68, 2)`` relative to the face ``base (68, 2)``: the similarity
+    ``(a, b)`` of the rigid points (complex ``(T,)`` each) and the departure of the :data:`HEAD_POINTS` from it in
+    ``base``'s frame (complex ``(T, len(HEAD_POINTS))``)."""
+    a, b = fit_similarity(np.asarray(base)[RIGID], np.asarray(points)[:, RIGID])
+    local = (_complex(np.asarray(points)[:, HEAD_POINTS]) - b[:, None]) / a[:, None]
+    return a, b, local - _complex(np.asarray(base)[HEAD_POINTS])[None]
+
+
+def still_head(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each frame of ``points (T, 68, 2)`` in the pose of ``reference (68, 2)``: complex ``(T, 68)``, the expression
+    kept, the :data:`HEAD_POINTS` at the reference's."""
+    a, b = fit_similarity(np.asarray(reference)[RIGID], np.asarray(points)[:, RIGID])
+    local = (_complex(points) - b[:, None]) / a[:, None]
+    local[:, HEAD_POINTS] = _complex(np.asarray(reference)[HEAD_POINTS])[None]
+    return local
+
+
+def source_frames(num_frames: int, length: int, loop: bool = True) -> np.ndarray:
+    """The source frame each of ``num_frames`` output frames takes, ``(num_frames,)`` ints, for a source of
+    ``length`` frames: the first ``num_frames`` when it is long enough (cut); else with ``loop`` it plays forwards
+    and backwards (ping-pong: 0, 1, ..., L-1, L-2, ..., 1, 0, 1, ...; no jump at the turns), without it the last
+    frame is held."""
+    if length < 1:
+        raise InputError("a pose source needs at least one frame")
+    t = np.arange(num_frames)
+    if num_frames <= length:
+        return t
+    if not loop or length == 1:
+        return np.minimum(t, length - 1)
+    period = 2 * (length - 1)
+    p = t % period
+    return np.where(p < length, p, period - p)
+
+
+def transfer_pose(points: np.ndarray, reference: np.ndarray, source: np.ndarray, *, loop: bool = True) -> np.ndarray:
+    """``points (T, 68, 2+)`` with their head pose replaced by the source's (``source (S, 68, 2+)``, its first frame
+    the neutral pose) re-targeted to ``reference (68, 2+)``, the photo's face (module docstring). Frames beyond the
+    source's length follow :func:`source_frames`. Returns float32 ``(T, 68, C)`` with the columns of ``points``
+    (a third one unchanged)."""
+    pts = np.asarray(points, np.float64)
+    ref = np.asarray(reference, np.float64)[:, :2]
+    src = np.asarray(source, np.float64)[..., :2]
+    if pts.ndim != 3 or pts.shape[1:2] != (NUM_POINTS,) or pts.shape[2] < 2:
+        raise InputError(f"keypoints to pose must have shape (T, 68, 2), got {pts.shape}")
+    if src.ndim != 3 or src.shape[1] != NUM_POINTS or len(src) == 0:
+        raise InputError(f"a pose source must have shape (S, 68, 2) with S >= 1, got {np.shape(source)}")
+    if ref.shape != (NUM_POINTS, 2):
+        raise InputError(f"the reference face must have shape (68, 2), got {np.shape(reference)}")
+    A, B, turn = head_pose(src, src[0])
+    alpha = fit_similarity(src[0][RIGID], ref[RIGID][None])[0][0]
+    idx = source_frames(len(pts), len(src), loop)
+    shift = A * _complex(src[0][RIGID]).mean() + B - _complex(src[0][RIGID]).mean()  # the rigid centroid's motion
+    A, shift, turn = A[idx], shift[idx], turn[idx]
+    local = still_head(pts[..., :2], ref)
+    local[:, HEAD_POINTS] += alpha * turn
+    c = _complex(ref[RIGID]).mean()
+    z = A[:, None] * (local - c) + c + (abs(alpha) * shift)[:, None]
+    out = pts.copy()
+    out[..., 0], out[..., 1] = z.real, z.imag
+    return out.astype(np.float32)
+
+
+def resample_frames(points: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
+    """``points (S, 68, C)`` at ``fps`` -> the same motion at ``target_fps`` (linear in time, over the source's
+    duration: frame ``k`` is at ``k / target_fps`` seconds)."""
+    pts = np.asarray(points, np.float64)
+    if abs(fps - target_fps) < 1e-9 or len(pts) < 2:
+        return pts
+    pos = np.arange(0.0, len(pts) - 1 + 1e-9, fps / target_fps)  # source frame positions of the new frames
+    lo = np.minimum(pos.astype(int), len(pts) - 2)
+    w = (pos - lo)[:, None, None]
+    return (1 - w) * pts[lo] + w * pts[lo + 1]
+
+
+class PoseSource:
+    """A pose reference (:class:`~a2k_toolkit.config.PoseConfig`): the file is checked (and a keypoint file read)
+    when this is made, a video's faces are found on first use (only as many frames as the speech needs), once."""
+
+    def __init__(self, config: PoseConfig | dict | str | os.PathLike):
+        self.config = config if isinstance(config, PoseConfig) else PoseConfig.model_validate(config)
+        self.path = Path(self.config.source).expanduser()
+        self.loop = self.config.loop
+        if not self.path.exists():
+            raise ConfigError(
+                f"invalid config: pose.source: {self.config.source} not found; check the spelling, or give the path "
+                f"from the current directory ({Path.cwd()}), which is where relative paths are read from"
+            )
+        self.is_video = self.path.is_file() and self.path.suffix.lower() in VIDEO_SOURCE_EXTENSIONS
+        self._points: np.ndarray | None = None  # (S, 68, 2) float64 at self._fps
+        self._fps: float | None = None
+        self._complete = False  # a video's frames were all read
+        if self.is_video:
+            if self.config.format is not None:
+                raise ConfigError(
+                    f"invalid config: pose.format: {self.path} is a video (its faces are detected); `format` is for "
+                    "keypoint files only, leave it out"
+                )
+            try:
+                info = io.probe_video(self.path, count_frames=False)
+            except A2KError as exc:
+                raise self._error(exc) from None
+            if info["video_codec"] is None:
+                raise self._error("it has no video stream")
+        else:
+            self._read_file()
+
+    def _error(self, problem) -> InputError:
+        return InputError(
+            f"cannot use {self.path} as a pose source: {problem}; give a video of one face ("
+            f"{', '.join(VIDEO_SOURCE_EXTENSIONS[:3])}, ...) or a keypoint file or folder in a format `a2k convert "
+            "--list` reads (.npy, .npz, .json, .csv, .pts, an OpenPose folder)"
+        )
+
+    def _read_file(self) -> None:
+        try:
+            kp = formats.read(self.path, self.config.format, missing="hold")
+        except A2KError as exc:
+            raise self._error(exc) from None
+        self._points, self._fps, self._complete = kp.points[..., :2].astype(np.float64), kp.fps, True
+
+    def _read_video(self, frames: int, fps: float, detector: KeypointDetector) -> None:
+        faces: list[np.ndarray | None] = []
+        batch: list[np.ndarray] = []
+        complete = True
+        for frame in io.read_video_frames(self.path, fps=fps):
+            if len(faces) + len(batch) >= frames:
+                complete = False
+                break
+            batch.append(frame)
+            if len(batch) == DETECT_BATCH:
+                faces += detector.detect_batch(batch)
+                batch = []
+        if batch:
+            faces += detector.detect_batch(batch)
+        found = [i for i, f in enumerate(faces) if f is not None]
+        if not found:
+            raise self._error(
+                f"the detector {detector.name!r} found no face in any of its {len(faces)} frames read"
+                if faces
+                else "no frame could be decoded"
+            )
+        out = np.empty((len(faces), NUM_POINTS, 2))
+        last = np.asarray(faces[found[0]], np.float64)[:, :2]
+        for i, f in enumerate(faces):  # frames without a face hold the previous face (the first one before it)
+            if f is not None:
+                last = np.asarray(f, np.float64)[:, :2]
+            out[i] = last
+        self._points, self._fps, self._complete = out, fps, complete
+
+    def points(self, num_frames: int, fps: float, detector: KeypointDetector | None = None) -> np.ndarray:
+        """The source's keypoints ``(S, 68, 2)`` at ``fps``, at most ``num_frames`` of them when that many are
+        needed (more are never read from a video)."""
+        if self.is_video:
+            enough = self._points is not None and (self._complete or len(self._points) >= num_frames)
+            if not enough or self._fps != fps:
+                if detector is None:
+                    raise InputError(f"pose source {self.path} is a video: its faces need a keypoint detector")
+                self._read_video(num_frames, fps, detector)
+            return self._points[:num_frames]
+        return resample_frames(self._points, self._fps, fps)[:num_frames]
+
+    def apply(self, keypoints: Keypoints, reference: Keypoints, detector: KeypointDetector | None = None) -> Keypoints:
+        """``keypoints`` (a generator's, frame 0 = ``reference``) in the source's head pose (:func:`transfer_pose`)."""
+        src = self.points(len(keypoints), keypoints.fps, detector)
+        posed = transfer_pose(keypoints.points, reference.points[0], src, loop=self.loop)
+        meta = {**keypoints.meta, "pose_source": str(self.config.source), "pose_loop": self.loop}
+        return Keypoints(posed, fps=keypoints.fps, image_size=keypoints.image_size, layout=keypoints.layout, meta=meta)
