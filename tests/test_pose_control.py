@@ -291,3 +291,16 @@ def test_cli_pose_from_and_no_pose_loop(ralph, tmp_path):
     refused("--no-pose-loop", needles=["--no-pose-loop needs a pose source", "--pose-from PATH"])
     (tmp_path / "bad.json").write_text(json.dumps({"hello": 1}))
     refused("--pose-from", tmp_path / "bad.json", needles=["bad.json as a pose source", "a2k convert --list"])
+
+
+def test_the_docs_describe_the_control():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    doc = (repo / "docs" / "controls.md").read_text("utf-8")
+    for key in PoseConfig.model_fields:
+        assert f"  {key}: " in doc, key  # every key in the example config
+    assert "--pose-from" in doc and "--no-pose-loop" in doc
+    figure = repo / "docs" / "images" / "pose-transfer.png"
+    assert "(images/pose-transfer.png)" in doc and figure.is_file() and figure.stat().st_size < 150_000
+    assert "docs/controls.md" in (repo / "README.md").read_text("utf-8")
