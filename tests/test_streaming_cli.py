@@ -59,7 +59,8 @@ def test_stream_at_44k_with_a_video(tmp_path, config, short_44k, capsys):
         ([], "nothing to write"),
         (["--keypoints-out", "KP", "--lookahead-ms", "soon"], "lookahead must be"),
         (["--keypoints-out", "KP", "--chunk-ms", "0"], "--chunk-ms must be positive"),
-        (["--keypoints-out", "KP.txt"], "--keypoints-out"),
+        (["--keypoints-out", "KP.txt"], "unsupported extension '.txt'"),
+        (["--keypoints-out", "KP", "--keypoints-format", "nope"], "nope"),
     ],
 )
 def test_stream_errors_are_one_line(tmp_path, config, extra, message, capsys):
@@ -67,6 +68,42 @@ def test_stream_errors_are_one_line(tmp_path, config, extra, message, capsys):
     code = main(["stream", "--image", str(FACE), "--audio", str(SPEECH), "--config", str(config), *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_stream_writes_the_formats_generate_writes(tmp_path, config, short_44k, capsys):
+    """--keypoints-out and --keypoints-format as in `a2k generate`: any format of the registry, checked first."""
+    from a2k_toolkit import formats
+
+    args = ["stream", "--image", str(FACE), "--audio", str(short_44k), "--config", str(config)]
+    assert main([*args, "--keypoints-out", str(tmp_path / "kp.npy")]) == 0
+    assert main([*args, "--keypoints-out", str(tmp_path / "kp.csv")]) == 0
+    assert main([*args, "--keypoints-out", str(tmp_path / "pts"), "--keypoints-format", "pts"]) == 0
+    want = np.load(tmp_path / "kp.npy")
+    assert want.shape == (50, 68, 2)
+    np.testing.assert_allclose(formats.read(tmp_path / "kp.csv").points, want, atol=1e-3)
+    np.testing.assert_allclose(formats.read(tmp_path / "pts", "pts").points, want, atol=1e-3)
+    assert "-> " + str(tmp_path / "pts") in capsys.readouterr().out
+
+
+def test_stream_through_a_server_refuses_a_format_its_path_does_not_name(tmp_path, config, capsys):
+    out = ["--keypoints-out", str(tmp_path / "kp.json"), "--url", "ws://127.0.0.1:9/stream"]
+    code = main(
+        [
+            "stream",
+            "--image",
+            str(FACE),
+            "--audio",
+            str(SPEECH),
+            "--config",
+            str(config),
+            *out,
+            "--keypoints-format",
+            "openpose",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "cannot be combined with --url" in err[0], err
+    assert not (tmp_path / "kp.json").exists()
 
 
 def test_stream_without_a_face_is_one_line(tmp_path, config, capsys):

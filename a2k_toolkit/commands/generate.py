@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
+from ._outputs import add_output_arguments, check_outputs
 
 
 def add_parser(sub) -> None:
@@ -21,13 +22,7 @@ def add_parser(sub) -> None:
     src.add_argument("--text", help="speech as text, spoken by the config's speech synthesizer")
     p.add_argument("--lang", default=None, help="language / voice for --text (e.g. en, de, hi)")
     p.add_argument("--config", help="pipeline config file (YAML, JSON or TOML)")
-    p.add_argument(
-        "--keypoints-out",
-        help="keypoints to write: .npy, .npz, .json, .csv (OpenFace), .pts, .mp4 (pose video), or a folder 'dir/' "
-        "(OpenPose JSON per frame); see `a2k convert --list`",
-    )
-    p.add_argument("--keypoints-format", metavar="FMT", help="format of --keypoints-out (default: from its extension)")
-    p.add_argument("--video-out", help="MP4 to write (needs a renderer in the config)")
+    add_output_arguments(p)
     p.add_argument("--device", default=None, help="override the config's device (auto, cpu, cuda, mps)")
     p.add_argument(
         "--pose-from",
@@ -69,17 +64,9 @@ def _pose(args, config) -> dict | None:
 
 def run(args) -> int:
     from ..config import load_config
-    from ..formats import check_output
-    from ..io import VIDEO_EXTENSIONS, check_output_path
     from ..pipeline import Pipeline
 
-    if not args.keypoints_out and not args.video_out:
-        raise InputError("nothing to write: give --keypoints-out KP.npy and/or --video-out OUT.mp4")
-    # every output is checked before any work starts: a run never fails at the end for an unwritable path
-    if args.keypoints_out:
-        check_output(args.keypoints_out, args.keypoints_format, what="--keypoints-out")
-    if args.video_out:
-        check_output_path(args.video_out, VIDEO_EXTENSIONS, what="--video-out")
+    check_outputs(args)  # every output is checked before any work starts
     config = load_config(args.config)
     overrides = {"device": args.device} if args.device else {}
     pose = _pose(args, config)

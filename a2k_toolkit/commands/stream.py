@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import A2KError, InputError
+from ._outputs import add_output_arguments, check_outputs
 
 
 def add_parser(sub) -> None:
@@ -24,8 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--image", required=True, help="face image (PNG, JPEG, ...)")
     p.add_argument("--audio", required=True, help="speech: audio file, or a video with an audio track")
     p.add_argument("--config", help="pipeline config file (YAML, JSON or TOML)")
-    p.add_argument("--keypoints-out", help="keypoint file to write (.npy, .npz or .json)")
-    p.add_argument("--video-out", help="MP4 to write (needs a renderer in the config)")
+    add_output_arguments(p)
     p.add_argument(
         "--lookahead-ms",
         default=None,
@@ -41,23 +41,38 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _check_url_format(args) -> None:
+    """With --url the keypoints are written in the format their path names (``a2k serve``'s client takes no format):
+    refuse a --keypoints-format that names another one."""
+    from ..formats import output_format
+
+    if not (args.keypoints_out and args.keypoints_format):
+        return
+    try:
+        implied = output_format(args.keypoints_out).name
+    except A2KError:
+        implied = None
+    wanted = output_format(args.keypoints_out, args.keypoints_format).name
+    if implied != wanted:
+        raise InputError(
+            f"--keypoints-format {wanted} cannot be combined with --url yet (its keypoints are written in the "
+            f"format the path names{f', {implied}' if implied else ''}); write them with the format's own extension "
+            "or without --url, or convert them afterwards with `a2k convert`"
+        )
+
+
 def run(args) -> int:
     from ..audio import load_audio, probe_audio
-    from ..io import KEYPOINT_EXTENSIONS, VIDEO_EXTENSIONS, check_output_path, load_image
+    from ..io import load_image
     from ..pipeline import Pipeline, Result
 
-    if not args.keypoints_out and not args.video_out:
-        raise InputError("nothing to write: give --keypoints-out KP.npy and/or --video-out OUT.mp4")
-    # every output is checked before any work starts, as `a2k generate` does
-    if args.keypoints_out:
-        check_output_path(args.keypoints_out, KEYPOINT_EXTENSIONS, what="--keypoints-out")
-    if args.video_out:
-        check_output_path(args.video_out, VIDEO_EXTENSIONS, what="--video-out")
+    check_outputs(args)  # every output is checked before any work starts, as `a2k generate` does
     if not args.chunk_ms > 0:
         raise InputError(f"--chunk-ms must be positive, got {args.chunk_ms:g}")
     if args.url:  # the same inputs and outputs, through a server (docs/serve.md)
         from ..serve.client import run_url
 
+        _check_url_format(args)
         return run_url(args)
     overrides = {"device": args.device} if args.device else {}
     pipe = Pipeline.from_config(args.config, **overrides)
@@ -87,7 +102,7 @@ def run(args) -> int:
         frames += session.flush()
     keypoints = session.keypoints(frames)
     result = Result(keypoints, image, pipe.load_audio(args.audio), pipe.audio.sample_rate, pipe.renderer)
-    result.save(keypoints=args.keypoints_out, video=args.video_out)
+    result.save(keypoints=args.keypoints_out, video=args.video_out, format=args.keypoints_format)
     n = len(keypoints)
     written = [x for x in (args.keypoints_out, args.video_out) if x]
     if session.lookahead is None:
