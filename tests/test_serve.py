@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -35,6 +36,8 @@ from a2k_toolkit.serve.client import ServerError, stream_audio, to_pcm16  # noqa
 SAMPLES = Path(__file__).resolve().parents[1] / "a2k_toolkit" / "samples"
 IMAGE, SPEECH = SAMPLES / "astronaut.jpg", SAMPLES / "speech.wav"
 RATE = 16000
+# a photo of a grey wall: decodes, has no face
+FLAT_PNG = base64.b64encode(cv2.imencode(".png", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()).decode()
 
 
 def free_port() -> int:
@@ -44,13 +47,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(pipe, **settings):
+def running(pipe, *, sndbuf: int | None = None, **settings):
+    """A real server on 127.0.0.1 (uvicorn in a thread) with ``settings``; ``sndbuf``: the send buffer of its
+    connections in bytes (set on the listening socket, which they inherit), to make a client's backpressure felt
+    sooner than the kernel's autotuned megabytes allow."""
     st = ServeSettings(**settings)
-    port = free_port()
+    sock = socket.socket()
+    if sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
     server = make_server(create_app(pipe, st), st, "127.0.0.1", port, log_level="warning")
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # the first server's warm-up loads the models
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
@@ -59,6 +69,7 @@ def running(pipe, **settings):
     finally:
         server.should_exit = True
         thread.join(10)
+        sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +189,7 @@ def test_healthz(server):
         ([json.dumps({"type": "start", "image": base64.b64encode(b"junk").decode()})], P.INVALID, "not a readable"),
         ([json.dumps({"type": "start", "image": "x", "colour": 1})], P.INVALID, "unknown field(s)"),
         ([json.dumps({"type": "start", "reference": [[0, 0]] * 3})], P.INVALID, "68 [x, y] pairs"),
+        ([json.dumps({"type": "start", "image": FLAT_PNG})], P.INVALID, "no face found in the image (160x120 px)"),
     ],
 )
 def test_bad_start_messages(server, messages, code, words):
@@ -260,3 +272,106 @@ def test_audio_faster_than_allowed_is_throttled(pipe, reference, speech):
         assert time.perf_counter() - t0 >= 1.5  # 1 s of audio at 0.5 x real time after a 0.2 s burst: 1.6 s
         assert len(got["frames"]) == 25
         assert metric(get(f"http://{addr}/metrics")[1], "a2k_throttled_seconds_total") > 0
+
+
+def wait_idle(addr: str) -> None:
+    """Until the server counts no open session (its handler has returned)."""
+    deadline = time.monotonic() + 10
+    while json.loads(get(f"http://{addr}/healthz")[1])["sessions_active"]:
+        assert time.monotonic() < deadline, "a session is still open"
+        time.sleep(0.05)
+
+
+def test_a_session_past_max_session_s_gets_an_error_and_a_clean_close(pipe, reference, speech):
+    with running(pipe, max_session_s=1.5) as addr:
+        url = f"ws://{addr}/stream"
+        # talking in real time for longer than a session may last
+        got, frames, t0 = [], 0, time.monotonic()
+        with connect(url, max_size=None) as ws:
+            ws.send(start_msg(reference, format="binary"))
+            assert json.loads(ws.recv(timeout=20))["type"] == "ready"
+            pcm = to_pcm16(speech[: 4 * RATE])
+
+            def talk():
+                with contextlib.suppress(ConnectionClosed, OSError):
+                    for i in range(0, len(pcm), 640):
+                        ws.send(pcm[i : i + 640])
+                        time.sleep(0.02)
+
+            talker = threading.Thread(target=talk, daemon=True)
+            talker.start()
+            try:
+                while True:
+                    msg = ws.recv(timeout=20)
+                    if isinstance(msg, bytes):
+                        frames += 1
+                    else:
+                        got.append(json.loads(msg))
+            except ConnectionClosed as exc:
+                closed = exc.rcvd.code if exc.rcvd else None
+            talker.join(5)
+        elapsed = time.monotonic() - t0
+        assert got and got[-1]["type"] == "error", got
+        assert "the session reached --max-session-s (1.5 s)" in got[-1]["message"] and closed == P.POLICY
+        assert [m["type"] for m in got] == ["error"] and 1.4 <= elapsed < 8 and frames >= 10, (elapsed, frames)
+        # and silent after the start message: the session time ends it, not the (longer) idle timeout
+        t0 = time.monotonic()
+        got, closed = exchange(url, [start_msg(reference)])
+        assert [m["type"] for m in got] == ["ready", "error"] and closed == P.POLICY
+        assert "--max-session-s" in got[-1]["message"] and time.monotonic() - t0 < 8
+        wait_idle(addr)
+        assert metric(get(f"http://{addr}/metrics")[1], "a2k_errors_total") == 2
+
+
+def test_a_client_that_does_not_read_is_dropped_and_others_are_served(pipe, reference, speech):
+    """A client that sends audio but never reads its frames: once its frames back up past --max-queued-frames the
+    server sends an error and closes, while another client's session goes on. Small socket buffers on both ends
+    (the kernel would otherwise buffer megabytes) make the backlog appear after a few seconds of audio."""
+    with running(pipe, max_speed=0, max_queued_frames=10, sndbuf=8192) as addr:
+        url = f"ws://{addr}/stream"
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", int(addr.rsplit(":", 1)[1])))
+        # max_queue=1: the client library stops reading the socket once one message waits in its queue
+        stuck = connect(url, sock=sock, max_queue=1, max_size=None, ping_interval=None)
+        stuck.send(start_msg(reference, format="json"))
+        pcm = to_pcm16(np.tile(speech, 3))
+
+        def flood():
+            with contextlib.suppress(ConnectionClosed, OSError):
+                for i in range(0, len(pcm), 6400):
+                    stuck.send(pcm[i : i + 6400])
+
+        other: dict = {}
+
+        def serve_other():  # meanwhile, a client that reads: all its frames at the end (lookahead "full")
+            try:
+                other.update(stream_audio(url, speech[:RATE], RATE, reference=reference.points[0], lookahead_ms="full"))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                other["error"] = exc
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (flood, serve_other)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while metric(get(f"http://{addr}/metrics")[1], "a2k_errors_total") < 1:
+            assert time.monotonic() < deadline, "the server never gave up on the client that does not read"
+            time.sleep(0.05)
+        # now read: the frames that were waiting in the buffers, the error, the close
+        got = []
+        try:
+            while True:
+                got.append(json.loads(stuck.recv(timeout=10)))
+        except ConnectionClosed as exc:
+            closed = exc.rcvd.code if exc.rcvd else None
+        stuck.close()
+        threads[1].join(30)
+        assert got[0]["type"] == "ready" and got[-1]["type"] == "error", [m["type"] for m in got[-3:]]
+        assert "the client is not reading its keypoint frames" in got[-1]["message"]
+        assert "--max-queued-frames 10" in got[-1]["message"] and closed == P.POLICY
+        frames = [m["index"] for m in got[1:-1]]
+        assert frames == list(range(len(frames))) and len(frames) < len(pcm) / 2 / RATE * 25
+        assert "error" not in other, other.get("error")
+        assert len(other["frames"]) == 25 and other["done"]["frames"] == 25
+        wait_idle(addr)
+        assert metric(get(f"http://{addr}/metrics")[1], "a2k_errors_total") == 1

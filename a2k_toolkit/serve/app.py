@@ -6,8 +6,10 @@ stays free."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import itertools
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ from ..keypoints import Keypoints
 from . import protocol as P
 from .metrics import CONTENT_TYPE, Metrics
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class ServeSettings:
@@ -37,6 +41,7 @@ class ServeSettings:
     max_queued_frames: int = 250  # frames waiting for a client that does not read them (10 s at 25 fps)
     token: str | None = None
     allow_origins: tuple[str, ...] = field(default_factory=tuple)
+    warm_up: bool = True  # load the pipeline's lazy parts before serving (see warm_up)
 
     def ws_max_size(self) -> int:
         """The protocol-level cap given to uvicorn: above ours, so that a message a little over the limit gets the
@@ -57,6 +62,24 @@ def _decode_image(data: bytes) -> np.ndarray:
     if img is None:
         raise P.ProtocolError('"image" is not a readable JPEG or PNG file')
     return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def warm_up(pipeline: Any) -> float:
+    """Load what a pipeline loads on first use (the detector's model, the generator's weights) before the first
+    client comes, so that its session starts in a fraction of a second instead of several seconds (a browser's
+    microphone is already running then): a face found on the bundled sample photo, then a second of silence
+    streamed through a session. Returns the seconds it took; a failure is logged, never fatal (the first session
+    then pays the loading, or reports the error itself)."""
+    t0 = time.perf_counter()
+    try:
+        img = _decode_image(resources.files("a2k_toolkit").joinpath("samples/astronaut.jpg").read_bytes())
+        reference = pipeline.detect(img)
+        with pipeline.stream(reference=reference, sample_rate=16000) as session:
+            session.push(np.zeros(16000, np.float32))
+    except Exception as exc:  # noqa: BLE001 - a warm-up only: the sessions report their own errors
+        name = type(exc).__name__
+        log.warning("a2k serve: the warm-up failed (%s: %s); the first session will load the models", name, exc)
+    return time.perf_counter() - t0
 
 
 def create_app(pipeline: Any, settings: ServeSettings | None = None):
@@ -266,15 +289,19 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None):
                     await asyncio.sleep(ahead / settings.max_speed)
 
         def _enqueue(self, t_recv: float, frames) -> None:
-            encode = P.frame_binary if self.fmt == "binary" else P.frame_json
-            for f in frames:
-                self.queue.put_nowait((t_recv, encode(f.index, f.timestamp, f.points)))
-            if self.queue.qsize() > settings.max_queued_frames:
+            # the backlog is what earlier messages produced and the client has not taken yet: one message's own
+            # frames may be many (a long chunk, or every frame at the end with lookahead "full") and are no sign
+            # of a client that does not read
+            backlog = self.queue.qsize()
+            if backlog > settings.max_queued_frames:
                 raise P.ProtocolError(
-                    f"the client is not reading its keypoint frames ({self.queue.qsize()} queued, "
+                    f"the client is not reading its keypoint frames ({backlog} queued, "
                     f"--max-queued-frames {settings.max_queued_frames}); closing",
                     P.POLICY,
                 )
+            encode = P.frame_binary if self.fmt == "binary" else P.frame_json
+            for f in frames:
+                self.queue.put_nowait((t_recv, encode(f.index, f.timestamp, f.points)))
 
         async def _send_frames(self) -> None:
             while True:
@@ -282,20 +309,25 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None):
                 if item is None:
                     return
                 t_recv, payload = item
-                if isinstance(payload, bytes):
-                    await self.ws.send_bytes(payload)
-                else:
-                    await self.ws.send_text(payload)
+                try:
+                    if isinstance(payload, bytes):
+                        await self.ws.send_bytes(payload)
+                    else:
+                        await self.ws.send_text(payload)
+                except Exception:  # noqa: BLE001 - the client went away (starlette's WebSocketDisconnect, ...)
+                    raise _Disconnected() from None
                 metrics.frames_sent += 1
                 metrics.observe_latency(time.perf_counter() - t_recv)
 
         async def _stop_sender(self) -> None:
-            if self.sender is not None and not self.sender.done():
+            if self.sender is None:
+                return
+            if not self.sender.done():
                 self.sender.cancel()
-                try:
-                    await self.sender
-                except BaseException:  # noqa: BLE001 - cancelled, or the client went away
-                    pass
+            try:  # also when it is done: its exception (the client went away) is retrieved, not logged as lost
+                await self.sender
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - cancelled, or the client went away
+                pass
 
     routes = [
         Route("/healthz", healthz),
@@ -303,7 +335,14 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None):
         WebSocketRoute("/stream", stream),
         Route("/sample.jpg", static("samples/astronaut.jpg", "image/jpeg")),
     ]
-    app = Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        if settings.warm_up:  # before uvicorn reports the server started and accepts connections
+            await run_in_threadpool(warm_up, pipeline)
+        yield
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.metrics = metrics
     app.state.settings = settings
     return app
