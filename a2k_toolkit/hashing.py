@@ -23,6 +23,11 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def sha256_bytes(data: bytes | bytearray | memoryview) -> str:
+    """SHA-256 of bytes in memory, hex (any buffer: a contiguous numpy array hashes its memory, without a copy)."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_text(text: str) -> str:
     """SHA-256 of ``text`` encoded as UTF-8, hex."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

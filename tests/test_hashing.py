@@ -20,6 +20,8 @@ def test_values_are_the_published_digests():
     assert hashing.stable_hash("abc") == 0xA9993E364706816A
     # non-ASCII text is hashed as UTF-8
     assert hashing.sha256_text("é") == hashlib.sha256("é".encode()).hexdigest()
+    assert hashing.sha256_bytes(b"abc") == hashing.sha256_text("abc")
+    assert hashing.sha256_bytes(memoryview(b"")) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def test_a_file_larger_than_one_block_hashes_like_its_bytes(tmp_path):

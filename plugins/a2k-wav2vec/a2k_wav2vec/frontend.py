@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -39,6 +38,7 @@ from pydantic import Field
 from a2k_toolkit.audio import resample
 from a2k_toolkit.components import AudioFrontend, AudioFrontendParams
 from a2k_toolkit.errors import A2KError, ConfigError, InputError
+from a2k_toolkit.hashing import sha256_bytes, sha256_text
 
 SUPPORTED_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")
 SAMPLE_RATE = 16000
@@ -344,15 +344,15 @@ class Wav2VecFrontend(AudioFrontend):
     def model_fingerprint(self) -> str:
         """Identity of the model weights: hub id + cached commit, or a hash of the local directory's files."""
         src, local = self._source()
-        if local:
-            h = hashlib.sha256()
+        if local:  # each weights or config file's name, size and time, and the configs' text
+            parts = []
             for f in sorted(Path(src).iterdir()):
                 if f.is_file() and (f.suffix in {".json", ".safetensors", ".bin"}):
                     st = f.stat()
-                    h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                    parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
                     if f.suffix == ".json":
-                        h.update(f.read_bytes())
-            return f"{Path(src).resolve()}#{h.hexdigest()[:16]}"
+                        parts.append(f.read_bytes())
+            return f"{Path(src).resolve()}#{sha256_bytes(b''.join(parts))[:16]}"
         from huggingface_hub import try_to_load_from_cache
 
         cfg_path = try_to_load_from_cache(src, "config.json", revision=self.params.revision)
@@ -372,9 +372,9 @@ class Wav2VecFrontend(AudioFrontend):
             "chunk": p.chunk_seconds,
             "context": p.context_seconds,
             "format": 1,
-            "audio": hashlib.sha256(np.ascontiguousarray(wav).view(np.uint8)).hexdigest(),
+            "audio": sha256_bytes(np.ascontiguousarray(wav).view(np.uint8)),
         }
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:40]
+        digest = sha256_text(json.dumps(key, sort_keys=True))[:40]
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(p.model).name or p.model)[:60]
         return Path(p.cache_dir).expanduser() / f"{slug}-layer{p.layer}-{digest}.npy"
 

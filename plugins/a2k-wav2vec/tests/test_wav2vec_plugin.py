@@ -108,6 +108,37 @@ def test_feature_cache(tiny_wav2vec2, speech, tmp_path):
     assert np.load(files[0]).shape == first.shape  # rewritten
 
 
+def test_cache_keys_are_unchanged(tiny_wav2vec2, speech, tmp_path):
+    """The model fingerprint and the cache file names, written out as the formulas they were: existing caches hit."""
+    import hashlib
+    import re
+
+    fe = Wav2VecFrontend(model=str(tiny_wav2vec2), cache_dir=str(tmp_path))
+    h = hashlib.sha256()
+    for f in sorted(tiny_wav2vec2.iterdir()):
+        if f.is_file() and f.suffix in {".json", ".safetensors", ".bin"}:
+            h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}\n".encode())
+            if f.suffix == ".json":
+                h.update(f.read_bytes())
+    fingerprint = f"{tiny_wav2vec2.resolve()}#{h.hexdigest()[:16]}"
+    assert fe.model_fingerprint() == fingerprint
+    wav = speech[:16000]
+    p = fe.params
+    key = {
+        "model": fingerprint,
+        "layer": p.layer,
+        "normalize": p.normalize,
+        "fps": p.fps,
+        "chunk": p.chunk_seconds,
+        "context": p.context_seconds,
+        "format": 1,
+        "audio": hashlib.sha256(np.ascontiguousarray(wav).view(np.uint8)).hexdigest(),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:40]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", tiny_wav2vec2.name)[:60]
+    assert fe._cache_file(wav) == tmp_path / f"{slug}-layer{p.layer}-{digest}.npy"
+
+
 def test_offline_and_missing_models(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
     fe = Wav2VecFrontend(model="a2k-test/not-a-cached-model", local_files_only=True)
