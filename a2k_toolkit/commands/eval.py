@@ -17,6 +17,16 @@ def add_parser(sub) -> None:
         "family column) also get every figure as the mean over families, by language, and the spread over each "
         "candidate's seeds. Metric definitions: docs/evaluation.md.",
     )
+    _add_inputs(p)
+    _add_selection(p)
+    p.add_argument("--device", default="auto", help="device: auto (default), cpu, cuda, mps")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def _add_inputs(p) -> None:
+    """The clips, the generators and what scores them."""
     p.add_argument(
         "--clips",
         nargs="+",
@@ -53,6 +63,10 @@ def add_parser(sub) -> None:
         "evaluated clips' ground truth",
     )
     p.add_argument("--seed", type=int, help="seed for stochastic generators (overrides the config's; default 0)")
+
+
+def _add_selection(p) -> None:
+    """Which clips are scored: a subset, dataset splits, cross-validation folds."""
     p.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N clips")
     p.add_argument(
         "--max-per-family",
@@ -83,10 +97,6 @@ def add_parser(sub) -> None:
         "held-out people, with {fold} in checkpoint paths replaced by I, and report all clips together",
     )
     p.add_argument("--fold-seed", type=int, default=0, help="seed of the deal into folds (data.fold_seed; default 0)")
-    p.add_argument("--device", default="auto", help="device: auto (default), cpu, cuda, mps")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.set_defaults(func=run)
 
 
 def check_held_out(generators, held, where: str) -> None:
@@ -107,18 +117,10 @@ def check_held_out(generators, held, where: str) -> None:
                 )
 
 
-def run(args) -> int:
-    import itertools
-
-    from ..catalog import Catalog
-    from ..config import ComponentSpec, validate_spec
-    from ..data.folds import family_of, family_subset, group_of, parse_fold, split_fold
-    from ..device import resolve_device
+def _check_args(args) -> tuple[tuple[int, int] | None, list[str | None], Path]:
+    """The flags checked on their own, before anything is read: the fold, the dataset splits, the report folder."""
+    from ..data.folds import parse_fold
     from ..errors import InputError
-    from ..eval.config import build_generators, candidate_map, load_eval_config, load_normalizer, parse_generator_specs
-    from ..eval.evaluate import evaluate, fit_normalizer, merge_results
-    from ..eval.report import summary_table, write_report
-    from ..eval.sources import default_cache_dir, iter_clips
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
@@ -134,26 +136,17 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory; give a directory for the report")
-    cfg = load_eval_config(args.config)
-    entries = list(cfg.entries) + parse_generator_specs(args.generators)
-    if not entries:
-        entries = parse_generator_specs(["static,procedural"])
-    catalog = Catalog()  # the run's one catalog: every component below is checked and built through it
-    # validate everything (generators, front-end, detector, stats) before any weights load or clip is read
-    audio_spec = ComponentSpec(name=args.audio) if args.audio else cfg.audio
-    validate_spec(audio_spec, catalog, "audio", kind="audio", what="audio front-end")  # a stack's members too
-    detector_spec = ComponentSpec(name=args.detector)
-    validate_spec(detector_spec, catalog, "detector", kind="detector")
-    norm_path = args.norm_stats or cfg.normalizer
-    normalizer = load_normalizer(norm_path) if norm_path else None
-    device = resolve_device(args.device)
-    fold_ids = range(args.folds) if args.folds else [fold[0] if fold else None]
-    # every fold's generators are built (configs read and checked; weights load on first use) before any clip is read
-    per_fold = [build_generators(entries, catalog, fold=i) for i in fold_ids]
-    frontend = catalog.build("audio", audio_spec).to(device)  # a stack builds its members here
-    for generators in per_fold:
-        for gen in generators.values():
-            gen.to(device)
+    return fold, splits, out
+
+
+def _select_clips(args, catalog, detector_spec, device, frontend, splits, fold, generators):
+    """The clips to score (read lazily where nothing needs them all) and the ``--max-per-family`` subset's clip ids
+    (None without it); with ``--fold`` only that fold's held-out people, checked against its ``generators``."""
+    import itertools
+
+    from ..data.folds import family_of, family_subset, group_of, split_fold
+    from ..errors import InputError
+    from ..eval.sources import default_cache_dir, iter_clips
 
     cache = None if args.no_cache else Path(args.cache) if args.cache else default_cache_dir()
     clips = itertools.chain.from_iterable(
@@ -175,71 +168,86 @@ def run(args) -> int:
         keep = family_subset(clips, args.max_per_family)
     if fold is not None:  # the deal needs every identity first
         clips = split_fold(list(clips), group_of, fold[0], fold[1], args.fold_seed, family_of)[1]
-        check_held_out(per_fold[0], clips, f"fold {fold[0]}/{fold[1]}")
+        check_held_out(generators, clips, f"fold {fold[0]}/{fold[1]}")
     if keep is not None and not args.folds:
         clips = [c for c in clips if c.clip_id in keep]
     if args.limit:
         clips = itertools.islice(clips, args.limit)
+    return clips, keep
+
+
+def _evaluate_folds(args, clips, keep, per_fold, frontend, normalizer, norm_path, scoring, progress):
+    """``--folds N``: each fold's generators on the people it held out, merged into one set of results (one set of
+    L1 statistics for all folds, so their clips average as one table)."""
+    from ..data.folds import family_of, group_of, split_fold
+    from ..eval.evaluate import evaluate, fit_normalizer, merge_results
+
+    clips = list(clips)
+    if normalizer is None:
+        normalizer = fit_normalizer(clips)
+    parts = []
+    for i, generators in enumerate(per_fold):
+        held = split_fold(clips, group_of, i, args.folds, args.fold_seed, family_of)[1]
+        check_held_out(generators, held, f"fold {i}/{args.folds}")
+        if keep is not None:
+            held = [c for c in held if c.clip_id in keep]
+        progress(f"fold {i}/{args.folds}: {', '.join(sorted({c.identity for c in held}))}")
+        parts.append(evaluate(generators, held, frontend, normalizer=normalizer, progress=progress, **scoring))
+    checkpoints = {}  # label -> the checkpoint of each fold
+    for lb in per_fold[0]:
+        ckpts = [gens[lb].params.model_dump(mode="json").get("checkpoint") for gens in per_fold]
+        if any(c is not None for c in ckpts):
+            checkpoints[lb] = ckpts
+    cv = {"folds": args.folds, "fold_seed": args.fold_seed, "checkpoints": checkpoints}
+    source = (
+        f"given ({Path(norm_path).name})"
+        if norm_path
+        else f"fitted on the ground truth of all {len(clips)} clips of the folds"
+    )
+    return merge_results(parts, {"cross_validation": cv, "normalizer_source": source})
+
+
+def run(args) -> int:
+    from ..catalog import Catalog
+    from ..config import ComponentSpec, validate_spec
+    from ..device import resolve_device
+    from ..eval.config import build_generators, candidate_map, load_eval_config, load_normalizer, parse_generator_specs
+    from ..eval.evaluate import evaluate
+    from ..eval.report import summary_table, write_report
+
+    fold, splits, out = _check_args(args)
+    cfg = load_eval_config(args.config)
+    entries = list(cfg.entries) + parse_generator_specs(args.generators)
+    if not entries:
+        entries = parse_generator_specs(["static,procedural"])
+    catalog = Catalog()  # the run's one catalog: every component below is checked and built through it
+    # validate everything (generators, front-end, detector, stats) before any weights load or clip is read
+    audio_spec = ComponentSpec(name=args.audio) if args.audio else cfg.audio
+    validate_spec(audio_spec, catalog, "audio", kind="audio", what="audio front-end")  # a stack's members too
+    detector_spec = ComponentSpec(name=args.detector)
+    validate_spec(detector_spec, catalog, "detector", kind="detector")
+    norm_path = args.norm_stats or cfg.normalizer
+    normalizer = load_normalizer(norm_path) if norm_path else None
+    device = resolve_device(args.device)
+    fold_ids = range(args.folds) if args.folds else [fold[0] if fold else None]
+    # every fold's generators are built (configs read and checked; weights load on first use) before any clip is read
+    per_fold = [build_generators(entries, catalog, fold=i) for i in fold_ids]
+    frontend = catalog.build("audio", audio_spec).to(device)  # a stack builds its members here
+    for generators in per_fold:
+        for gen in generators.values():
+            gen.to(device)
+    clips, keep = _select_clips(args, catalog, detector_spec, device, frontend, splits, fold, per_fold[0])
 
     def progress(msg: str) -> None:
         if not args.quiet:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
     seed = args.seed if args.seed is not None else cfg.seed
-    candidates = candidate_map(entries)
+    scoring = {"alpha": cfg.alpha, "max_lag": cfg.max_lag, "seed": seed, "candidates": candidate_map(entries)}
     if args.folds:
-        clips = list(clips)
-        if normalizer is None:  # one set of L1 statistics for all folds, so their clips average as one table
-            normalizer = fit_normalizer(clips)
-        parts = []
-        for i, generators in zip(fold_ids, per_fold):
-            held = split_fold(clips, group_of, i, args.folds, args.fold_seed, family_of)[1]
-            check_held_out(generators, held, f"fold {i}/{args.folds}")
-            if keep is not None:
-                held = [c for c in held if c.clip_id in keep]
-            progress(f"fold {i}/{args.folds}: {', '.join(sorted({c.identity for c in held}))}")
-            parts.append(
-                evaluate(
-                    generators,
-                    held,
-                    frontend,
-                    normalizer=normalizer,
-                    alpha=cfg.alpha,
-                    max_lag=cfg.max_lag,
-                    seed=seed,
-                    progress=progress,
-                    candidates=candidates,
-                )
-            )
-        checkpoints = {}  # label -> the checkpoint of each fold
-        for lb in per_fold[0]:
-            ckpts = [gens[lb].params.model_dump(mode="json").get("checkpoint") for gens in per_fold]
-            if any(c is not None for c in ckpts):
-                checkpoints[lb] = ckpts
-        cv = {"folds": args.folds, "fold_seed": args.fold_seed, "checkpoints": checkpoints}
-        results = merge_results(
-            parts,
-            {
-                "cross_validation": cv,
-                "normalizer_source": (
-                    f"given ({Path(norm_path).name})"
-                    if norm_path
-                    else f"fitted on the ground truth of all {len(clips)} clips of the folds"
-                ),
-            },
-        )
+        results = _evaluate_folds(args, clips, keep, per_fold, frontend, normalizer, norm_path, scoring, progress)
     else:
-        results = evaluate(
-            per_fold[0],
-            clips,
-            frontend,
-            normalizer=normalizer,
-            alpha=cfg.alpha,
-            max_lag=cfg.max_lag,
-            seed=seed,
-            progress=progress,
-            candidates=candidates,
-        )
+        results = evaluate(per_fold[0], clips, frontend, normalizer=normalizer, progress=progress, **scoring)
         if norm_path:
             results.settings["normalizer_source"] = f"given ({Path(norm_path).name})"
     written = write_report(results, out, plots=not args.no_plots)
