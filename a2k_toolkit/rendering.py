@@ -135,69 +135,22 @@ def prepare_inputs(
     """
     import cv2
 
-    if not isinstance(keypoints, Keypoints):
-        raise InputError(f"{renderer}: expected a Keypoints sequence, got {type(keypoints).__name__}")
-    if len(keypoints) == 0:
-        raise InputError(
-            f"{renderer}: cannot render a zero-length keypoint sequence (0 frames); give at least one frame of "
-            "keypoints (empty audio gives none)"
-        )
+    _check_sequence(keypoints, renderer)
     img = reference_image_rgb(reference_image)
     h, w = img.shape[:2]
     pts = keypoints.points[..., :2].astype(np.float64)
     ref = pts[0] if reference_points is None else np.asarray(reference_points, np.float64).reshape(-1, 2)[:, :2]
     if ref.shape != (NUM_POINTS, 2) or not np.isfinite(ref).all():
         raise InputError(f"{renderer}: reference keypoints must be 68 finite (x, y) points, got shape {ref.shape}")
-
-    # keypoints made for another size of the same image: rescale (same aspect ratio) or refuse
-    if keypoints.image_size is not None and tuple(keypoints.image_size) != (h, w):
-        kh, kw = keypoints.image_size
-        if kh <= 0 or kw <= 0 or abs((kw / kh) / (w / h) - 1.0) > 0.02:
-            raise InputError(
-                f"{renderer}: the keypoints were made for a {kw}x{kh} image but the reference image is {w}x{h} "
-                "(another aspect ratio); detect the keypoints on this image, or pass the image they came from"
-            )
-        factor = np.array([w / kw, h / kh])
-        pts, ref = pts * factor, ref * factor
-
-    inside = (ref[:, 0] >= 0) & (ref[:, 0] <= w - 1) & (ref[:, 1] >= 0) & (ref[:, 1] <= h - 1)
-    if inside.sum() < NUM_POINTS // 2:
-        raise InputError(
-            f"{renderer}: {NUM_POINTS - int(inside.sum())} of the 68 reference keypoints lie outside the {w}x{h} "
-            "reference image, so the keypoints do not belong to it; pass keypoints in pixel coordinates of this "
-            "image (detect them on it), and a face that is mostly inside the frame"
-        )
+    pts, ref = _to_image_size(keypoints, pts, ref, (h, w), renderer)
+    _check_inside(ref, (h, w), renderer)
 
     oh, ow, _ = output_size((h, w), size)
     sx, sy = ow / w, oh / h
     factor = np.array([sx, sy])
     pts, ref = pts * factor, ref * factor
-    fw = float(face_width(ref))
-    if fw < MIN_FACE_PX:
-        raise InputError(
-            f"{renderer}: the face is only {fw:.1f} px wide in the {ow}x{oh} output, too small to animate; use an "
-            "image in which the face is larger, or a larger output `size`"
-        )
-    if fw < TINY_FACE_PX:
-        warnings.warn(
-            f"{renderer}: the face is only {fw:.0f} px wide in the {ow}x{oh} output; motion will be hard to see "
-            "(use a closer crop of the face or a larger output `size`)",
-            UserWarning,
-            stacklevel=3,
-        )
-
-    # frames far outside the image: clip to a margin of one face width around the output frame
-    margin = max(fw, 8.0)
-    lo, hi = np.array([-margin, -margin]), np.array([ow - 1 + margin, oh - 1 + margin])
-    outside = ((pts < lo) | (pts > hi)).any(axis=(1, 2))
-    if outside.any():
-        warnings.warn(
-            f"{renderer}: keypoints of {int(outside.sum())} of {len(pts)} frames lie far outside the image; they "
-            "are clipped to its border (check that the keypoints are in pixel coordinates of the reference image)",
-            UserWarning,
-            stacklevel=3,
-        )
-        pts = np.clip(pts, lo, hi)
+    fw = _checked_face_width(ref, (oh, ow), renderer)
+    pts = _clip_far_frames(pts, fw, (oh, ow), renderer)
 
     if (oh, ow) != (h, w):
         interp = cv2.INTER_AREA if ow < w else cv2.INTER_LINEAR
@@ -209,3 +162,81 @@ def prepare_inputs(
         scale=(sx, sy),
         fps=keypoints.fps,
     )
+
+
+# The checks of prepare_inputs. Their warnings name the caller of the renderer method that called prepare_inputs
+# (stacklevel 4: this helper, prepare_inputs, the renderer's method, its caller).
+
+
+def _check_sequence(keypoints: Keypoints, renderer: str) -> None:
+    if not isinstance(keypoints, Keypoints):
+        raise InputError(f"{renderer}: expected a Keypoints sequence, got {type(keypoints).__name__}")
+    if len(keypoints) == 0:
+        raise InputError(
+            f"{renderer}: cannot render a zero-length keypoint sequence (0 frames); give at least one frame of "
+            "keypoints (empty audio gives none)"
+        )
+
+
+def _to_image_size(
+    keypoints: Keypoints, pts: np.ndarray, ref: np.ndarray, image_hw: tuple[int, int], renderer: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints made for another size of the same image: rescaled (same aspect ratio) or refused."""
+    h, w = image_hw
+    if keypoints.image_size is None or tuple(keypoints.image_size) == (h, w):
+        return pts, ref
+    kh, kw = keypoints.image_size
+    if kh <= 0 or kw <= 0 or abs((kw / kh) / (w / h) - 1.0) > 0.02:
+        raise InputError(
+            f"{renderer}: the keypoints were made for a {kw}x{kh} image but the reference image is {w}x{h} "
+            "(another aspect ratio); detect the keypoints on this image, or pass the image they came from"
+        )
+    factor = np.array([w / kw, h / kh])
+    return pts * factor, ref * factor
+
+
+def _check_inside(ref: np.ndarray, image_hw: tuple[int, int], renderer: str) -> None:
+    h, w = image_hw
+    inside = (ref[:, 0] >= 0) & (ref[:, 0] <= w - 1) & (ref[:, 1] >= 0) & (ref[:, 1] <= h - 1)
+    if inside.sum() < NUM_POINTS // 2:
+        raise InputError(
+            f"{renderer}: {NUM_POINTS - int(inside.sum())} of the 68 reference keypoints lie outside the {w}x{h} "
+            "reference image, so the keypoints do not belong to it; pass keypoints in pixel coordinates of this "
+            "image (detect them on it), and a face that is mostly inside the frame"
+        )
+
+
+def _checked_face_width(ref: np.ndarray, out_hw: tuple[int, int], renderer: str) -> float:
+    """The reference face's width in output pixels: refused below MIN_FACE_PX, warned about below TINY_FACE_PX."""
+    oh, ow = out_hw
+    fw = float(face_width(ref))
+    if fw < MIN_FACE_PX:
+        raise InputError(
+            f"{renderer}: the face is only {fw:.1f} px wide in the {ow}x{oh} output, too small to animate; use an "
+            "image in which the face is larger, or a larger output `size`"
+        )
+    if fw < TINY_FACE_PX:
+        warnings.warn(
+            f"{renderer}: the face is only {fw:.0f} px wide in the {ow}x{oh} output; motion will be hard to see "
+            "(use a closer crop of the face or a larger output `size`)",
+            UserWarning,
+            stacklevel=4,
+        )
+    return fw
+
+
+def _clip_far_frames(pts: np.ndarray, fw: float, out_hw: tuple[int, int], renderer: str) -> np.ndarray:
+    """Frames far outside the image clipped to a margin of one face width around the output frame."""
+    oh, ow = out_hw
+    margin = max(fw, 8.0)
+    lo, hi = np.array([-margin, -margin]), np.array([ow - 1 + margin, oh - 1 + margin])
+    outside = ((pts < lo) | (pts > hi)).any(axis=(1, 2))
+    if outside.any():
+        warnings.warn(
+            f"{renderer}: keypoints of {int(outside.sum())} of {len(pts)} frames lie far outside the image; they "
+            "are clipped to its border (check that the keypoints are in pixel coordinates of the reference image)",
+            UserWarning,
+            stacklevel=4,
+        )
+        pts = np.clip(pts, lo, hi)
+    return pts
