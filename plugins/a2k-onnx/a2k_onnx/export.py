@@ -84,6 +84,34 @@ def export_onnx(
     model) to ``out_dir`` and return its manifest. ``per_member``: one graph per ensemble member (averaged by the
     runtime) instead of one graph computing their mean. ``image`` / ``audio``: the real inputs of the check (default:
     the bundled sample). ``plugins``: the catalog or plugin manager that builds the PyTorch generator."""
+    _check_options(exporter, opset, tolerance)
+    torch, onnx = _require_exporter(exporter)
+    target = Path(out_dir).expanduser()
+    _check_target(target)
+    image, audio = _check_inputs(image, audio)
+
+    from a2k_toolkit.pipeline import Pipeline
+
+    config = {"generator": {"name": "audio2keypoint", "params": {"checkpoint": checkpoint}}, "device": "cpu"}
+    pipe = Pipeline.from_config(config, plugins=plugins)
+    net = pipe.generator.net.eval()
+    nets = list(net.members) if per_member and hasattr(net, "members") else [net]
+    names = [f"member-{k}.onnx" for k in range(len(nets))] if len(nets) > 1 else ["generator.onnx"]
+
+    # written in a temporary folder beside the target, which replaces an existing export only when every check passed
+    with atomic_folder(target, aside=f".{target.name}.old") as tmp:
+        graphs = _export_graphs(torch, onnx, pipe.generator, dict(zip(names, nets)), tmp, opset, exporter, log)
+        manifest = _manifest(torch, pipe, checkpoint, exporter, opset, graphs)
+        _write_json(tmp / MANIFEST_FILE, manifest)
+        checks = _check(torch, pipe, net, tmp, image, audio, tolerance, log)
+        manifest["checks"] = checks
+        _write_json(tmp / MANIFEST_FILE, manifest)
+        result = Manifest.model_validate(manifest)
+    log(f"wrote {target} ({', '.join(names)} + {MANIFEST_FILE})")
+    return result
+
+
+def _check_options(exporter: str, opset: int, tolerance: float) -> None:
     if exporter not in EXPORTERS:
         raise InputError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
     if not 7 <= opset <= 30:
@@ -92,98 +120,99 @@ def export_onnx(
         raise InputError(f"the dynamo exporter writes opset 18 or newer (got {opset}); use --exporter torchscript")
     if not tolerance > 0:
         raise InputError(f"tolerance must be positive, got {tolerance}")
+
+
+def _require_exporter(exporter: str):
+    """torch and onnx, after checking that the packages the export and its check need are installed."""
     torch = _require("torch", "exporting to ONNX")
     onnx = _require("onnx", "exporting to ONNX (the graph checker)")
     _require("onnxruntime", "checking an ONNX export")
     if exporter == "dynamo":
         _require("onnxscript", "torch's dynamo ONNX exporter")
-    target = Path(out_dir).expanduser()
-    _check_target(target)
+    return torch, onnx
+
+
+def _check_inputs(image, audio) -> tuple[Path, Path]:
+    """The real inputs of the check (the bundled sample by default), which must exist."""
     image = Path(image) if image is not None else SAMPLES / "astronaut.jpg"
     audio = Path(audio) if audio is not None else SAMPLES / "speech.wav"
     for what, path in (("--image", image), ("--audio", audio)):
         if not path.is_file():
             raise InputError(f"{what} {path} not found (the real input of the export's check)")
+    return image, audio
 
-    from a2k_toolkit.pipeline import Pipeline
 
-    config = {"generator": {"name": "audio2keypoint", "params": {"checkpoint": checkpoint}}, "device": "cpu"}
-    pipe = Pipeline.from_config(config, plugins=plugins)
-    gen = pipe.generator
-    net = gen.net.eval()
-    info = gen.info
-    uses_reference = bool(getattr(net, "uses_reference", True))
+def _export_graphs(torch, onnx, gen, graph_nets: dict, tmp: Path, opset: int, exporter: str, log) -> list[dict]:
+    """Each network of ``graph_nets`` (file name -> network) exported into ``tmp`` and checked with
+    ``onnx.checker``; the manifest's entry of each graph."""
+    uses_reference = bool(getattr(gen.net, "uses_reference", True))
     members = [i.path.name for i in gen.members]
-    nets = list(net.members) if per_member and hasattr(net, "members") else [net]
-    names = [f"member-{k}.onnx" for k in range(len(nets))] if len(nets) > 1 else ["generator.onnx"]
+    graphs = []
+    for k, (name, member) in enumerate(graph_nets.items()):
+        t0 = time.perf_counter()
+        _export_graph(
+            torch, member, tmp / name, gen.info.window, gen.info.feature_shape, uses_reference, opset, exporter
+        )
+        onnx.checker.check_model(str(tmp / name), full_check=True)
+        graphs.append(
+            {
+                "file": name,
+                "sha256": sha256_file(tmp / name),
+                "bytes": (tmp / name).stat().st_size,
+                "members": [members[k]] if len(graph_nets) > 1 else members,
+            }
+        )
+        log(
+            f"exported {name} ({graphs[-1]['bytes'] / 1e6:.1f} MB, {exporter}, opset {opset}) in "
+            f"{time.perf_counter() - t0:.1f} s; onnx.checker: ok"
+        )
+    return graphs
 
-    # written in a temporary folder beside the target, which replaces an existing export only when every check passed
-    with atomic_folder(target, aside=f".{target.name}.old") as tmp:
-        graphs = []
-        for k, (name, member) in enumerate(zip(names, nets)):
-            t0 = time.perf_counter()
-            _export_graph(
-                torch, member, tmp / name, info.window, gen.info.feature_shape, uses_reference, opset, exporter
-            )
-            onnx.checker.check_model(str(tmp / name), full_check=True)
-            graphs.append(
+
+def _manifest(torch, pipe, checkpoint, exporter: str, opset: int, graphs: list[dict]) -> dict[str, Any]:
+    """The manifest of the export (:mod:`a2k_onnx.manifest`) before its ``checks``."""
+    gen = pipe.generator
+    info = gen.info
+    uses_reference = bool(getattr(gen.net, "uses_reference", True))
+    frontend = type(pipe.audio)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "a2k_version": __version__,
+        "exporter": exporter,
+        "opset": opset,
+        "torch_version": torch.__version__,
+        "source": {
+            "checkpoint": "shipped default" if checkpoint is None else checkpoint,
+            "members": [
                 {
-                    "file": name,
-                    "sha256": sha256_file(tmp / name),
-                    "bytes": (tmp / name).stat().st_size,
-                    "members": [members[k]] if len(nets) > 1 else members,
+                    "name": i.path.name,
+                    "step": i.meta.get("step"),
+                    "weights_sha256": i.meta.get("files", {}).get("model.safetensors", {}).get("sha256"),
                 }
-            )
-            log(
-                f"exported {name} ({graphs[-1]['bytes'] / 1e6:.1f} MB, {exporter}, opset {opset}) in "
-                f"{time.perf_counter() - t0:.1f} s; onnx.checker: ok"
-            )
-        frontend = type(pipe.audio)
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "a2k_version": __version__,
-            "exporter": exporter,
-            "opset": opset,
-            "torch_version": torch.__version__,
-            "source": {
-                "checkpoint": "shipped default" if checkpoint is None else checkpoint,
-                "members": [
-                    {
-                        "name": i.path.name,
-                        "step": i.meta.get("step"),
-                        "weights_sha256": i.meta.get("files", {}).get("model.safetensors", {}).get("sha256"),
-                    }
-                    for i in gen.members
-                ],
-            },
-            "window": info.window,
-            "uses_reference": uses_reference,
-            "frontend": {
-                **info.frontend,
-                "feature_shape": list(info.feature_shape),
-                "fps": info.fps,
-                "sample_rate": info.sample_rate,
-                "log_power": bool(getattr(frontend, "log_power", False)),
-            },
-            "normalizer": info.normalizer.to_dict(),
-            "defaults": {
-                "overlap": gen.params.overlap,
-                "anchor_frames": gen.params.anchor_frames,
-                "head_motion": gen.head_motion,
-                "mouth_scale": gen.mouth_scale,
-                "blink_interval": gen.blink_interval,
-            },
-            "graphs": graphs,
-            "combine": "mean",
-        }
-        _write_json(tmp / MANIFEST_FILE, manifest)
-        checks = _check(torch, pipe, net, tmp, image, audio, tolerance, log)
-        manifest["checks"] = checks
-        _write_json(tmp / MANIFEST_FILE, manifest)
-        result = Manifest.model_validate(manifest)
-    log(f"wrote {target} ({', '.join(names)} + {MANIFEST_FILE})")
-    return result
+                for i in gen.members
+            ],
+        },
+        "window": info.window,
+        "uses_reference": uses_reference,
+        "frontend": {
+            **info.frontend,
+            "feature_shape": list(info.feature_shape),
+            "fps": info.fps,
+            "sample_rate": info.sample_rate,
+            "log_power": bool(getattr(frontend, "log_power", False)),
+        },
+        "normalizer": info.normalizer.to_dict(),
+        "defaults": {
+            "overlap": gen.params.overlap,
+            "anchor_frames": gen.params.anchor_frames,
+            "head_motion": gen.head_motion,
+            "mouth_scale": gen.mouth_scale,
+            "blink_interval": gen.blink_interval,
+        },
+        "graphs": graphs,
+        "combine": "mean",
+    }
 
 
 def _check_target(target: Path) -> None:
