@@ -107,71 +107,17 @@ def meta_train(
     """Meta-train on ``clips`` (one discriminator column per clip). Returns the model and one record of losses per
     step. Pass ``model`` to continue training (its ``num_videos`` must equal ``len(clips)``)."""
     cfg = config or TrainConfig()
-    if not clips:
-        raise ValueError("meta-training needs at least one clip")
-    size = clips[0].size
-    if any(c.size != size for c in clips):
-        raise ValueError("all clips must have the same crop size")
-    if model is None:
-        base = model_config or ModelConfig(image_size=size)
-        model = FaceTranslator(ModelConfig(**{**base.to_dict(), "image_size": size, "num_videos": len(clips)}))
-    elif model.cfg.num_videos != len(clips) or model.cfg.image_size != size:
-        raise ValueError(
-            f"the model has {model.cfg.num_videos} video columns at {model.cfg.image_size} px; got {len(clips)} "
-            f"clips at {size} px"
-        )
+    model = _meta_model(clips, model, model_config)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(device).train()
-    E, G, D = model.E, model.G, model.D
-    opt_g = torch.optim.Adam([*E.parameters(), *G.parameters()], lr=cfg.lr_g, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
-    w = cfg.weights
+    opt_g = torch.optim.Adam([*model.E.parameters(), *model.G.parameters()], lr=cfg.lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(model.D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.999))
     history = []
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
-        vids, sx, sy, tx, ty = _sample(clips, cfg.batch, cfg.shots, rng)
-        sx, sy, x, y = (to_tensor(a, device) for a in (sx, sy, tx, ty))
-        vid_t = torch.as_tensor(vids, device=device)
-        B = len(vids)
-
-        # generator + embedder
-        e_hat = E(sx, sy).view(B, cfg.shots, -1).mean(dim=1)
-        x_hat = G(y, G.psi(e_hat))
-        W_i = D.W[vid_t]
-        with torch.no_grad():
-            _, feats_real = D(x, y, W_i)
-        score_fake, feats_fake = D(x_hat, y, W_i)
-        l1 = multiscale_l1(x_hat, x)
-        fm = feature_matching(feats_fake, feats_real)
-        adv = -score_fake.mean()
-        match = (W_i.detach() - e_hat).abs().mean()
-        loss_g = w.l1 * l1 + w.fm * fm + w.adv * adv + w.match * match
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-
-        # discriminator (hinge) + its side of embedding matching
-        W_i = D.W[vid_t]
-        score_real, _ = D(x, y, W_i)
-        score_fake_d, _ = D(x_hat.detach(), y, W_i)
-        loss_d = F.relu(1 - score_real).mean() + F.relu(1 + score_fake_d).mean()
-        loss_d = loss_d + w.match * (W_i - e_hat.detach()).abs().mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-
-        rec = {
-            "step": step,
-            "l1": l1.item(),
-            "fm": fm.item(),
-            "adv": adv.item(),
-            "match": match.item(),
-            "loss_d": loss_d.item(),
-            "d_real": score_real.mean().item(),
-            "d_fake": score_fake_d.mean().item(),
-            "seconds": time.perf_counter() - start,
-        }
+        losses = _meta_step(model, opt_g, opt_d, _sample(clips, cfg.batch, cfg.shots, rng), cfg, device)
+        rec = {"step": step, **losses, "seconds": time.perf_counter() - start}
         if not all(math.isfinite(v) for v in rec.values()):
             raise FloatingPointError(f"training diverged at step {step}: {rec}")
         history.append(rec)
@@ -179,6 +125,71 @@ def meta_train(
             callback(rec)
     model.eval()
     return model, history
+
+
+def _meta_model(
+    clips: Sequence[FaceClip], model: FaceTranslator | None, model_config: ModelConfig | None
+) -> FaceTranslator:
+    """The model to meta-train: ``model`` checked against the clips, or a new one with a column per clip."""
+    if not clips:
+        raise ValueError("meta-training needs at least one clip")
+    size = clips[0].size
+    if any(c.size != size for c in clips):
+        raise ValueError("all clips must have the same crop size")
+    if model is None:
+        base = model_config or ModelConfig(image_size=size)
+        return FaceTranslator(ModelConfig(**{**base.to_dict(), "image_size": size, "num_videos": len(clips)}))
+    if model.cfg.num_videos != len(clips) or model.cfg.image_size != size:
+        raise ValueError(
+            f"the model has {model.cfg.num_videos} video columns at {model.cfg.image_size} px; got {len(clips)} "
+            f"clips at {size} px"
+        )
+    return model
+
+
+def _meta_step(model: FaceTranslator, opt_g, opt_d, batch, cfg: TrainConfig, device: str) -> dict[str, float]:
+    """One meta-training step on a batch of :func:`_sample` (see the module docstring); its losses and scores."""
+    vids, sx, sy, tx, ty = batch
+    E, G, D = model.E, model.G, model.D
+    w = cfg.weights
+    sx, sy, x, y = (to_tensor(a, device) for a in (sx, sy, tx, ty))
+    vid_t = torch.as_tensor(vids, device=device)
+    B = len(vids)
+
+    # generator + embedder
+    e_hat = E(sx, sy).view(B, cfg.shots, -1).mean(dim=1)
+    x_hat = G(y, G.psi(e_hat))
+    W_i = D.W[vid_t]
+    with torch.no_grad():
+        _, feats_real = D(x, y, W_i)
+    score_fake, feats_fake = D(x_hat, y, W_i)
+    l1 = multiscale_l1(x_hat, x)
+    fm = feature_matching(feats_fake, feats_real)
+    adv = -score_fake.mean()
+    match = (W_i.detach() - e_hat).abs().mean()
+    loss_g = w.l1 * l1 + w.fm * fm + w.adv * adv + w.match * match
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+
+    # discriminator (hinge) + its side of embedding matching
+    W_i = D.W[vid_t]
+    score_real, _ = D(x, y, W_i)
+    score_fake_d, _ = D(x_hat.detach(), y, W_i)
+    loss_d = F.relu(1 - score_real).mean() + F.relu(1 + score_fake_d).mean()
+    loss_d = loss_d + w.match * (W_i - e_hat.detach()).abs().mean()
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    return {
+        "l1": l1.item(),
+        "fm": fm.item(),
+        "adv": adv.item(),
+        "match": match.item(),
+        "loss_d": loss_d.item(),
+        "d_real": score_real.mean().item(),
+        "d_fake": score_fake_d.mean().item(),
+    }
 
 
 def finetune(
