@@ -1,5 +1,6 @@
 """The ``a2k serve`` application (docs/serve.md): Starlette routes ``/stream`` (WebSocket), ``/healthz``,
-``/metrics`` and the bundled sample face at ``/sample.jpg``. One pipeline serves every connection; each connection
+``/metrics``, the browser page at ``/`` (``serve/page/``: the microphone to ``/stream``, the keypoints over the
+photo) and the bundled sample face at ``/sample.jpg``. One pipeline serves every connection; each connection
 holds its own :class:`~a2k_toolkit.streaming.StreamSession`, whose pushes run in worker threads so the event loop
 stays free."""
 
@@ -47,6 +48,15 @@ class ServeSettings:
         """The protocol-level cap given to uvicorn: above ours, so that a message a little over the limit gets the
         documented error; a message over this one is cut by the WebSocket layer (close 1009, no error message)."""
         return 2 * self.max_message_bytes + (1 << 20)
+
+
+#: the page loads nothing from elsewhere: scripts, images and the WebSocket are this server's (photos as data: URLs)
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 class _Refused(Exception):
@@ -128,10 +138,10 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None):
             return PlainTextResponse("a valid token is needed (Authorization: Bearer TOKEN)\n", status_code=401)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    def static(name: str, media_type: str):
+    def static(name: str, media_type: str, headers: dict[str, str] | None = None):
         async def route(request):
             data = resources.files("a2k_toolkit").joinpath(name).read_bytes()
-            return Response(data, media_type=media_type, headers={"Cache-Control": "no-cache"})
+            return Response(data, media_type=media_type, headers={"Cache-Control": "no-cache", **(headers or {})})
 
         return route
 
@@ -334,6 +344,13 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None):
         Route("/metrics", metrics_route),
         WebSocketRoute("/stream", stream),
         Route("/sample.jpg", static("samples/astronaut.jpg", "image/jpeg")),
+        # the browser page (docs/serve.md, "The browser page"): nothing but what this server serves
+        Route("/", static("serve/page/index.html", "text/html; charset=utf-8", PAGE_HEADERS)),
+        Route("/app.js", static("serve/page/app.js", "text/javascript; charset=utf-8", PAGE_HEADERS)),
+        Route(
+            "/capture-worklet.js",
+            static("serve/page/capture-worklet.js", "text/javascript; charset=utf-8", PAGE_HEADERS),
+        ),
     ]
 
     @contextlib.asynccontextmanager
