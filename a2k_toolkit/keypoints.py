@@ -286,3 +286,32 @@ class Normalizer:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Normalizer:
         return cls(mean=d["mean"], std=d["std"], scale_by_face=d.get("scale_by_face", True))
+
+
+# ------------------------------------------------------------------------------------------------ head pose
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[complex, complex]:
+    """Least-squares similarity ``z -> a z + b`` (rotation, uniform scale, translation) mapping ``src (N, 2)`` onto
+    ``dst (N, 2)``, as complex numbers ``(a, b)``. With ``dst (K, N, 2)`` (one source onto many targets), ``a`` and
+    ``b`` are arrays ``(K,)``."""
+    zs = src[:, 0] + 1j * src[:, 1]
+    zd = dst[..., 0] + 1j * dst[..., 1]
+    ms = zs.mean()
+    cs = zs - ms
+    denom = float((np.abs(cs) ** 2).sum())
+    if zd.ndim == 2:  # a batch of targets
+        md = zd.mean(1)
+        a = (zd - md[:, None]) @ np.conj(cs) / denom if denom > 1e-9 else np.ones(len(zd), complex)
+        return a, md - a * ms
+    md = zd.mean()
+    a = complex(((zd - md) * np.conj(cs)).sum() / denom) if denom > 1e-9 else 1.0 + 0j
+    return a, complex(md - a * ms)
+
+
+def apply_similarity(points: np.ndarray, a, b) -> np.ndarray:
+    """``points (M, 2)`` moved by ``z -> a z + b``: ``(M, 2)`` for one similarity, ``(K, M, 2)`` for arrays ``(K,)``."""
+    if np.ndim(a):  # a batch of similarities
+        a, b = np.asarray(a)[:, None], np.asarray(b)[:, None]
+    z = a * (points[:, 0] + 1j * points[:, 1]) + b
+    return np.stack([z.real, z.imag], axis=-1)

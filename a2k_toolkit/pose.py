@@ -37,19 +37,20 @@ import numpy as np
 from . import formats, io
 from .config import PoseConfig
 from .errors import A2KError, ConfigError, InputError
-from .keypoints import NUM_POINTS, Keypoints
+from .keypoints import NUM_POINTS, Keypoints, similarity
+from .motion import HEAD_POINTS, RIGID
 
 if TYPE_CHECKING:  # pragma: no cover
     from .components import KeypointDetector
 
-#: brows, nose and eyes: the points whose similarity to the reference's is the head pose
-RIGID = np.arange(17, 48)
-#: the nose and the jaw's upper ends: their departure from the similarity pose is mostly a turn out of the image plane
-HEAD_POINTS = np.r_[0:3, 14:17, 27:36]
 #: sources read as videos (their faces detected); every other path is read as a keypoint file or folder
 VIDEO_SOURCE_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg")
 #: frames given to the detector at once when reading a video source
 DETECT_BATCH = 32
+
+
+def _f64(points) -> np.ndarray:
+    return np.asarray(points, np.float64)[..., :2]
 
 
 def _complex(points: np.ndarray) -> np.ndarray:
@@ -57,25 +58,11 @@ def _complex(points: np.ndarray) -> np.ndarray:
     return pts[..., 0] + 1j * pts[..., 1]
 
 
-def fit_similarity(base: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares similarities ``z -> a z + b`` mapping the points ``base (N, 2)`` onto each frame of
-    ``frames (T, N, 2)``: ``a, b`` complex ``(T,)`` (``|a|`` the scale, ``angle(a)`` the rotation)."""
-    zs, zd = _complex(base), _complex(frames)
-    cs = zs - zs.mean()
-    denom = float((np.abs(cs) ** 2).sum())
-    md = zd.mean(-1)
-    if denom <= 1e-9:  # all base points in one place: translation only
-        a = np.ones(len(zd), complex)
-    else:
-        a = (zd - md[:, None]) @ np.conj(cs) / denom
-    return a, md - a * zs.mean()
-
-
 def head_pose(points: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The head pose of each frame of ``points (T, 68, 2)`` relative to the face ``base (68, 2)``: the similarity
     ``(a, b)`` of the rigid points (complex ``(T,)`` each) and the departure of the :data:`HEAD_POINTS` from it in
     ``base``'s frame (complex ``(T, len(HEAD_POINTS))``)."""
-    a, b = fit_similarity(np.asarray(base)[RIGID], np.asarray(points)[:, RIGID])
+    a, b = similarity(_f64(base)[RIGID], _f64(points)[:, RIGID])
     local = (_complex(np.asarray(points)[:, HEAD_POINTS]) - b[:, None]) / a[:, None]
     return a, b, local - _complex(np.asarray(base)[HEAD_POINTS])[None]
 
@@ -83,7 +70,7 @@ def head_pose(points: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndar
 def still_head(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Each frame of ``points (T, 68, 2)`` in the pose of ``reference (68, 2)``: complex ``(T, 68)``, the expression
     kept, the :data:`HEAD_POINTS` at the reference's."""
-    a, b = fit_similarity(np.asarray(reference)[RIGID], np.asarray(points)[:, RIGID])
+    a, b = similarity(_f64(reference)[RIGID], _f64(points)[:, RIGID])
     local = (_complex(points) - b[:, None]) / a[:, None]
     local[:, HEAD_POINTS] = _complex(np.asarray(reference)[HEAD_POINTS])[None]
     return local
@@ -121,7 +108,7 @@ def transfer_pose(points: np.ndarray, reference: np.ndarray, source: np.ndarray,
     if ref.shape != (NUM_POINTS, 2):
         raise InputError(f"the reference face must have shape (68, 2), got {np.shape(reference)}")
     A, B, turn = head_pose(src, src[0])
-    alpha = fit_similarity(src[0][RIGID], ref[RIGID][None])[0][0]
+    alpha = similarity(_f64(src[0])[RIGID], _f64(ref)[RIGID][None])[0][0]
     idx = source_frames(len(pts), len(src), loop)
     shift = A * _complex(src[0][RIGID]).mean() + B - _complex(src[0][RIGID]).mean()  # the rigid centroid's motion
     A, shift, turn = A[idx], shift[idx], turn[idx]

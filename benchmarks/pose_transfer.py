@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from a2k_toolkit import Pipeline  # noqa: E402
 from a2k_toolkit.eval import metrics as M  # noqa: E402
 from a2k_toolkit.io import read_video_frames  # noqa: E402
-from a2k_toolkit.pose import fit_similarity  # noqa: E402
+from a2k_toolkit.keypoints import similarity  # noqa: E402
 
 NOSE = 30
 DEFAULT_CLIPS = ("pcavs_ralph", "pcavs_aldridge", "pcavs_beckham", "pcavs_christie", "pcavs_filan")
@@ -42,7 +42,7 @@ def nose_track(points: np.ndarray) -> np.ndarray:
 
 
 def head_angle(points: np.ndarray) -> np.ndarray:
-    a, _ = fit_similarity(points[0, 17:48], points[:, 17:48])
+    a, _ = similarity(points[0, 17:48], points[:, 17:48])
     return np.angle(a)
 
 

@@ -235,9 +235,9 @@ def test_inference_does_not_import_training(tiny_a2k_checkpoint):
 def test_silence_gate_closes_the_mouth_in_silence_only(sample_image_path, sample_speech_path):
     """With ``silence_gate_db`` the mouth rests in the reference's shape through an inserted stretch of near-silence,
     carried to each frame's head pose, and the speech frames away from it are untouched."""
-    from a2k_toolkit.builtin.audio2keypoint import voice_activity
     from a2k_toolkit.builtin.logmel import LogMel
     from a2k_toolkit.io import load_audio
+    from a2k_toolkit.motion import voice_activity
     from a2k_toolkit.pipeline import Pipeline
 
     wav = load_audio(sample_speech_path, 16000)

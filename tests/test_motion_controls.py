@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
-from a2k_toolkit.builtin.motion import rescale_motion
-from a2k_toolkit.builtin.warp import similarity
-from a2k_toolkit.keypoints import Keypoints, mouth_gap
+from a2k_toolkit.keypoints import Keypoints, mouth_gap, similarity
+from a2k_toolkit.motion import rescale_motion
 from a2k_toolkit.testing import mean_face
 
 
@@ -146,7 +145,7 @@ def test_procedural_blinks_are_the_shared_ones():
 
 
 def test_jaw_drop_is_carried_to_the_heads_pose():
-    from a2k_toolkit.builtin.motion import add_jaw_drop, jaw_drop_offsets
+    from a2k_toolkit.motion import add_jaw_drop, jaw_drop_offsets
 
     ref, local, pts, (theta, scale, _) = _posed()
     drop = np.linspace(0.0, 5.0, len(pts))

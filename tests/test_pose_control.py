@@ -19,8 +19,8 @@ from a2k_toolkit.config import PoseConfig, load_config
 from a2k_toolkit.errors import ConfigError, InputError
 from a2k_toolkit.eval import metrics as M
 from a2k_toolkit.io import read_video_frames, save_image, write_video, write_wav
-from a2k_toolkit.keypoints import Keypoints
-from a2k_toolkit.pose import PoseSource, fit_similarity, head_pose, source_frames, transfer_pose
+from a2k_toolkit.keypoints import Keypoints, similarity
+from a2k_toolkit.pose import PoseSource, head_pose, source_frames, transfer_pose
 from a2k_toolkit.testing import mean_face
 
 CLIP = "pcavs_ralph"
@@ -38,7 +38,7 @@ def _posed(ref: np.ndarray, theta, scale, shift, centre=None) -> np.ndarray:
 
 def _pose_of(points: np.ndarray, base: np.ndarray):
     """Rotation (rad), scale and rigid-centroid translation of each frame relative to ``base``."""
-    a, b = fit_similarity(base[17:48], points[:, 17:48])
+    a, b = similarity(base[17:48], points[:, 17:48])
     c = complex(*base[17:48].mean(0))
     t = a * c + b - c
     return np.angle(a), np.abs(a), np.stack([t.real, t.imag], -1)

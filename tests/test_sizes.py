@@ -23,11 +23,6 @@ LONG_FILES: dict[str, str] = {
     # the streaming forms of every built-in (issue 18), which their owner is changing now; it splits by component
     # (the front-ends, audio2keypoint's windows, procedural) once that work has landed
     "a2k_toolkit/builtin/streams.py": "streaming forms of the built-ins, owned and being changed by issue 18's work",
-    # the Audio2Keypoint generator, which its owner is changing now: its post-processing is moving to a public module
-    # (KNOWN_PRIVATE_IMPORTS of tests/test_architecture.py), which takes it under the limit
-    "a2k_toolkit/builtin/audio2keypoint.py": "being changed by its owner; its post-processing moves to a public module",
-    # 7 lines over; the change in progress that moves its similarity transform into keypoints.py takes it under
-    "a2k_toolkit/builtin/warp.py": "7 lines over, shrinks with the similarity transform moving to keypoints.py",
     # checkpoint directories and ensembles (411 lines). builtin/audio2keypoint.py, which another engineer is changing
     # now, imports the ensemble readers from here, and a re-export from a new models/ensemble.py would be an import
     # cycle; the ensemble half (ensemble_members ... write_ensemble) moves there once audio2keypoint can import it

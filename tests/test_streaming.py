@@ -19,13 +19,13 @@ from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
 from a2k_toolkit.builtin.baselines import ProceduralGenerator, StaticGenerator
 from a2k_toolkit.builtin.librosa_mel import LibrosaMel
 from a2k_toolkit.builtin.logmel import LogMel
-from a2k_toolkit.builtin.motion import blink_schedule
 from a2k_toolkit.builtin.stack import StackFrontend
 from a2k_toolkit.builtin.streams import BlinkTrack
 from a2k_toolkit.catalog import Catalog
 from a2k_toolkit.errors import A2KError, InputError
 from a2k_toolkit.hookspecs import hookimpl
 from a2k_toolkit.keypoints import mouth_opening, reference_iod
+from a2k_toolkit.motion import blink_schedule
 from a2k_toolkit.pipeline import Pipeline
 from a2k_toolkit.plugins import make_plugin_manager
 from a2k_toolkit.streaming import (

@@ -20,20 +20,8 @@ from ..components import AudioFrontend, KeypointEncoder, KeypointGenerator, Para
 from ..config import format_validation_error
 from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
-from ..keypoints import Keypoints, face_scale
-from .motion import (
-    BLOCK,
-    JAW_DROP_UNIT,
-    RIGID,
-    add_jaw_drop,
-    apply_blinks,
-    blink_schedule,
-    loudness_opening,
-    rescale_motion,
-)
-
-# procedural's default jaw drop (its ``mouth_open``): the unit of ``energy_mouth``
-ENERGY_MOUTH_OPEN = 0.35
+from ..keypoints import Keypoints
+from ..motion import BLOCK, anchor_start, energy_drop, post_process, voice_activity
 
 
 class MLPEncoderParams(Params):
@@ -353,15 +341,18 @@ class Audio2KeypointGenerator(KeypointGenerator):
             for i in range(0, len(out), BLOCK):
                 pts[i : i + BLOCK] = info.normalizer.denormalize(out[i : i + BLOCK], ref)
             pts[0] = ref
-            if p.silence_gate_db is not None:
-                close_mouth_in_silence(pts, ref, feats, p.silence_gate_db)
-            if self.head_motion != 1.0 or self.mouth_scale != 1.0:
-                rescale_motion(pts, ref, self.head_motion, self.mouth_scale)
-            if self.energy_mouth > 0:
-                add_jaw_drop(pts, ref, loudness_opening(feats) * self.energy_drop(ref))
-            if self.blink_interval > 0:
-                rng = np.random.default_rng(0 if seed is None else seed)
-                apply_blinks(pts, blink_schedule(len(pts), self.blink_interval, info.fps, rng))
+            post_process(
+                pts,
+                ref,
+                feats,
+                fps=info.fps,
+                seed=seed,
+                silence_gate_db=p.silence_gate_db,
+                head_motion=self.head_motion,
+                mouth_scale=self.mouth_scale,
+                energy_mouth=self.energy_mouth,
+                blink_interval=self.blink_interval,
+            )
             results.append(
                 Keypoints(
                     pts,
@@ -374,7 +365,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
 
     def energy_drop(self, reference: np.ndarray) -> float:
         """The energy mouth's jaw drop at full loudness, in pixels of the reference ``(68, 2)``."""
-        return self.energy_mouth * ENERGY_MOUTH_OPEN * JAW_DROP_UNIT * float(face_scale(reference))
+        return energy_drop(reference, self.energy_mouth)
 
     def stream(self, reference, *, lookahead=None, seed=None, hop=None):
         """A :class:`~a2k_toolkit.streaming.contract.KeypointStream` of this generator. ``lookahead=None`` (or at
@@ -390,55 +381,6 @@ class Audio2KeypointGenerator(KeypointGenerator):
         return Audio2KeypointStream(
             self, reference, lookahead, seed, anchor=anchor_start, activity=voice_activity, hop=hop
         )
-
-
-def voice_activity(features: np.ndarray, gate_db: float) -> np.ndarray:
-    """Per frame, 1 where there is speech and 0 in silence, from log-power features ``(T, sub * bands)`` in dB: a
-    frame's loudness is the power mean over its sub-frames and bands; frames within ``gate_db`` of the clip's speech
-    level (the 95th percentile of loudness) are speech, ``gate_db + 6`` below it silence, linear between; then widened
-    by 2 frames each side (word onsets and the lips' lead over the sound) and smoothed over 3 frames."""
-    from scipy.ndimage import maximum_filter1d, uniform_filter1d
-
-    T = len(features)
-    power = np.power(10.0, np.asarray(features, np.float64).reshape(T, -1) / 10.0).mean(1)
-    loud = 10.0 * np.log10(np.maximum(power, 1e-12))
-    level = np.percentile(loud, 95)
-    active = np.clip((loud - (level - gate_db - 6.0)) / 6.0, 0.0, 1.0)
-    active = maximum_filter1d(active, size=5, mode="nearest")
-    active = uniform_filter1d(active, size=3, mode="nearest")
-    return np.where(active < 1e-6, 0.0, np.where(active > 1 - 1e-6, 1.0, active))  # exact 0 and 1, not 1e-17 off
-
-
-def close_mouth_in_silence(
-    points: np.ndarray, reference: np.ndarray, features: np.ndarray, gate_db: float
-) -> np.ndarray:
-    """Blend each frame's mouth (points 48-67 of ``points (T, 68, 2)``, in place) towards the reference's mouth,
-    carried to the frame's head pose by the similarity that maps the reference's brows, eyes and nose onto the frame's,
-    with weight ``1 - voice_activity``."""
-    from .warp import apply_similarity, similarity
-
-    weight = voice_activity(features, gate_db)
-    rigid = np.asarray(reference[RIGID], np.float64)
-    for i in range(0, len(points), BLOCK):  # all quiet frames of a block at once
-        t = i + np.flatnonzero(weight[i : i + BLOCK] < 1.0)
-        if len(t) == 0:
-            continue
-        a, b = similarity(rigid, np.asarray(points[t, RIGID], np.float64))
-        rest = apply_similarity(reference[48:68], a, b)
-        w = weight[t, None, None]
-        points[t, 48:68] = w * points[t, 48:68] + (1.0 - w) * rest
-    return points
-
-
-def anchor_start(out: np.ndarray, reference: np.ndarray, frames: int, copy: bool = True) -> np.ndarray:
-    """Pin frame 0 to ``reference``: add ``reference - out[0]`` with a weight falling linearly from 1 at frame 0 to 0
-    at frame ``frames`` (the paper uses the reference image as the first frame; the model learns to start close to
-    it, and this removes the residual offset without a jump). ``copy=False`` changes ``out`` in place."""
-    out = out.copy() if copy else out
-    n = min(len(out), max(frames, 1))
-    w = 1.0 - np.arange(n) / max(frames, 1)
-    out[:n] += w[:, None] * (reference - out[0])[None]
-    return out
 
 
 @hookimpl

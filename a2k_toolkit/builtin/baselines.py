@@ -17,7 +17,15 @@ from ..components import KeypointGenerator, Params
 from ..errors import InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints, face_scale
-from .motion import apply_blinks, blink_schedule
+from ..motion import (
+    JAW_DROP_UNIT,
+    apply_blinks,
+    blink_schedule,
+    jaw_drop_offsets,
+    lead_and_open,
+    smooth,
+    speech_activity,
+)
 
 
 def _check(features: np.ndarray, reference: Keypoints) -> tuple[np.ndarray, np.ndarray]:
@@ -47,23 +55,6 @@ class StaticGenerator(KeypointGenerator):
         return StaticStream(reference, {"generator": self.name})
 
 
-def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    if sigma <= 0 or len(x) < 2:
-        return x
-    from scipy.ndimage import gaussian_filter1d
-
-    return gaussian_filter1d(x, sigma, axis=0, mode="nearest")
-
-
-def speech_activity(features: np.ndarray) -> np.ndarray:
-    """A loudness proxy in [0, 1] per frame: the mean feature value, robustly rescaled (made for log-mel)."""
-    e = features.mean(axis=1)
-    lo, hi = np.percentile(e, 10), np.percentile(e, 97)
-    if hi - lo < 1e-6:
-        return np.zeros_like(e)
-    return np.clip((e - lo) / (hi - lo), 0.0, 1.0)
-
-
 class ProceduralGenerator(KeypointGenerator):
     """Mouth opening from speech energy, head nods and sways from prosody, periodic blinks; no training."""
 
@@ -83,14 +74,14 @@ class ProceduralGenerator(KeypointGenerator):
         rng = np.random.default_rng(seed)
         size = float(face_scale(ref))
         act = speech_activity(feats)
-        act = np.concatenate([act[p.lead_frames :], np.repeat(act[-1:], min(p.lead_frames, T), 0)])[:T]
-        opening = _smooth(act, 0.8) ** 1.5
+        opening = lead_and_open(act, p.lead_frames)
         opening[0] = 0.0
+        act = np.concatenate([act[p.lead_frames :], np.repeat(act[-1:], min(p.lead_frames, T), 0)])[:T]
 
         # head: nods follow changes in loudness (prosody), sways are slow seeded noise
-        nod = _smooth(np.gradient(_smooth(act, 3.0)), 2.0) if T >= 3 else np.zeros(T)
+        nod = smooth(np.gradient(smooth(act, 3.0)), 2.0) if T >= 3 else np.zeros(T)
         nod = nod / (np.abs(nod).max() + 1e-6)
-        sway = _smooth(rng.standard_normal((T, 3)), 12.0)
+        sway = smooth(rng.standard_normal((T, 3)), 12.0)
         sway = sway / (np.abs(sway).max(0) + 1e-6)
         amp = p.head_motion * size
         dx = amp * sway[:, 0]
@@ -111,12 +102,7 @@ class ProceduralGenerator(KeypointGenerator):
         pts = np.repeat(ref[None], len(opening), 0).astype(np.float64)
 
         # mouth: lower lip, chin and lower jaw move down; upper inner lip slightly up
-        drop = opening[:, None] * self.params.mouth_open * float(face_scale(ref)) * 0.25
-        lower_lip = [55, 56, 57, 58, 59, 64, 65, 66, 67]
-        pts[:, lower_lip, 1] += drop
-        pts[:, [6, 7, 8, 9, 10], 1] += drop * 0.7
-        pts[:, [4, 5, 11, 12], 1] += drop * 0.35
-        pts[:, [61, 62, 63], 1] -= drop * 0.15
+        pts += jaw_drop_offsets(opening * self.params.mouth_open * float(face_scale(ref)) * JAW_DROP_UNIT)
 
         centre = ref.mean(0)
         c, s = np.cos(angle), np.sin(angle)
@@ -135,7 +121,7 @@ class ProceduralGenerator(KeypointGenerator):
 
         if lookahead is None:
             return WholeStream(self, reference, seed)
-        return ProceduralStream(self, reference, lookahead, seed, activity=speech_activity, smooth=_smooth)
+        return ProceduralStream(self, reference, lookahead, seed, activity=speech_activity, smooth=smooth)
 
 
 @hookimpl

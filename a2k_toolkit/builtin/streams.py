@@ -31,10 +31,10 @@ import math
 import numpy as np
 
 from ..errors import InputError
-from ..keypoints import NUM_POINTS, Keypoints
+from ..keypoints import NUM_POINTS, Keypoints, apply_similarity, similarity
+from ..motion import BLINK_SHAPE, RIGID, add_jaw_drop, apply_blinks, lead_and_open, rescale_motion, speech_activity
 from ..streaming.contract import FeatureStream, KeypointStream
 from ..streaming.resample import StreamResampler
-from .motion import BLINK_SHAPE, RIGID, add_jaw_drop, apply_blinks, lead_and_open, rescale_motion, speech_activity
 
 # seconds of features the running speech level of the silence gate and procedural's loudness range look back over
 LEVEL_HISTORY_S = 10.0
@@ -304,7 +304,7 @@ class WindowedOutputs:
 
 
 class BlinkTrack:
-    """:func:`~a2k_toolkit.builtin.motion.blink_schedule` frame by frame: the same draws from the same generator in
+    """:func:`~a2k_toolkit.motion.blink_schedule` frame by frame: the same draws from the same generator in
     the same order, so the same closures. (Offline draws blinks while their time is before the clip's end; a stream
     that returns the last two frames before it knows the end -- a lookahead under 2 frames -- may show a blink drawn
     just past the end in them.)"""
@@ -331,8 +331,6 @@ class BlinkTrack:
 def _gate(points: np.ndarray, reference: np.ndarray, weight: np.ndarray) -> None:
     """The silence gate's blend (``close_mouth_in_silence``): each frame's mouth towards the reference's, carried to
     the frame's head pose, with weight ``1 - weight``; in place."""
-    from .warp import apply_similarity, similarity
-
     t = np.flatnonzero(weight < 1.0)
     if len(t) == 0:
         return
@@ -367,7 +365,7 @@ class FeatureHistory:
 
 
 class EnergyTrack:
-    """The loudness-driven mouth opening (:func:`~a2k_toolkit.builtin.motion.loudness_opening`, ``procedural``'s
+    """The loudness-driven mouth opening (:func:`~a2k_toolkit.motion.loudness_opening`, ``procedural``'s
     mouth and ``audio2keypoint``'s ``energy_mouth``) frame by frame with a lookahead ``L``: frame ``t``'s from the
     features up to frame ``t + L``, as in :class:`ProceduralStream` (the loudness range of the last
     :data:`LEVEL_HISTORY_S` seconds, scaled down over the first :data:`RAMP_FRAMES` frames; the smoothing's edge is

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from ..components import Params, Renderer
 from ..hookspecs import hookimpl
-from ..keypoints import Keypoints, mouth_opening, reference_iod
+from ..keypoints import Keypoints, apply_similarity, mouth_opening, reference_iod, similarity
 from ..rendering import prepare_inputs
 
 # Points whose motion defines the rigid head motion: nose bridge and base, eye corners, upper jaw.
@@ -44,32 +44,6 @@ BORDER_STEPS = 4  # border points per rectangle side
 
 
 # --------------------------------------------------------------------------------------------------- geometry
-
-
-def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[complex, complex]:
-    """Least-squares similarity ``z -> a z + b`` (rotation, uniform scale, translation) mapping ``src (N, 2)`` onto
-    ``dst (N, 2)``, as complex numbers ``(a, b)``. With ``dst (K, N, 2)`` (one source onto many targets), ``a`` and
-    ``b`` are arrays ``(K,)``."""
-    zs = src[:, 0] + 1j * src[:, 1]
-    zd = dst[..., 0] + 1j * dst[..., 1]
-    ms = zs.mean()
-    cs = zs - ms
-    denom = float((np.abs(cs) ** 2).sum())
-    if zd.ndim == 2:  # a batch of targets
-        md = zd.mean(1)
-        a = (zd - md[:, None]) @ np.conj(cs) / denom if denom > 1e-9 else np.ones(len(zd), complex)
-        return a, md - a * ms
-    md = zd.mean()
-    a = complex(((zd - md) * np.conj(cs)).sum() / denom) if denom > 1e-9 else 1.0 + 0j
-    return a, complex(md - a * ms)
-
-
-def apply_similarity(points: np.ndarray, a, b) -> np.ndarray:
-    """``points (M, 2)`` moved by ``z -> a z + b``: ``(M, 2)`` for one similarity, ``(K, M, 2)`` for arrays ``(K,)``."""
-    if np.ndim(a):  # a batch of similarities
-        a, b = np.asarray(a)[:, None], np.asarray(b)[:, None]
-    z = a * (points[:, 0] + 1j * points[:, 1]) + b
-    return np.stack([z.real, z.imag], axis=-1)
 
 
 def head_rings(

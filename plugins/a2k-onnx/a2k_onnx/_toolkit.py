@@ -1,25 +1,14 @@
-"""The a2k-toolkit internals this plugin reuses, imported in this one module.
+"""The a2k-toolkit functions this plugin reuses, imported in this one module.
 
 The ONNX generator must put the same weights on the same frames and post-process the network's output exactly as the
-``audio2keypoint`` generator does, so it calls the toolkit's own functions rather than copies of them. None of them
-imports torch. They are not (yet) public names of a2k-toolkit (docs/architecture.md, "Public names"): when they
-move, only this module changes.
+``audio2keypoint`` generator does, so it calls the toolkit's own functions rather than copies of them: the window
+plan of ``a2k_toolkit.models.windows`` and the motion steps of ``a2k_toolkit.motion``, both public modules
+(docs/architecture.md, "Public names") without torch.
 """
 
 from __future__ import annotations
 
-from a2k_toolkit.builtin.audio2keypoint import anchor_start, close_mouth_in_silence
-from a2k_toolkit.builtin.motion import BLOCK, apply_blinks, blink_schedule, rescale_motion
 from a2k_toolkit.models.windows import run_windows, window_features, window_plan
+from a2k_toolkit.motion import BLOCK, anchor_start, post_process
 
-__all__ = [
-    "BLOCK",
-    "anchor_start",
-    "apply_blinks",
-    "blink_schedule",
-    "close_mouth_in_silence",
-    "rescale_motion",
-    "run_windows",
-    "window_features",
-    "window_plan",
-]
+__all__ = ["BLOCK", "anchor_start", "post_process", "run_windows", "window_features", "window_plan"]

@@ -209,6 +209,7 @@ def _manifest(torch, pipe, checkpoint, exporter: str, opset: int, graphs: list[d
             "head_motion": gen.head_motion,
             "mouth_scale": gen.mouth_scale,
             "blink_interval": gen.blink_interval,
+            "energy_mouth": gen.energy_mouth,
         },
         "graphs": graphs,
         "combine": "mean",

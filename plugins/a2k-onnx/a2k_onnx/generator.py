@@ -2,8 +2,9 @@
 
 It loads a directory written by ``a2k export --onnx`` (:mod:`a2k_onnx.manifest`) and runs the exported window
 network over the same windows, with the same cross-fade and the same post-processing as ``audio2keypoint``: the
-frame-0 anchor, the denormalisation, the silence gate, the head / mouth motion scales and the blinks, each through
-the toolkit's own function. Its keypoints equal the PyTorch generator's to float32 rounding (docs/export.md).
+frame-0 anchor, the denormalisation, the silence gate, the head / mouth motion scales, the energy mouth and the
+blinks, through the toolkit's own functions (``a2k_toolkit.motion``). Its keypoints equal the PyTorch
+generator's to float32 rounding (docs/export.md).
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ class OnnxGeneratorParams(Params):
     )
     mouth_scale: float | None = Field(
         None, ge=0, le=3, description="mouth and jaw motion scale; null = the exported model's default"
+    )
+    energy_mouth: float | None = Field(
+        None,
+        ge=0,
+        le=3,
+        description="procedural's loudness-driven jaw drop added to the mouth, as audio2keypoint's energy_mouth (needs "
+        "a log-power front-end); null = the exported model's default",
     )
     accept_frontends: list[str] = Field(
         default_factory=list,
@@ -123,11 +131,13 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
         self.head_motion = p.head_motion if p.head_motion is not None else d.head_motion
         self.mouth_scale = p.mouth_scale if p.mouth_scale is not None else d.mouth_scale
         self.blink_interval = p.blink_interval if p.blink_interval is not None else d.blink_interval
+        self.energy_mouth = p.energy_mouth if p.energy_mouth is not None else d.energy_mouth
         check_overlap(self.overlap, m.window)
-        if p.silence_gate_db is not None and not m.frontend.log_power:
+        key = "silence_gate_db" if p.silence_gate_db is not None else "energy_mouth" if self.energy_mouth > 0 else None
+        if key is not None and not m.frontend.log_power:
             raise ConfigError(
-                f"generator.params.silence_gate_db reads loudness from log-power features, but this model uses the "
-                f"{m.frontend.name!r} front-end; remove silence_gate_db"
+                f"generator.params.{key} reads loudness from log-power features, but this model uses the "
+                f"{m.frontend.name!r} front-end; {'remove silence_gate_db' if key[0] == 's' else 'set energy_mouth 0'}"
             )
         self.normalizer = m.keypoint_normalizer()
         self._sessions = None
@@ -284,13 +294,18 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
             for i in range(0, len(out), tk.BLOCK):  # in blocks, over the output's own buffer (as audio2keypoint)
                 pts[i : i + tk.BLOCK] = norm.denormalize(out[i : i + tk.BLOCK], ref)
             pts[0] = ref
-            if p.silence_gate_db is not None:
-                tk.close_mouth_in_silence(pts, ref, feats, p.silence_gate_db)
-            if self.head_motion != 1.0 or self.mouth_scale != 1.0:
-                tk.rescale_motion(pts, ref, self.head_motion, self.mouth_scale)
-            if self.blink_interval > 0:
-                rng = np.random.default_rng(0 if seed is None else seed)
-                tk.apply_blinks(pts, tk.blink_schedule(len(pts), self.blink_interval, m.frontend.fps, rng))
+            tk.post_process(
+                pts,
+                ref,
+                feats,
+                fps=m.frontend.fps,
+                seed=seed,
+                silence_gate_db=p.silence_gate_db,
+                head_motion=self.head_motion,
+                mouth_scale=self.mouth_scale,
+                energy_mouth=self.energy_mouth,
+                blink_interval=self.blink_interval,
+            )
             results.append(
                 Keypoints(
                     pts,

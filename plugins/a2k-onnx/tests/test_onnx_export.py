@@ -67,6 +67,7 @@ def test_shipped_export_manifest(shipped_export):
         "head_motion": 3.0,
         "mouth_scale": 1.4,
         "blink_interval": 3.5,
+        "energy_mouth": 0.0,
     }
     assert [g.file for g in m.graphs] == ["generator.onnx"] and len(m.graphs[0].members) == len(SHIPPED)
     g = m.graphs[0]
@@ -104,7 +105,7 @@ def test_shipped_keypoints_equal_pytorch_on_the_sample(shipped_export, catalog, 
 
 
 CONTROLS = [
-    {"head_motion": 0.0, "mouth_scale": 2.0, "blink_interval": 1.0},
+    {"head_motion": 0.0, "mouth_scale": 2.0, "blink_interval": 1.0, "energy_mouth": 1.0},
     {"overlap": 4, "batch_size": 3, "anchor_frames": 0, "silence_gate_db": 25.0, "blink_interval": 0.0},
 ]
 

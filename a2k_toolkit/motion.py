@@ -1,17 +1,25 @@
-"""Motion shared by the generators: scaling a keypoint sequence's head and mouth motion about its reference, and
-blinks.
+"""Keypoint motion shared by the generators and their runtimes (a public module: docs/architecture.md): the
+post-processing that turns a network's keypoints into the generated sequence, and the motion the training-free
+baseline makes. numpy (and scipy) only: no torch, so runtimes without PyTorch (the ONNX plugin) use it as it is.
 
-* :func:`rescale_motion` -- the ``head_motion`` / ``mouth_scale`` controls of ``audio2keypoint``;
-* :func:`blink_schedule` and :func:`apply_blinks` -- eyelid closures at a natural rate (``procedural``'s blinks, and
-  ``audio2keypoint``'s ``blink_interval``: a network trained with L1 averages the blinks of its training clips away);
+* :func:`post_process` -- ``audio2keypoint``'s steps after the network, in order: the silence gate
+  (:func:`close_mouth_in_silence`), the head and mouth scales (:func:`rescale_motion`), the energy mouth
+  (:func:`add_jaw_drop` of :func:`loudness_opening`) and blinks (:func:`blink_schedule`, :func:`apply_blinks`);
+  :func:`anchor_start` pins frame 0 to the reference before them;
 * :func:`speech_activity`, :func:`loudness_opening` and :func:`jaw_drop_offsets` -- the jaw drop that follows the
-  speech's loudness (``procedural``'s mouth, and ``audio2keypoint``'s ``energy_mouth``), and :func:`add_jaw_drop`,
-  which carries it to each frame's head pose.
+  speech's loudness (``procedural``'s mouth, and ``audio2keypoint``'s ``energy_mouth``);
+* :func:`voice_activity` -- speech against silence, for the silence gate;
+* the point groups of the head pose (:data:`RIGID`, :data:`HEAD_POINTS`) and of speech (:data:`SPEECH_POINTS`).
+
+A frame's head pose is the similarity (:func:`~a2k_toolkit.keypoints.similarity`) that maps the reference's rigid
+points onto the frame's.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .keypoints import apply_similarity, face_scale, similarity
 
 BLOCK = 4096  # frames per block when processing long sequences (bounds the temporaries)
 # iBUG-68 upper and lower eyelid points, (upper, lower) per eye
@@ -37,8 +45,6 @@ def rescale_motion(points: np.ndarray, reference: np.ndarray, head: float = 1.0,
     times ``head``, rotation angle times ``head`` and scale to the power ``head``; the nose's and upper jaw's
     departure from that pose (turns out of the image plane) is scaled by ``head`` too. Eyes and brows keep their own
     motion (blinks, raised brows). ``head = mouth = 1`` leaves the points as they are (to float rounding)."""
-    from .warp import similarity
-
     ref = np.asarray(reference, np.float64)
     zr = ref[:, 0] + 1j * ref[:, 1]
     c = zr[RIGID].mean()
@@ -65,6 +71,7 @@ JAW_DROP = (
     ([61, 62, 63], -0.15),  # upper inner lip
 )
 JAW_DROP_UNIT = 0.25  # the drop at opening 1 and mouth_open 1, in units of face size (keypoints.face_scale)
+ENERGY_MOUTH_OPEN = 0.35  # procedural's default jaw drop (its mouth_open): the unit of audio2keypoint's energy_mouth
 
 
 def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -104,8 +111,9 @@ def loudness_opening(features: np.ndarray, lead_frames: int = 1) -> np.ndarray:
 
 
 def jaw_drop_offsets(drop: np.ndarray) -> np.ndarray:
-    """Offsets ``(T, 68, 2)`` float64 of a jaw drop of ``drop`` ``(T,)`` pixels, in the face's upright frame."""
-    drop = np.asarray(drop, np.float64)
+    """Offsets ``(T, 68, 2)`` float64 of a jaw drop of ``drop`` ``(T,)`` pixels, in the face's upright frame (each
+    share multiplied in ``drop``'s own precision)."""
+    drop = np.asarray(drop)
     out = np.zeros((len(drop), 68, 2))
     for idx, share in JAW_DROP:
         out[:, idx, 1] = share * drop[:, None]
@@ -116,8 +124,6 @@ def add_jaw_drop(points: np.ndarray, reference: np.ndarray, drop: np.ndarray) ->
     """Add a jaw drop of ``drop`` ``(T,)`` pixels (in the reference's frame) to ``points (T, 68, 2)``, in place,
     carried to each frame's head pose (rotated and scaled by the similarity that maps the reference's brows, eyes and
     nose onto the frame's)."""
-    from .warp import similarity
-
     ref = np.asarray(reference, np.float64)
     for i in range(0, len(points), BLOCK):
         d = np.asarray(drop[i : i + BLOCK], np.float64)
@@ -150,4 +156,85 @@ def apply_blinks(points: np.ndarray, closing: np.ndarray, depth: float = 0.9) ->
     for upper, lower in EYELIDS:
         gap = points[:, lower, :] - points[:, upper, :]
         points[:, upper, :] += gap * closing[:, None, None] * depth
+    return points
+
+
+def voice_activity(features: np.ndarray, gate_db: float) -> np.ndarray:
+    """Per frame, 1 where there is speech and 0 in silence, from log-power features ``(T, sub * bands)`` in dB: a
+    frame's loudness is the power mean over its sub-frames and bands; frames within ``gate_db`` of the clip's speech
+    level (the 95th percentile of loudness) are speech, ``gate_db + 6`` below it silence, linear between; then widened
+    by 2 frames each side (word onsets and the lips' lead over the sound) and smoothed over 3 frames."""
+    from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
+    T = len(features)
+    power = np.power(10.0, np.asarray(features, np.float64).reshape(T, -1) / 10.0).mean(1)
+    loud = 10.0 * np.log10(np.maximum(power, 1e-12))
+    level = np.percentile(loud, 95)
+    active = np.clip((loud - (level - gate_db - 6.0)) / 6.0, 0.0, 1.0)
+    active = maximum_filter1d(active, size=5, mode="nearest")
+    active = uniform_filter1d(active, size=3, mode="nearest")
+    return np.where(active < 1e-6, 0.0, np.where(active > 1 - 1e-6, 1.0, active))  # exact 0 and 1, not 1e-17 off
+
+
+def close_mouth_in_silence(
+    points: np.ndarray, reference: np.ndarray, features: np.ndarray, gate_db: float
+) -> np.ndarray:
+    """Blend each frame's mouth (points 48-67 of ``points (T, 68, 2)``, in place) towards the reference's mouth,
+    carried to the frame's head pose by the similarity that maps the reference's brows, eyes and nose onto the frame's,
+    with weight ``1 - voice_activity``."""
+    weight = voice_activity(features, gate_db)
+    rigid = np.asarray(reference[RIGID], np.float64)
+    for i in range(0, len(points), BLOCK):  # all quiet frames of a block at once
+        t = i + np.flatnonzero(weight[i : i + BLOCK] < 1.0)
+        if len(t) == 0:
+            continue
+        a, b = similarity(rigid, np.asarray(points[t, RIGID], np.float64))
+        rest = apply_similarity(reference[48:68], a, b)
+        w = weight[t, None, None]
+        points[t, 48:68] = w * points[t, 48:68] + (1.0 - w) * rest
+    return points
+
+
+def anchor_start(out: np.ndarray, reference: np.ndarray, frames: int, copy: bool = True) -> np.ndarray:
+    """Pin frame 0 to ``reference``: add ``reference - out[0]`` with a weight falling linearly from 1 at frame 0 to 0
+    at frame ``frames`` (the paper uses the reference image as the first frame; the model learns to start close to
+    it, and this removes the residual offset without a jump). ``copy=False`` changes ``out`` in place."""
+    out = out.copy() if copy else out
+    n = min(len(out), max(frames, 1))
+    w = 1.0 - np.arange(n) / max(frames, 1)
+    out[:n] += w[:, None] * (reference - out[0])[None]
+    return out
+
+
+def energy_drop(reference: np.ndarray, energy_mouth: float) -> float:
+    """The energy mouth's jaw drop at full loudness, in pixels of the reference ``(68, 2)``: ``energy_mouth`` times
+    ``procedural``'s default (:data:`ENERGY_MOUTH_OPEN`)."""
+    return float(energy_mouth) * ENERGY_MOUTH_OPEN * JAW_DROP_UNIT * float(face_scale(reference))
+
+
+def post_process(
+    points: np.ndarray,
+    reference: np.ndarray,
+    features: np.ndarray,
+    *,
+    fps: float,
+    seed: int | None = None,
+    silence_gate_db: float | None = None,
+    head_motion: float = 1.0,
+    mouth_scale: float = 1.0,
+    energy_mouth: float = 0.0,
+    blink_interval: float = 0.0,
+) -> np.ndarray:
+    """``audio2keypoint``'s motion steps on ``points (T, 68, 2)`` (in place; frame 0 is the ``reference (68, 2)``),
+    from the clip's ``features (T, D)``: the silence gate (``silence_gate_db``), the head and mouth scales, the
+    energy mouth and the blinks (drawn from ``seed``, 0 when None), each only when it is on."""
+    if silence_gate_db is not None:
+        close_mouth_in_silence(points, reference, features, silence_gate_db)
+    if head_motion != 1.0 or mouth_scale != 1.0:
+        rescale_motion(points, reference, head_motion, mouth_scale)
+    if energy_mouth > 0:
+        add_jaw_drop(points, reference, loudness_opening(features) * energy_drop(reference, energy_mouth))
+    if blink_interval > 0:
+        rng = np.random.default_rng(0 if seed is None else seed)
+        apply_blinks(points, blink_schedule(len(points), blink_interval, fps, rng))
     return points
