@@ -26,6 +26,30 @@ def to_pcm16(wav: np.ndarray) -> bytes:
     return np.clip(np.round(np.asarray(wav, np.float64) * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
+def start_message(
+    sample_rate: int,
+    fmt: str = "binary",
+    lookahead_ms: float | str | None = None,
+    *,
+    image: str | Path | bytes | None = None,
+    reference: np.ndarray | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """The start message (docs/serve.md, "Start") for a face given as an image file (or its bytes) or as reference
+    keypoints ``(68, 2)`` with their image size."""
+    start: dict[str, Any] = {"type": "start", "sample_rate": int(sample_rate), "format": fmt}
+    if lookahead_ms is not None:
+        start["lookahead_ms"] = lookahead_ms if lookahead_ms == "full" else float(lookahead_ms)
+    if image is not None:
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        start["image"] = base64.b64encode(data).decode("ascii")
+    else:
+        start["reference"] = np.asarray(reference, np.float32).reshape(P.POINTS, 2).tolist()
+        if image_size is not None:
+            start["image_size"] = [int(image_size[0]), int(image_size[1])]
+    return start
+
+
 def stream_audio(
     url: str,
     wav: np.ndarray,
@@ -48,16 +72,7 @@ def stream_audio(
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    start: dict[str, Any] = {"type": "start", "sample_rate": int(sample_rate), "format": fmt}
-    if lookahead_ms is not None:
-        start["lookahead_ms"] = lookahead_ms if lookahead_ms == "full" else float(lookahead_ms)
-    if image is not None:
-        data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        start["image"] = base64.b64encode(data).decode("ascii")
-    else:
-        start["reference"] = np.asarray(reference, np.float32).reshape(P.POINTS, 2).tolist()
-        if image_size is not None:
-            start["image_size"] = [int(image_size[0]), int(image_size[1])]
+    start = start_message(sample_rate, fmt, lookahead_ms, image=image, reference=reference, image_size=image_size)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     pcm = to_pcm16(wav)
     step = 2 * max(1, int(round(sample_rate * chunk_ms / 1000.0)))
