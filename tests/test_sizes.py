@@ -20,9 +20,6 @@ MAX_FUNCTION_LINES = 80
 
 # file (relative to the repository) -> why it may be longer than MAX_FILE_LINES for now
 LONG_FILES: dict[str, str] = {
-    # the streaming forms of every built-in (issue 18), which their owner is changing now; it splits by component
-    # (the front-ends, audio2keypoint's windows, procedural) once that work has landed
-    "a2k_toolkit/builtin/streams.py": "streaming forms of the built-ins, owned and being changed by issue 18's work",
     # checkpoint directories and ensembles (411 lines). builtin/audio2keypoint.py, which another engineer is changing
     # now, imports the ensemble readers from here, and a re-export from a new models/ensemble.py would be an import
     # cycle; the ensemble half (ensemble_members ... write_ensemble) moves there once audio2keypoint can import it
