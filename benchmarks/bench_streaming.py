@@ -64,7 +64,7 @@ def select(items, per_family: int):
 
 def held_out_folds(args) -> dict[str, int]:
     """``{identity: fold}`` from the ``cross_validation.held_out`` of each fold's first checkpoint (``--folds``)."""
-    from a2k_toolkit.models.checkpoint import read_members
+    from a2k_toolkit.models.ensemble import read_members
 
     fold_of: dict[str, int] = {}
     for i in range(args.folds):

@@ -270,7 +270,7 @@ def test_silence_gate_needs_log_power_features(tmp_path, monkeypatch):
     from a2k_toolkit.catalog import Catalog
     from a2k_toolkit.errors import ConfigError
     from a2k_toolkit.hookspecs import hookimpl
-    from a2k_toolkit.models.checkpoint import read_members
+    from a2k_toolkit.models.ensemble import read_members
     from a2k_toolkit.plugins import make_plugin_manager
 
     class LinearMel(LogMel):

@@ -12,7 +12,7 @@ from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
 from a2k_toolkit.builtin.logmel import LogMel
 from a2k_toolkit.errors import CheckpointError
 from a2k_toolkit.keypoints import Keypoints
-from a2k_toolkit.models import checkpoint
+from a2k_toolkit.models import checkpoint, ensemble
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -134,7 +134,7 @@ def test_members_that_cannot_be_averaged_are_refused(
     ],
 )
 def test_a_broken_ensemble_file_is_named(tiny_a2k_checkpoint, second_seed, tmp_path, edit, message):
-    root = checkpoint.write_ensemble(tmp_path / "ens", [tiny_a2k_checkpoint, second_seed])
+    root = ensemble.write_ensemble(tmp_path / "ens", [tiny_a2k_checkpoint, second_seed])
     meta = json.loads((root / "ensemble.json").read_text())
     (root / "ensemble.json").write_text(json.dumps(edit(meta)))
     with pytest.raises(CheckpointError, match=message):
@@ -151,26 +151,26 @@ def test_an_existing_directory_that_is_not_an_ensemble_is_never_replaced(
     assert main(["ensemble", str(run), str(tiny_a2k_checkpoint), str(second_seed)]) == 2
     assert "not an ensemble directory" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == before
-    ens = checkpoint.write_ensemble(tmp_path / "ens", [tiny_a2k_checkpoint, second_seed])
-    checkpoint.write_ensemble(ens, [second_seed, tiny_a2k_checkpoint])  # an ensemble is replaced
-    assert checkpoint.read_members(ens)[0].meta["train_config"]["seed"] == 1
+    ens = ensemble.write_ensemble(tmp_path / "ens", [tiny_a2k_checkpoint, second_seed])
+    ensemble.write_ensemble(ens, [second_seed, tiny_a2k_checkpoint])  # an ensemble is replaced
+    assert ensemble.read_members(ens)[0].meta["train_config"]["seed"] == 1
 
 
 def test_an_interrupted_swap_and_a_member_behind_a_link_are_handled(tiny_a2k_checkpoint, second_seed, tmp_path):
-    ens = checkpoint.write_ensemble(tmp_path / "ens", [tiny_a2k_checkpoint, second_seed])
+    ens = ensemble.write_ensemble(tmp_path / "ens", [tiny_a2k_checkpoint, second_seed])
     ens.rename(tmp_path / ".ens.old")  # a crash between atomic_dir's two renames
-    assert len(checkpoint.read_members(tmp_path / "ens")) == 2
+    assert len(ensemble.read_members(tmp_path / "ens")) == 2
     (tmp_path / ".ens.old").rename(ens)
     shutil.rmtree(ens / "member-1")
     (ens / "member-1").symlink_to(second_seed)  # outside the directory: the ensemble would not move as one
     with pytest.raises(CheckpointError, match="outside the ensemble"):
-        checkpoint.read_members(ens)
+        ensemble.read_members(ens)
     (ens / "member-1").unlink()
     shutil.copytree(second_seed, ens / "member-1")
     meta = json.loads((ens / "ensemble.json").read_text())
     (ens / "ensemble.json").write_text(json.dumps({**meta, "format_version": "x"}))
     with pytest.raises(CheckpointError, match="format_version must be an integer"):
-        checkpoint.read_members(ens)
+        ensemble.read_members(ens)
 
 
 def test_members_with_another_window_are_refused(tiny_a2k_checkpoint, tmp_path):
@@ -179,4 +179,4 @@ def test_members_with_another_window_are_refused(tiny_a2k_checkpoint, tmp_path):
     meta = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**meta, "window": meta["window"] * 2}))
     with pytest.raises(CheckpointError, match="window"):
-        checkpoint.read_members([tiny_a2k_checkpoint, other])
+        ensemble.read_members([tiny_a2k_checkpoint, other])

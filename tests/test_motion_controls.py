@@ -78,7 +78,7 @@ def test_the_shipped_model_takes_the_controls(sample_speech_path):
 
 def test_an_ensemble_directory_carries_the_settings_it_was_chosen_with(tmp_path, tiny_a2k_checkpoint):
     from a2k_toolkit.errors import CheckpointError
-    from a2k_toolkit.models.checkpoint import checkpoint_defaults, write_ensemble
+    from a2k_toolkit.models.ensemble import checkpoint_defaults, write_ensemble
 
     out = write_ensemble(tmp_path / "pkg", [tiny_a2k_checkpoint], "one member", {"head_motion": 2.5})
     assert checkpoint_defaults(out) == {"head_motion": 2.5} and checkpoint_defaults(tiny_a2k_checkpoint) == {}

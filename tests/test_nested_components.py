@@ -176,7 +176,7 @@ def test_generate_with_the_shipped_ensemble_builds_one_catalog(monkeypatch, tmp_
     from a2k_toolkit import catalog as catalog_module
     from a2k_toolkit import plugins
     from a2k_toolkit.cli import main
-    from a2k_toolkit.models.checkpoint import read_members
+    from a2k_toolkit.models.ensemble import read_members
 
     assert len(read_members(None)) == 4  # the shipped model is an ensemble of four checkpoints (docs/results.md)
     made, scans = [], []

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
-from a2k_toolkit.models import checkpoint
+from a2k_toolkit.models import checkpoint, ensemble
 from a2k_toolkit.training import load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ RECIPE = "configs/train/shipped/shipped.yaml"
 
 
 def test_shipped_weights_are_small_safetensors_with_a_model_card():
-    members = checkpoint.read_members(None)
+    members = ensemble.read_members(None)
     assert [m.path for m in members] == [WEIGHTS / f"member-{k}" for k in range(len(MEMBERS))]
     assert sum(m.weights_path.stat().st_size for m in members) < 10_000_000  # 4 x 1.8 MB
     assert not (WEIGHTS / "model.safetensors").exists()  # no stale single model beside the ensemble
@@ -47,7 +47,7 @@ def test_shipped_weights_are_small_safetensors_with_a_model_card():
     makefile = (REPO / "Makefile").read_text("utf-8")
     assert f"SHIPPED_MEMBERS ?= {' '.join(f'{r}:{s}' for r, s in MEMBERS)}\n" in makefile
     # the settings the selection chose travel with the weights, and `make results` writes the same ones
-    defaults = checkpoint.checkpoint_defaults(None)
+    defaults = ensemble.checkpoint_defaults(None)
     assert defaults == {"head_motion": 3.0, "mouth_scale": 1.4, "blink_interval": 3.5}
     flags = " ".join(f"--default {k}={v:g}" for k, v in defaults.items())
     assert f"SHIPPED_DEFAULTS ?= {flags}\n" in makefile
@@ -56,7 +56,7 @@ def test_shipped_weights_are_small_safetensors_with_a_model_card():
 
 
 def test_the_recipe_in_the_repo_is_the_one_the_weights_were_trained_with():
-    members = checkpoint.read_members(None)
+    members = ensemble.read_members(None)
     assert len(members) == len(MEMBERS)
     for (name, seed), member in zip(MEMBERS, members):
         recipe = load_train_config(REPO / "configs" / "train" / "shipped" / f"{name}.yaml").model_dump(mode="json")

@@ -174,7 +174,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
         """``catalog``: the host's catalog (the build context, passed by ``Catalog.build``), which builds the
         checkpoints' keypoint encoders; without one only the built-in ``pv`` / ``piv`` encoders can be built."""
         super().__init__(params, **kwargs)
-        from ..models.checkpoint import checkpoint_defaults, read_members
+        from ..models.ensemble import checkpoint_defaults, read_members
 
         p = self.params
         self.members = read_members(p.checkpoint)
@@ -232,7 +232,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
     @classmethod
     def frontend_spec(cls, params, catalog=None):
         """The front-end the checkpoint was trained with (read from its ``config.json``; no weights are loaded)."""
-        from ..models.checkpoint import read_members
+        from ..models.ensemble import read_members
 
         fe = read_members(params.checkpoint)[0].frontend
         return {"name": fe["name"], "params": fe["params"]}
@@ -258,7 +258,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
     def net(self):
         """The generator network, loaded on first use."""
         if self._net is None:
-            from ..models.checkpoint import load_members
+            from ..models.ensemble import load_members
 
             self._net = load_members(self.members, device=self.device, encoders=self._encoders)
         return self._net

@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import InputError
-    from ..models.checkpoint import ensemble_members, write_ensemble
+    from ..models.ensemble import ensemble_members, write_ensemble
 
     defaults = {}
     for item in args.default:

@@ -129,7 +129,7 @@ class Audio2KeypointNet(nn.Module):
 
 class EnsembleNet(nn.Module):
     """The mean of several generators' outputs (same inputs, same normalised output space): an ensemble of models of
-    one recipe trained with different seeds (``a2k_toolkit.models.checkpoint``, ``ensemble.json``). Averaging removes
+    one recipe trained with different seeds (``a2k_toolkit.models.ensemble``, ``ensemble.json``). Averaging removes
     the part of each model's motion that depends on its seed rather than on the audio."""
 
     def __init__(self, members: list[nn.Module]):
