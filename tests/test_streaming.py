@@ -24,7 +24,7 @@ from a2k_toolkit.builtin.streams import BlinkTrack
 from a2k_toolkit.catalog import Catalog
 from a2k_toolkit.errors import A2KError, InputError
 from a2k_toolkit.hookspecs import hookimpl
-from a2k_toolkit.keypoints import mouth_opening, reference_iod
+from a2k_toolkit.keypoints import Keypoints, mouth_opening, reference_iod
 from a2k_toolkit.motion import blink_schedule
 from a2k_toolkit.pipeline import Pipeline
 from a2k_toolkit.plugins import make_plugin_manager
@@ -161,6 +161,26 @@ class TestProceduralStreaming(StreamingGeneratorContract):
     def _inputs(self, T: int = 30):  # log-mel of speech, what it is made for (random rows make it jitter at 0 ms)
         _, ref = super()._inputs(T)
         return speech_features(T), ref
+
+
+def test_procedural_streams_a_reference_with_depth():
+    """A reference with a depth column (68, 3), e.g. mediapipe's with z kept: procedural moves its x, y, offline and
+    streamed, and returns (T, 68, 2); each lookahead's stream is the one of the x, y reference."""
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(150.0, 350.0, (1, 68, 2)).astype(np.float32)
+    z = rng.uniform(-30.0, 30.0, (1, 68, 1)).astype(np.float32)
+    ref3, ref2 = Keypoints(np.concatenate([xy, z], -1), image_size=(512, 512)), Keypoints(xy, image_size=(512, 512))
+    feats, gen = speech_features(80), ProceduralGenerator()
+    offline = gen.generate(feats, ref3, seed=0).points
+    assert offline.shape == (80, 68, 2)
+    np.testing.assert_allclose(offline, gen.generate(feats, ref2, seed=0).points, atol=1e-4)
+    for lookahead in (None, 0, 5):
+        out, _ = push_in_pieces(gen.stream(ref3, lookahead=lookahead, seed=0), feats, (7, 1, 13))
+        plain, _ = push_in_pieces(gen.stream(ref2, lookahead=lookahead, seed=0), feats, (7, 1, 13))
+        assert out.shape == (80, 68, 2) and out.dtype == np.float32
+        np.testing.assert_array_equal(out, plain)
+        if lookahead is None:
+            np.testing.assert_array_equal(out, offline)
 
 
 class TestAudio2KeypointStreaming(StreamingGeneratorContract):

@@ -71,7 +71,7 @@ class ProceduralStream(KeypointStream):
         super().__init__(reference, lookahead, {"generator": generator.name})
         self.gen, p = generator, generator.params
         self._activity, self._smooth = activity, smooth
-        self.ref = reference.points[0].astype(np.float32)
+        self.ref = reference.points[0][:, :2].astype(np.float32)  # x, y: a depth column is dropped, as offline
         from ...keypoints import face_scale
 
         self.size = float(face_scale(self.ref))
