@@ -48,6 +48,13 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--max-queued-frames", type=int, default=250, help="frames waiting for a client that does not read; more: close"
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads per push; the sessions' pushes already run in parallel worker threads, and more "
+        "threads per push oversubscribe the cores (docs/serve.md, Capacity)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 
@@ -75,6 +82,7 @@ def settings_from(args):
         ("--max-speed", args.max_speed >= 0),
         ("--burst-s", args.burst_s >= 0),
         ("--max-queued-frames", args.max_queued_frames >= 1),
+        ("--threads", args.threads >= 1),
     ]
     for flag, ok in checks:
         if not ok:
@@ -106,9 +114,38 @@ def run(args) -> int:
     from ..serve.app import create_app, make_server
 
     settings = settings_from(args)
-    overrides = {"device": args.device} if args.device else {}
-    pipe = Pipeline.from_config(args.config, **overrides)
-    server = make_server(create_app(pipe, settings), settings, args.host, args.port, log_level=args.log_level)
-    print(f"a2k serve: ws://{args.host}:{args.port}/stream", flush=True)
-    server.run()
+    import torch
+
+    torch.set_num_threads(args.threads)  # also the worker threads' (set before they start)
+    sock = bind(args.host, args.port)  # bound first, so that the message names the port (also with --port 0)
+    try:
+        port = sock.getsockname()[1]
+        pipe = Pipeline.from_config(args.config, **({"device": args.device} if args.device else {}))
+        server = make_server(create_app(pipe, settings), settings, args.host, port, log_level=args.log_level)
+        print(start_line(args.host, port), flush=True)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv6 for an address with ``:``), for uvicorn to listen on; a port in use
+    or an address not of this machine is the user's error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc} (try another --port or --host)"
+        ) from None
+    return sock
+
+
+def start_line(host: str, port: int) -> str:
+    """The start-up message: the WebSocket URL and the browser page's (docs/serve.md)."""
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"a2k serve: ws://{netloc}/stream, the page at http://{netloc}/ (open it in a browser and talk)"
