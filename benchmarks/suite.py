@@ -1,16 +1,18 @@
 """The ``a2k bench`` runner: one table (or one JSON object) of this machine's speed and memory, stage by stage.
 
-    a2k bench [--quick] [--json] [--only STAGE[,STAGE...]] [--repeat N]
+    a2k bench [--quick] [--json] [--only STAGE[,STAGE...]] [--repeat N] [--sessions N] [--soak-s S]
 
 Each stage is a function in :data:`STAGES` taking the shared :class:`Context` and returning ``{key: value}``; keys
 are stable snake_case names whose suffix gives the unit (``*_s`` seconds, ``*_per_s`` a rate, ``*_mib`` MiB,
-``*_rtf`` a real-time factor: compute time / audio duration). Timed figures are medians over ``--repeat`` runs after
+``*_rtf`` a real-time factor: compute time / audio duration, ``*_ms`` milliseconds, ``*_cores`` CPU cores,
+``*_frames`` and ``*_sessions`` counts). Timed figures are medians over ``--repeat`` runs after
 one untimed warm-up (loading models, allocating) so they describe steady work "after load". Each stage also reports
 the peak resident set size of this process while it ran (``<stage>_peak_rss_mib``): the process is shared by the
 stages, so it includes what earlier stages left loaded. Weights are random where a model is needed (speed does not
 depend on their values); audio is the bundled speech sample tiled to the needed length. See docs/benchmarks.md.
 
-The stages are in ``suite_stages.py``, what they share (the context, the timers, the samples) in
+The stages are in ``suite_stages.py`` (the streaming stage, a real ``a2k serve`` with real-time clients, in
+``suite_streaming.py``), what they share (the context, the timers, the samples) in
 ``suite_context.py``; this module is the table of stages and the runner.
 """
 
@@ -41,6 +43,7 @@ from suite_stages import (  # noqa: E402, F401  (model_gflop: tested through thi
     stage_render,
     stage_train,
 )
+from suite_streaming import stage_streaming  # noqa: E402
 
 STAGES: dict[str, Callable[[Context], dict[str, float]]] = {
     "hardware": stage_hardware,
@@ -51,6 +54,7 @@ STAGES: dict[str, Callable[[Context], dict[str, float]]] = {
     "landmarks": stage_landmarks,
     "render": stage_render,
     "generate": stage_generate,
+    "streaming": stage_streaming,
 }
 
 
@@ -79,10 +83,14 @@ def run(
     device: str = "auto",
     naive: bool = False,
     progress: Callable[[str], None] | None = None,
+    sessions: int | None = None,
+    soak_s: float | None = None,
+    late_margin_ms: float | None = None,
 ) -> dict[str, Any]:
     """Run ``stages`` (names in :data:`STAGES`) and return one JSON-ready object: ``machine``, ``settings`` and, at
     the top level, every stage's figures plus ``<stage>_peak_rss_mib`` and ``<stage>_wall_s`` (the stage's own run
-    time, warm-ups and setup included). ``naive`` adds the straightforward path's figures (``*_naive_*``)."""
+    time, warm-ups and setup included). ``naive`` adds the straightforward path's figures (``*_naive_*``);
+    ``sessions``, ``soak_s`` and ``late_margin_ms`` set the streaming stage (None: its defaults)."""
     from a2k_toolkit.device import resolve_device
 
     unknown = [s for s in stages if s not in STAGES]
@@ -95,7 +103,8 @@ def run(
         "settings": {"quick": quick, "repeat": repeat, "naive": naive, "stages": list(stages)},
     }
     with tempfile.TemporaryDirectory(prefix="a2k-bench-") as tmp:
-        ctx = Context(quick=quick, repeat=repeat, work=Path(tmp), device=dev, naive=naive)
+        streaming = {"sessions": sessions, "soak_s": soak_s, "late_margin_ms": late_margin_ms}
+        ctx = Context(quick=quick, repeat=repeat, work=Path(tmp), device=dev, naive=naive, **streaming)
         for name in stages:
             if progress:
                 progress(name)
@@ -109,6 +118,7 @@ def run(
 
 
 UNITS = (
+    ("_mib_per_min", "MiB/min"),
     ("_gflop_per_s", "GFLOP/s"),
     ("_per_s", "/s"),
     ("_gflop", "GFLOP"),
@@ -116,6 +126,10 @@ UNITS = (
     ("_mib", "MiB"),
     ("_rtf", "RTF"),
     ("_s", "s"),
+    ("_ms", "ms"),
+    ("_cores", "cores"),
+    ("_frames", "frames"),
+    ("_sessions", "sessions"),
 )
 
 

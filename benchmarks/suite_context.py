@@ -92,6 +92,9 @@ class Context:
     work: Path
     device: str = "cpu"
     naive: bool = False
+    sessions: int | None = None  # the streaming stage's concurrent sessions (None: its default)
+    soak_s: float | None = None  # the streaming stage's seconds of audio per session at that count (None: default)
+    late_margin_ms: float | None = None  # a frame later than the announced latency + this is late (None: default)
     _checkpoints: dict[str, Path] = field(default_factory=dict, repr=False)
 
     def checkpoint(self, preset: str = "a2k") -> Path:

@@ -16,7 +16,7 @@ from a2k_toolkit.commands.bench import load_suite
 from a2k_toolkit.errors import A2KError
 
 ROOT = Path(a2k_toolkit.__file__).resolve().parents[1]
-STAGES = ["hardware", "frontend", "keypoints", "train", "loader", "landmarks", "render", "generate"]
+STAGES = ["hardware", "frontend", "keypoints", "train", "loader", "landmarks", "render", "generate", "streaming"]
 
 
 def a2k(*args):

@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
         help="measure each stage's speed and peak memory on this machine",
         description="Measure the audio front-end, keypoint generation, training, landmark extraction, renderers and "
         "end-to-end generation on this machine, and its dense float32 throughput (medians over repeated runs after "
-        "one warm-up) and print a table. "
+        "one warm-up), and real-time streaming through a real `a2k serve` (latency, late and dropped frames, CPU "
+        "per session, memory over a soak), and print a table. "
         "Runs from a source checkout (the runner is benchmarks/suite.py).",
     )
     p.add_argument("--quick", action="store_true", help="fewer frames and steps, no 10 min audio, one run each")
@@ -35,6 +36,25 @@ def add_parser(sub) -> None:
         action="store_true",
         help="also time the straightforward keypoint path (one window at "
         "a time, no fusion) next to the fast one (keys *_naive_*)",
+    )
+    p.add_argument(
+        "--sessions",
+        type=int,
+        default=None,
+        help="streaming stage: concurrent real-time sessions of the soak (default 8; --quick: 2)",
+    )
+    p.add_argument(
+        "--soak-s",
+        type=float,
+        default=None,
+        help="streaming stage: seconds of audio each session plays at that count (default 60; --quick: 15)",
+    )
+    p.add_argument(
+        "--late-margin-ms",
+        type=float,
+        default=None,
+        help="streaming stage: a frame arriving later than its audio's end + the session's announced latency + "
+        "this is late (default 100)",
     )
     p.set_defaults(func=run)
 
@@ -72,14 +92,28 @@ def parse_stages(only: str | None, available: list[str]) -> list[str]:
 def run(args) -> int:
     if args.repeat is not None and args.repeat < 1:
         raise A2KError(f"--repeat must be at least 1, got {args.repeat}")
+    for flag, value, low in (
+        ("--sessions", args.sessions, 1),
+        ("--soak-s", args.soak_s, 1),
+        ("--late-margin-ms", args.late_margin_ms, 0),
+    ):
+        if value is not None and not value >= low:
+            raise A2KError(f"{flag} must be at least {low}, got {value:g}")
     suite = load_suite()
     stages = parse_stages(args.only, list(suite.STAGES))
 
     def progress(name: str) -> None:
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
 
+    streaming = {"sessions": args.sessions, "soak_s": args.soak_s, "late_margin_ms": args.late_margin_ms}
     result = suite.run(
-        stages, quick=args.quick, repeat=args.repeat, device=args.device, naive=args.naive, progress=progress
+        stages,
+        quick=args.quick,
+        repeat=args.repeat,
+        device=args.device,
+        naive=args.naive,
+        progress=progress,
+        **streaming,
     )
     print(json.dumps(result, indent=2) if args.json else suite.format_table(result))
     return 0
