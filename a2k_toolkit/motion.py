@@ -177,12 +177,12 @@ def voice_activity(features: np.ndarray, gate_db: float) -> np.ndarray:
 
 
 def close_mouth_in_silence(
-    points: np.ndarray, reference: np.ndarray, features: np.ndarray, gate_db: float
+    points: np.ndarray, reference: np.ndarray, features: np.ndarray, gate_db: float, weight: np.ndarray | None = None
 ) -> np.ndarray:
     """Blend each frame's mouth (points 48-67 of ``points (T, 68, 2)``, in place) towards the reference's mouth,
     carried to the frame's head pose by the similarity that maps the reference's brows, eyes and nose onto the frame's,
-    with weight ``1 - voice_activity``."""
-    weight = voice_activity(features, gate_db)
+    with weight ``1 - voice_activity`` (``weight``: that activity, if already computed)."""
+    weight = voice_activity(features, gate_db) if weight is None else weight
     rigid = np.asarray(reference[RIGID], np.float64)
     for i in range(0, len(points), BLOCK):  # all quiet frames of a block at once
         t = i + np.flatnonzero(weight[i : i + BLOCK] < 1.0)
@@ -227,13 +227,17 @@ def post_process(
 ) -> np.ndarray:
     """``audio2keypoint``'s motion steps on ``points (T, 68, 2)`` (in place; frame 0 is the ``reference (68, 2)``),
     from the clip's ``features (T, D)``: the silence gate (``silence_gate_db``), the head and mouth scales, the
-    energy mouth and the blinks (drawn from ``seed``, 0 when None), each only when it is on."""
+    energy mouth (its jaw drop gated as the mouth is) and the blinks (drawn from ``seed``, 0 when None), each only
+    when it is on."""
+    active = None
     if silence_gate_db is not None:
-        close_mouth_in_silence(points, reference, features, silence_gate_db)
+        active = voice_activity(features, silence_gate_db)
+        close_mouth_in_silence(points, reference, features, silence_gate_db, weight=active)
     if head_motion != 1.0 or mouth_scale != 1.0:
         rescale_motion(points, reference, head_motion, mouth_scale)
     if energy_mouth > 0:
-        add_jaw_drop(points, reference, loudness_opening(features) * energy_drop(reference, energy_mouth))
+        drop = loudness_opening(features) * energy_drop(reference, energy_mouth)
+        add_jaw_drop(points, reference, drop if active is None else drop * active)
     if blink_interval > 0:
         rng = np.random.default_rng(0 if seed is None else seed)
         apply_blinks(points, blink_schedule(len(points), blink_interval, fps, rng))

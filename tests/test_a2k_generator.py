@@ -252,7 +252,9 @@ def test_silence_gate_closes_the_mouth_in_silence_only(sample_image_path, sample
     speech = np.flatnonzero(active == 1)
     assert len(speech) > 100
     np.testing.assert_array_equal(gated[speech], free[speech])
-    np.testing.assert_array_equal(gated[:, :48], free[:, :48])  # only the mouth changes
+    # only the mouth changes (and the lower jaw that the shipped model's energy mouth drops, gated as the mouth is)
+    jaw = np.r_[4:13]
+    np.testing.assert_array_equal(np.delete(gated[:, :48], jaw, 1), np.delete(free[:, :48], jaw, 1))
     iod = reference_iod(ref.points)
     gap, free_gap, ref_gap = (mouth_opening(p, iod) for p in (gated, free, ref.points[0]))
     assert free_gap[80:120].std() > 0.003  # the model alone keeps moving the mouth in silence

@@ -1,7 +1,7 @@
-"""The default model shipped in a2k_toolkit/weights: an ensemble of 4 models (3 seeds of the shipped recipe and one of
-its unbalanced twin) trained on every person of the shared data, with the inference settings it was chosen with (the
-selection of docs/results.md). It loads offline, is the default generator, was trained by the recipe in the repo,
-carries its settings, and its mouth follows speech."""
+"""The default model shipped in a2k_toolkit/weights: an ensemble of 4 models (3 seeds of the shipped recipe,
+shipped-nose.yaml, and one of its unbalanced twin) trained on every person of the shared data, with the inference
+settings it was chosen with (the selection of docs/results.md). It loads offline, is the default generator, was
+trained by the recipe in the repo, carries its settings, and its mouth follows speech."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # Makefile: SHIPPED_MEMBERS (configs/train/shipped/RECIPE.yaml:seed), SHIPPED_DEFAULTS
-MEMBERS = [("shipped", 0), ("shipped", 1), ("shipped", 2), ("shipped-unbalanced", 0)]
-RECIPE = "configs/train/shipped/shipped.yaml"
+MEMBERS = [("shipped-nose", 0), ("shipped-nose", 1), ("shipped-nose", 2), ("shipped-nose-unbalanced", 0)]
+RECIPE = "configs/train/shipped/shipped-nose.yaml"
 
 
 def test_shipped_weights_are_small_safetensors_with_a_model_card():
@@ -35,7 +35,8 @@ def test_shipped_weights_are_small_safetensors_with_a_model_card():
     card = (WEIGHTS / "README.md").read_text("utf-8")
     for needed in (
         RECIPE,
-        "shipped-unbalanced.yaml",
+        "shipped-nose-unbalanced.yaml",
+        "energy_mouth",
         "Licence",
         "docs/results.md",
         "clips.csv",
@@ -48,11 +49,11 @@ def test_shipped_weights_are_small_safetensors_with_a_model_card():
     assert f"SHIPPED_MEMBERS ?= {' '.join(f'{r}:{s}' for r, s in MEMBERS)}\n" in makefile
     # the settings the selection chose travel with the weights, and `make results` writes the same ones
     defaults = ensemble.checkpoint_defaults(None)
-    assert defaults == {"head_motion": 3.0, "mouth_scale": 1.4, "blink_interval": 3.5}
+    assert defaults == {"head_motion": 3.0, "mouth_scale": 1.4, "blink_interval": 3.5, "energy_mouth": 1.0}
     flags = " ".join(f"--default {k}={v:g}" for k, v in defaults.items())
     assert f"SHIPPED_DEFAULTS ?= {flags}\n" in makefile
     gen = Audio2KeypointGenerator()
-    assert (gen.head_motion, gen.mouth_scale, gen.blink_interval) == (3.0, 1.4, 3.5)
+    assert (gen.head_motion, gen.mouth_scale, gen.blink_interval, gen.energy_mouth) == (3.0, 1.4, 3.5, 1.0)
 
 
 def test_the_recipe_in_the_repo_is_the_one_the_weights_were_trained_with():

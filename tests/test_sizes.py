@@ -23,12 +23,6 @@ LONG_FILES: dict[str, str] = {}
 
 # (file, function) -> why it may be longer than MAX_FUNCTION_LINES for now
 LONG_FUNCTIONS: dict[tuple[str, str], str] = {
-    # the WebSocket server's routes are closures over one app's state (limits, sessions, metrics); serve/ is being
-    # changed by its owner now, and splitting them means giving that state a class of its own
-    ("a2k_toolkit/serve/app.py", "create_app"): "routes are closures over the app's state; serve/ has an owner now",
-    # the client's protocol loop (send chunks at their pace, receive frames, end/done, errors); serve/ is being
-    # changed by its owner now
-    ("a2k_toolkit/serve/client.py", "stream_audio"): "one protocol loop, 5 lines over; serve/ has an owner now",
 }
 
 

@@ -97,12 +97,15 @@ class Audio2KeypointStream(KeypointStream):
             pts[i : i + 4096] = self.info.normalizer.denormalize(out[i : i + 4096], self.ref)
         if t0 == 0:
             pts[0] = self.ref
+        active = None
         if self.history is not None:
-            _gate(pts, self.ref, self._gate_weights(t0, n, total))
+            active = self._gate_weights(t0, n, total)
+            _gate(pts, self.ref, active)
         if self.head != 1.0 or self.mouth != 1.0:
             rescale_motion(pts, self.ref, self.head, self.mouth)
         if self.energy is not None:
-            add_jaw_drop(pts, self.ref, self.energy.opening(t0, n, self.frames_in, total) * self._drop)
+            drop = self.energy.opening(t0, n, self.frames_in, total) * self._drop
+            add_jaw_drop(pts, self.ref, drop if active is None else drop * active)
         if self.blinks is not None:
             apply_blinks(pts, self.blinks.closing(t0, t0 + n, total))
         return pts
