@@ -50,3 +50,12 @@ def register_generators(register):
 @hookspec
 def register_renderers(register):
     """Register :class:`~a2k_toolkit.components.Renderer` subclasses (keypoints + reference image -> frames)."""
+
+
+@hookspec
+def register_keypoint_formats(register):
+    """Register keypoint file formats (docs/plugins.md, "Keypoint formats"): call ``register(name, *, read=None,
+    write=None, extensions=(), folder=False, description="", lossy="", detect=None, owns=None)`` once per format.
+    ``read(path, *, image_size, missing) -> Keypoints`` and ``write(path, keypoints)`` as the toolkit's own formats
+    (:mod:`a2k_toolkit.formats`); ``detect(path) -> bool`` tells its files from another format's of the same extension
+    by their content. The host adds them to its format table (``a2k convert``, pose sources, ``Result.save``)."""

@@ -59,7 +59,9 @@ def list_formats() -> str:
 def run(args) -> int:
     from .. import formats
     from ..io import load_image
+    from ..plugins import make_plugin_manager
 
+    formats.add_plugin_formats(make_plugin_manager())  # formats plugins add (a2k-mediapipe: MediaPipe landmark files)
     if args.list:
         print(list_formats())
         return 0

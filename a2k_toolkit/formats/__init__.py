@@ -12,6 +12,9 @@ openface       ``.csv``                    r/w    OpenFace 2.0 FeatureExtraction
 pts            ``.pts``, folder            r/w    iBUG 300-W landmark files
 =============  ==========================  =====  ==================================================================
 
+Plugins add formats through the ``register_keypoint_formats`` hook (the a2k-mediapipe plugin: ``mediapipe``, read
+only); a host hands its plugin manager over with ``add_plugin_formats(pm)`` (:mod:`.table`).
+
 ``read(path)`` and ``write(path, keypoints)`` infer the format from the path; ``FORMATS`` is the table. This package
 sits beside :mod:`a2k_toolkit.io`: it imports only the keypoint type, errors and io.
 """
@@ -19,12 +22,7 @@ sits beside :mod:`a2k_toolkit.io`: it imports only the keypoint type, errors and
 from __future__ import annotations
 
 from .registry import (
-    BY_EXTENSION,
-    DEFAULT_FOLDER_FORMAT,
-    FORMATS,
-    Format,
     check_output,
-    get_format,
     input_format,
     output_extensions,
     output_format,
@@ -33,17 +31,30 @@ from .registry import (
     staged_write,
     write,
 )
+from .table import (
+    BY_EXTENSION,
+    DEFAULT_FOLDER_FORMAT,
+    FORMATS,
+    Format,
+    add_plugin_formats,
+    get_format,
+    plugin_formats,
+    plugin_formats_added,
+)
 
 __all__ = [
     "BY_EXTENSION",
     "DEFAULT_FOLDER_FORMAT",
     "FORMATS",
     "Format",
+    "add_plugin_formats",
     "check_output",
     "get_format",
     "input_format",
     "output_extensions",
     "output_format",
+    "plugin_formats",
+    "plugin_formats_added",
     "read",
     "staged",
     "staged_write",

@@ -1,4 +1,4 @@
-"""The table of keypoint formats, and reading and writing through it.
+"""Reading and writing keypoints through the table of formats (:mod:`.table`: the toolkit's own and plugins').
 
 A format is a name, the file extensions it uses, whether it also takes the form of a folder of per-frame files, and
 its reader and writer (either may be missing: pose images cannot be read back). Formats are inferred from a path:
@@ -9,132 +9,20 @@ output that names a folder (an existing one, or a path ending in ``/``) defaults
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .. import io
-from ..errors import InputError
+from ..errors import A2KError, InputError, PluginError
 from ..keypoints import Keypoints
-from . import native, openface, openpose, pose_images, pts
+from . import openpose, pose_images
 from ._common import check_replaceable
+from .table import BY_EXTENSION, DEFAULT_FOLDER_FORMAT, FORMATS, Format, get_format, sniff
 
 PathLike = str | os.PathLike
-
-
-@dataclass(frozen=True)
-class Format:
-    """One keypoint format: ``read(path, *, image_size, missing) -> Keypoints``, ``write(path, keypoints,
-    **options)``; ``owns(name)`` tells the files it writes into a folder (those an output may replace)."""
-
-    name: str
-    description: str
-    extensions: tuple[str, ...] = ()
-    folder: bool = False
-    read: Callable[..., Keypoints] | None = None
-    write: Callable[..., None] | None = None
-    owns: Callable[[str], bool] | None = None
-    lossy: str = ""
-    options: tuple[str, ...] = field(default=())
-
-    @property
-    def forms(self) -> str:
-        parts = list(self.extensions) + (["folder/"] if self.folder else [])
-        return ", ".join(parts)
-
-    @property
-    def directions(self) -> str:
-        return "/".join(d for d, f in (("read", self.read), ("write", self.write)) if f is not None)
-
-
-def _options(fn) -> tuple[str, ...]:
-    return tuple(p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY)
-
-
-def _format(**kw) -> Format:
-    fmt = Format(**kw)
-    return replace(fmt, options=_options(fmt.write) if fmt.write else ())
-
-
-FORMATS: dict[str, Format] = {
-    f.name: f
-    for f in (
-        _format(
-            name="npy",
-            description="plain float32 array (T, 68, 2)",
-            extensions=(".npy",),
-            read=native.read_npy,
-            write=native.write_npy,
-            lossy="fps, image size and meta are not stored",
-        ),
-        _format(
-            name="npz",
-            description="array + fps, image size, layout, meta",
-            extensions=(".npz",),
-            read=native.read_npz,
-            write=native.write_npz,
-        ),
-        _format(
-            name="json",
-            description="a2k keypoints JSON: fps, image size, layout and parts, one list of points per frame",
-            extensions=(".json",),
-            read=native.read_json,
-            write=native.write_json,
-        ),
-        _format(
-            name="openpose",
-            description="OpenPose face JSON (version 1.3), 70 points with pupils, one file per frame",
-            extensions=(".json",),
-            folder=True,
-            read=openpose.read,
-            write=openpose.write,
-            owns=openpose.owns,
-            lossy="fps, image size (unless normalized) and meta are not stored; the pupils are estimated",
-        ),
-        _format(
-            name="pose-images",
-            description="OpenPose-style face pose images (white dots on black) for ControlNet/DWPose, PNG or MP4",
-            extensions=(".mp4",),
-            folder=True,
-            write=pose_images.write,
-            owns=pose_images.owns,
-            lossy="write only (the points' order cannot be read back); pixel positions; MP4 is compressed",
-        ),
-        _format(
-            name="openface",
-            description="CSV with OpenFace 2.0 columns (frame, timestamp, confidence, success, x_i, y_i)",
-            extensions=(".csv",),
-            read=openface.read,
-            write=openface.write,
-            lossy="image size and meta are not stored; fps kept to 1 ms timestamps",
-        ),
-        _format(
-            name="pts",
-            description="iBUG/300-W .pts landmarks (1-based), one file per face; a folder is a sequence",
-            extensions=(".pts",),
-            folder=True,
-            read=pts.read,
-            write=pts.write,
-            owns=pts.owns,
-            lossy="fps, image size and meta are not stored",
-        ),
-    )
-}
-
-# the format an extension means when nothing else says (.json: the toolkit's own; its readers sniff the content)
-BY_EXTENSION = {".npy": "npy", ".npz": "npz", ".json": "json", ".csv": "openface", ".pts": "pts", ".mp4": "pose-images"}
-DEFAULT_FOLDER_FORMAT = "openpose"
-
-
-def get_format(name: str) -> Format:
-    try:
-        return FORMATS[name]
-    except KeyError:
-        raise InputError(f"unknown keypoint format {name!r}; known: {', '.join(FORMATS)}") from None
 
 
 def output_extensions() -> tuple[str, ...]:
@@ -279,7 +167,7 @@ def write(
 
 def input_format(path: PathLike, format: str | None = None) -> Format:
     """The format of an existing input: ``format`` when given, else from a folder's files or a file's extension
-    (and, for ``.json``, its content)."""
+    (and, for ``.json``, its content; for an extension a plugin's format shares, that format's ``detect``)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"keypoint input not found: {path}")
@@ -290,23 +178,27 @@ def input_format(path: PathLike, format: str | None = None) -> Format:
         return fmt
     if p.is_dir():
         names = [c.name for c in p.iterdir() if c.is_file()]
-        for name in ("openpose", "pts"):
-            if any(FORMATS[name].owns(n) for n in names):
-                return FORMATS[name]
+        folders = [f for f in FORMATS.values() if f.folder and f.read is not None and f.owns is not None]
+        for fmt in folders:  # openpose, pts, then plugins' folder formats
+            if any(fmt.owns(n) for n in names):
+                return fmt
         if any(pose_images.owns(n) or n.lower().endswith(".png") for n in names):
             raise InputError(
                 f"{path} holds pose images, which cannot be read back as keypoints: {FORMATS['pose-images'].lossy}"
             )
         raise InputError(f"{path} holds no keypoint files (*_keypoints.json from OpenPose, or .pts)")
     ext = p.suffix.lower()
-    if ext == ".json":
-        return FORMATS["openpose" if _json_is_openpose(p) else "json"]
+    if ext == ".json" and _json_is_openpose(p):
+        return FORMATS["openpose"]
+    fmt = sniff(p)  # a plugin's format that shares the extension and recognises the content
+    if fmt is not None:
+        return fmt
     name = BY_EXTENSION.get(ext)
     if name is None or FORMATS[name].read is None:
         readable = sorted({e for e, n in BY_EXTENSION.items() if FORMATS[n].read is not None})
         raise InputError(
             f"keypoint input {path} has {_what_suffix(p)}; readable: {_use(tuple(readable))} files, or folders of "
-            "OpenPose JSON / .pts files (MediaPipe landmark files are not read yet)"
+            "OpenPose JSON / .pts files"
         )
     return FORMATS[name]
 
@@ -336,7 +228,7 @@ def read(
     fmt = input_format(path, format)
     if image_size is not None:
         image_size = _size(image_size)
-    kp = fmt.read(Path(path), image_size=image_size, missing=missing)
+    kp = _read_with(fmt, Path(path), image_size, missing)
     if image_size is not None:
         if kp.image_size is not None and tuple(kp.image_size) != image_size:
             raise InputError(
@@ -348,6 +240,20 @@ def read(
         if not (isinstance(fps, (int, float)) and fps > 0):
             raise InputError(f"fps must be a positive number, got {fps!r}")
         kp.fps = float(fps)
+    return kp
+
+
+def _read_with(fmt: Format, path: Path, image_size, missing: str) -> Keypoints:
+    if not fmt.plugin:
+        return fmt.read(path, image_size=image_size, missing=missing)
+    try:  # a plugin's reader: its own errors as they are, anything else as an error naming the plugin
+        kp = fmt.read(path, image_size=image_size, missing=missing)
+    except A2KError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise PluginError(f"the {fmt.name} reader of plugin {fmt.plugin!r} failed on {path}: {exc}") from exc
+    if not isinstance(kp, Keypoints):
+        raise PluginError(f"the {fmt.name} reader of plugin {fmt.plugin!r} returned {type(kp).__name__}, not Keypoints")
     return kp
 
 
