@@ -1,5 +1,6 @@
 """a2k-mediapipe: MediaPipe's face mesh as an a2k-toolkit keypoint detector (``mediapipe``), its 478 points mapped to
-the iBUG 68-point layout. Importing this package does not import mediapipe: the graphs load on first use."""
+the iBUG 68-point layout, and MediaPipe landmark files as a keypoint format (``mediapipe``, read only:
+:mod:`.landmark_files`). Importing this package does not import mediapipe: the graphs load on first use."""
 
 from __future__ import annotations
 
