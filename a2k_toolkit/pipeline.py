@@ -120,6 +120,7 @@ class Pipeline:
         catalog = plugins if isinstance(plugins, Catalog) else Catalog(plugins)
         cfg = with_frontend(cfg, catalog)
         params = validate_components(cfg, catalog)
+        formats.add_plugin_formats(catalog.pm)  # keypoint formats from plugins (pose sources, Result.save)
         pose = None if cfg.pose is None else PoseSource(cfg.pose)  # a missing or unreadable source fails here
         # the generator first: it reads its checkpoint, which the other slots never wait for
         order = sorted(params, key=lambda slot: slot != "generator")
@@ -201,18 +202,17 @@ class Pipeline:
     def stream(self, image: Any = None, *, reference: Keypoints | None = None, **session: Any):
         """A :class:`~a2k_toolkit.streaming.StreamSession` for one speaker: reference keypoints detected in
         ``image`` (or given as ``reference``); ``lookahead_ms``, ``sample_rate`` and the generator's options as for
-        the session (docs/streaming.md)."""
+        the session (docs/streaming.md). With a pose source, each frame leaves in the source's head pose, as
+        :meth:`generate` poses it (a video source's faces are all found when the first stream opens)."""
         from .streaming import StreamSession
 
         if reference is None and image is None:
             raise InputError("give the speaker's face: `image` (a file or an array) or `reference` keypoints")
-        if self.pose is not None:
-            raise InputError(
-                "a pose source (`pose` in the config) is not applied to live streams yet; remove `pose` from the "
-                "config to stream, or generate offline (`a2k generate --pose-from ...`)"
-            )
         ref = reference if reference is not None else self.detect(image)
-        return StreamSession(self.audio, self.generator, ref, seed=self.seed, **session)
+        pose = None
+        if self.pose is not None and isinstance(ref, Keypoints) and len(ref):  # else the session says what is wrong
+            pose = self.pose.transfer(ref, self.audio.fps, self.detector)
+        return StreamSession(self.audio, self.generator, ref, seed=self.seed, pose=pose, **session)
 
     def __call__(
         self,

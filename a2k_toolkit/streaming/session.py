@@ -4,7 +4,7 @@
 
     audio chunk (any size, any sample rate) -> StreamResampler (= offline resampling) -> clip to [-1, 1]
       -> front-end FeatureStream (rows of complete video frames) -> generator KeypointStream (final frames)
-      -> KeypointFrame(index, timestamp, points (68, 2))
+      -> [pose: the frames in a reference's head pose] -> KeypointFrame(index, timestamp, points (68, 2))
 
 A session holds only its own state (no globals), so a server keeps one per connection. It is not thread-safe: push
 from one thread at a time (a server may run pushes in a worker thread; the numerical work releases the GIL).
@@ -87,7 +87,9 @@ class StreamSession:
 
     ``lookahead_ms`` (default :data:`DEFAULT_LOOKAHEAD_MS`; ``"full"``: equal to offline) is rounded down to whole
     frames; ``sample_rate`` is the rate of the pushed audio (default: the front-end's); ``options`` go to the
-    generator's ``stream`` (e.g. ``hop`` for ``audio2keypoint``)."""
+    generator's ``stream`` (e.g. ``hop`` for ``audio2keypoint``). ``pose`` (a :class:`~a2k_toolkit.pose.PoseTransfer`:
+    ``pose(points, start)`` -> the frames from ``start`` on in a reference's head pose, with a ``meta`` dict) poses
+    each frame as it leaves, as offline generation poses the whole sequence."""
 
     def __init__(
         self,
@@ -98,6 +100,7 @@ class StreamSession:
         lookahead_ms: float | str | None = None,
         sample_rate: int | None = None,
         seed: int | None = 0,
+        pose: Any = None,
         **options: Any,
     ):
         if not isinstance(reference, Keypoints) or reference.points.shape[0] < 1:
@@ -111,6 +114,7 @@ class StreamSession:
         )
         self.sample_rate = None if sample_rate is None else self._check_rate(sample_rate)
         self._resampler: StreamResampler | None = None
+        self.pose = pose
         self.samples_in = 0  # samples received, at the input rate
         self.frames_out = 0
         self.closed = False
@@ -134,7 +138,8 @@ class StreamSession:
 
     @property
     def meta(self) -> dict[str, Any]:
-        return dict(self._keypoints.meta)
+        meta = dict(self._keypoints.meta)
+        return meta if self.pose is None else {**meta, **getattr(self.pose, "meta", {})}
 
     # ------------------------------------------------------------------------------------------------------ API
     def push(self, chunk: Any, sample_rate: int | None = None) -> list[KeypointFrame]:
@@ -202,6 +207,8 @@ class StreamSession:
             pts = self._keypoints.push(feats)
             if final:
                 pts = np.concatenate([pts, self._keypoints.flush()])
+            if self.pose is not None and len(pts):  # frame by frame, as they leave: the index says the source frame
+                pts = self.pose(pts, self.frames_out)
         except BaseException:
             self.closed = True  # a component failed half-way: its state is no longer trustworthy
             raise
