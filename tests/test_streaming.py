@@ -181,6 +181,11 @@ def test_procedural_streams_a_reference_with_depth():
         np.testing.assert_array_equal(out, plain)
         if lookahead is None:
             np.testing.assert_array_equal(out, offline)
+    # static keeps the depth column offline; its stream's frames are (68, 2), the reference's x, y
+    static = StaticGenerator()
+    assert static.generate(feats, ref3).points.shape == (80, 68, 3)
+    out, _ = push_in_pieces(static.stream(ref3, lookahead=0), feats, (7, 1, 13))
+    np.testing.assert_array_equal(out, np.repeat(xy, 80, 0))
 
 
 class TestAudio2KeypointStreaming(StreamingGeneratorContract):

@@ -3,7 +3,8 @@
 * ``static``: the reference keypoints repeated for every frame.
 * ``procedural``: mouth opening driven by speech energy, head nods and sways driven by prosody, and blinks.
 
-``static`` repeats the reference as it is (with a detector's depth column, if it has one, as its stream does);
+``static`` repeats the reference as it is (with a detector's depth column, if it has one; its stream, whose frames
+are ``(68, 2)`` by the streaming contract, drops it);
 ``procedural`` moves the reference's ``x, y`` and returns ``(T, 68, 2)``: a depth column is dropped, as
 ``audio2keypoint`` drops it.
 """

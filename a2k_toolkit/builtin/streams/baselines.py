@@ -15,11 +15,13 @@ from .tracks import LEVEL_HISTORY_S, BlinkTrack, FeatureHistory
 
 
 class StaticStream(KeypointStream):
-    """``static``: the reference for every frame, at once (lookahead 0; equals offline)."""
+    """``static``: the reference for every frame, at once (lookahead 0; equals offline). Frames are ``(68, 2)`` as the
+    streaming contract has them: a reference's depth column (mediapipe with z kept) is dropped, which offline
+    ``static`` keeps."""
 
     def __init__(self, reference: Keypoints, meta: dict):
         super().__init__(reference, 0, meta)
-        self.ref = reference.points[0].astype(np.float32)
+        self.ref = reference.points[0][:, :2].astype(np.float32)
 
     def _push(self, features: np.ndarray) -> np.ndarray:
         return np.repeat(self.ref[None], len(features), 0)
