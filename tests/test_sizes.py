@@ -22,8 +22,7 @@ MAX_FUNCTION_LINES = 80
 LONG_FILES: dict[str, str] = {}
 
 # (file, function) -> why it may be longer than MAX_FUNCTION_LINES for now
-LONG_FUNCTIONS: dict[tuple[str, str], str] = {
-}
+LONG_FUNCTIONS: dict[tuple[str, str], str] = {}
 
 
 def source_files(repo: Path = REPO) -> list[Path]:
