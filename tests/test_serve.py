@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -46,6 +47,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVERS: dict = {}  # address -> the uvicorn server of running(), for the leak checks
+
+
 @contextlib.contextmanager
 def running(pipe, *, sndbuf: int | None = None, **settings):
     """A real server on 127.0.0.1 (uvicorn in a thread) with ``settings``; ``sndbuf``: the send buffer of its
@@ -64,9 +68,11 @@ def running(pipe, *, sndbuf: int | None = None, **settings):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
+    SERVERS[f"127.0.0.1:{port}"] = server
     try:
         yield f"127.0.0.1:{port}"
     finally:
+        SERVERS.pop(f"127.0.0.1:{port}", None)
         server.should_exit = True
         thread.join(10)
         sock.close()
@@ -375,3 +381,161 @@ def test_a_client_that_does_not_read_is_dropped_and_others_are_served(pipe, refe
         assert len(other["frames"]) == 25 and other["done"]["frames"] == 25
         wait_idle(addr)
         assert metric(get(f"http://{addr}/metrics")[1], "a2k_errors_total") == 1
+
+
+# ------------------------------------------------------------------------------- clients that go away mid-stream
+
+
+class RawClient:
+    """A WebSocket client with no thread of its own (websockets' sans-I/O protocol over a plain socket), so that a
+    test can drop the connection at any moment and leave nothing running behind it in the test process."""
+
+    def __init__(self, addr: str, timeout: float = 20.0):
+        from websockets.client import ClientProtocol
+        from websockets.http11 import Response
+        from websockets.uri import parse_uri
+
+        host, port = addr.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.proto = ClientProtocol(parse_uri(f"ws://{addr}/stream"), max_size=None)
+        self.proto.send_request(self.proto.connect())
+        self.events: list = []
+        self._flush()
+        while not any(isinstance(e, Response) for e in self.events):
+            self._read()
+        assert self.events.pop(0).status_code == 101
+
+    def _flush(self) -> None:
+        for data in self.proto.data_to_send():
+            if data:
+                self.sock.sendall(data)
+
+    def _read(self) -> None:
+        data = self.sock.recv(65536)
+        if data:
+            self.proto.receive_data(data)
+        else:
+            self.proto.receive_eof()
+        self.events += self.proto.events_received()
+        self._flush()  # the protocol's own replies (pong, close)
+        if not data and not self.events:
+            raise ConnectionError("the server closed the connection")
+
+    def send(self, message: str | bytes) -> None:
+        from websockets.protocol import State
+
+        if self.proto.state is not State.OPEN:  # the server has closed it (a refusal came with the handshake)
+            return
+        if isinstance(message, str):
+            self.proto.send_text(message.encode())
+        else:
+            self.proto.send_binary(message)
+        self._flush()
+
+    def recv(self):
+        """The next text (as JSON) or binary message."""
+        from websockets.frames import Opcode
+
+        while True:
+            while not self.events:
+                self._read()
+            frame = self.events.pop(0)
+            if frame.opcode is Opcode.TEXT:
+                return json.loads(frame.data)
+            if frame.opcode is Opcode.BINARY:
+                return bytes(frame.data)
+            if frame.opcode is Opcode.CLOSE:
+                raise ConnectionError("the server closed the connection")
+
+    def drop(self, how: str) -> None:
+        """Go away without ``end``: ``"reset"`` a TCP reset (SO_LINGER 0), ``"eof"`` the TCP connection closed
+        without a WebSocket close frame, ``"close"`` a close frame (1001, going away) and the socket closed at once."""
+        from websockets.protocol import State
+
+        if how == "reset":
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif how == "close":
+            if self.proto.state is State.OPEN:  # else the server closed it first (a refusal)
+                self.proto.send_close(1001)
+                self._flush()
+        else:
+            assert how == "eof", how
+            with contextlib.suppress(OSError):  # the server may have closed it first (a refusal)
+                self.sock.shutdown(socket.SHUT_WR)
+        self.sock.close()
+
+
+def uvicorn_load(addr: str) -> tuple[int, int]:
+    """The server's open WebSocket connections and running ASGI tasks, as uvicorn counts them."""
+    state = SERVERS[addr].server_state
+    return len(state.connections), len(state.tasks)
+
+
+def wait_drained(addr: str) -> None:
+    """Until the server has no open session, connection or request task left."""
+    deadline = time.monotonic() + 10
+    while json.loads(get(f"http://{addr}/healthz")[1])["sessions_active"] or uvicorn_load(addr) != (0, 0):
+        assert time.monotonic() < deadline, f"still open: {uvicorn_load(addr)} (connections, tasks)"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["reset", "eof", "close"])
+def test_a_client_that_disconnects_mid_stream_is_cleaned_up_and_others_are_served(pipe, reference, server, speech, how):
+    """A client that streams audio, gets frames, then goes away without "end" (a TCP reset, a bare TCP close, a
+    WebSocket close frame): its session ends without an error counted, /metrics shows it gone, and the next
+    client's session streams the in-process keypoints."""
+    _, before = get(f"http://{server}/metrics")
+    client = RawClient(server)
+    client.send(start_msg(reference, format="binary"))
+    assert client.recv()["type"] == "ready"
+    pcm = to_pcm16(speech[: 3 * RATE])
+    for i in range(0, RATE * 2, 640):  # 1 s of audio in 20 ms messages
+        client.send(pcm[i : i + 640])
+    assert isinstance(client.recv(), bytes)  # the frames are coming
+    client.send(pcm[RATE * 2 :])  # and 2 s more in one message: the server is busy with it when the client goes
+    client.drop(how)
+    wait_drained(server)
+    _, after = get(f"http://{server}/metrics")
+    assert metric(after, "a2k_sessions_active") == 0
+    assert metric(after, "a2k_sessions_total") == metric(before, "a2k_sessions_total") + 1
+    assert metric(after, "a2k_errors_total") == metric(before, "a2k_errors_total")  # going away is no error
+    assert metric(after, "a2k_audio_seconds_total") > metric(before, "a2k_audio_seconds_total") + 0.9
+    wav = speech[:RATE]
+    got = stream_audio(f"ws://{server}/stream", wav, RATE, reference=reference.points[0], fmt="binary")
+    np.testing.assert_array_equal(np.stack([f[2] for f in got["frames"]]), in_process(pipe, reference, wav))
+    assert got["done"]["frames"] == 25
+    wait_drained(server)
+
+
+def test_100_rapid_connect_disconnect_cycles_leave_nothing_behind(pipe, reference, speech):
+    """100 connections in a row as fast as they come: half go away right after the WebSocket handshake, half right
+    after their start message (before or while the server opens the session); each by a TCP reset, a bare TCP close
+    or a close frame. Afterwards the server has no session, connection or task left, no more threads than before,
+    every connection was counted, none as an error, and a normal session streams."""
+    with running(pipe) as addr:
+        got = stream_audio(f"ws://{addr}/stream", speech[:RATE], RATE, reference=reference.points[0])
+        assert got["done"]["frames"] == 25  # a first session: the worker threads it needs are up
+        wait_drained(addr)
+        threads = set(threading.enumerate())
+        for i in range(100):
+            client = RawClient(addr)
+            with contextlib.suppress(OSError):  # a refused one may be closed by the server before we are done
+                if i % 2:
+                    client.send(start_msg(reference))
+                client.drop(("reset", "eof", "close")[i % 3])
+            client.sock.close()
+        wait_drained(addr)
+        text = get(f"http://{addr}/metrics")[1]
+        assert metric(text, "a2k_sessions_active") == 0
+        # every connection was a session or (when the ones before it had not ended yet) refused as over the limit
+        assert metric(text, "a2k_sessions_total") + metric(text, "a2k_sessions_refused_total") == 101
+        assert metric(text, "a2k_errors_total") == 0
+        got = stream_audio(f"ws://{addr}/stream", speech[:RATE], RATE, reference=reference.points[0])
+        assert len(got["frames"]) == 25 and got["done"]["frames"] == 25
+        wait_drained(addr)
+        # new threads: only the worker threads of the pool that runs the sessions' pushes (anyio's, idle ones end
+        # after 10 s), at most one per session that may be open at once
+        new = [t for t in threading.enumerate() if t not in threads]
+        print(f"\n{len(new)} new worker threads; {metric(text, 'a2k_sessions_refused_total'):g} refused")
+        assert all(type(t).__name__ == "WorkerThread" for t in new), new
+        assert len(new) <= ServeSettings().max_sessions, new

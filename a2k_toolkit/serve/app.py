@@ -262,7 +262,7 @@ class _Connection:
         self.fmt = start.format
         self.session = await _in_thread(self._open, start)
         look = self.session.lookahead
-        await self.ws.send_text(
+        await self._send_text(
             P.message(
                 "ready",
                 fps=self.srv.fps,
@@ -286,14 +286,21 @@ class _Connection:
                 self._enqueue(t_recv, frames)
                 self.queue.put_nowait(None)
                 await self.sender
-                await self.ws.send_text(P.message("done", frames=self.session.frames_out))
-                await self.ws.close(code=P.NORMAL)
+                await self._send_text(P.message("done", frames=self.session.frames_out))
+                with contextlib.suppress(Exception):  # the client left after "done": the session is complete
+                    await self.ws.close(code=P.NORMAL)
                 return
             wav = P.pcm16(data)
             await self._throttle(len(wav) / start.sample_rate)
             self.metrics.audio_seconds += len(wav) / start.sample_rate
             frames = await _in_thread(self.session.push, wav)
             self._enqueue(t_recv, frames)
+
+    async def _send_text(self, text: str) -> None:
+        try:
+            await self.ws.send_text(text)
+        except Exception:  # noqa: BLE001 - the client went away (as in _send_frames): no error of the session
+            raise _Disconnected() from None
 
     def _open(self, start: P.Start):
         if start.image is not None:
