@@ -194,3 +194,31 @@ def test_energy_mouth_follows_the_loudness(sample_speech_path):
 
     with pytest.raises(ConfigError, match="energy_mouth reads loudness"):
         Audio2KeypointGenerator({"energy_mouth": 1.0}).check_frontend(NotLogPower())
+
+
+def test_procedural_head_motion_and_mouth_open_scale_what_they_say(sample_speech_path):
+    """procedural's head_motion (sway amplitude, face sizes) and mouth_open (largest jaw drop, face sizes): 0 gives a
+    still nose tip / the reference's mouth, twice the value twice the motion, and neither moves what the other
+    drives."""
+    from a2k_toolkit.builtin.baselines import ProceduralGenerator
+    from a2k_toolkit.builtin.logmel import LogMel
+    from a2k_toolkit.io import load_audio
+
+    feats = LogMel()(load_audio(sample_speech_path, 16000)[: 16000 * 4], 16000)
+    ref = Keypoints(mean_face()[None].astype(np.float32), image_size=(256, 256))
+
+    def run(**params):
+        return ProceduralGenerator({"blink_interval": 60.0, **params}).generate(feats, ref, seed=2).points
+
+    nose = lambda p: np.linalg.norm(p[:, 30] - p[0, 30], axis=-1)  # noqa: E731
+    still, default, twice = run(head_motion=0.0), run(), run(head_motion=0.08)
+    assert nose(still).max() < 1e-4 < 0.5 < nose(default).max()  # pixels of a 256 px face
+    # the sway's translation is linear in head_motion, its small turn nearly so
+    assert nose(twice).mean() == pytest.approx(2 * nose(default).mean(), rel=0.05)
+    # the mouth: head 0 keeps the face upright, so the inner-lip gap's change is the jaw drop itself
+    gap = lambda p: mouth_gap(p) - mouth_gap(ref.points[0])  # noqa: E731
+    shut, half, full = (run(head_motion=0.0, mouth_open=m) for m in (0.0, 0.35, 0.7))
+    assert np.abs(gap(shut)).max() < 1e-4 and gap(half).max() > 1.0
+    np.testing.assert_allclose(gap(full), 2 * gap(half), atol=1e-3)
+    np.testing.assert_allclose(full[:, 17:48], shut[:, 17:48], atol=1e-4)  # brows, eyes, nose: not the mouth's
+    np.testing.assert_allclose(nose(run(mouth_open=0.0)), nose(default), atol=1e-4)  # the head: not the mouth's
