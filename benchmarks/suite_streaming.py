@@ -181,6 +181,11 @@ class Session:
     send_lag_s: list[float] = field(default_factory=list)
     done: dict | None = None
     error: str | None = None
+    failed_at: float | None = None  # loop time of the failure
+
+    def fail(self, message: str) -> None:
+        if self.error is None:
+            self.error, self.failed_at = message, asyncio.get_running_loop().time()
 
 
 async def open_session(url: str, image: bytes, audio: LoopedAudio) -> Session:
@@ -232,12 +237,12 @@ async def play(s: Session, begin: float) -> None:
             if body["type"] == "done":
                 s.done = body
             elif body["type"] == "error":
-                s.error = body["message"]
+                s.fail(body["message"])
         await sender
     except ConnectionClosed as exc:
-        s.error = s.error or f"connection closed: {exc}"
+        s.fail(f"connection closed: {exc}")
     except Exception as exc:  # noqa: BLE001 - one failed session is counted, the others go on
-        s.error = s.error or f"{type(exc).__name__}: {exc}"
+        s.fail(f"{type(exc).__name__}: {exc}")
     finally:
         sender.cancel()
         with contextlib.suppress(BaseException):
@@ -250,7 +255,7 @@ async def play_until(s: Session, begin: float, deadline: float) -> None:
     try:
         await asyncio.wait_for(play(s, begin), max(0.0, deadline - asyncio.get_running_loop().time()))
     except TimeoutError:
-        s.error = s.error or f"no 'done' within {DRAIN_S:g} s of the audio's end"
+        s.fail(f"no 'done' within {DRAIN_S:g} s of the audio's end")
 
 
 def session_audio(seconds: float, n: int) -> list[LoopedAudio]:
@@ -275,21 +280,15 @@ async def run_level(url: str, pid: int, n: int, seconds: float) -> dict[str, Any
     starts = [begin + k / (n * fps) for k in range(n)]
     end = starts[-1] + seconds  # the last sample of every session is due by then
     samples: list[tuple[float, float | None]] = []
-
-    async def sample() -> None:
-        while loop.time() < end:
-            samples.append((loop.time() - begin, proc_rss_mib(pid)))
-            await asyncio.sleep(SAMPLE_EVERY_S)
-
     await asyncio.sleep(max(0.0, begin - loop.time()))
     cpu0, client0, t0 = proc_cpu_s(pid), time.process_time(), loop.time()
-
-    async def cpu_at_end() -> tuple[float | None, float, float]:
-        await asyncio.sleep(max(0.0, end - loop.time()))
-        return proc_cpu_s(pid), time.process_time(), loop.time()
-
-    plays = (play_until(s, t, end + DRAIN_S) for s, t in zip(sessions, starts))
-    *_, (cpu1, client1, t1) = await asyncio.gather(*plays, sample(), cpu_at_end())
+    plays = asyncio.ensure_future(asyncio.gather(*(play_until(s, t, end + DRAIN_S) for s, t in zip(sessions, starts))))
+    # the server's RSS every second and its CPU time at the end of the audio (or sooner, if every session is over)
+    while loop.time() < end and not plays.done():
+        samples.append((loop.time() - begin, proc_rss_mib(pid)))
+        await asyncio.wait([plays], timeout=min(SAMPLE_EVERY_S, max(0.0, end - loop.time())))
+    cpu1, client1, t1 = proc_cpu_s(pid), time.process_time(), loop.time()
+    await plays
     wall = t1 - t0
     return {
         "sessions": sessions,
@@ -335,9 +334,15 @@ def level_figures(level: dict[str, Any], seconds: float, margin_ms: float) -> di
         t, rss = zip(*level["rss"])
         out.update(rss_start_mib=rss[0], rss_end_mib=rss[-1], rss_max_mib=max(rss))
         out["rss_slope_mib_per_min"] = slope_per_min(list(t), list(rss))
-    errors = [s.error for s in sessions if s.error]
-    if errors:
-        print(f"bench: streaming: {len(errors)} session(s) failed: {errors[0]}", file=sys.stderr, flush=True)
+    failed = [(s.failed_at - t, s.error) for s, t in zip(sessions, level["starts"]) if s.error]
+    if failed:
+        out["first_failure_s"] = min(t for t, _ in failed)  # seconds into its audio
+        print(
+            f"bench: streaming: {len(failed)} session(s) failed, the first {out['first_failure_s']:.1f} s into "
+            f"its audio: {min(failed)[1]}",
+            file=sys.stderr,
+            flush=True,
+        )
     return out
 
 
