@@ -10,7 +10,7 @@ encoders are keypoint-encoder *components* (``pv``, ``piv`` or any plugin's), na
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +42,13 @@ class ModelConfig(BaseModel):
         "matters when training on few identities (an extension of the paper; needs the reference encoders)",
     )
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the decoder's features (regularisation)")
+    input_norm: Literal["global", "window"] = Field(
+        "global",
+        description="how the audio features are centred before the network: global = minus the training features' "
+        "mean (the paper's standardisation); window = minus each window's own mean per feature, which removes the "
+        "recording's level and channel (its EQ) whatever the voice or microphone (an extension); both then divide by "
+        "the training features' std",
+    )
 
 
 ENCODER_FIELDS = ("pv_encoder", "piv_encoder")
@@ -105,7 +112,15 @@ def build_generator(
             "(the 'audio only' ablation); set residual: false"
         )
     return Audio2KeypointNet(
-        shape, cfg.width, cfg.depth, tuple(cfg.channels_2d), pv=pv, piv=piv, residual=cfg.residual, dropout=cfg.dropout
+        shape,
+        cfg.width,
+        cfg.depth,
+        tuple(cfg.channels_2d),
+        pv=pv,
+        piv=piv,
+        residual=cfg.residual,
+        dropout=cfg.dropout,
+        input_norm=cfg.input_norm,
     )
 
 

@@ -39,11 +39,15 @@ class Audio2KeypointNet(nn.Module):
         kp_dim: int = KP_DIM,
         residual: bool = False,
         dropout: float = 0.0,
+        input_norm: str = "global",
     ):
         super().__init__()
         self.feature_shape = (int(feature_shape[0]), int(feature_shape[1]))
         self.feature_dim = self.feature_shape[0] * self.feature_shape[1]
         self.width, self.depth, self.kp_dim = width, depth, kp_dim
+        if input_norm not in ("global", "window"):
+            raise ValueError(f"input_norm must be 'global' or 'window', got {input_norm!r}")
+        self.input_norm = input_norm
         self.register_buffer("feature_mean", torch.zeros(self.feature_dim))
         self.register_buffer("feature_std", torch.ones(self.feature_dim))
         self.audio = AudioEncoder(self.feature_shape, width, depth, channels_2d)
@@ -76,9 +80,12 @@ class Audio2KeypointNet(nn.Module):
         self.feature_std.copy_(std)
 
     def encode_audio(self, features: torch.Tensor) -> tuple[list[torch.Tensor], int]:
-        """Standardise, pad ``T`` to a multiple of ``2**depth`` (edge frames repeated) and run the audio encoder."""
+        """Standardise, pad ``T`` to a multiple of ``2**depth`` (edge frames repeated) and run the audio encoder.
+        ``input_norm="window"`` centres each window on its own mean per feature instead of the training mean (a
+        window shorter than the model's is padded by repeating its last row first, as training pads it)."""
         T = features.shape[1]
-        x = (features - self.feature_mean.to(features.dtype)) / self.feature_std.to(features.dtype)
+        centre = features.mean(1, keepdim=True) if self.input_norm == "window" else self.feature_mean.to(features.dtype)
+        x = (features - centre) / self.feature_std.to(features.dtype)
         mult = 2**self.depth
         pad = (-T) % mult
         if pad:
