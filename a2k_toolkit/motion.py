@@ -93,12 +93,22 @@ def speech_activity(features: np.ndarray) -> np.ndarray:
     return np.clip((e - lo) / (hi - lo), 0.0, 1.0)
 
 
-def lead_and_open(activity: np.ndarray, lead_frames: int) -> np.ndarray:
-    """The mouth opening in [0, 1] of a speech ``activity`` ``(T,)``: led by ``lead_frames`` (the lips move before
-    the sound; the last value held), smoothed over 0.8 frames, to the power 1.5 (small sounds open it little)."""
+def lead(activity: np.ndarray, lead_frames: int) -> np.ndarray:
+    """``activity`` ``(T, ...)`` moved ``lead_frames`` earlier (the lips move before the sound), its last value
+    held at the end."""
     n = len(activity)
-    act = np.concatenate([activity[lead_frames:], np.repeat(activity[-1:], min(lead_frames, n), 0)])[:n]
-    return smooth(act, 0.8) ** 1.5
+    return np.concatenate([activity[lead_frames:], np.repeat(activity[-1:], min(lead_frames, n), 0)])[:n]
+
+
+def opening_of(led_activity: np.ndarray) -> np.ndarray:
+    """The mouth opening in [0, 1] of an already led speech activity: smoothed over 0.8 frames, to the power 1.5
+    (small sounds open it little)."""
+    return smooth(led_activity, 0.8) ** 1.5
+
+
+def lead_and_open(activity: np.ndarray, lead_frames: int) -> np.ndarray:
+    """The mouth opening in [0, 1] of a speech ``activity`` ``(T,)``: :func:`lead`, then :func:`opening_of`."""
+    return opening_of(lead(activity, lead_frames))
 
 
 def loudness_opening(features: np.ndarray, lead_frames: int = 1) -> np.ndarray:

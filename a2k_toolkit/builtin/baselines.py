@@ -23,7 +23,8 @@ from ..motion import (
     apply_blinks,
     blink_schedule,
     jaw_drop_offsets,
-    lead_and_open,
+    lead,
+    opening_of,
     smooth,
     speech_activity,
 )
@@ -74,10 +75,9 @@ class ProceduralGenerator(KeypointGenerator):
         T, p = len(feats), self.params
         rng = np.random.default_rng(seed)
         size = float(face_scale(ref))
-        act = speech_activity(feats)
-        opening = lead_and_open(act, p.lead_frames)
+        act = lead(speech_activity(feats), p.lead_frames)
+        opening = opening_of(act)
         opening[0] = 0.0
-        act = np.concatenate([act[p.lead_frames :], np.repeat(act[-1:], min(p.lead_frames, T), 0)])[:T]
 
         # head: nods follow changes in loudness (prosody), sways are slow seeded noise
         nod = smooth(np.gradient(smooth(act, 3.0)), 2.0) if T >= 3 else np.zeros(T)

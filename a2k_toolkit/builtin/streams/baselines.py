@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...keypoints import NUM_POINTS, Keypoints
-from ...motion import apply_blinks
+from ...motion import apply_blinks, lead
 from ...streaming.contract import KeypointStream
 from .tracks import LEVEL_HISTORY_S, BlinkTrack, FeatureHistory
 
@@ -101,7 +101,8 @@ class ProceduralStream(KeypointStream):
         start = max(0, min(t - self.NOD_REACH, end - self._level_frames))
         act = self._activity(self.history.get(start, end)) * min(1.0, end / self.RAMP_FRAMES)
         n = len(act)
-        act = np.concatenate([act[p.lead_frames :], np.repeat(act[-1:], min(p.lead_frames, n), 0)])[:n]
+        act = lead(act, p.lead_frames)
+        # smoothed, then only this frame's value raised to 1.5: a float32 scalar's power, the rounding it always had
         opening = 0.0 if t == 0 else float(self._smooth(act, 0.8)[t - start] ** 1.5)
         nod = float(self._smooth(np.gradient(self._smooth(act, 3.0)), 2.0)[t - start]) if n >= 3 else 0.0
         return opening, nod
