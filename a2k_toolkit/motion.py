@@ -5,7 +5,8 @@ baseline makes. numpy (and scipy) only: no torch, so runtimes without PyTorch (t
 * :func:`post_process` -- ``audio2keypoint``'s steps after the network, in order: the silence gate
   (:func:`close_mouth_in_silence`), the head and mouth scales (:func:`rescale_motion`), the energy mouth
   (:func:`add_jaw_drop` of :func:`loudness_opening`) and blinks (:func:`blink_schedule`, :func:`apply_blinks`);
-  :func:`anchor_start` pins frame 0 to the reference before them;
+  :func:`anchor_start` pins frame 0 to the reference before them and :func:`hold_mouth_shape` keeps the
+  reference's mouth shape;
 * :func:`speech_activity`, :func:`loudness_opening` and :func:`jaw_drop_offsets` -- the jaw drop that follows the
   speech's loudness (``procedural``'s mouth, and ``audio2keypoint``'s ``energy_mouth``);
 * :func:`voice_activity` -- speech against silence, for the silence gate;
@@ -214,6 +215,27 @@ def anchor_start(out: np.ndarray, reference: np.ndarray, frames: int, copy: bool
     w = 1.0 - np.arange(n) / max(frames, 1)
     out[:n] += w[:, None] * (reference - out[0])[None]
     return out
+
+
+def hold_mouth_shape(
+    points: np.ndarray, reference: np.ndarray, first: np.ndarray, frames: int, keep: float = 1.0, start: int = 0
+) -> np.ndarray:
+    """Keep the reference's mouth shape (``keep_mouth_shape``), on frames ``start, start + 1, ...`` of ``points
+    (n, 68, 2)`` after :func:`anchor_start` (in place).
+
+    ``first`` ``(68, 2)`` is the network's own frame 0 before the anchor. Its mouth's offset from the reference's
+    beyond its nose tip's, ``(reference - first)[48:68] - (reference - first)[30]``, is the error of the network's
+    mouth shape for this face (a new person's lips are drawn towards the training faces'); the anchor corrects it on
+    frame 0 and fades it out over ``frames``, this keeps ``keep`` times it on every later frame: weight ``1 - w`` at
+    the anchor's weight ``w``, so frame 0 stays the reference and the ramp has no seam."""
+    if keep == 0 or len(points) == 0:
+        return points
+    off = np.asarray(reference, np.float64) - np.asarray(first, np.float64)
+    held = off[48:68] - off[30]
+    t = start + np.arange(len(points))
+    w = 1.0 - np.clip(1.0 - t / max(frames, 1), 0.0, 1.0)
+    points[:, 48:68] += (keep * w[:, None, None] * held[None]).astype(points.dtype)
+    return points
 
 
 def energy_drop(reference: np.ndarray, energy_mouth: float) -> float:

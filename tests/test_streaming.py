@@ -406,6 +406,8 @@ def test_shorter_lookahead_is_independent_of_chunk_sizes(speech):
     [
         {"head_motion": 0.0, "mouth_scale": 0.5, "blink_interval": 0.8, "anchor_frames": 3, "energy_mouth": 0.0},
         {"head_motion": 2.0, "mouth_scale": 1.0, "blink_interval": 0.0, "anchor_frames": 0, "overlap": 8},
+        {"head_motion": 3.0, "mouth_scale": 1.4, "anchor_frames": 8, "energy_mouth": 0.0, "keep_mouth_shape": 1.0},
+        {"anchor_frames": 0, "energy_mouth": 0.0, "keep_mouth_shape": 0.5},
     ],
 )
 def test_motion_controls_as_offline_at_full_lookahead(speech, params):

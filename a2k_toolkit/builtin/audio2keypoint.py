@@ -21,7 +21,7 @@ from ..config import format_validation_error
 from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints
-from ..motion import BLOCK, anchor_start, energy_drop, post_process, voice_activity
+from ..motion import BLOCK, anchor_start, energy_drop, hold_mouth_shape, post_process, voice_activity
 
 
 class MLPEncoderParams(Params):
@@ -169,6 +169,15 @@ class Audio2KeypointGenerator(KeypointGenerator):
             "the network's mouth only, 1 = as much as procedural's own; null = the model's default (else 0). Needs a "
             "log-power front-end (logmel, librosa-mel)",
         )
+        keep_mouth_shape: float | None = Field(
+            None,
+            ge=0,
+            le=1,
+            description="keep the reference's mouth shape: the network's mouth error on frame 0 (its offset from the "
+            "reference's beyond the nose tip's: lips drawn towards the training faces'), which the anchor corrects and "
+            "fades out, stays corrected on every frame, times this; 0 = faded out with the anchor, 1 = kept in full; "
+            "null = the model's default (else 0)",
+        )
 
     def __init__(self, params=None, *, catalog=None, **kwargs):
         """``catalog``: the host's catalog (the build context, passed by ``Catalog.build``), which builds the
@@ -184,6 +193,8 @@ class Audio2KeypointGenerator(KeypointGenerator):
         self.mouth_scale = p.mouth_scale if p.mouth_scale is not None else defaults.get("mouth_scale", 1.0)
         self.blink_interval = p.blink_interval if p.blink_interval is not None else defaults.get("blink_interval", 0.0)
         self.energy_mouth = p.energy_mouth if p.energy_mouth is not None else defaults.get("energy_mouth", 0.0)
+        keep = p.keep_mouth_shape
+        self.keep_mouth_shape = keep if keep is not None else defaults.get("keep_mouth_shape", 0.0)
         self.info = self.members[0]  # members agree on front-end, window and statistics (read_members checks)
         wanted = {k: getattr(p, k) for k in ("width", "depth") if getattr(p, k) is not None}
         for info in self.members:
@@ -334,12 +345,15 @@ class Audio2KeypointGenerator(KeypointGenerator):
         runner = WindowedRunner(self.net, info.window, p.overlap, p.batch_size, p.precision, fast=p.fast)
         results = []
         for (feats, ref_n), ref, (_, reference), out in zip(jobs, refs, requests, runner.run(jobs)):
+            first = info.normalizer.denormalize(out[:1], ref)[0] if self.keep_mouth_shape else None
             out = anchor_start(out, ref_n, p.anchor_frames, copy=False)
             # in blocks (denormalize makes float64 temporaries), over the output's own float32 buffer (each block is
             # read before it is overwritten): an hour of keypoints then needs one 47 MiB array, not four
             pts = out.reshape(len(out), 68, 2)
             for i in range(0, len(out), BLOCK):
                 pts[i : i + BLOCK] = info.normalizer.denormalize(out[i : i + BLOCK], ref)
+            if first is not None:
+                hold_mouth_shape(pts, ref, first, p.anchor_frames, self.keep_mouth_shape)
             pts[0] = ref
             post_process(
                 pts,

@@ -144,6 +144,7 @@ DEFAULT_KEYS = {
     "mouth_scale": (0.0, 3.0),
     "blink_interval": (0.0, 60.0),
     "energy_mouth": (0.0, 3.0),
+    "keep_mouth_shape": (0.0, 1.0),
 }
 
 

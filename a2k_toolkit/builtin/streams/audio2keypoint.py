@@ -9,7 +9,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...keypoints import NUM_POINTS, Keypoints, apply_similarity, similarity
-from ...motion import RIGID, add_jaw_drop, apply_blinks, rescale_motion
+from ...motion import RIGID, add_jaw_drop, apply_blinks, hold_mouth_shape, rescale_motion
 from ...streaming.contract import KeypointStream
 from .tracks import LEVEL_HISTORY_S, BlinkTrack, EnergyTrack, FeatureHistory
 from .windows import WindowedOutputs
@@ -57,6 +57,7 @@ class Audio2KeypointStream(KeypointStream):
         self._anchor, self._activity = anchor, activity
         self._out0: np.ndarray | None = None
         self.head, self.mouth = generator.head_motion, generator.mouth_scale
+        self.keep, self._first = generator.keep_mouth_shape, None
         self.blinks = None
         if generator.blink_interval > 0:
             rng = np.random.default_rng(0 if seed is None else seed)
@@ -85,6 +86,8 @@ class Audio2KeypointStream(KeypointStream):
         t0, n = self.frames_out, len(out)
         if n == 0:
             return np.zeros((0, NUM_POINTS, 2), np.float32)
+        if t0 == 0 and self.keep:  # the network's own frame 0 (hold_mouth_shape's ``first``)
+            self._first = self.info.normalizer.denormalize(out[:1], self.ref)[0]
         reach = max(self.params.anchor_frames, 1)
         if t0 < reach:  # anchor_start on frames at their own index, with frame 0's output as the offset base
             if t0 == 0:
@@ -95,6 +98,8 @@ class Audio2KeypointStream(KeypointStream):
         pts = np.empty((n, NUM_POINTS, 2), np.float32)
         for i in range(0, n, 4096):
             pts[i : i + 4096] = self.info.normalizer.denormalize(out[i : i + 4096], self.ref)
+        if self.keep:
+            hold_mouth_shape(pts, self.ref, self._first, self.params.anchor_frames, self.keep, start=t0)
         if t0 == 0:
             pts[0] = self.ref
         active = None

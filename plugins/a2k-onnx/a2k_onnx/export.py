@@ -210,6 +210,7 @@ def _manifest(torch, pipe, checkpoint, exporter: str, opset: int, graphs: list[d
             "mouth_scale": gen.mouth_scale,
             "blink_interval": gen.blink_interval,
             "energy_mouth": gen.energy_mouth,
+            "keep_mouth_shape": gen.keep_mouth_shape,
         },
         "graphs": graphs,
         "combine": "mean",

@@ -68,6 +68,13 @@ class OnnxGeneratorParams(Params):
         description="procedural's loudness-driven jaw drop added to the mouth, as audio2keypoint's energy_mouth (needs "
         "a log-power front-end); null = the exported model's default",
     )
+    keep_mouth_shape: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="keep the reference's mouth shape (the network's frame-0 mouth error kept corrected on every "
+        "frame), as audio2keypoint's keep_mouth_shape; null = the exported model's default",
+    )
     accept_frontends: list[str] = Field(
         default_factory=list,
         description="front-ends accepted besides the model's own, whose features are the same quantity: e.g. "
@@ -132,6 +139,7 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
         self.mouth_scale = p.mouth_scale if p.mouth_scale is not None else d.mouth_scale
         self.blink_interval = p.blink_interval if p.blink_interval is not None else d.blink_interval
         self.energy_mouth = p.energy_mouth if p.energy_mouth is not None else d.energy_mouth
+        self.keep_mouth_shape = p.keep_mouth_shape if p.keep_mouth_shape is not None else d.keep_mouth_shape
         check_overlap(self.overlap, m.window)
         key = "silence_gate_db" if p.silence_gate_db is not None else "energy_mouth" if self.energy_mouth > 0 else None
         if key is not None and not m.frontend.log_power:
@@ -289,10 +297,13 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
         outs = tk.run_windows(jobs, self.window_outputs, m.window, self.overlap, p.batch_size, m.uses_reference)
         results = []
         for (feats, ref_n), ref, (_, reference), out in zip(jobs, refs, requests, outs):
+            first = norm.denormalize(out[:1], ref)[0] if self.keep_mouth_shape else None
             out = tk.anchor_start(out, ref_n, self.anchor_frames, copy=False)
             pts = out.reshape(len(out), 68, 2)
             for i in range(0, len(out), tk.BLOCK):  # in blocks, over the output's own buffer (as audio2keypoint)
                 pts[i : i + tk.BLOCK] = norm.denormalize(out[i : i + tk.BLOCK], ref)
+            if first is not None:
+                tk.hold_mouth_shape(pts, ref, first, self.anchor_frames, self.keep_mouth_shape)
             pts[0] = ref
             tk.post_process(
                 pts,

@@ -9,8 +9,8 @@ A directory written by ``a2k export --onnx DIR`` holds
   outputs the runtime averages in the order listed). ``B`` is a dynamic axis; ``W`` (the window) and ``D`` are fixed;
 * ``a2k-onnx.json`` -- everything else inference needs, as plain JSON: the window, the front-end spec the features
   must come from, the keypoint normaliser's statistics, the generator defaults the model was chosen with
-  (``overlap``, ``anchor_frames``, ``head_motion``, ``mouth_scale``, ``blink_interval``, ``energy_mouth``), the
-  SHA-256 and size of each graph, and the measured agreement with PyTorch at export time.
+  (``overlap``, ``anchor_frames``, ``head_motion``, ``mouth_scale``, ``blink_interval``, ``energy_mouth``,
+  ``keep_mouth_shape``), the SHA-256 and size of each graph, and the measured agreement with PyTorch at export time.
 
 Reading is safe for files from anywhere: the manifest is JSON validated field by field (unknown keys refused), graph
 names are plain file names inside the directory, each graph's size and SHA-256 are checked before onnxruntime sees it,
@@ -85,6 +85,7 @@ class Defaults(_Strict):
     mouth_scale: float = Field(ge=0, le=3)
     blink_interval: float = Field(ge=0, le=60)
     energy_mouth: float = Field(0.0, ge=0, le=3, description="absent in manifests written before it existed: off")
+    keep_mouth_shape: float = Field(0.0, ge=0, le=1, description="absent in manifests written before it existed: off")
 
 
 class Manifest(_Strict):

@@ -68,6 +68,7 @@ def test_shipped_export_manifest(shipped_export):
         "mouth_scale": 1.4,
         "blink_interval": 3.5,
         "energy_mouth": 1.0,
+        "keep_mouth_shape": 0.0,
     }
     assert [g.file for g in m.graphs] == ["generator.onnx"] and len(m.graphs[0].members) == len(SHIPPED)
     g = m.graphs[0]

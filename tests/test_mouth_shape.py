@@ -1,0 +1,72 @@
+"""``keep_mouth_shape``: the network's frame-0 mouth-shape error, which the start anchor corrects and fades out, kept
+corrected on every frame (motion.hold_mouth_shape), offline, through the shipped model and as an ensemble default."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from a2k_toolkit.builtin.audio2keypoint import Audio2KeypointGenerator
+from a2k_toolkit.builtin.logmel import LogMel
+from a2k_toolkit.errors import CheckpointError
+from a2k_toolkit.io import load_audio
+from a2k_toolkit.keypoints import Keypoints
+from a2k_toolkit.motion import anchor_start, hold_mouth_shape
+from a2k_toolkit.testing import mean_face
+
+MOUTH = np.arange(48, 68)
+
+
+def test_hold_mouth_shape_keeps_the_references_mouth_relative_to_the_nose():
+    rng = np.random.default_rng(0)
+    ref = mean_face().astype(np.float64) * 2.0 + 50.0
+    first = ref + rng.normal(0, 1.5, ref.shape)  # the network's frame 0: a wrong mouth shape, a shifted nose
+    T, frames = 20, 8
+    net = first[None] + rng.normal(0, 0.3, (T, 68, 2))
+    net[0] = first
+    anchored = anchor_start(net.reshape(T, -1), ref.reshape(-1), frames).reshape(T, 68, 2)
+    held = hold_mouth_shape(anchored.copy(), ref, first, frames)
+    np.testing.assert_allclose(held[0], ref, atol=1e-12)  # frame 0 is still the reference
+    # after the ramp, the anchor is gone but the mouth keeps the reference's shape about the network's nose
+    want = ref[MOUTH] - ref[30] + (net[frames:, MOUTH] - first[MOUTH]) - (net[frames:, 30:31] - first[30])
+    np.testing.assert_allclose(held[frames:, MOUTH] - held[frames:, 30:31], want, atol=1e-9)
+    # within the ramp the kept part grows linearly (weight t / frames): no seam
+    extra = held - anchored
+    off = (ref - first)[MOUTH] - (ref - first)[30]
+    for t in range(T):
+        np.testing.assert_allclose(extra[t, MOUTH], min(t / frames, 1.0) * off, atol=1e-9)
+    assert np.abs(np.delete(extra, MOUTH, 1)).max() == 0  # only the mouth moves
+    half = hold_mouth_shape(anchored.copy(), ref, first, frames, keep=0.5)
+    np.testing.assert_allclose(half - anchored, 0.5 * extra, atol=1e-9)
+    # frames carried on from a later start (a stream) get the weights of their own indices
+    np.testing.assert_allclose(hold_mouth_shape(anchored[5:].copy(), ref, first, frames, start=5), held[5:])
+    assert hold_mouth_shape(anchored.copy(), ref, first, frames, keep=0.0) is not None
+
+
+def test_the_learned_generator_keeps_the_mouth_shape(sample_speech_path):
+    feats = LogMel()(load_audio(sample_speech_path, 16000)[: 16000 * 4], 16000)
+    ref = Keypoints(mean_face()[None].astype(np.float32) * 1.3 + 20, image_size=(256, 256))
+    settings = {"head_motion": 1.0, "mouth_scale": 1.0, "energy_mouth": 0.0, "blink_interval": 0.0}
+    plain = Audio2KeypointGenerator({**settings, "keep_mouth_shape": 0.0}).generate(feats, ref).points
+    kept = Audio2KeypointGenerator({**settings, "keep_mouth_shape": 1.0}).generate(feats, ref).points
+    np.testing.assert_array_equal(kept[0], ref.points[0])
+    extra = kept.astype(np.float64) - plain
+    assert np.abs(np.delete(extra, MOUTH, 1)).max() == 0
+    late = extra[8:, MOUTH]  # past the 8-frame anchor: one constant offset, the network's frame-0 mouth error
+    np.testing.assert_allclose(late, np.broadcast_to(late[0], late.shape), atol=1e-3)
+    assert np.abs(late[0]).max() > 0.01  # the shipped network does not draw this face's mouth exactly
+    np.testing.assert_allclose(extra[4, MOUTH], 0.5 * late[0], atol=1e-3)
+    with pytest.raises(Exception, match="keep_mouth_shape"):
+        Audio2KeypointGenerator({"keep_mouth_shape": 1.5})
+
+
+def test_keep_mouth_shape_is_an_ensemble_default(tmp_path, tiny_a2k_checkpoint):
+    from a2k_toolkit.models.ensemble import checkpoint_defaults, write_ensemble
+
+    out = write_ensemble(tmp_path / "pkg", [tiny_a2k_checkpoint], "one member", {"keep_mouth_shape": 1.0})
+    assert checkpoint_defaults(out) == {"keep_mouth_shape": 1.0}
+    assert Audio2KeypointGenerator({"checkpoint": str(out)}).keep_mouth_shape == 1.0
+    assert Audio2KeypointGenerator({"checkpoint": str(out), "keep_mouth_shape": 0.0}).keep_mouth_shape == 0.0
+    assert Audio2KeypointGenerator({"checkpoint": str(tiny_a2k_checkpoint)}).keep_mouth_shape == 0.0
+    with pytest.raises(CheckpointError, match=r"keep_mouth_shape = 2 must be a number in \[0, 1\]"):
+        write_ensemble(tmp_path / "bad", [tiny_a2k_checkpoint], "", {"keep_mouth_shape": 2})
