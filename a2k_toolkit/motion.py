@@ -148,6 +148,35 @@ def add_jaw_drop(points: np.ndarray, reference: np.ndarray, drop: np.ndarray) ->
     return points
 
 
+# inner-lip pairs (upper, lower) whose gap meet_lips keeps from going negative, and the lower lip it moves
+LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
+LOWER_LIP = np.array([55, 56, 57, 58, 59, 65, 66, 67])
+
+
+def meet_lips(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Lips that meet rather than pass through each other, on ``points (T, 68, 2)`` (in place): in each frame's head
+    frame (the similarity of the reference's brows, eyes and nose), the inner lips' gaps along the face's downward
+    axis (the reference's nose bridge 27 to chin 8) at the pairs 61-67, 62-66 and 63-65; where the smallest is
+    negative (the lower lip above the upper: scaled or shifted mouths can get there), the lower lip (55-59, 65-67)
+    moves down by it, so the lips just touch. Frames whose lips do not cross are left as they are."""
+    ref = np.asarray(reference, np.float64)
+    down = ref[8] - ref[27]
+    u = (down[0] + 1j * down[1]) / max(float(np.hypot(*down)), 1e-9)
+    for i in range(0, len(points), BLOCK):
+        blk = np.asarray(points[i : i + BLOCK], np.float64)
+        a, b = similarity(ref[RIGID], blk[:, RIGID])
+        z = blk[..., 0] + 1j * blk[..., 1]
+        local = (z - b[:, None]) / a[:, None]
+        gap = np.min([((local[:, lo] - local[:, up]) * np.conj(u)).real for up, lo in LIP_PAIRS], axis=0)
+        t = np.flatnonzero(gap < 0)
+        if len(t) == 0:
+            continue
+        moved = local[np.ix_(t, LOWER_LIP)] - gap[t, None] * u
+        z2 = a[t, None] * moved + b[t, None]
+        points[i + t[:, None], LOWER_LIP[None]] = np.stack([z2.real, z2.imag], -1).astype(points.dtype)
+    return points
+
+
 def blink_schedule(num_frames: int, interval: float, fps: float, rng: np.random.Generator) -> np.ndarray:
     """``(num_frames,)`` eyelid closure in [0, 1]: blinks of 5 frames, the first after 0.5-1.5 x ``interval`` seconds,
     then every 0.6-1.4 x ``interval`` seconds (uniform draws from ``rng``); none in frame 0 (the reference)."""
@@ -217,23 +246,33 @@ def anchor_start(out: np.ndarray, reference: np.ndarray, frames: int, copy: bool
     return out
 
 
+def mouth_shape_offset(reference: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """``(20, 2)`` float64: the offset of the reference's mouth (points 48-67) from ``first``'s beyond the nose
+    tip's, ``(reference - first)[48:68] - (reference - first)[30]``. With ``first`` the network's own frame 0, it is
+    the error of the network's mouth shape for this face (a new person's lips are drawn towards the training
+    faces')."""
+    off = np.asarray(reference, np.float64) - np.asarray(first, np.float64)
+    return off[48:68] - off[30]
+
+
+def hold_weight(t: np.ndarray, frames: int) -> np.ndarray:
+    """``keep_mouth_shape``'s weight on frames ``t``: ``clip(t / frames, 0, 1)``, ``1 -`` :func:`anchor_start`'s."""
+    return np.clip(np.asarray(t, np.float64) / max(frames, 1), 0.0, 1.0)
+
+
 def hold_mouth_shape(
     points: np.ndarray, reference: np.ndarray, first: np.ndarray, frames: int, keep: float = 1.0, start: int = 0
 ) -> np.ndarray:
     """Keep the reference's mouth shape (``keep_mouth_shape``), on frames ``start, start + 1, ...`` of ``points
     (n, 68, 2)`` after :func:`anchor_start` (in place).
 
-    ``first`` ``(68, 2)`` is the network's own frame 0 before the anchor. Its mouth's offset from the reference's
-    beyond its nose tip's, ``(reference - first)[48:68] - (reference - first)[30]``, is the error of the network's
-    mouth shape for this face (a new person's lips are drawn towards the training faces'); the anchor corrects it on
-    frame 0 and fades it out over ``frames``, this keeps ``keep`` times it on every later frame: weight ``1 - w`` at
-    the anchor's weight ``w``, so frame 0 stays the reference and the ramp has no seam."""
+    ``first`` ``(68, 2)`` is the network's own frame 0 before the anchor: the anchor corrects its
+    :func:`mouth_shape_offset` on frame 0 and fades it out over ``frames``; this keeps ``keep`` times it on the later
+    frames with :func:`hold_weight`, so frame 0 stays the reference and the ramp has no seam."""
     if keep == 0 or len(points) == 0:
         return points
-    off = np.asarray(reference, np.float64) - np.asarray(first, np.float64)
-    held = off[48:68] - off[30]
-    t = start + np.arange(len(points))
-    w = 1.0 - np.clip(1.0 - t / max(frames, 1), 0.0, 1.0)
+    w = hold_weight(start + np.arange(len(points)), frames)
+    held = mouth_shape_offset(reference, first)
     points[:, 48:68] += (keep * w[:, None, None] * held[None]).astype(points.dtype)
     return points
 
@@ -256,11 +295,12 @@ def post_process(
     mouth_scale: float = 1.0,
     energy_mouth: float = 0.0,
     blink_interval: float = 0.0,
+    lip_contact: bool = False,
 ) -> np.ndarray:
     """``audio2keypoint``'s motion steps on ``points (T, 68, 2)`` (in place; frame 0 is the ``reference (68, 2)``),
     from the clip's ``features (T, D)``: the silence gate (``silence_gate_db``), the head and mouth scales, the
-    energy mouth (its jaw drop gated as the mouth is) and the blinks (drawn from ``seed``, 0 when None), each only
-    when it is on."""
+    energy mouth (its jaw drop gated as the mouth is), lips that meet rather than cross (``lip_contact``) and the
+    blinks (drawn from ``seed``, 0 when None), each only when it is on."""
     active = None
     if silence_gate_db is not None:
         active = voice_activity(features, silence_gate_db)
@@ -270,6 +310,8 @@ def post_process(
     if energy_mouth > 0:
         drop = loudness_opening(features) * energy_drop(reference, energy_mouth)
         add_jaw_drop(points, reference, drop if active is None else drop * active)
+    if lip_contact:
+        meet_lips(points, reference)
     if blink_interval > 0:
         rng = np.random.default_rng(0 if seed is None else seed)
         apply_blinks(points, blink_schedule(len(points), blink_interval, fps, rng))

@@ -70,3 +70,57 @@ def test_keep_mouth_shape_is_an_ensemble_default(tmp_path, tiny_a2k_checkpoint):
     assert Audio2KeypointGenerator({"checkpoint": str(tiny_a2k_checkpoint)}).keep_mouth_shape == 0.0
     with pytest.raises(CheckpointError, match=r"keep_mouth_shape = 2 must be a number in \[0, 1\]"):
         write_ensemble(tmp_path / "bad", [tiny_a2k_checkpoint], "", {"keep_mouth_shape": 2})
+
+
+def _rotate(points: np.ndarray, theta: float, shift=(0.0, 0.0)) -> np.ndarray:
+    c, s = np.cos(theta), np.sin(theta)
+    return points @ np.array([[c, s], [-s, c]]) + np.asarray(shift)
+
+
+def test_lips_meet_rather_than_cross_in_the_heads_frame():
+    from a2k_toolkit.motion import LIP_PAIRS, LOWER_LIP, meet_lips
+
+    ref = mean_face().astype(np.float64) * 3.0 + 100.0
+    T = 6
+    local = np.repeat(ref[None], T, 0)
+    down = (ref[8] - ref[27]) / np.linalg.norm(ref[8] - ref[27])
+    gap0 = min((ref[lo] - ref[up]) @ down for up, lo in LIP_PAIRS)  # the mean face's mouth is open
+    local[:, 62] += 2.0 * down  # the upper inner lip pushed down...
+    up_by = gap0 + np.array([4.0, 1.0, 6.0])
+    local[:3, LOWER_LIP] -= up_by[:, None, None] * down  # ... and the lower lip above it on 3 frames
+    thetas = np.linspace(-0.3, 0.3, T)  # each frame's head turned and moved: the check is in the head's frame
+    frames = np.stack([_rotate(local[t], thetas[t], (5.0 * t, -2.0 * t)) for t in range(T)])
+    out = meet_lips(frames.copy(), ref)
+
+    def gaps(points):
+        back = np.stack([_rotate(points[t] - (5.0 * t, -2.0 * t), -thetas[t]) for t in range(T)])
+        return np.stack([(back[:, lo] - back[:, up]) @ down for up, lo in LIP_PAIRS], 1)
+
+    before, after = gaps(frames), gaps(out)
+    assert (before.min(1)[:3] < 0).all() and (before.min(1)[3:] >= 0).all()
+    np.testing.assert_allclose(after.min(1)[:3], 0.0, atol=1e-9)  # the lips just touch
+    np.testing.assert_array_equal(out[3:], frames[3:])  # frames whose lips do not cross: untouched
+    moved = np.abs(out - frames).max(-1)
+    assert moved[:3, LOWER_LIP].min() > 0.9 and np.delete(moved[:3], LOWER_LIP, 1).max() == 0
+    # the lower lip kept its shape: every point moved by the same vector
+    shift = out[:3, LOWER_LIP] - frames[:3, LOWER_LIP]
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[:, :1], shift.shape), atol=1e-9)
+
+
+def test_the_learned_generator_never_crosses_the_lips(sample_speech_path):
+    from a2k_toolkit.motion import LIP_PAIRS
+
+    feats = LogMel()(load_audio(sample_speech_path, 16000)[: 16000 * 6], 16000)
+    ref = Keypoints(mean_face()[None].astype(np.float32) * 1.3 + 20, image_size=(256, 256))
+    settings = {"head_motion": 0.0, "mouth_scale": 2.5, "energy_mouth": 0.0, "blink_interval": 0.0}
+    crossed = Audio2KeypointGenerator({**settings, "lip_contact": False}).generate(feats, ref).points
+    met = Audio2KeypointGenerator(settings).generate(feats, ref).points
+    down = (ref.points[0, 8] - ref.points[0, 27]) / np.linalg.norm(ref.points[0, 8] - ref.points[0, 27])
+
+    def min_gap(p):
+        return np.min([(p[:, lo] - p[:, up]) @ down for up, lo in LIP_PAIRS], 0)
+
+    assert (min_gap(crossed) < -0.05).sum() > 3  # a doubled mouth motion pushes the lips through each other
+    assert min_gap(met).min() > -1e-3
+    same = min_gap(crossed) >= 0
+    np.testing.assert_array_equal(met[same], crossed[same])

@@ -178,6 +178,12 @@ class Audio2KeypointGenerator(KeypointGenerator):
             "fades out, stays corrected on every frame, times this; 0 = faded out with the anchor, 1 = kept in full; "
             "null = the model's default (else 0)",
         )
+        lip_contact: bool = Field(
+            True,
+            description="lips that meet rather than pass through each other: where the generated lower inner lip is "
+            "above the upper one (in the head's frame, along the face's downward axis), the lower lip moves down to "
+            "touch it; false = as generated",
+        )
 
     def __init__(self, params=None, *, catalog=None, **kwargs):
         """``catalog``: the host's catalog (the build context, passed by ``Catalog.build``), which builds the
@@ -366,6 +372,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
                 mouth_scale=self.mouth_scale,
                 energy_mouth=self.energy_mouth,
                 blink_interval=self.blink_interval,
+                lip_contact=p.lip_contact,
             )
             results.append(
                 Keypoints(

@@ -9,7 +9,15 @@ import numpy as np
 
 from ...errors import InputError
 from ...keypoints import NUM_POINTS, Keypoints, apply_similarity, similarity
-from ...motion import RIGID, add_jaw_drop, apply_blinks, hold_mouth_shape, rescale_motion
+from ...motion import (
+    RIGID,
+    add_jaw_drop,
+    apply_blinks,
+    hold_weight,
+    meet_lips,
+    mouth_shape_offset,
+    rescale_motion,
+)
 from ...streaming.contract import KeypointStream
 from .tracks import LEVEL_HISTORY_S, BlinkTrack, EnergyTrack, FeatureHistory
 from .windows import WindowedOutputs
@@ -57,7 +65,7 @@ class Audio2KeypointStream(KeypointStream):
         self._anchor, self._activity = anchor, activity
         self._out0: np.ndarray | None = None
         self.head, self.mouth = generator.head_motion, generator.mouth_scale
-        self.keep, self._first = generator.keep_mouth_shape, None
+        self.keep, self._held = generator.keep_mouth_shape, {}
         self.blinks = None
         if generator.blink_interval > 0:
             rng = np.random.default_rng(0 if seed is None else seed)
@@ -86,8 +94,6 @@ class Audio2KeypointStream(KeypointStream):
         t0, n = self.frames_out, len(out)
         if n == 0:
             return np.zeros((0, NUM_POINTS, 2), np.float32)
-        if t0 == 0 and self.keep:  # the network's own frame 0 (hold_mouth_shape's ``first``)
-            self._first = self.info.normalizer.denormalize(out[:1], self.ref)[0]
         reach = max(self.params.anchor_frames, 1)
         if t0 < reach:  # anchor_start on frames at their own index, with frame 0's output as the offset base
             if t0 == 0:
@@ -99,7 +105,7 @@ class Audio2KeypointStream(KeypointStream):
         for i in range(0, n, 4096):
             pts[i : i + 4096] = self.info.normalizer.denormalize(out[i : i + 4096], self.ref)
         if self.keep:
-            hold_mouth_shape(pts, self.ref, self._first, self.params.anchor_frames, self.keep, start=t0)
+            self._hold(pts, t0, total)
         if t0 == 0:
             pts[0] = self.ref
         active = None
@@ -111,9 +117,29 @@ class Audio2KeypointStream(KeypointStream):
         if self.energy is not None:
             drop = self.energy.opening(t0, n, self.frames_in, total) * self._drop
             add_jaw_drop(pts, self.ref, drop if active is None else drop * active)
+        if self.params.lip_contact:
+            meet_lips(pts, self.ref)
         if self.blinks is not None:
             apply_blinks(pts, self.blinks.closing(t0, t0 + n, total))
         return pts
+
+    def _hold(self, pts: np.ndarray, t0: int, total: int | None) -> None:
+        """``keep_mouth_shape`` on frames ``[t0, t0 + n)`` (in place). Offline takes the offset from the network's
+        frame 0 on the clip's first window; frame ``t`` here takes it from frame 0 of offline inference on the first
+        ``min(t + lookahead + 1, W)`` features (those that have arrived when it is returned, whatever the chunk
+        sizes; at flush at most the clip's): with the full lookahead that is offline's, with a shorter one the
+        offset converges to it over the first ``W - lookahead`` frames."""
+        n = self.net_out
+        t = t0 + np.arange(len(pts))
+        sizes = np.minimum(t + n.lookahead + 1, n.W if total is None else min(n.W, total))
+        todo = sorted(set(sizes.tolist()) - set(self._held))
+        for k, y in zip(todo, n.start_outputs(todo)):
+            self._held[k] = mouth_shape_offset(self.ref, self.info.normalizer.denormalize(y[None], self.ref)[0])
+        held = np.stack([self._held[k] for k in sizes.tolist()])
+        w = hold_weight(t, self.params.anchor_frames)
+        pts[:, 48:68] += (self.keep * w[:, None, None] * held).astype(pts.dtype)
+        for k in [k for k in self._held if k < sizes[-1]]:  # later frames need sizes[-1] or more
+            del self._held[k]
 
     def _gate_weights(self, t0: int, n: int, total: int | None) -> np.ndarray:
         """The silence gate's weight of frames ``[t0, t0 + n)``, each from the features up to its lookahead."""

@@ -58,6 +58,7 @@ class WindowedOutputs:
         self._feats: np.ndarray | None = None  # rows from absolute index _fstart on
         self._fstart = 0
         self._first: np.ndarray | None = None  # row 0, the padding before the stream's start
+        self._head = np.zeros((0, 0), np.float32)  # the first W rows, for start_outputs
         self._next = 0  # full: the next regular window start not computed yet
         self._acc = np.zeros((0, 136), np.float32 if self.full else np.float64)  # frames [done, ...)
         self._wsum = np.zeros(0, np.float32 if self.full else np.float64)
@@ -96,6 +97,10 @@ class WindowedOutputs:
         else:
             self._feats = np.concatenate([self._feats, features])
         self.F += len(features)
+        if len(self._head) < self.W:
+            self._head = np.concatenate(
+                [self._head.reshape(-1, features.shape[1]), features[: self.W - len(self._head)]]
+            )
         if self.full:
             starts = []
             while self._next + self.W < self.F:  # in the plan of every length >= F, with a ramp out (T > s + W)
@@ -110,6 +115,16 @@ class WindowedOutputs:
             out = self._emit(max(self.done, self.F - self.lookahead))
             self._trim(max(0, self.F - (self.W - self.pad)))  # where a window ending at the last frame starts
         return out
+
+    def start_outputs(self, sizes: list[int]) -> list[np.ndarray]:
+        """Offline inference's output ``(136,)`` for frame 0 of a clip of the first ``n`` features, for each ``n`` of
+        ``sizes`` (each at most the features received and the window ``W``; from ``W`` on, frame 0 of any longer
+        clip: its first window). With the full lookahead ``W`` of them is frame 0 as returned; with a shorter one
+        the returned frame 0 is a blend of windows ending at their newest frame (``keep_mouth_shape`` takes its
+        offset from these instead, as offline does from its own frame 0)."""
+        if any(n < 1 or n > min(self.F, self.W) for n in sizes):
+            raise ValueError(f"sizes must be in 1..{min(self.F, self.W)}, got {sizes}")
+        return [y[0] for y in self.runner.run([(self._head[:n], self.ref_n) for n in sizes])]
 
     def flush(self) -> np.ndarray:
         T = self.F

@@ -75,6 +75,9 @@ class OnnxGeneratorParams(Params):
         description="keep the reference's mouth shape (the network's frame-0 mouth error kept corrected on every "
         "frame), as audio2keypoint's keep_mouth_shape; null = the exported model's default",
     )
+    lip_contact: bool = Field(
+        True, description="lips that meet rather than pass through each other, as audio2keypoint's lip_contact"
+    )
     accept_frontends: list[str] = Field(
         default_factory=list,
         description="front-ends accepted besides the model's own, whose features are the same quantity: e.g. "
@@ -316,6 +319,7 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
                 mouth_scale=self.mouth_scale,
                 energy_mouth=self.energy_mouth,
                 blink_interval=self.blink_interval,
+                lip_contact=p.lip_contact,
             )
             results.append(
                 Keypoints(
