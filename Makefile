@@ -45,7 +45,7 @@ CV_FAMILY_CAP ?= 200
 # the shipped model: the chosen recipes on every person (configs/train/shipped/RECIPE.yaml:seed), averaged, with the
 # chosen inference settings
 SHIPPED_MEMBERS ?= shipped-nose:0 shipped-nose:1 shipped-nose:2 shipped-nose-unbalanced:0
-SHIPPED_DEFAULTS ?= --default head_motion=3 --default mouth_scale=1.4 --default blink_interval=3.5 --default energy_mouth=1
+SHIPPED_DEFAULTS ?= --default head_motion=3 --default mouth_scale=1 --default blink_interval=3.5 --default energy_mouth=0.5 --default keep_mouth_shape=1
 
 .PHONY: demo test lint install clean results cv table1 all-data
 
@@ -90,7 +90,7 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 	xargs -P $(CV_JOBS) -L 1 sh -c 'd=$(CV_DIR)/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/shipped/$$0.yaml --fold $$2/3 --seed $$3 \
 		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
-	for fe in logmel vad phonetic stage2 stage3 stage4 explore-g; do \
+	for fe in logmel vad phonetic stage2 stage3 stage4 stage5 stage5b explore-g; do \
 		$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
 			--config configs/eval/selection/$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
 	done

@@ -4,13 +4,14 @@
                                          [--audio a2k_toolkit/samples/speech.wav] [--figure docs/images/controls.png]
 
 The default pipeline (dlib on the photo, the shipped ``audio2keypoint``) speaks the audio once per setting, every
-other control at the model's defaults (head_motion 3, mouth_scale 1.4, energy_mouth 1, blink_interval 3.5; seed 0):
+other control at the model's defaults (head_motion 3, mouth_scale 1, energy_mouth 0.5, keep_mouth_shape 1,
+blink_interval 3.5; seed 0):
 
 * ``head_motion`` 0 / 1 / 3: the nose tip's (point 30) distance from frame 0, in the reference's inter-ocular distance
   (IOD), and its spread (``metrics.head_motion``: the RMS distance from its mean position);
-* ``mouth_scale`` 0.5 / 1 / 1.4 with ``energy_mouth`` 0, then ``energy_mouth`` 0 / 1 at ``mouth_scale`` 1.4: the
-  inner-lip opening (``keypoints.mouth_opening``, points 62-66 over the reference IOD), its mean and standard
-  deviation;
+* ``mouth_scale`` 0.5 / 1 / 1.4 with ``energy_mouth`` 0, then ``energy_mouth`` 0 / 0.5 / 1 at ``mouth_scale`` 1, then
+  ``keep_mouth_shape`` 0 / 1: the inner-lip opening (``keypoints.mouth_opening``, points 62-66 over the reference
+  IOD), its mean and standard deviation;
 * ``blink_interval`` 0 / 3.5 s: the eye opening (the mean gap of the eyelid pairs ``motion.EYELIDS``, 37-41, 38-40,
   43-47, 44-46, over the reference IOD) and the blinks counted (runs of frames below half the reference's opening).
 """
@@ -36,7 +37,8 @@ SAMPLES = REPO / "a2k_toolkit" / "samples"
 NOSE = 30
 HEAD = (0.0, 1.0, 3.0)
 MOUTH = (0.5, 1.0, 1.4)
-ENERGY = (0.0, 1.0)
+ENERGY = (0.0, 0.5, 1.0)
+KEEP = (0.0, 1.0)
 BLINK = (0.0, 3.5)
 
 
@@ -80,7 +82,8 @@ def main(argv=None) -> int:
 
     head = {h: run(head_motion=h) for h in HEAD}
     mouth = {m: run(mouth_scale=m, energy_mouth=0.0) for m in MOUTH}
-    energy = {e: run(mouth_scale=1.4, energy_mouth=e) for e in ENERGY}
+    energy = {e: run(mouth_scale=1.0, energy_mouth=e) for e in ENERGY}
+    keep = {k: run(keep_mouth_shape=k) for k in KEEP}
     eyes = {b: run(blink_interval=b) for b in BLINK}
     seconds = len(feats) / pipe.audio.fps
     print(f"{args.image.name} + {args.audio.name}: {len(feats)} frames ({seconds:.1f} s)")
@@ -88,7 +91,11 @@ def main(argv=None) -> int:
     head_s = {h: (M.head_motion(p, reference_iod(p)), nose_distance(p).max()) for h, p in head.items()}
     print("head_motion: " + "; ".join(f"{h:g}: spread {s:.3f}, max {d:.3f} IOD" for h, (s, d) in head_s.items()))
     open_s = {}
-    for label, runs in (("mouth_scale (energy_mouth 0)", mouth), ("energy_mouth (mouth_scale 1.4)", energy)):
+    for label, runs in (
+        ("mouth_scale (energy_mouth 0)", mouth),
+        ("energy_mouth (mouth_scale 1)", energy),
+        ("keep_mouth_shape", keep),
+    ):
         stats = {k: mouth_opening(p, reference_iod(p)) for k, p in runs.items()}
         open_s[label] = {k: (o.mean(), M.opening_std(o)) for k, o in stats.items()}
         print(f"{label}: " + "; ".join(f"{k:g}: mean {m:.3f}, std {s:.3f} IOD" for k, (m, s) in open_s[label].items()))
@@ -127,8 +134,8 @@ def plot(path: Path, fps: float, head, mouth, energy, eyes) -> None:
 
     curves(axes[0], head, nose_distance, "head_motion", blues, "nose tip shift (IOD)", "(a) head_motion")
     curves(axes[1], mouth, opening, "mouth_scale", blues, "mouth opening (IOD)", "(b) mouth_scale, energy_mouth 0")
-    curves(axes[2], energy, opening, "energy_mouth", ("#4292c6", "#d94801"), "mouth opening (IOD)",
-           "(b) energy_mouth, mouth_scale 1.4")  # fmt: skip
+    curves(axes[2], energy, opening, "energy_mouth", ("#4292c6", "#fd8d3c", "#d94801"), "mouth opening (IOD)",
+           "(b) energy_mouth, mouth_scale 1")  # fmt: skip
     curves(axes[3], eyes, eye_opening, "blink_interval", ("#4292c6", "#d94801"), "eye opening (IOD)",
            "(c) blink_interval (s)")  # fmt: skip
     axes[-1].set_xlabel("time (s)")

@@ -37,6 +37,7 @@ def test_shipped_weights_are_small_safetensors_with_a_model_card():
         RECIPE,
         "shipped-nose-unbalanced.yaml",
         "energy_mouth",
+        "keep_mouth_shape",
         "Licence",
         "docs/results.md",
         "clips.csv",
@@ -49,11 +50,18 @@ def test_shipped_weights_are_small_safetensors_with_a_model_card():
     assert f"SHIPPED_MEMBERS ?= {' '.join(f'{r}:{s}' for r, s in MEMBERS)}\n" in makefile
     # the settings the selection chose travel with the weights, and `make results` writes the same ones
     defaults = ensemble.checkpoint_defaults(None)
-    assert defaults == {"head_motion": 3.0, "mouth_scale": 1.4, "blink_interval": 3.5, "energy_mouth": 1.0}
+    assert defaults == {
+        "head_motion": 3.0,
+        "mouth_scale": 1.0,
+        "blink_interval": 3.5,
+        "energy_mouth": 0.5,
+        "keep_mouth_shape": 1.0,
+    }
     flags = " ".join(f"--default {k}={v:g}" for k, v in defaults.items())
     assert f"SHIPPED_DEFAULTS ?= {flags}\n" in makefile
     gen = Audio2KeypointGenerator()
-    assert (gen.head_motion, gen.mouth_scale, gen.blink_interval, gen.energy_mouth) == (3.0, 1.4, 3.5, 1.0)
+    assert (gen.head_motion, gen.mouth_scale, gen.blink_interval, gen.energy_mouth) == (3.0, 1.0, 3.5, 0.5)
+    assert gen.keep_mouth_shape == 1.0
 
 
 def test_the_recipe_in_the_repo_is_the_one_the_weights_were_trained_with():

@@ -65,10 +65,10 @@ def test_shipped_export_manifest(shipped_export):
         "overlap": 16,
         "anchor_frames": 8,
         "head_motion": 3.0,
-        "mouth_scale": 1.4,
+        "mouth_scale": 1.0,
         "blink_interval": 3.5,
-        "energy_mouth": 1.0,
-        "keep_mouth_shape": 0.0,
+        "energy_mouth": 0.5,
+        "keep_mouth_shape": 1.0,
     }
     assert [g.file for g in m.graphs] == ["generator.onnx"] and len(m.graphs[0].members) == len(SHIPPED)
     g = m.graphs[0]
