@@ -283,6 +283,18 @@ def energy_drop(reference: np.ndarray, energy_mouth: float) -> float:
     return float(energy_mouth) * ENERGY_MOUTH_OPEN * JAW_DROP_UNIT * float(face_scale(reference))
 
 
+# the post-processing params that read loudness off log-power features, each with how to turn it off (the fix an
+# error names when a model's front-end is not log power)
+LOUDNESS_PARAMS = {"silence_gate_db": "remove silence_gate_db", "energy_mouth": "set energy_mouth 0"}
+
+
+def loudness_param(silence_gate_db: float | None, energy_mouth: float) -> str | None:
+    """The first post-processing param that is on and reads loudness (a key of :data:`LOUDNESS_PARAMS`), or None."""
+    if silence_gate_db is not None:
+        return "silence_gate_db"
+    return "energy_mouth" if energy_mouth > 0 else None
+
+
 def post_process(
     points: np.ndarray,
     reference: np.ndarray,

@@ -21,7 +21,16 @@ from ..config import format_validation_error
 from ..errors import CheckpointError, ConfigError, InputError
 from ..hookspecs import hookimpl
 from ..keypoints import Keypoints
-from ..motion import BLOCK, anchor_start, energy_drop, hold_mouth_shape, post_process, voice_activity
+from ..motion import (
+    BLOCK,
+    LOUDNESS_PARAMS,
+    anchor_start,
+    energy_drop,
+    hold_mouth_shape,
+    loudness_param,
+    post_process,
+    voice_activity,
+)
 
 
 class MLPEncoderParams(Params):
@@ -225,9 +234,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
     @property
     def _reads_loudness(self) -> str | None:
         """The param that reads loudness off the features (None if none is on)."""
-        if self.params.silence_gate_db is not None:
-            return "silence_gate_db"
-        return "energy_mouth" if self.energy_mouth > 0 else None
+        return loudness_param(self.params.silence_gate_db, self.energy_mouth)
 
     def _check_log_power(self, catalog) -> None:
         """The silence gate and the energy mouth read loudness off the features: the checkpoint's front-end class,
@@ -242,8 +249,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
         key = self._reads_loudness
         raise ConfigError(
             f"generator.params.{key} reads loudness from log-power features, but this checkpoint uses the "
-            f"{name!r} front-end (use one of {', '.join(qualify)}, or {'remove' if key[0] == 's' else 'set 0 for'} "
-            f"{key})"
+            f"{name!r} front-end (use one of {', '.join(qualify)}, or {LOUDNESS_PARAMS[key]})"
         )
 
     @classmethod
@@ -309,7 +315,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
             raise ConfigError(
                 f"generator.params.{key} reads loudness from log-power features, but the {frontend.name!r} "
                 f"front-end's class does not set log_power (use a log-power front-end such as logmel, or "
-                f"{'remove' if key[0] == 's' else 'set 0 for'} {key})"
+                f"{LOUDNESS_PARAMS[key]})"
             )
         ours = frontend.params.model_dump(mode="json")
         diff = sorted(k for k, v in fe["params"].items() if k in ours and ours[k] != v)

@@ -144,11 +144,11 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
         self.energy_mouth = p.energy_mouth if p.energy_mouth is not None else d.energy_mouth
         self.keep_mouth_shape = p.keep_mouth_shape if p.keep_mouth_shape is not None else d.keep_mouth_shape
         check_overlap(self.overlap, m.window)
-        key = "silence_gate_db" if p.silence_gate_db is not None else "energy_mouth" if self.energy_mouth > 0 else None
+        key = tk.loudness_param(p.silence_gate_db, self.energy_mouth)
         if key is not None and not m.frontend.log_power:
             raise ConfigError(
                 f"generator.params.{key} reads loudness from log-power features, but this model uses the "
-                f"{m.frontend.name!r} front-end; {'remove silence_gate_db' if key[0] == 's' else 'set energy_mouth 0'}"
+                f"{m.frontend.name!r} front-end; {tk.LOUDNESS_PARAMS[key]}"
             )
         self.normalizer = m.keypoint_normalizer()
         self._sessions = None
