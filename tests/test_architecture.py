@@ -84,6 +84,7 @@ PUBLIC_MODULES = frozenset(
         "a2k_toolkit.pipeline",
         "a2k_toolkit.plugins",
         "a2k_toolkit.rendering",
+        "a2k_toolkit.streaming",
         "a2k_toolkit.testing",
         "a2k_toolkit.training",
     }
