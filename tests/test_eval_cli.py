@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -195,3 +196,25 @@ def test_one_catalog_per_run_and_nested_front_end_params_checked_first(clip_dir,
     assert main(["eval", "--clips", str(clip_dir), "--config", str(cfg), "--out", str(tmp_path / "r2"), "--quiet"]) == 2
     assert "audio.params.members[0].params.n_mel: unknown key" in capsys.readouterr().err
     assert len(made) == 1 and not (tmp_path / "r2").exists()
+
+
+def test_photo_gap_scores_the_speech_after_the_photos_moment(real_clips, tmp_path):
+    from a2k_toolkit.eval.sources import photo_gap
+
+    clip = real_clips[0]
+    shifted = next(photo_gap([clip], 10))
+    np.testing.assert_array_equal(shifted.keypoints[0], clip.keypoints[0])  # the photo
+    np.testing.assert_array_equal(shifted.keypoints[1:], clip.keypoints[11:])
+    n = int(round(10 * clip.sample_rate / clip.fps))
+    np.testing.assert_array_equal(shifted.audio, clip.audio[n:])
+    assert shifted.meta["photo_gap"] == 10 and len(shifted.keypoints) == len(clip.keypoints) - 10
+    short = next(photo_gap([dataclasses.replace(clip, keypoints=clip.keypoints[:20])], 10))
+    assert len(short.keypoints) == 16  # a short clip shifts less and stays
+    d = tmp_path / "one"
+    d.mkdir()
+    save_clip(d / "c.npz", clip)
+    out = tmp_path / "report"
+    rc = main(["eval", "--clips", str(d), "--generators", "static", "--photo-gap", "10", "--out", str(out), "--quiet"])
+    data = json.loads((out / "results.json").read_text())
+    assert rc == 0 and data["settings"]["photo_gap"] == 10
+    assert data["clips"][0]["num_frames"] == len(clip.keypoints) - 10

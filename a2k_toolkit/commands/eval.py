@@ -97,6 +97,14 @@ def _add_selection(p) -> None:
         "held-out people, with {fold} in checkpoint paths replaced by I, and report all clips together",
     )
     p.add_argument("--fold-seed", type=int, default=0, help="seed of the deal into folds (data.fold_seed; default 0)")
+    p.add_argument(
+        "--photo-gap",
+        type=int,
+        metavar="N",
+        help="score each clip with its frame 0 as the photo and its audio and later frames from frame N on (less "
+        "for clips under N + 16 frames; every clip stays): the photo's moment then does not match the speech's "
+        "start, as a user's photo does not",
+    )
 
 
 def check_held_out(generators, held, where: str) -> None:
@@ -160,6 +168,10 @@ def _select_clips(args, catalog, detector_spec, device, frontend, splits, fold, 
         )
         for split in splits
     )
+    if args.photo_gap:
+        from ..eval.sources import photo_gap
+
+        clips = photo_gap(clips, args.photo_gap)
     if args.max_per_family is not None and args.max_per_family < 1:
         raise InputError(f"--max-per-family must be at least 1, got {args.max_per_family}")
     keep = None
@@ -250,6 +262,8 @@ def run(args) -> int:
         results = evaluate(per_fold[0], clips, frontend, normalizer=normalizer, progress=progress, **scoring)
         if norm_path:
             results.settings["normalizer_source"] = f"given ({Path(norm_path).name})"
+    if args.photo_gap:
+        results.settings["photo_gap"] = args.photo_gap
     written = write_report(results, out, plots=not args.no_plots)
     print("\n".join(summary_table(results)))
     print(f"{results.num_clips} clips, {results.seconds:.1f} s -> {written['markdown']}")

@@ -6,10 +6,13 @@ Every source yields :class:`~a2k_toolkit.data.clips.Clip` objects one at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 from ..components import KeypointDetector
 from ..data.clips import Clip, extract_clip, load_clip, save_clip
@@ -135,3 +138,26 @@ def iter_clips(
         if not isinstance(det, KeypointDetector):
             det = det()
         yield video_clip(path, det, cache_dir, fps=fps, sample_rate=sample_rate)
+
+
+# the fewest frames a clip keeps after --photo-gap shifts it (its photo and 15 scored frames)
+PHOTO_GAP_MIN_FRAMES = 16
+
+
+def photo_gap(clips: Iterable[Clip], frames: int) -> Iterator[Clip]:
+    """Each clip with its frame 0 kept as the photo and its audio and later frames starting ``frames`` frames later
+    (``a2k eval --photo-gap``): frame ``t >= 1`` is the real frame ``k + t`` with the audio of frame ``k`` on, so the
+    photo's moment does not match the speech's start, as a user's photo does not. ``k = min(frames, T - 16)`` (0 for
+    clips of 16 frames or fewer): every clip stays, so cross-validation folds deal the same people."""
+    if frames < 0:
+        raise InputError(f"--photo-gap must be 0 or more frames, got {frames}")
+    for clip in clips:
+        k = max(0, min(frames, len(clip.keypoints) - PHOTO_GAP_MIN_FRAMES))
+        if k == 0:
+            yield clip
+            continue
+        keep = np.r_[0, k + 1 : len(clip.keypoints)]
+        valid = None if clip.valid is None else np.asarray(clip.valid)[keep]
+        audio = clip.audio[int(round(k * clip.sample_rate / clip.fps)) :]
+        meta = {**clip.meta, "photo_gap": k}
+        yield dataclasses.replace(clip, keypoints=clip.keypoints[keep], valid=valid, audio=audio, meta=meta)
