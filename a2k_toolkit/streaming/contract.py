@@ -150,8 +150,8 @@ def feature_stream(frontend: Any) -> FeatureStream:
     if not callable(opener):
         raise StreamingNotSupportedError(
             f"the audio front-end {getattr(frontend, 'name', type(frontend).__name__)!r} does not stream (it has no "
-            f"stream() method); use a front-end that does (logmel, librosa-mel, or a stack of them), or add one "
-            f"({STREAMING_DOCS})"
+            f"stream() method); use a front-end that does (logmel, librosa-mel, vad from a2k-speech-units, or a stack "
+            f"of them), or add one ({STREAMING_DOCS})"
         )
     return opener()
 
