@@ -94,6 +94,8 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 		$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
 			--config configs/eval/selection/$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
 	done
+	$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
+		--photo-gap 12 --config configs/eval/selection/photo-gap.yaml --out docs/results/selection/photo-gap
 
 # The shipped default model: the chosen recipe trained on every person of the shared data (seeds averaged, the
 # chosen inference settings stored with it) into runs/a2k-shipped. Install it as the default model with:
