@@ -27,6 +27,10 @@ Fast path (the default, ``fast=True``): the same arithmetic, arranged for the CP
   (on this 2-core machine, two intra-op threads on a loaded CPU were 2.4x slower than one). On an idle CPU the
   batches run on the intra-op threads, 10-25 % faster there.
 
+Inside a :class:`~a2k_toolkit.models.batching.WindowBatcher`'s caller (``a2k serve``'s session pushes), the fast
+float32 CPU path hands its windows to the batcher, which runs them with other threads' windows in one traced forward
+pass.
+
 ``fast=False`` is the straightforward path (``a2k bench --naive`` runs it with ``batch_size=1``).
 """
 
@@ -43,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cpu_runtime import cpu_is_shared
+from .batch_context import active_batcher
 from .windows import WindowBlend, window_features
 
 # re-exported: the numpy half of windowed inference moved to .windows, where callers without torch import it
@@ -164,6 +169,13 @@ class WindowedRunner:
         uses_ref = getattr(self.net, "uses_reference", True)
         model = self.model()
         cpu_fast = self.fast and device.type == "cpu"
+        batcher = active_batcher() if cpu_fast and self.precision == "fp32" and jobs else None
+        if batcher is not None:  # with other streams' windows, in one forward pass (models.batching)
+            feats = np.stack([self._window(requests[r][0], s) for r, s in jobs])
+            refs = np.stack([requests[r][1] for r, _ in jobs]).astype(np.float32) if uses_ref else None
+            for (r, s), y in zip(jobs, batcher.forward(self.net, feats, refs)):
+                blend.add(r, s, y)
+            return blend.result()
         workers = self.workers
         if workers is None:  # look at the machine's load only where the choice matters
             workers = torch.get_num_threads() if cpu_fast and len(jobs) > 1 and cpu_is_shared() else 1

@@ -1,0 +1,370 @@
+"""One forward pass for the windows that several streams have due at the same time (``a2k serve``'s sessions).
+
+A streaming session runs one window of the generator at a time (docs/streaming.md: one every ``hop`` frames), and a
+window alone pays the network's per-call overhead in full: the shipped ensemble is 4 networks of many small layers,
+whose Python and dispatch, not their arithmetic, dominate a batch of one. A :class:`WindowBatcher` gathers the
+windows that the threads *inside* it (:meth:`WindowBatcher.caller`, one per session push) submit, runs them as one
+batch on its own worker thread and hands each caller its rows back:
+
+* **when**: as soon as every caller inside the batcher is waiting on it (nobody else can add a window), when the
+  batch reaches ``max_batch`` windows, or ``max_wait_s`` after the first window came, whichever is first. An idle
+  server therefore runs a window at once; a busy one, whose pushes queue up, runs larger batches, which cost less a
+  window (the load buys its own efficiency);
+* **what**: windows of one network go together (a request for another waits for the next batch); each window's
+  output is computed on that window only (the network normalises per window), so a caller gets the rows it would get
+  alone, to float rounding (the convolutions of another batch size may sum in another order);
+* **how**: the network's inference form (:func:`~a2k_toolkit.models.inference.fuse_for_inference`) traced with
+  :func:`torch.jit.trace` once per network and window shape (``trace=True``): the traced graph runs without Python
+  between the layers (measured on the 2-core machine, shipped ensemble: 7.8 ms for one window against 12-20 ms
+  eager, 15-17 ms for 4). The trace is checked against the eager module on two batch sizes when it is made and the
+  eager module used if they differ; a network whose code branches on its input's *values* may still pass that check
+  and be traced wrongly: give such a network ``trace=False`` (this toolkit's own networks branch on shapes only);
+* **where**: on ``workers`` worker threads, or (``processes=True``) each worker's batches in an inference process of
+  its own (``spawn``ed on first use; the network sent to it pickled, once). In a process whose other threads run
+  Python (a server's sessions), a forward pass in a thread of its own was measured 2-2.5x slower in wall time than
+  alone: it waits for the GIL each time it comes back from torch; in a process of its own it does not.
+
+:func:`active_batcher` is the batcher of the calling thread, if any; :class:`~a2k_toolkit.models.inference.
+WindowedRunner` sends its windows there (float32 on the CPU's fast path) instead of running them itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import weakref
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .batch_context import active_batcher as active_batcher
+from .batch_context import batching_into
+
+
+@dataclass
+class _Request:
+    net: object
+    x: np.ndarray  # (n, W, D) float32
+    ref: np.ndarray | None  # (n, 136) float32, or None for a network that reads no reference
+    future: Future = field(default_factory=Future)
+
+
+class WindowBatcher:
+    """Gathers the windows of its callers' threads into batched forward passes (see the module docstring).
+    ``max_batch``: windows in one forward pass at most; ``max_wait_s``: how long the first window of a batch waits
+    for others while a caller is still busy; ``workers``: batches run at once; ``processes``: each worker's batches in
+    an inference process of its own. Use as a context manager (or :meth:`start` / :meth:`close`); a batcher not
+    started (or closed) runs each request in its caller's thread."""
+
+    def __init__(
+        self,
+        max_batch: int = 32,
+        max_wait_s: float = 0.004,
+        *,
+        workers: int = 1,
+        processes: bool = False,
+        trace: bool = True,
+    ):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_wait_s < 0:
+            raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.max_batch, self.max_wait_s, self.trace = int(max_batch), float(max_wait_s), trace
+        self.workers, self.processes = int(workers), bool(processes)
+        self.batches = 0  # forward passes run
+        self.windows = 0  # windows they held
+        self.busy_s = 0.0  # seconds the workers spent on batches (with an inference process: also the transfers)
+        self.compute_s = 0.0  # of them, in the forward passes themselves
+        self._cond = threading.Condition()
+        self._queue: list[_Request] = []
+        self._callers = 0  # threads inside caller()
+        self._waiting = 0  # of them, those waiting on a submitted request
+        self._models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._models_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> WindowBatcher:
+        with self._cond:
+            if not self._threads and not self._closed:
+                for k in range(self.workers):
+                    t = threading.Thread(target=self._work, name=f"a2k-window-batcher-{k}", daemon=True)
+                    t.start()
+                    self._threads.append(t)
+        return self
+
+    def close(self) -> None:
+        """Stop the worker after the requests queued; later requests run in their caller's thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join()
+
+    def __enter__(self) -> WindowBatcher:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def caller(self):
+        """Make the calling thread a caller: its :class:`WindowedRunner` windows come here, and the batcher waits
+        for it (up to ``max_wait_s``) before running a batch without its windows."""
+        with self._cond:
+            self._callers += 1
+        try:
+            with batching_into(self):
+                yield self
+        finally:
+            with self._cond:
+                self._callers -= 1
+                self._cond.notify_all()  # the worker may be waiting for this caller
+
+    # ---------------------------------------------------------------------------------------------------- API
+    def forward(self, net, x: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+        """``net``'s output ``(n, W, 136)`` float32 for the windows ``x`` ``(n, W, D)`` (and references ``ref``
+        ``(n, 136)``, ``None`` for a network without), computed with other callers' windows."""
+        req = _Request(net, np.ascontiguousarray(x, np.float32), None if ref is None else np.asarray(ref, np.float32))
+        with self._cond:
+            if self._closed or not self._threads:
+                inline = True
+            else:
+                inline = False
+                self._queue.append(req)
+                self._waiting += 1
+                self._cond.notify_all()
+        if inline:
+            return self._run(net, req.x, req.ref)
+        try:
+            return req.future.result()
+        finally:
+            with self._cond:
+                self._waiting -= 1
+
+    def model(self, net, window: int, dim: int):
+        """The module a batch of ``net``'s windows ``(n, window, dim)`` runs through: its traced inference form (made
+        on first use, once per network and shape), or the inference form itself where tracing is off or changed the
+        output."""
+        with self._models_lock:
+            models = self._models.setdefault(net, {})
+            if (window, dim) not in models:
+                models[window, dim] = self._build(net, window, dim)
+            return models[window, dim]
+
+    # --------------------------------------------------------------------------------------------- internals
+    def _build(self, net, W: int, D: int):
+        import torch
+
+        from .inference import fuse_for_inference
+
+        fused = fuse_for_inference(net)
+        if not self.trace:
+            return fused
+        rng = np.random.default_rng(0)
+        uses_ref = getattr(net, "uses_reference", True)
+
+        def sample(n):
+            x = torch.from_numpy(rng.standard_normal((n, W, D), dtype=np.float32))
+            return x, torch.from_numpy(rng.standard_normal((n, 136), dtype=np.float32)) if uses_ref else None
+
+        try:
+            with torch.inference_mode(), _quiet_tracer_warnings():
+                x, r = sample(2)
+                traced = torch.jit.trace(fused, (x, r) if uses_ref else (x,), check_trace=False)
+                for n in (1, 3):
+                    x, r = sample(n)
+                    if not torch.equal(fused(x, r), traced(x, r) if uses_ref else traced(x)):
+                        return fused
+        except Exception:  # noqa: BLE001 - a network tracing cannot follow runs as it is
+            return fused
+        return traced if uses_ref else _NoReference(traced)
+
+    def _run(self, net, x: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+        import torch
+
+        model = self.model(net, x.shape[1], x.shape[2])
+        with torch.inference_mode():
+            xt = torch.from_numpy(x)
+            rt = None if ref is None else torch.from_numpy(ref)
+            return model(xt, rt).float().numpy()
+
+    def _take(self) -> list[_Request]:
+        """The requests of the next batch (called with the condition held; waits as the module docstring says)."""
+        while not self._queue:
+            if self._closed:
+                return []
+            self._cond.wait()
+        deadline = time.monotonic() + self.max_wait_s
+        while not self._closed:
+            net = self._queue[0].net
+            n = sum(len(r.x) for r in self._queue if r.net is net)
+            if n >= self.max_batch or self._waiting >= self._callers:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._cond.wait(left)
+        net, size, batch, rest = self._queue[0].net, 0, [], []
+        for r in self._queue:
+            if r.net is net and (not batch or size + len(r.x) <= self.max_batch):
+                batch.append(r)
+                size += len(r.x)
+            else:
+                rest.append(r)
+        self._queue = rest
+        return batch
+
+    def _work(self) -> None:
+        child = _Child(self.trace) if self.processes else None
+        try:
+            self._serve(child)
+        finally:
+            if child is not None:
+                child.close()
+
+    def _serve(self, child: _Child | None) -> None:
+        while True:
+            with self._cond:
+                batch = self._take()
+            if not batch:
+                return
+            try:
+                t0 = time.perf_counter()
+                refs = [r.ref for r in batch]
+                x = np.concatenate([r.x for r in batch]) if len(batch) > 1 else batch[0].x
+                ref = None if refs[0] is None else (np.concatenate(refs) if len(batch) > 1 else refs[0])
+                y = self._run(batch[0].net, x, ref) if child is None else child.run(batch[0].net, x, ref)
+                took = time.perf_counter() - t0
+                with self._cond:  # the workers' counters
+                    self.busy_s += took
+                    self.compute_s += took if child is None else child.compute_s
+                    self.batches += 1
+                    self.windows += len(x)
+            except BaseException as exc:  # noqa: BLE001 - each caller gets the error of its batch
+                for r in batch:
+                    r.future.set_exception(exc)
+                continue
+            i = 0
+            for r in batch:
+                r.future.set_result(y[i : i + len(r.x)])
+                i += len(r.x)
+
+
+class _Child:
+    """A worker's inference process (``processes=True``): the batches run there, in a process of their own, whose
+    GIL no session's Python work holds. Started on first use (and again after it ended); the networks are sent to it
+    pickled, once each."""
+
+    def __init__(self, trace: bool):
+        self.trace = trace
+        self.proc = self.conn = None
+        self.compute_s = 0.0  # the last batch's forward pass, timed in the process
+        self.keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        import torch
+
+        ctx = multiprocessing.get_context("spawn")  # not fork: the server has threads
+        self.conn, theirs = ctx.Pipe()
+        args = (theirs, self.trace, torch.get_num_threads())
+        self.proc = ctx.Process(target=_child_main, args=args, name="a2k-inference", daemon=True)
+        self.proc.start()
+        theirs.close()
+        self.keys = weakref.WeakKeyDictionary()
+
+    def run(self, net, x: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
+        import pickle
+
+        if self.proc is None or not self.proc.is_alive():
+            self._start()
+        try:
+            kind, payload = "ok", None
+            if net not in self.keys:
+                self.conn.send(("load", len(self.keys), pickle.dumps(net)))
+                kind, payload = self.conn.recv()
+                if kind == "ok":
+                    self.keys[net] = len(self.keys)
+            if kind == "ok":
+                self.conn.send(("run", self.keys[net], x, ref))
+                kind, payload = self.conn.recv()
+        except (OSError, EOFError):
+            self.proc.join(1.0)
+            code, self.proc = self.proc.exitcode, None
+            raise RuntimeError(
+                f"the inference process ended (exit code {code}); the next batch starts a new one"
+            ) from None
+        if kind == "error":
+            raise RuntimeError(f"in the inference process: {payload}")
+        y, self.compute_s = payload
+        return y
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self.conn.send(("close",))
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+        self.proc = None
+
+
+def _child_main(conn, trace: bool, threads: int) -> None:
+    """The inference process's loop: ``("load", key, pickled net)``, ``("run", key, x, ref)`` -> ``("ok", y)`` or
+    ``("error", message)``, ``("close",)`` (or the parent gone) ends it."""
+    import pickle
+
+    import torch
+
+    torch.set_num_threads(threads)
+    runner = WindowBatcher(trace=trace)  # its models only: no worker threads in here
+    nets = {}
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] == "close":
+            return
+        try:
+            if msg[0] == "load":
+                nets[msg[1]] = pickle.loads(msg[2]).eval()
+                conn.send(("ok", None))
+            else:
+                t0 = time.perf_counter()
+                y = runner._run(nets[msg[1]], msg[2], msg[3])
+                conn.send(("ok", (y, time.perf_counter() - t0)))
+        except Exception as exc:  # noqa: BLE001 - reported to the batch's callers
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class _NoReference:
+    """A traced network that takes no reference, called as the others are: ``model(x, None)``."""
+
+    def __init__(self, traced):
+        self.traced = traced
+
+    def __call__(self, x, ref=None):
+        return self.traced(x)
+
+
+@contextlib.contextmanager
+def _quiet_tracer_warnings():
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        yield
