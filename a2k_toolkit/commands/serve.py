@@ -55,6 +55,33 @@ def add_parser(sub) -> None:
         help="torch intra-op threads per push; the sessions' pushes already run in parallel worker threads, and more "
         "threads per push oversubscribe the cores (docs/serve.md, Capacity)",
     )
+    p.add_argument(
+        "--batch-windows",
+        type=int,
+        default=32,
+        help="the most windows of all sessions run in one forward pass of the network (0: each session runs its "
+        "own; docs/serve.md, Capacity)",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=4.0,
+        help="how long a window waits for other sessions' windows while one of their pushes is still busy",
+    )
+    p.add_argument(
+        "--inference-processes",
+        type=int,
+        default=1,
+        help="processes the batched forward passes run in, besides the server's (0: in a thread of the server's "
+        "process, where the sessions' Python work holds the GIL it needs; docs/serve.md, Capacity)",
+    )
+    p.add_argument(
+        "--hop",
+        type=int,
+        default=None,
+        help="frames between the generator's windows in every session (audio2keypoint; default: its own, 2 at the "
+        "default lookahead); 4 halves the network's work for a little lip sync (docs/streaming.md, Cost)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 
@@ -83,6 +110,10 @@ def settings_from(args):
         ("--burst-s", args.burst_s >= 0),
         ("--max-queued-frames", args.max_queued_frames >= 1),
         ("--threads", args.threads >= 1),
+        ("--batch-windows", args.batch_windows >= 0),
+        ("--batch-wait-ms", 0 <= args.batch_wait_ms <= 1000),
+        ("--inference-processes", 0 <= args.inference_processes <= 64),
+        ("--hop", args.hop is None or args.hop >= 1),
     ]
     for flag, ok in checks:
         if not ok:
@@ -102,6 +133,10 @@ def settings_from(args):
         max_queued_frames=args.max_queued_frames,
         token=args.token or None,
         allow_origins=tuple(args.allow_origin),
+        batch_windows=args.batch_windows,
+        batch_wait_ms=args.batch_wait_ms,
+        inference_processes=args.inference_processes,
+        hop=args.hop,
     )
 
 

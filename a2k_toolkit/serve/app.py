@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import numpy as np
-
 from .. import __version__
 from ..errors import A2KError
 from ..keypoints import Keypoints
 from . import assets
 from . import protocol as P
 from .metrics import CONTENT_TYPE, Metrics
+from .warmup import decode_image, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,10 @@ class ServeSettings:
     token: str | None = None
     allow_origins: tuple[str, ...] = field(default_factory=tuple)
     warm_up: bool = True  # load the pipeline's lazy parts before serving (see warm_up)
+    batch_windows: int = 32  # windows of all sessions in one forward pass at most (0: no batching; docs/serve.md)
+    batch_wait_ms: float = 4.0  # how long a window waits for other sessions' while one of them is still busy
+    inference_processes: int = 1  # batches run in this many processes of their own (0: in a thread of the server's)
+    hop: int | None = None  # the generator's hop in every session (None: its default; docs/streaming.md)
 
     def ws_max_size(self) -> int:
         """The protocol-level cap given to uvicorn: above ours, so that a message a little over the limit gets the
@@ -56,39 +59,21 @@ class _Refused(Exception):
         self.message, self.code = message, code
 
 
-def _decode_image(data: bytes) -> np.ndarray:
-    import cv2
-
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise P.ProtocolError('"image" is not a readable JPEG or PNG file')
-    return np.ascontiguousarray(img[:, :, ::-1])
-
-
-def warm_up(pipeline: Any) -> float:
-    """Load what a pipeline loads on first use (the detector's model, the generator's weights) before the first
-    client comes, so that its session starts in a fraction of a second instead of several seconds (a browser's
-    microphone is already running then): a face found on the bundled sample photo, then a second of silence
-    streamed through a session. Returns the seconds it took; a failure is logged, never fatal (the first session
-    then pays the loading, or reports the error itself)."""
-    t0 = time.perf_counter()
-    try:
-        img = _decode_image(assets.read("samples/astronaut.jpg"))
-        reference = pipeline.detect(img)
-        with pipeline.stream(reference=reference, sample_rate=16000) as session:
-            session.push(np.zeros(16000, np.float32))
-    except Exception as exc:  # noqa: BLE001 - a warm-up only: the sessions report their own errors
-        name = type(exc).__name__
-        log.warning("a2k serve: the warm-up failed (%s: %s); the first session will load the models", name, exc)
-    return time.perf_counter() - t0
-
-
 class _Server:
-    """One application's state (the pipeline, the limits, the counters) and its HTTP and WebSocket routes."""
+    """One application's state (the pipeline, the limits, the counters, the window batcher) and its HTTP and
+    WebSocket routes."""
 
     def __init__(self, pipeline: Any, settings: ServeSettings):
         self.pipeline, self.settings = pipeline, settings
-        self.metrics = Metrics()
+        self.batcher = None
+        if settings.batch_windows > 0:
+            from ..models.batching import WindowBatcher
+
+            procs = settings.inference_processes
+            self.batcher = WindowBatcher(
+                settings.batch_windows, settings.batch_wait_ms / 1000.0, workers=max(1, procs), processes=procs > 0
+            )
+        self.metrics = Metrics(self.batcher)
         self.ids = itertools.count(1)
         self.detect_lock = threading.Lock()  # face detectors are not promised to be thread-safe
         self.fps = float(pipeline.audio.fps)
@@ -102,6 +87,13 @@ class _Server:
         if auth.lower().startswith("bearer "):
             given = auth[7:].strip()
         return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+    def in_batcher(self, fn, *args):
+        """``fn(*args)`` as a caller of the window batcher (a session's push, flush or open), if there is one."""
+        if self.batcher is None:
+            return fn(*args)
+        with self.batcher.caller():
+            return fn(*args)
 
     def origin_ok(self, headers) -> bool:
         origin = headers.get("origin")
@@ -181,13 +173,20 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None):
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        if settings.warm_up:  # before uvicorn reports the server started and accepts connections
-            await _in_thread(warm_up, pipeline)
-        yield
+        if srv.batcher is not None:
+            srv.batcher.start()
+        try:
+            if settings.warm_up:  # before uvicorn reports the server started and accepts connections
+                await _in_thread(srv.in_batcher, warm_up, pipeline)  # also traces the network for the batcher
+            yield
+        finally:
+            if srv.batcher is not None:
+                await _in_thread(srv.batcher.close)
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.metrics = srv.metrics
     app.state.settings = settings
+    app.state.batcher = srv.batcher
     return app
 
 
@@ -260,7 +259,7 @@ class _Connection:
             raise P.ProtocolError('the first message must be the JSON text {"type": "start", ...}', P.UNSUPPORTED)
         start = P.parse_start(P.parse_json(data))
         self.fmt = start.format
-        self.session = await _in_thread(self._open, start)
+        self.session = await _in_thread(self.srv.in_batcher, self._open, start)
         look = self.session.lookahead
         await self._send_text(
             P.message(
@@ -282,7 +281,7 @@ class _Connection:
                         f"{msg['type']!r}",
                         P.UNSUPPORTED,
                     )
-                frames = await _in_thread(self.session.flush)
+                frames = await _in_thread(self.srv.in_batcher, self.session.flush)
                 self._enqueue(t_recv, frames)
                 self.queue.put_nowait(None)
                 await self.sender
@@ -293,7 +292,7 @@ class _Connection:
             wav = P.pcm16(data)
             await self._throttle(len(wav) / start.sample_rate)
             self.metrics.audio_seconds += len(wav) / start.sample_rate
-            frames = await _in_thread(self.session.push, wav)
+            frames = await _in_thread(self.srv.in_batcher, self.session.push, wav)
             self._enqueue(t_recv, frames)
 
     async def _send_text(self, text: str) -> None:
@@ -304,12 +303,15 @@ class _Connection:
 
     def _open(self, start: P.Start):
         if start.image is not None:
-            img = _decode_image(start.image)
+            img = decode_image(start.image)
             with self.srv.detect_lock:
                 ref = self.srv.pipeline.detect(img)
         else:
             ref = Keypoints(start.reference[None], fps=self.srv.fps, image_size=start.image_size)
-        return self.srv.pipeline.stream(reference=ref, lookahead_ms=start.lookahead_ms, sample_rate=start.sample_rate)
+        options = {} if self.settings.hop is None else {"hop": self.settings.hop}
+        return self.srv.pipeline.stream(
+            reference=ref, lookahead_ms=start.lookahead_ms, sample_rate=start.sample_rate, **options
+        )
 
     async def _throttle(self, seconds: float) -> None:
         """Backpressure on audio: a client may be ``burst_s`` ahead of ``max_speed`` x real time; past that the

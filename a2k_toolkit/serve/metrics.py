@@ -11,7 +11,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    def __init__(self):
+    """The server's counters; ``batcher``: the :class:`~a2k_toolkit.models.batching.WindowBatcher` whose batches
+    ``/metrics`` counts (``None``: no batching, no such counters)."""
+
+    def __init__(self, batcher=None):
+        self.batcher = batcher
         self.sessions_active = 0
         self.sessions_total = 0
         self.sessions_refused = 0
@@ -41,6 +45,15 @@ class Metrics:
         metric("a2k_audio_seconds_total", "counter", "Seconds of audio received.", self.audio_seconds)
         metric("a2k_throttled_seconds_total", "counter", "Seconds spent waiting for audio to fall back to the allowed "
                "rate.", self.throttled_seconds)  # fmt: skip
+        b = self.batcher
+        if b is not None:  # read from the batcher's thread's counters: each a single value, updated after a batch
+            metric("a2k_inference_batches_total", "counter", "Batched forward passes of the generator network (windows "
+                   "of all sessions together).", b.batches)  # fmt: skip
+            metric("a2k_inference_windows_total", "counter", "Windows computed in those passes.", b.windows)
+            metric("a2k_inference_seconds_total", "counter", "Seconds the batches took, from being gathered to their "
+                   "rows handed back.", b.busy_s)  # fmt: skip
+            metric("a2k_inference_compute_seconds_total", "counter", "Of them, seconds in the forward passes.",
+                   b.compute_s)  # fmt: skip
         name = "a2k_frame_latency_seconds"
         lines += [
             f"# HELP {name} From receiving the audio message that completes a frame to sending the frame.",
