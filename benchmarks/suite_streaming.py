@@ -93,23 +93,45 @@ def levels(sessions: int, quick: bool) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------ the server
+def proc_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server's inference processes; Linux ``/proc``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, ValueError):
+            pass
+    return out
+
+
 def proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (Linux ``/proc``; ``None`` elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
+    """User + system CPU seconds of process ``pid`` and its descendants alive now (Linux ``/proc``; ``None``
+    elsewhere)."""
+    total = None
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total = (total or 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def proc_rss_mib(pid: int) -> float | None:
-    """Resident set size of process ``pid`` in MiB (Linux ``/proc``; ``None`` elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return None
+    """Resident set size of process ``pid`` and its descendants in MiB (Linux ``/proc``; ``None`` elsewhere)."""
+    total = None
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total = (total or 0.0) + int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 @contextlib.contextmanager
