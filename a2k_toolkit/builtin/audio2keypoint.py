@@ -10,6 +10,7 @@ fails before any weights load, and it declares the checkpoint's front-end as the
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -31,6 +32,8 @@ from ..motion import (
     voice_activity,
 )
 from .audio2keypoint_params import Audio2KeypointParams
+
+_LOAD_LOCK = threading.Lock()  # networks load one at a time (a load is disk and memory bound anyway)
 
 
 class MLPEncoderParams(Params):
@@ -203,11 +206,14 @@ class Audio2KeypointGenerator(KeypointGenerator):
 
     @property
     def net(self):
-        """The generator network, loaded on first use."""
+        """The generator network, loaded on first use (once, whatever the threads asking: sessions opened together
+        share one network, which a batcher of their windows needs)."""
         if self._net is None:
-            from ..models.ensemble import load_members
+            with _LOAD_LOCK:
+                if self._net is None:
+                    from ..models.ensemble import load_members
 
-            self._net = load_members(self.members, device=self.device, encoders=self._encoders)
+                    self._net = load_members(self.members, device=self.device, encoders=self._encoders)
         return self._net
 
     def to(self, device):

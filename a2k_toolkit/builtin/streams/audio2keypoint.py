@@ -22,6 +22,9 @@ from ...streaming.contract import KeypointStream
 from .tracks import LEVEL_HISTORY_S, BlinkTrack, EnergyTrack, FeatureHistory
 from .windows import WindowedOutputs
 
+# keep_mouth_shape in a stream: its offset is re-estimated each time this many more frames of features have arrived
+HOLD_STEP = 4
+
 
 def _gate(points: np.ndarray, reference: np.ndarray, weight: np.ndarray) -> None:
     """The silence gate's blend (``close_mouth_in_silence``): each frame's mouth towards the reference's, carried to
@@ -127,11 +130,14 @@ class Audio2KeypointStream(KeypointStream):
         """``keep_mouth_shape`` on frames ``[t0, t0 + n)`` (in place). Offline takes the offset from the network's
         frame 0 on the clip's first window; frame ``t`` here takes it from frame 0 of offline inference on the first
         ``min(t + lookahead + 1, W)`` features (those that have arrived when it is returned, whatever the chunk
-        sizes; at flush at most the clip's): with the full lookahead that is offline's, with a shorter one the
-        offset converges to it over the first ``W - lookahead`` frames."""
+        sizes; at flush at most the clip's), rounded down to a multiple of :data:`HOLD_STEP` from that on: with the
+        full lookahead that is offline's, with a shorter one the offset converges to it over the first
+        ``W - lookahead`` frames, at the cost of about ``W / HOLD_STEP`` windows more per session."""
         n = self.net_out
         t = t0 + np.arange(len(pts))
-        sizes = np.minimum(t + n.lookahead + 1, n.W if total is None else min(n.W, total))
+        have = t + n.lookahead + 1  # the features that have arrived when frame t is returned
+        q = HOLD_STEP  # in steps of HOLD_STEP frames: a few extra windows per session, not one per frame
+        sizes = np.minimum(np.where(have < q, have, have // q * q), n.W if total is None else min(n.W, total))
         todo = sorted(set(sizes.tolist()) - set(self._held))
         for k, y in zip(todo, n.start_outputs(todo)):
             self._held[k] = mouth_shape_offset(self.ref, self.info.normalizer.denormalize(y[None], self.ref)[0])
