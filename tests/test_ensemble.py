@@ -46,16 +46,19 @@ def inputs(real_clips, speech_path):
 
 def test_a_list_of_checkpoints_averages_their_predictions(tiny_a2k_checkpoint, second_seed, inputs):
     feats, ref = inputs
+    # lip_contact off: lips made to meet are not linear in the prediction, so the mean of outputs could differ
     a, b = (
-        Audio2KeypointGenerator(checkpoint=str(c)).generate(feats, ref).points
+        Audio2KeypointGenerator(checkpoint=str(c), lip_contact=False).generate(feats, ref).points
         for c in (tiny_a2k_checkpoint, second_seed)
     )
     assert np.abs(a - b).max() > 0.01  # the two seeds really differ
-    ens = Audio2KeypointGenerator(checkpoint=[str(tiny_a2k_checkpoint), str(second_seed)])
+    ens = Audio2KeypointGenerator(checkpoint=[str(tiny_a2k_checkpoint), str(second_seed)], lip_contact=False)
     out = ens.generate(feats, ref)
     np.testing.assert_allclose(out.points, (a + b) / 2, atol=1e-3)
     np.testing.assert_array_equal(out.points[0], ref.points[0])
-    naive = Audio2KeypointGenerator(checkpoint=[str(tiny_a2k_checkpoint), str(second_seed)], fast=False)
+    naive = Audio2KeypointGenerator(
+        checkpoint=[str(tiny_a2k_checkpoint), str(second_seed)], fast=False, lip_contact=False
+    )
     np.testing.assert_allclose(naive.generate(feats, ref).points, out.points, atol=1e-3)
     assert str(second_seed) in out.meta["checkpoint"]
 

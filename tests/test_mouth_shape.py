@@ -122,5 +122,5 @@ def test_the_learned_generator_never_crosses_the_lips(sample_speech_path):
 
     assert (min_gap(crossed) < -0.05).sum() > 3  # a doubled mouth motion pushes the lips through each other
     assert min_gap(met).min() > -1e-3
-    same = min_gap(crossed) >= 0
-    np.testing.assert_array_equal(met[same], crossed[same])
+    same = min_gap(crossed) >= 0  # frames whose lips do not cross are as generated (to float rounding of two runs)
+    np.testing.assert_allclose(met[same], crossed[same], atol=1e-3)
