@@ -14,67 +14,30 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from a2k_toolkit.audio import load_audio, write_wav  # noqa: E402
+from a2k_toolkit.testing import BROWSER_ARGS, FAKE_MIC_ARGS, serve_process  # noqa: E402
 
 SPEECH = REPO / "a2k_toolkit" / "samples" / "speech.wav"
 MIC_RATE = 48000
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--use-fake-ui-for-media-stream",  # allow the microphone without asking
-    "--use-fake-device-for-media-stream",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def serving(log: Path, startup_s: float = 180.0):
     """``a2k serve`` as a user starts it, on a free port of 127.0.0.1; yields its URL once /healthz answers."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "a2k_toolkit.cli", "serve", "--port", str(port), "--log-level", "warning"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + startup_s
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit(f"a2k serve exited with {proc.returncode}:\n{log.read_text()}")
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
-                        if json.load(r)["status"] == "ok":
-                            break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"a2k serve did not start within {startup_s:g} s")
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+    try:
+        with serve_process(["--log-level", "warning"], log, cwd=REPO, timeout_s=startup_s) as (_, addr, _):
+            yield f"http://{addr}"
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def shrink(png: bytes, max_kb: int) -> bytes:
@@ -109,7 +72,8 @@ def main(argv=None) -> int:
         write_wav(mic, load_audio(SPEECH, MIC_RATE), MIC_RATE)
         with serving(Path(tmp) / "serve.log") as url, sync_playwright() as p:
             browser = p.chromium.launch(
-                executable_path=chromium, args=[*BROWSER_ARGS, f"--use-file-for-fake-audio-capture={mic}%noloop"]
+                executable_path=chromium,
+                args=[*BROWSER_ARGS, *FAKE_MIC_ARGS, f"--use-file-for-fake-audio-capture={mic}%noloop"],
             )
             try:
                 page = browser.new_page(viewport={"width": args.width, "height": args.height})

@@ -28,11 +28,8 @@ import contextlib
 import json
 import math
 import os
-import re
-import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,37 +135,12 @@ def proc_rss_mib(pid: int) -> float | None:
 def serve_process(work: Path, sessions: int, device: str, timeout_s: float = 180.0):
     """``a2k serve`` as a user starts it (``--port 0``: the port is read from its start-up line), in a fresh
     process; yields ``(process, "127.0.0.1:PORT", seconds until /healthz answered)``."""
-    log_path = work / "serve.log"
-    cmd = [sys.executable, "-m", "a2k_toolkit.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--max-sessions", str(sessions), "--device", device, "--log-level", "warning"]  # fmt: skip
+    from a2k_toolkit.testing import serve_process as serving
+
+    args = ["--max-sessions", str(sessions), "--device", device, "--log-level", "warning"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    t0 = time.monotonic()
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
-    try:
-        addr = None
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"a2k serve exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            if time.monotonic() - t0 > timeout_s:
-                raise RuntimeError(f"a2k serve did not start in {timeout_s:g} s:\n{log_path.read_text()[-3000:]}")
-            if addr is None:
-                m = re.search(r"ws://([\d.]+:\d+)/stream", log_path.read_text())
-                addr = m.group(1) if m else None
-            if addr is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    with urllib.request.urlopen(f"http://{addr}/healthz", timeout=2) as r:
-                        if json.load(r)["status"] == "ok":
-                            break
-            time.sleep(0.2)
-        yield proc, addr, time.monotonic() - t0
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
+    with serving(args, work / "serve.log", cwd=work, env=env, timeout_s=timeout_s) as started:
+        yield started
 
 
 # ------------------------------------------------------------------------------------------------ the clients

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import shutil
-import socket
 import struct
 import sys
 import zlib
@@ -14,18 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from a2k_toolkit.testing import BROWSER_ARGS, free_port
+
 gr = pytest.importorskip("gradio", reason="the web demo needs `pip install 'a2k-toolkit[gradio]'`")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 REPO = Path(__file__).resolve().parents[1]
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -33,18 +33,13 @@ from a2k_toolkit.pipeline import Pipeline  # noqa: E402
 from a2k_toolkit.serve import protocol as P  # noqa: E402
 from a2k_toolkit.serve.app import ServeSettings, create_app, make_server  # noqa: E402
 from a2k_toolkit.serve.client import ServerError, stream_audio, to_pcm16  # noqa: E402
+from a2k_toolkit.testing import free_port  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "a2k_toolkit" / "samples"
 IMAGE, SPEECH = SAMPLES / "astronaut.jpg", SAMPLES / "speech.wav"
 RATE = 16000
 # a photo of a grey wall: decodes, has no face
 FLAT_PNG = base64.b64encode(cv2.imencode(".png", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()).decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SERVERS: dict = {}  # address -> the uvicorn server of running(), for the leak checks

@@ -6,15 +6,9 @@ the latency the page measures, and the mouth moves where the speech is and rests
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -29,6 +23,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 
 from a2k_toolkit.audio import load_audio, write_wav  # noqa: E402
+from a2k_toolkit.testing import BROWSER_ARGS, FAKE_MIC_ARGS, serve_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = REPO / "a2k_toolkit" / "samples" / "speech.wav"
@@ -38,20 +33,6 @@ SPEECH_S, SILENCE_S = 3.5, 2.5  # the fake microphone's file: speech, then zeros
 # frames by their time in that file, with margins for where capture starts, the lookahead and the gate's widening
 LOUD, SILENT = (0.5, SPEECH_S - 0.3), (SPEECH_S + 0.7, SPEECH_S + SILENCE_S - 0.1)
 FPS = 25
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--use-fake-ui-for-media-stream",  # allow the microphone without asking
-    "--use-fake-device-for-media-stream",
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -73,39 +54,19 @@ def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("a2k-serve")
     config = d / "serve.yaml"
     config.write_text("generator: {name: audio2keypoint, params: {silence_gate_db: 25}}\ndevice: cpu\n")
-    port = free_port()
-    log = (d / "serve.log").open("w")
-    cmd = [sys.executable, "-m", "a2k_toolkit.cli", "serve", "--port", str(port), "--config", str(config),
-           "--token", TOKEN, "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
+    args = ["--config", str(config), "--token", TOKEN, "--log-level", "warning"]
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"a2k serve exited with {proc.returncode}:\n{(d / 'serve.log').read_text()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
-                    if json.load(r)["status"] == "ok":
-                        break
-            assert time.monotonic() < deadline, "a2k serve did not start within 120 s"
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+        with serve_process(args, d / "serve.log", cwd=REPO, timeout_s=120) as (_, addr, _):
+            yield f"http://{addr}"
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture
 def page(mic_wav):
     """A fresh headless Chromium whose microphone plays ``mic_wav`` once (then nothing: ``%noloop``)."""
     with playwright_api.sync_playwright() as p:
-        args = [*BROWSER_ARGS, f"--use-file-for-fake-audio-capture={mic_wav}%noloop"]
+        args = [*BROWSER_ARGS, *FAKE_MIC_ARGS, f"--use-file-for-fake-audio-capture={mic_wav}%noloop"]
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
         try:
             pg = browser.new_page(viewport={"width": 1280, "height": 800})

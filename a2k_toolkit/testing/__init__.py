@@ -14,7 +14,8 @@ unknown keys, same seed gives the same output, bad input is refused with an :cla
 The helpers live in one module per concern, all imported from here (``from a2k_toolkit.testing import ...``):
 ``_dummies`` (dummy components, :class:`DummyPlugin`, :func:`dummy_pipeline`, :func:`mean_face`,
 :func:`test_waveform`), ``_contracts`` (the per-kind contract mixins), ``_streaming`` (the streaming contract mixins,
-:func:`push_in_pieces`) and ``_training`` (:func:`tiny_train_config`: a training config small enough for real
+:func:`push_in_pieces`), ``_serving`` (:func:`serve_process`: a real ``a2k serve`` child process; :func:`free_port`,
+:data:`BROWSER_ARGS`) and ``_training`` (:func:`tiny_train_config`: a training config small enough for real
 training steps in tests).
 """
 
@@ -41,10 +42,13 @@ from ._dummies import (
     mean_face,
     test_waveform,
 )
+from ._serving import BROWSER_ARGS, FAKE_MIC_ARGS, free_port, serve_process
 from ._streaming import StreamingFrontendContract, StreamingGeneratorContract, push_in_pieces
 from ._training import tiny_train_config
 
 __all__ = [
+    "BROWSER_ARGS",
+    "FAKE_MIC_ARGS",
     "AudioFrontendContract",
     "ComponentContract",
     "DetectorContract",
@@ -62,8 +66,10 @@ __all__ = [
     "StreamingFrontendContract",
     "StreamingGeneratorContract",
     "dummy_pipeline",
+    "free_port",
     "mean_face",
     "push_in_pieces",
+    "serve_process",
     "test_waveform",
     "tiny_train_config",
 ]
