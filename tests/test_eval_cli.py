@@ -218,3 +218,29 @@ def test_photo_gap_scores_the_speech_after_the_photos_moment(real_clips, tmp_pat
     data = json.loads((out / "results.json").read_text())
     assert rc == 0 and data["settings"]["photo_gap"] == 10
     assert data["clips"][0]["num_frames"] == len(clip.keypoints) - 10
+
+
+def test_saved_predictions_are_the_scored_points(clip_dir, real_clips, tmp_path):
+    from a2k_toolkit.eval import metrics as M
+    from a2k_toolkit.eval.predictions import load_predictions
+
+    out = tmp_path / "report"
+    (out / "predictions").mkdir(parents=True)
+    (out / "predictions" / "stale.npz").write_bytes(b"from an earlier report")
+    args = ["eval", "--clips", str(clip_dir), "--generators", "static,procedural", "--out", str(out), "--quiet"]
+    assert main([*args, "--save-predictions"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    saved = list(load_predictions(out / "predictions"))
+    assert sorted(c.clip_id for c in saved) == sorted(c.clip_id for c in real_clips[:2])
+    by_id = {c["clip_id"]: c for c in data["clips"]}
+    for clip in saved:
+        real = next(c for c in real_clips if c.clip_id == clip.clip_id)
+        np.testing.assert_allclose(clip.real, real.keypoints[: len(clip.real), :, :2], atol=1e-4)
+        assert list(clip.predictions) == ["static", "procedural"] and clip.fold == -1
+        np.testing.assert_allclose(
+            clip.predictions["static"], np.broadcast_to(clip.real[0], clip.real.shape), atol=1e-4
+        )
+        iod = M.reference_iod(clip.real.astype(np.float64))
+        lmd = M.lmd(clip.predictions["procedural"].astype(np.float64), clip.real.astype(np.float64), iod)
+        assert lmd == pytest.approx(by_id[clip.clip_id]["generators"]["procedural"]["lmd"], rel=1e-4)
+    assert not (out / "predictions" / "stale.npz").exists()

@@ -21,6 +21,12 @@ def add_parser(sub) -> None:
     _add_selection(p)
     p.add_argument("--device", default="auto", help="device: auto (default), cpu, cuda, mps")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--save-predictions",
+        action="store_true",
+        help="also write each scored clip's real and predicted keypoints to REPORT_DIR/predictions/ (one .npz a "
+        "clip; a2k_toolkit.eval.predictions.load_predictions reads them)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
 
@@ -188,7 +194,7 @@ def _select_clips(args, catalog, detector_spec, device, frontend, splits, fold, 
     return clips, keep
 
 
-def _evaluate_folds(args, clips, keep, per_fold, frontend, normalizer, norm_path, scoring, progress):
+def _evaluate_folds(args, clips, keep, per_fold, frontend, normalizer, norm_path, scoring, progress, writer):
     """``--folds N``: each fold's generators on the people it held out, merged into one set of results (one set of
     L1 statistics for all folds, so their clips average as one table)."""
     from ..data.folds import family_of, group_of, split_fold
@@ -204,7 +210,13 @@ def _evaluate_folds(args, clips, keep, per_fold, frontend, normalizer, norm_path
         if keep is not None:
             held = [c for c in held if c.clip_id in keep]
         progress(f"fold {i}/{args.folds}: {', '.join(sorted({c.identity for c in held}))}")
-        parts.append(evaluate(generators, held, frontend, normalizer=normalizer, progress=progress, **scoring))
+        if writer is not None:
+            writer.fold = i
+        parts.append(
+            evaluate(
+                generators, held, frontend, normalizer=normalizer, progress=progress, predictions=writer, **scoring
+            )
+        )
     checkpoints = {}  # label -> the checkpoint of each fold
     for lb in per_fold[0]:
         ckpts = [gens[lb].params.model_dump(mode="json").get("checkpoint") for gens in per_fold]
@@ -254,12 +266,21 @@ def run(args) -> int:
         if not args.quiet:
             print(f"  {msg}", file=sys.stderr, flush=True)
 
+    writer = None
+    if args.save_predictions:
+        from ..eval.predictions import PredictionWriter
+
+        writer = PredictionWriter(out / "predictions")
     seed = args.seed if args.seed is not None else cfg.seed
     scoring = {"alpha": cfg.alpha, "max_lag": cfg.max_lag, "seed": seed, "candidates": candidate_map(entries)}
     if args.folds:
-        results = _evaluate_folds(args, clips, keep, per_fold, frontend, normalizer, norm_path, scoring, progress)
+        results = _evaluate_folds(
+            args, clips, keep, per_fold, frontend, normalizer, norm_path, scoring, progress, writer
+        )
     else:
-        results = evaluate(per_fold[0], clips, frontend, normalizer=normalizer, progress=progress, **scoring)
+        results = evaluate(
+            per_fold[0], clips, frontend, normalizer=normalizer, progress=progress, predictions=writer, **scoring
+        )
         if norm_path:
             results.settings["normalizer_source"] = f"given ({Path(norm_path).name})"
     if args.photo_gap:
@@ -267,4 +288,6 @@ def run(args) -> int:
     written = write_report(results, out, plots=not args.no_plots)
     print("\n".join(summary_table(results)))
     print(f"{results.num_clips} clips, {results.seconds:.1f} s -> {written['markdown']}")
+    if writer is not None:
+        print(f"{writer.count} clips' predictions -> {writer.folder}")
     return 0

@@ -168,6 +168,7 @@ def evaluate(
     keep_series: int = 3,
     progress: Callable[[str], None] | None = None,
     candidates: Mapping[str, str] | None = None,
+    predictions: Callable[[ClipRecord, np.ndarray, dict[str, np.ndarray]], None] | None = None,
 ) -> EvalResults:
     """Run every generator on every clip (frame 0 of the ground truth as the reference, the clip's own audio as
     input) and score the predictions against the ground truth.
@@ -179,7 +180,9 @@ def evaluate(
     than :data:`MIN_FRAMES` such frames are skipped (listed in ``skipped``). Aggregates are unweighted means over
     clips; aggregate ratios are ratios of those means. ``candidates`` maps labels to the candidate they are one seed
     of, for the spread over seeds (labels ``"X: seed N"`` count as seeds of ``X`` without it); each clip's family and
-    language come from its ``meta`` (:mod:`.groups`).
+    language come from its ``meta`` (:mod:`.groups`). ``predictions``, when given, is called once per scored clip
+    with its record, its ground truth (T, 68, 2) and each label's predicted points (for analyses beyond the report:
+    ``a2k eval --save-predictions``).
     """
     _check_request(generators, frontend, candidates)
     scoring = _Scoring(normalizer, alpha, max_lag, seed, progress)
@@ -192,7 +195,9 @@ def evaluate(
         T = _evaluated_frames(clip, clip_id, frontend, skipped)
         if T is None:
             continue
-        rec, gt, curves = _score_clip(clip, clip_id, T, generators, frontend, scoring)
+        rec, gt, curves, preds = _score_clip(clip, clip_id, T, generators, frontend, scoring)
+        if predictions is not None:
+            predictions(rec, gt, preds)
         if len(series) < keep_series:
             series[clip_id] = curves
         if normalizer is None:
@@ -262,9 +267,9 @@ def _evaluated_frames(clip, clip_id: str, frontend: AudioFrontend, skipped: list
 
 def _score_clip(
     clip, clip_id: str, T: int, generators: Mapping[str, KeypointGenerator], frontend: AudioFrontend, s: _Scoring
-) -> tuple[ClipRecord, np.ndarray, dict[str, np.ndarray]]:
-    """The record of one clip (the real clip's metrics and each generator's), its ground truth, and the mouth
-    opening (and audio RMS) curves for the plots."""
+) -> tuple[ClipRecord, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The record of one clip (the real clip's metrics and each generator's), its ground truth, the mouth
+    opening (and audio RMS) curves for the plots, and each generator's predicted points."""
     notes = []
     if T < len(clip.keypoints):
         notes.append(f"evaluated the first {T} of {len(clip.keypoints)} frames (no face after that)")
@@ -293,6 +298,7 @@ def _score_clip(
         {k: str(meta[k]) for k in ("family", "language", "group") if meta.get(k)},
     )
     curves = {"real": real_open, "rms": rms}
+    preds: dict[str, np.ndarray] = {}
     for label, gen in generators.items():
         if s.progress:
             s.progress(f"{clip_id}: {label}")
@@ -304,4 +310,5 @@ def _score_clip(
             rec._l1_terms[label] = M.l1_per_coordinate(pred, gt, Normalizer(scale_by_face=True))
         rec.generators[label] = m
         curves[label] = opening
-    return rec, gt, curves
+        preds[label] = pred
+    return rec, gt, curves, preds
