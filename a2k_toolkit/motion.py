@@ -2,6 +2,8 @@
 post-processing that turns a network's keypoints into the generated sequence, and the motion the training-free
 baseline makes. numpy (and scipy) only: no torch, so runtimes without PyTorch (the ONNX plugin) use it as it is.
 
+* :func:`finish_sequence` -- a keypoint network's whole output path (the anchor, denormalising, the kept mouth shape,
+  frame 0 pinned, then :func:`post_process`), which ``audio2keypoint`` and the ONNX runtime both call;
 * :func:`post_process` -- ``audio2keypoint``'s steps after the network, in order: the silence gate
   (:func:`close_mouth_in_silence`), the head and mouth scales (:func:`rescale_motion`), the energy mouth
   (:func:`add_jaw_drop` of :func:`loudness_opening`) and blinks (:func:`blink_schedule`, :func:`apply_blinks`);
@@ -328,3 +330,33 @@ def post_process(
         rng = np.random.default_rng(0 if seed is None else seed)
         apply_blinks(points, blink_schedule(len(points), blink_interval, fps, rng))
     return points
+
+
+def finish_sequence(
+    out: np.ndarray,
+    reference: np.ndarray,
+    reference_normalized: np.ndarray,
+    features: np.ndarray,
+    normalizer,
+    *,
+    fps: float,
+    anchor_frames: int,
+    keep_mouth_shape: float = 0.0,
+    seed: int | None = None,
+    **motion,
+) -> np.ndarray:
+    """The keypoints ``(T, 68, 2)`` float32 of a network's normalised output ``out (T, 136)`` float32 (reused as
+    their buffer) for ``reference (68, 2)``: :func:`anchor_start` on the normalised rows (towards
+    ``reference_normalized (136,)``), denormalised by ``normalizer`` (anything with ``denormalize(rows, reference)``,
+    as :class:`~a2k_toolkit.keypoints.Normalizer`) in blocks of :data:`BLOCK` frames (so an hour of keypoints needs one
+    array, not four), :func:`hold_mouth_shape` from the network's own frame 0 when ``keep_mouth_shape`` is on, frame 0
+    set to the reference, then :func:`post_process` with ``motion`` (its keyword params) from ``features (T, D)``."""
+    first = normalizer.denormalize(out[:1], reference)[0] if keep_mouth_shape else None
+    out = anchor_start(out, reference_normalized, anchor_frames, copy=False)
+    pts = out.reshape(len(out), 68, 2)
+    for i in range(0, len(out), BLOCK):  # each block is read before it is overwritten
+        pts[i : i + BLOCK] = normalizer.denormalize(out[i : i + BLOCK], reference)
+    if first is not None:
+        hold_mouth_shape(pts, reference, first, anchor_frames, keep_mouth_shape)
+    pts[0] = reference
+    return post_process(pts, reference, features, fps=fps, seed=seed, **motion)

@@ -26,9 +26,8 @@ from ..motion import (
     LOUDNESS_PARAMS,
     anchor_start,
     energy_drop,
-    hold_mouth_shape,
+    finish_sequence,
     loudness_param,
-    post_process,
     voice_activity,
 )
 from .audio2keypoint_params import Audio2KeypointParams
@@ -287,21 +286,15 @@ class Audio2KeypointGenerator(KeypointGenerator):
         runner = WindowedRunner(self.net, info.window, p.overlap, p.batch_size, p.precision, fast=p.fast)
         results = []
         for (feats, ref_n), ref, (_, reference), out in zip(jobs, refs, requests, runner.run(jobs)):
-            first = info.normalizer.denormalize(out[:1], ref)[0] if self.keep_mouth_shape else None
-            out = anchor_start(out, ref_n, p.anchor_frames, copy=False)
-            # in blocks (denormalize makes float64 temporaries), over the output's own float32 buffer (each block is
-            # read before it is overwritten): an hour of keypoints then needs one 47 MiB array, not four
-            pts = out.reshape(len(out), 68, 2)
-            for i in range(0, len(out), BLOCK):
-                pts[i : i + BLOCK] = info.normalizer.denormalize(out[i : i + BLOCK], ref)
-            if first is not None:
-                hold_mouth_shape(pts, ref, first, p.anchor_frames, self.keep_mouth_shape)
-            pts[0] = ref
-            post_process(
-                pts,
+            pts = finish_sequence(
+                out,
                 ref,
+                ref_n,
                 feats,
+                info.normalizer,
                 fps=info.fps,
+                anchor_frames=p.anchor_frames,
+                keep_mouth_shape=self.keep_mouth_shape,
                 seed=seed,
                 silence_gate_db=p.silence_gate_db,
                 head_motion=self.head_motion,

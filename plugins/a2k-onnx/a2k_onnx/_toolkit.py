@@ -9,15 +9,13 @@ plan of ``a2k_toolkit.models.windows`` and the motion steps of ``a2k_toolkit.mot
 from __future__ import annotations
 
 from a2k_toolkit.models.windows import run_windows, window_features, window_plan
-from a2k_toolkit.motion import BLOCK, LOUDNESS_PARAMS, anchor_start, hold_mouth_shape, loudness_param, post_process
+from a2k_toolkit.motion import BLOCK, LOUDNESS_PARAMS, finish_sequence, loudness_param
 
 __all__ = [
     "BLOCK",
     "LOUDNESS_PARAMS",
-    "anchor_start",
-    "hold_mouth_shape",
+    "finish_sequence",
     "loudness_param",
-    "post_process",
     "run_windows",
     "window_features",
     "window_plan",

@@ -300,19 +300,15 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
         outs = tk.run_windows(jobs, self.window_outputs, m.window, self.overlap, p.batch_size, m.uses_reference)
         results = []
         for (feats, ref_n), ref, (_, reference), out in zip(jobs, refs, requests, outs):
-            first = norm.denormalize(out[:1], ref)[0] if self.keep_mouth_shape else None
-            out = tk.anchor_start(out, ref_n, self.anchor_frames, copy=False)
-            pts = out.reshape(len(out), 68, 2)
-            for i in range(0, len(out), tk.BLOCK):  # in blocks, over the output's own buffer (as audio2keypoint)
-                pts[i : i + tk.BLOCK] = norm.denormalize(out[i : i + tk.BLOCK], ref)
-            if first is not None:
-                tk.hold_mouth_shape(pts, ref, first, self.anchor_frames, self.keep_mouth_shape)
-            pts[0] = ref
-            tk.post_process(
-                pts,
+            pts = tk.finish_sequence(
+                out,
                 ref,
+                ref_n,
                 feats,
+                norm,
                 fps=m.frontend.fps,
+                anchor_frames=self.anchor_frames,
+                keep_mouth_shape=self.keep_mouth_shape,
                 seed=seed,
                 silence_gate_db=p.silence_gate_db,
                 head_motion=self.head_motion,
