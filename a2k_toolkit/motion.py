@@ -273,9 +273,22 @@ def hold_mouth_shape(
     frames with :func:`hold_weight`, so frame 0 stays the reference and the ramp has no seam."""
     if keep == 0 or len(points) == 0:
         return points
+    return add_mouth_offset(points, mouth_shape_offset(reference, first), frames, keep, start)
+
+
+def add_mouth_offset(
+    points: np.ndarray, offset: np.ndarray, frames: int, keep: float = 1.0, start: int = 0
+) -> np.ndarray:
+    """Add ``keep`` times :func:`hold_weight` times ``offset`` to the mouth points (48-67) of frames ``start, start +
+    1, ...`` of ``points (n, 68, 2)`` (in place): ``offset`` is one ``(20, 2)`` :func:`mouth_shape_offset` for every
+    frame (:func:`hold_mouth_shape`) or one per frame, ``(n, 20, 2)`` (a stream's, whose estimate improves as the
+    audio arrives)."""
+    if keep == 0 or len(points) == 0:
+        return points
     w = hold_weight(start + np.arange(len(points)), frames)
-    held = mouth_shape_offset(reference, first)
-    points[:, 48:68] += (keep * w[:, None, None] * held[None]).astype(points.dtype)
+    offset = np.asarray(offset, np.float64)
+    held = offset[None] if offset.ndim == 2 else offset
+    points[:, 48:68] += (keep * w[:, None, None] * held).astype(points.dtype)
     return points
 
 

@@ -12,8 +12,8 @@ from ...keypoints import NUM_POINTS, Keypoints, apply_similarity, similarity
 from ...motion import (
     RIGID,
     add_jaw_drop,
+    add_mouth_offset,
     apply_blinks,
-    hold_weight,
     meet_lips,
     mouth_shape_offset,
     rescale_motion,
@@ -141,9 +141,9 @@ class Audio2KeypointStream(KeypointStream):
         todo = sorted(set(sizes.tolist()) - set(self._held))
         for k, y in zip(todo, n.start_outputs(todo)):
             self._held[k] = mouth_shape_offset(self.ref, self.info.normalizer.denormalize(y[None], self.ref)[0])
-        held = np.stack([self._held[k] for k in sizes.tolist()])
-        w = hold_weight(t, self.params.anchor_frames)
-        pts[:, 48:68] += (self.keep * w[:, None, None] * held).astype(pts.dtype)
+        add_mouth_offset(
+            pts, np.stack([self._held[k] for k in sizes.tolist()]), self.params.anchor_frames, self.keep, t0
+        )
         for k in [k for k in self._held if k < sizes[-1]]:  # later frames need sizes[-1] or more
             del self._held[k]
 
