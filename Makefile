@@ -2,7 +2,7 @@
 #   make demo   generate keypoints and an MP4 from the bundled sample inputs
 #   make test   check formatting and lint (ruff), then run the whole test suite
 #   make cv       the selection over every person of ../shared/data/clips.csv that chose the shipped model: the
-#                 dataset, 3-fold cross-validation of the candidates, the reports in docs/results/selection (~4 h on
+#                 dataset, 3-fold cross-validation of the candidates, the reports in docs/results/selection (~4.5 h on
 #                 2 CPU cores; not part of demo or test)
 #   make results  the shipped model: the chosen recipes trained on every person, bundled with its settings (~25 min)
 #   make table1   the earlier Table 1 on the 25 first shared clips (5 test people) and its ablations (about 1 h)
@@ -40,6 +40,8 @@ CV_WINNER_SEEDS ?= 1 2
 CV_STAGE3 ?= all-cv-nose:E
 CV_STAGE3_SEEDS ?= 0 1 2
 CV_STAGE4 ?= all-cv-nose-unbalanced:F all-cv-nose-window:G
+# stage 6: E with the mouth's training terms doubled (H: mouth L1, J: L_Sync), seed 0
+CV_STAGE6 ?= all-cv-nose-mouth4:H all-cv-nose-sync4:J
 CV_JOBS ?= 2
 CV_FAMILY_CAP ?= 200
 # the shipped model: the chosen recipes on every person (configs/train/shipped/RECIPE.yaml:seed), averaged, with the
@@ -86,11 +88,11 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 	  $(lastword $(subst :, ,$(CV_WINNER))) $$f $$s"; done; done; \
 	  for s in $(CV_STAGE3_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_STAGE3))) \
 	  $(lastword $(subst :, ,$(CV_STAGE3))) $$f $$s"; done; done; \
-	  for c in $(CV_STAGE4); do for f in 0 1 2; do echo "$${c%%:*} $${c##*:} $$f 0"; done; done; } | \
+	  for c in $(CV_STAGE4) $(CV_STAGE6); do for f in 0 1 2; do echo "$${c%%:*} $${c##*:} $$f 0"; done; done; } | \
 	xargs -P $(CV_JOBS) -L 1 sh -c 'd=$(CV_DIR)/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/shipped/$$0.yaml --fold $$2/3 --seed $$3 \
 		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
-	for fe in logmel vad phonetic stage2 stage3 stage4 stage5 stage5b explore-g; do \
+	for fe in logmel vad phonetic stage2 stage3 stage4 stage5 stage5b stage6 explore-g; do \
 		$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
 			--config configs/eval/selection/$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
 	done

@@ -167,8 +167,12 @@ def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
     stage3_cfg, stage3 = re.search(r"CV_STAGE3 \?= (\S+):(\w+)", makefile).groups()
     stage3_seeds = set(re.search(r"CV_STAGE3_SEEDS \?= ([\d ]+)", makefile).group(1).split())
     candidates[stage3] = stage3_cfg
+    for later in ("CV_STAGE4", "CV_STAGE6"):  # seed 0 of each
+        candidates.update(reversed(c.split(":")) for c in re.search(rf"{later} \?= (.+)", makefile).group(1).split())
     assert all((repo / "configs" / "train" / "shipped" / f"{cfg}.yaml").is_file() for cfg in candidates.values())
-    for fe in ("logmel", "vad", "phonetic", "stage2", "stage3"):
+    reports = re.search(r"for fe in ([\w -]+); do", makefile).group(1).split() + ["photo-gap"]
+    assert {"stage5b", "stage6"} <= set(reports)
+    for fe in reports:
         entries = load_eval_config(repo / "configs" / "eval" / "selection" / f"{fe}.yaml").entries
         assert len({e.display_label for e in entries}) == len(entries)
         for fold in range(3):
