@@ -51,7 +51,9 @@ def test_the_learned_generator_keeps_the_mouth_shape(sample_speech_path):
     kept = Audio2KeypointGenerator({**settings, "keep_mouth_shape": 1.0}).generate(feats, ref).points
     np.testing.assert_array_equal(kept[0], ref.points[0])
     extra = kept.astype(np.float64) - plain
-    assert np.abs(np.delete(extra, MOUTH, 1)).max() == 0
+    # the rest of the face is untouched: the two runs' networks agree to float32 rounding (a last-bit difference seen
+    # on a loaded machine), far under a thousandth of a pixel
+    assert np.abs(np.delete(extra, MOUTH, 1)).max() < 1e-3
     late = extra[8:, MOUTH]  # past the 8-frame anchor: one constant offset, the network's frame-0 mouth error
     np.testing.assert_allclose(late, np.broadcast_to(late[0], late.shape), atol=1e-3)
     assert np.abs(late[0]).max() > 0.01  # the shipped network does not draw this face's mouth exactly
