@@ -271,8 +271,6 @@ def hold_mouth_shape(
     ``first`` ``(68, 2)`` is the network's own frame 0 before the anchor: the anchor corrects its
     :func:`mouth_shape_offset` on frame 0 and fades it out over ``frames``; this keeps ``keep`` times it on the later
     frames with :func:`hold_weight`, so frame 0 stays the reference and the ramp has no seam."""
-    if keep == 0 or len(points) == 0:
-        return points
     return add_mouth_offset(points, mouth_shape_offset(reference, first), frames, keep, start)
 
 
