@@ -42,6 +42,9 @@ CV_STAGE3_SEEDS ?= 0 1 2
 CV_STAGE4 ?= all-cv-nose-unbalanced:F all-cv-nose-window:G
 # stage 6: E with the mouth's training terms doubled (H: mouth L1, J: L_Sync), seed 0
 CV_STAGE6 ?= all-cv-nose-mouth4:H all-cv-nose-sync4:J
+# stage 7: H's seeds 1 and 2 (averages with H members)
+CV_STAGE7 ?= all-cv-nose-mouth4:H
+CV_STAGE7_SEEDS ?= 1 2
 CV_JOBS ?= 2
 CV_FAMILY_CAP ?= 200
 # the shipped model: the chosen recipes on every person (configs/train/shipped/RECIPE.yaml:seed), averaged, with the
@@ -88,11 +91,13 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 	  $(lastword $(subst :, ,$(CV_WINNER))) $$f $$s"; done; done; \
 	  for s in $(CV_STAGE3_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_STAGE3))) \
 	  $(lastword $(subst :, ,$(CV_STAGE3))) $$f $$s"; done; done; \
-	  for c in $(CV_STAGE4) $(CV_STAGE6); do for f in 0 1 2; do echo "$${c%%:*} $${c##*:} $$f 0"; done; done; } | \
+	  for c in $(CV_STAGE4) $(CV_STAGE6); do for f in 0 1 2; do echo "$${c%%:*} $${c##*:} $$f 0"; done; done; \
+	  for s in $(CV_STAGE7_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_STAGE7))) \
+	  $(lastword $(subst :, ,$(CV_STAGE7))) $$f $$s"; done; done; } | \
 	xargs -P $(CV_JOBS) -L 1 sh -c 'd=$(CV_DIR)/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/shipped/$$0.yaml --fold $$2/3 --seed $$3 \
 		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
-	for fe in logmel vad phonetic stage2 stage3 stage4 stage5 stage5b stage6 explore-g; do \
+	for fe in logmel vad phonetic stage2 stage3 stage4 stage5 stage5b stage6 stage7 explore-g; do \
 		$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
 			--config configs/eval/selection/$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
 	done

@@ -152,8 +152,8 @@ def test_train_and_eval_folds_from_the_cli(real_clips_dir, real_clips, tiny_trai
 
 def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
     """configs/eval/selection/*.yaml (make cv): every model entry names a fold's run of a candidate that `make cv`
-    trains (configs/train/shipped/CONFIG.yaml exists, the seed is stage 1's 0, one of the winner's stage-2 seeds or
-    one of the stage-3 recipe's seeds)."""
+    trains (configs/train/shipped/CONFIG.yaml exists, the seed is stage 1's 0, one of the winner's stage-2 seeds,
+    one of the stage-3 recipe's seeds or one of stage 7's seeds of H)."""
     import re
     from pathlib import Path
 
@@ -169,9 +169,12 @@ def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
     candidates[stage3] = stage3_cfg
     for later in ("CV_STAGE4", "CV_STAGE6"):  # seed 0 of each
         candidates.update(reversed(c.split(":")) for c in re.search(rf"{later} \?= (.+)", makefile).group(1).split())
+    stage7_cfg, stage7 = re.search(r"CV_STAGE7 \?= (\S+):(\w+)", makefile).groups()
+    stage7_seeds = set(re.search(r"CV_STAGE7_SEEDS \?= ([\d ]+)", makefile).group(1).split())
+    assert candidates[stage7] == stage7_cfg  # stage 7 trains more seeds of a stage-6 candidate
     assert all((repo / "configs" / "train" / "shipped" / f"{cfg}.yaml").is_file() for cfg in candidates.values())
     reports = re.search(r"for fe in ([\w -]+); do", makefile).group(1).split() + ["photo-gap"]
-    assert {"stage5b", "stage6"} <= set(reports)
+    assert {"stage5b", "stage6", "stage7"} <= set(reports)
     for fe in reports:
         entries = load_eval_config(repo / "configs" / "eval" / "selection" / f"{fe}.yaml").entries
         assert len({e.display_label for e in entries}) == len(entries)
@@ -182,5 +185,8 @@ def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
                     label, f, seed = re.fullmatch(r"runs/cv-all/(\w)-f(\d)-s(\d)/latest", path).groups()
                     assert label in candidates and int(f) == fold
                     assert (
-                        seed == "0" or (label == winner and seed in seeds) or (label == stage3 and seed in stage3_seeds)
+                        seed == "0"
+                        or (label == winner and seed in seeds)
+                        or (label == stage3 and seed in stage3_seeds)
+                        or (label == stage7 and seed in stage7_seeds)
                     )
