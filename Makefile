@@ -45,6 +45,8 @@ CV_STAGE6 ?= all-cv-nose-mouth4:H all-cv-nose-sync4:J
 # stage 7: H's seeds 1 and 2 (averages with H members)
 CV_STAGE7 ?= all-cv-nose-mouth4:H
 CV_STAGE7_SEEDS ?= 1 2
+# the fold runs of candidate $(1) (CONFIG:LABEL) with each seed of $(2): one "CONFIG LABEL FOLD SEED" line each
+cv_runs = for s in $(2); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(1))) $(lastword $(subst :, ,$(1))) $$f $$s"; done; done;
 CV_JOBS ?= 2
 CV_FAMILY_CAP ?= 200
 # the shipped model: the chosen recipes on every person (configs/train/shipped/RECIPE.yaml:seed), averaged, with the
@@ -86,14 +88,9 @@ all-data: $(STAMP) $(ALL_DATA)/manifest.json
 # resumed when rerun), then every fold's models scored on the people it held out, one report per audio front-end.
 cv: $(STAMP) $(ALL_DATA)/manifest.json
 	mkdir -p $(CV_DIR)
-	{ for c in $(CV_CANDIDATES); do for f in 0 1 2; do echo "$${c%%:*} $${c##*:} $$f 0"; done; done; \
-	  for s in $(CV_WINNER_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_WINNER))) \
-	  $(lastword $(subst :, ,$(CV_WINNER))) $$f $$s"; done; done; \
-	  for s in $(CV_STAGE3_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_STAGE3))) \
-	  $(lastword $(subst :, ,$(CV_STAGE3))) $$f $$s"; done; done; \
-	  for c in $(CV_STAGE4) $(CV_STAGE6); do for f in 0 1 2; do echo "$${c%%:*} $${c##*:} $$f 0"; done; done; \
-	  for s in $(CV_STAGE7_SEEDS); do for f in 0 1 2; do echo "$(firstword $(subst :, ,$(CV_STAGE7))) \
-	  $(lastword $(subst :, ,$(CV_STAGE7))) $$f $$s"; done; done; } | \
+	{ $(foreach c,$(CV_CANDIDATES),$(call cv_runs,$(c),0)) $(call cv_runs,$(CV_WINNER),$(CV_WINNER_SEEDS)) \
+	  $(call cv_runs,$(CV_STAGE3),$(CV_STAGE3_SEEDS)) $(foreach c,$(CV_STAGE4) $(CV_STAGE6),$(call cv_runs,$(c),0)) \
+	  $(call cv_runs,$(CV_STAGE7),$(CV_STAGE7_SEEDS)) } | \
 	xargs -P $(CV_JOBS) -L 1 sh -c 'd=$(CV_DIR)/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/shipped/$$0.yaml --fold $$2/3 --seed $$3 \
 		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'

@@ -162,16 +162,13 @@ def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
     repo = Path(__file__).resolve().parents[1]
     makefile = (repo / "Makefile").read_text()
     candidates = dict(reversed(c.split(":")) for c in re.search(r"CV_CANDIDATES \?= (.+)", makefile).group(1).split())
-    winner = re.search(r"CV_WINNER \?= \S+:(\w+)", makefile).group(1)
-    seeds = set(re.search(r"CV_WINNER_SEEDS \?= ([\d ]+)", makefile).group(1).split())
-    stage3_cfg, stage3 = re.search(r"CV_STAGE3 \?= (\S+):(\w+)", makefile).groups()
-    stage3_seeds = set(re.search(r"CV_STAGE3_SEEDS \?= ([\d ]+)", makefile).group(1).split())
-    candidates[stage3] = stage3_cfg
     for later in ("CV_STAGE4", "CV_STAGE6"):  # seed 0 of each
         candidates.update(reversed(c.split(":")) for c in re.search(rf"{later} \?= (.+)", makefile).group(1).split())
-    stage7_cfg, stage7 = re.search(r"CV_STAGE7 \?= (\S+):(\w+)", makefile).groups()
-    stage7_seeds = set(re.search(r"CV_STAGE7_SEEDS \?= ([\d ]+)", makefile).group(1).split())
-    assert candidates[stage7] == stage7_cfg  # stage 7 trains more seeds of a stage-6 candidate
+    more_seeds: dict[str, set[str]] = {}  # label: the seeds beyond 0 that make cv trains of it
+    for var in ("CV_WINNER", "CV_STAGE3", "CV_STAGE7"):  # CONFIG:LABEL and VAR_SEEDS
+        cfg, label = re.search(rf"{var} \?= (\S+):(\w+)", makefile).groups()
+        assert candidates.setdefault(label, cfg) == cfg  # a label names one recipe
+        more_seeds.setdefault(label, set()).update(re.search(rf"{var}_SEEDS \?= ([\d ]+)", makefile).group(1).split())
     assert all((repo / "configs" / "train" / "shipped" / f"{cfg}.yaml").is_file() for cfg in candidates.values())
     reports = re.search(r"for fe in ([\w -]+); do", makefile).group(1).split() + ["photo-gap"]
     assert {"stage5b", "stage6", "stage7"} <= set(reports)
@@ -184,9 +181,4 @@ def test_the_repo_selection_configs_name_the_runs_make_cv_trains():
                 for path in [ckpt] if isinstance(ckpt, str) else ckpt or []:
                     label, f, seed = re.fullmatch(r"runs/cv-all/(\w)-f(\d)-s(\d)/latest", path).groups()
                     assert label in candidates and int(f) == fold
-                    assert (
-                        seed == "0"
-                        or (label == winner and seed in seeds)
-                        or (label == stage3 and seed in stage3_seeds)
-                        or (label == stage7 and seed in stage7_seeds)
-                    )
+                    assert seed == "0" or seed in more_seeds.get(label, set())
