@@ -14,7 +14,9 @@ import glob
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -85,6 +87,31 @@ def atomic_path(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block: a signal that comes meanwhile is noted and raised again once the
+    block is over, so its handler (a KeyboardInterrupt, or the default exit) runs after the block, not inside it.
+
+    Python-level handlers, not a signal mask: a process-directed signal goes to any thread that does not block it
+    (torch's worker threads), and Python runs its handlers in the main thread whichever thread took the signal.
+    Only the main thread can set handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: a handler set from C, which cannot be put back
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
+
+
+@contextlib.contextmanager
 def atomic_paths(*paths: PathLike | None) -> Iterator[list[Path | None]]:
     """:func:`atomic_path` for several outputs that belong together: yields one temporary per path (None for a
     None path); only when the block succeeds are they renamed, one right after the other, so a run killed while
@@ -94,9 +121,10 @@ def atomic_paths(*paths: PathLike | None) -> Iterator[list[Path | None]]:
         for p in paths:
             temps.append(None if p is None else _temp_beside(Path(p)))
         yield temps
-        for p, tmp in zip(paths, temps):
-            if tmp is not None:
-                os.replace(tmp, p)
+        with _signals_deferred():  # a Ctrl-C or SIGTERM between the renames would leave a mixed set
+            for p, tmp in zip(paths, temps):
+                if tmp is not None:
+                    os.replace(tmp, p)
     except BaseException:
         for tmp in temps:
             if tmp is not None:

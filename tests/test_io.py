@@ -207,3 +207,30 @@ def test_a_truncated_faststart_mp4_warns_that_frames_are_missing(tmp_path):
     with pytest.warns(UserWarning, match=r"decoded \d+ frames but the container reports 2.00 s \(about 50 frames"):
         n = len(list(read_video_frames(cut)))
     assert n < 45
+
+
+def test_a_ctrl_c_during_the_renames_of_a_set_of_outputs_waits_until_all_are_in(tmp_path):
+    import signal
+
+    from a2k_toolkit import files
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("old a")
+    b.write_text("old b")
+    renames = []
+    real_replace = os.replace
+
+    def replace_and_interrupt_after_the_first(src, dst):
+        real_replace(src, dst)
+        renames.append(dst)
+        if len(renames) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # lands between the two renames
+
+    with pytest.raises(KeyboardInterrupt):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(files.os, "replace", replace_and_interrupt_after_the_first)
+            with files.atomic_paths(a, b) as (ta, tb):
+                ta.write_text("new a")
+                tb.write_text("new b")
+    assert (a.read_text(), b.read_text()) == ("new a", "new b")
+    assert len(renames) == 2

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from a2k_toolkit import io
@@ -106,7 +107,10 @@ def test_killed_generate_keeps_the_previous_pair_and_the_next_run_cleans_up(tmp_
     env = {**os.environ, "TMPDIR": str(tmp)}
     image = SAMPLES / "astronaut.jpg"
     short = tmp_path / "short.wav"  # different speech: a finished run would change both files
-    io.write_wav(short, io.load_audio(SAMPLES / "speech.wav", 16000)[: 16000 * 6], 16000)
+    speech = io.load_audio(SAMPLES / "speech.wav", 16000)[: 16000 * 6]
+    io.write_wav(short, speech, 16000)
+    long = tmp_path / "long.wav"  # 48 s: the killed runs are still encoding when the signal lands, even under load
+    io.write_wav(long, np.tile(speech, 8), 16000)
 
     def generate(audio: Path) -> subprocess.Popen:
         return subprocess.Popen(
@@ -137,7 +141,7 @@ def test_killed_generate_keeps_the_previous_pair_and_the_next_run_cleans_up(tmp_
     before = {p: sha(out / p) for p in ("kp.npy", "out.mp4")}
 
     # SIGTERM while encoding: handled like Ctrl-C, so everything is cleaned up at once
-    run = generate(short)
+    run = generate(long)
     ffmpeg = wait_for_child(run, "rawvideo")
     run.send_signal(signal.SIGTERM)
     try:
@@ -149,7 +153,7 @@ def test_killed_generate_keeps_the_previous_pair_and_the_next_run_cleans_up(tmp_
     assert {p: sha(out / p) for p in before} == before and leftovers(out, tmp) == []
 
     # SIGKILL while encoding: no cleanup can run; the pair stays as it was, the encoder dies, temporaries remain
-    run = generate(short)
+    run = generate(long)
     ffmpeg = wait_for_child(run, "rawvideo")
     run.kill()
     run.wait()
