@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "a2k_toolkit.commands.serve",
     "a2k_toolkit.commands.train",
     "a2k_toolkit.commands.ensemble",
+    "a2k_toolkit.commands.mouth_prior",
     "a2k_toolkit.commands.export",
     "a2k_toolkit.commands.dataset",
     "a2k_toolkit.commands.bench",

@@ -353,6 +353,7 @@ def finish_sequence(
     fps: float,
     anchor_frames: int,
     keep_mouth_shape: float = 0.0,
+    mouth_offset: np.ndarray | None = None,
     seed: int | None = None,
     **motion,
 ) -> np.ndarray:
@@ -360,8 +361,10 @@ def finish_sequence(
     their buffer) for ``reference (68, 2)``: :func:`anchor_start` on the normalised rows (towards
     ``reference_normalized (136,)``), denormalised by ``normalizer`` (anything with ``denormalize(rows, reference)``,
     as :class:`~a2k_toolkit.keypoints.Normalizer`) in blocks of :data:`BLOCK` frames (so an hour of keypoints needs one
-    array, not four), :func:`hold_mouth_shape` from the network's own frame 0 when ``keep_mouth_shape`` is on, frame 0
-    set to the reference, then :func:`post_process` with ``motion`` (its keyword params) from ``features (T, D)``."""
+    array, not four), :func:`hold_mouth_shape` from the network's own frame 0 when ``keep_mouth_shape`` is on,
+    ``mouth_offset (20, 2)`` (the mouth prior's, in pixels) added with the same ramp (:func:`add_mouth_offset`),
+    frame 0 set to the reference, then :func:`post_process` with ``motion`` (its keyword params) from ``features (T,
+    D)``."""
     first = normalizer.denormalize(out[:1], reference)[0] if keep_mouth_shape else None
     out = anchor_start(out, reference_normalized, anchor_frames, copy=False)
     pts = out.reshape(len(out), 68, 2)
@@ -369,5 +372,7 @@ def finish_sequence(
         pts[i : i + BLOCK] = normalizer.denormalize(out[i : i + BLOCK], reference)
     if first is not None:
         hold_mouth_shape(pts, reference, first, anchor_frames, keep_mouth_shape)
+    if mouth_offset is not None:
+        add_mouth_offset(pts, mouth_offset, anchor_frames)
     pts[0] = reference
     return post_process(pts, reference, features, fps=fps, seed=seed, **motion)

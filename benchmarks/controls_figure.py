@@ -5,12 +5,12 @@
 
 The default pipeline (dlib on the photo, the shipped ``audio2keypoint``) speaks the audio once per setting, every
 other control at the model's defaults (head_motion 3, mouth_scale 1, energy_mouth 0.5, keep_mouth_shape 1,
-blink_interval 3.5; seed 0):
+mouth_prior 0.75, blink_interval 3.5; seed 0):
 
 * ``head_motion`` 0 / 1 / 3: the nose tip's (point 30) distance from frame 0, in the reference's inter-ocular distance
   (IOD), and its spread (``metrics.head_motion``: the RMS distance from its mean position);
 * ``mouth_scale`` 0.5 / 1 / 1.4 with ``energy_mouth`` 0, then ``energy_mouth`` 0 / 0.5 / 1 at ``mouth_scale`` 1, then
-  ``keep_mouth_shape`` 0 / 1: the inner-lip opening (``keypoints.mouth_opening``, points 62-66 over the reference
+  ``keep_mouth_shape`` 0 / 1, then ``mouth_prior`` 0 / 0.75: the inner-lip opening (``keypoints.mouth_opening``, points 62-66 over the reference
   IOD), its mean and standard deviation;
 * ``blink_interval`` 0 / 3.5 s: the eye opening (the mean gap of the eyelid pairs ``motion.EYELIDS``, 37-41, 38-40,
   43-47, 44-46, over the reference IOD) and the blinks counted (runs of frames below half the reference's opening).
@@ -39,6 +39,7 @@ HEAD = (0.0, 1.0, 3.0)
 MOUTH = (0.5, 1.0, 1.4)
 ENERGY = (0.0, 0.5, 1.0)
 KEEP = (0.0, 1.0)
+PRIOR = (0.0, 0.75)
 BLINK = (0.0, 3.5)
 
 
@@ -84,6 +85,7 @@ def main(argv=None) -> int:
     mouth = {m: run(mouth_scale=m, energy_mouth=0.0) for m in MOUTH}
     energy = {e: run(mouth_scale=1.0, energy_mouth=e) for e in ENERGY}
     keep = {k: run(keep_mouth_shape=k) for k in KEEP}
+    prior = {k: run(mouth_prior=k) for k in PRIOR}
     eyes = {b: run(blink_interval=b) for b in BLINK}
     seconds = len(feats) / pipe.audio.fps
     print(f"{args.image.name} + {args.audio.name}: {len(feats)} frames ({seconds:.1f} s)")
@@ -95,6 +97,7 @@ def main(argv=None) -> int:
         ("mouth_scale (energy_mouth 0)", mouth),
         ("energy_mouth (mouth_scale 1)", energy),
         ("keep_mouth_shape", keep),
+        ("mouth_prior", prior),
     ):
         stats = {k: mouth_opening(p, reference_iod(p)) for k, p in runs.items()}
         open_s[label] = {k: (o.mean(), M.opening_std(o)) for k, o in stats.items()}

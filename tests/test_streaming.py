@@ -408,6 +408,7 @@ def test_shorter_lookahead_is_independent_of_chunk_sizes(speech):
         {"head_motion": 2.0, "mouth_scale": 1.0, "blink_interval": 0.0, "anchor_frames": 0, "overlap": 8},
         {"head_motion": 3.0, "mouth_scale": 1.4, "anchor_frames": 8, "energy_mouth": 0.0, "keep_mouth_shape": 1.0},
         {"anchor_frames": 0, "energy_mouth": 0.0, "keep_mouth_shape": 0.5},
+        {"anchor_frames": 3, "energy_mouth": 0.0, "keep_mouth_shape": 0.0, "mouth_prior": 1.5},
     ],
 )
 def test_motion_controls_as_offline_at_full_lookahead(speech, params):

@@ -136,6 +136,9 @@ class Audio2KeypointGenerator(KeypointGenerator):
         self.energy_mouth = p.energy_mouth if p.energy_mouth is not None else defaults.get("energy_mouth", 0.0)
         keep = p.keep_mouth_shape
         self.keep_mouth_shape = keep if keep is not None else defaults.get("keep_mouth_shape", 0.0)
+        prior = p.mouth_prior
+        self.mouth_prior = prior if prior is not None else defaults.get("mouth_prior", 0.0)
+        self.prior = self._load_mouth_prior() if self.mouth_prior > 0 else None
         self.info = self.members[0]  # members agree on front-end, window and statistics (read_members checks)
         wanted = {k: getattr(p, k) for k in ("width", "depth") if getattr(p, k) is not None}
         for info in self.members:
@@ -156,6 +159,26 @@ class Audio2KeypointGenerator(KeypointGenerator):
         # every member's encoders, built (and their params validated) now: a bad spec fails before weights load
         self._encoders = [model_encoders(i.model, catalog, what=f"checkpoint {i.path}") for i in self.members]
         self._net = None
+
+    def _load_mouth_prior(self):
+        from ..models.ensemble import checkpoint_mouth_prior
+        from ..mouth_prior import load_mouth_prior
+
+        p = self.params
+        path = p.mouth_prior_file if p.mouth_prior_file is not None else checkpoint_mouth_prior(p.checkpoint)
+        if path is None:
+            raise ConfigError(
+                f"mouth_prior {self.mouth_prior:g} needs a mouth prior, and this checkpoint has none "
+                "(mouth_prior.safetensors); set mouth_prior_file to one from `a2k mouth-prior`, or mouth_prior: 0"
+            )
+        return load_mouth_prior(path)
+
+    def mouth_prior_offset(self, reference: np.ndarray) -> np.ndarray | None:
+        """The mouth prior's offset ``(20, 2)`` for ``reference (68, 2)`` in its pixels, times ``mouth_prior``;
+        None when the prior is off."""
+        if self.prior is None:
+            return None
+        return self.mouth_prior * self.prior.offset(reference)
 
     @property
     def _reads_loudness(self) -> str | None:
@@ -295,6 +318,7 @@ class Audio2KeypointGenerator(KeypointGenerator):
                 fps=info.fps,
                 anchor_frames=p.anchor_frames,
                 keep_mouth_shape=self.keep_mouth_shape,
+                mouth_offset=self.mouth_prior_offset(ref),
                 seed=seed,
                 silence_gate_db=p.silence_gate_db,
                 head_motion=self.head_motion,

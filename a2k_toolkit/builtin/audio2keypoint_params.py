@@ -82,6 +82,21 @@ class Audio2KeypointParams(Params):
         "fades out, stays corrected on every frame, times this; 0 = faded out with the anchor, 1 = kept in full; "
         "null = the model's default (else 0)",
     )
+    mouth_prior: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="move the mouth towards where a talking mouth sits on average for this reference: the mouth "
+        "prior's offset (a2k_toolkit/mouth_prior.py: fitted on talking-face clips, from the photo's mouth to the mean "
+        "of the mouth over speech, relative to the nose tip) times this, added to every frame after frame 0 with the "
+        "anchor's ramp; 0 = off; null = the model's default (else 0). Needs a prior: `mouth_prior_file`, else the "
+        "checkpoint's",
+    )
+    mouth_prior_file: str | None = path_field(
+        None,
+        description="the mouth prior to use (a file from `a2k mouth-prior`, or a directory holding "
+        "mouth_prior.safetensors); null = the checkpoint's (an ensemble directory's mouth_prior.safetensors)",
+    )
     lip_contact: bool = Field(
         True,
         description="lips that meet rather than pass through each other: where the generated lower inner lip is "

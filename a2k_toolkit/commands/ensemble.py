@@ -21,11 +21,18 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--description", default="", help="free text stored in ensemble.json (e.g. the recipe)")
     p.add_argument(
+        "--mouth-prior",
+        default=None,
+        metavar="FILE",
+        help="a mouth prior (`a2k mouth-prior`) to bundle as OUT/mouth_prior.safetensors; the generator's "
+        "`mouth_prior` strength (e.g. --default mouth_prior=0.75) then uses it",
+    )
+    p.add_argument(
         "--default",
         action="append",
         default=[],
         metavar="PARAM=VALUE",
-        help="a generator param's default for this model (head_motion, mouth_scale): used where the "
+        help="a generator param's default for this model (head_motion, mouth_scale, mouth_prior, ...): used where the "
         "pipeline config leaves it unset; may repeat",
     )
     p.set_defaults(func=run)
@@ -49,6 +56,6 @@ def run(args) -> int:
             "an ensemble needs at least 2 checkpoints (or --default settings to package with one); a "
             "single checkpoint is used directly as `checkpoint`"
         )
-    out = write_ensemble(args.out, args.checkpoints, args.description, defaults)
+    out = write_ensemble(args.out, args.checkpoints, args.description, defaults, args.mouth_prior)
     print(f"wrote ensemble {out} with {len(ensemble_members(out))} members")
     return 0

@@ -112,15 +112,28 @@ def parse_generator_specs(items: list[str] | None) -> list[EvalEntry]:
 
 
 FOLD_FIELD = "{fold}"
+# generator params whose paths may name a {fold}: one model (and one mouth prior) per cross-validation fold
+FOLD_PARAMS = ("checkpoint", "mouth_prior_file")
+
+
+def _fold_paths(value):
+    return value if isinstance(value, list) else [value]
 
 
 def uses_fold(entries: list[EvalEntry]) -> bool:
-    """Whether any entry's ``checkpoint`` names a ``{fold}`` placeholder (cross-validation, ``--folds``)."""
-    return any(FOLD_FIELD in str(e.generator.params.get("checkpoint", "")) for e in entries)
+    """Whether any entry's ``checkpoint`` (or ``mouth_prior_file``) names a ``{fold}`` placeholder
+    (cross-validation, ``--folds``)."""
+    return any(
+        FOLD_FIELD in str(path)
+        for e in entries
+        for key in FOLD_PARAMS
+        for path in _fold_paths(e.generator.params.get(key) or [])
+    )
 
 
 def with_fold(entries: list[EvalEntry], fold: int | None) -> list[EvalEntry]:
-    """The entries with ``{fold}`` in their ``checkpoint`` (a path, or each path of a list) replaced by ``fold``."""
+    """The entries with ``{fold}`` in their ``checkpoint`` (a path, or each path of a list) and
+    ``mouth_prior_file`` replaced by ``fold``."""
     if not uses_fold(entries):
         return list(entries)
     if fold is None:
@@ -130,14 +143,14 @@ def with_fold(entries: list[EvalEntry], fold: int | None) -> list[EvalEntry]:
         )
     out = []
     for e in entries:
-        ckpt = e.generator.params.get("checkpoint")
-        if ckpt is not None:
-            sub = (
-                [str(c).replace(FOLD_FIELD, str(fold)) for c in ckpt]
-                if isinstance(ckpt, list)
-                else (str(ckpt).replace(FOLD_FIELD, str(fold)))
-            )
-            spec = ComponentSpec(name=e.generator.name, params={**e.generator.params, "checkpoint": sub})
+        params = dict(e.generator.params)
+        for key in FOLD_PARAMS:
+            value = params.get(key)
+            if value is not None:
+                sub = [str(c).replace(FOLD_FIELD, str(fold)) for c in _fold_paths(value)]
+                params[key] = sub if isinstance(value, list) else sub[0]
+        if params != e.generator.params:
+            spec = ComponentSpec(name=e.generator.name, params=params)
             # the label keeps the placeholder-free template name
             e = EvalEntry(label=e.display_label, generator=spec, candidate=e.candidate)
         out.append(e)

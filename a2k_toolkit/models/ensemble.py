@@ -145,6 +145,7 @@ DEFAULT_KEYS = {
     "blink_interval": (0.0, 60.0),
     "energy_mouth": (0.0, 3.0),
     "keep_mouth_shape": (0.0, 1.0),
+    "mouth_prior": (0.0, 2.0),
 }
 
 
@@ -180,16 +181,34 @@ def checkpoint_defaults(path: str | os.PathLike | list | tuple | None) -> dict[s
     return check_defaults(meta.get("defaults", {}), str(root / ENSEMBLE_FILE))
 
 
+def checkpoint_mouth_prior(path: str | os.PathLike | list | tuple | None) -> Path | None:
+    """The mouth prior file that comes with a checkpoint (``mouth_prior.safetensors`` in an ensemble or checkpoint
+    directory; ``None`` = the shipped weights), or None: a list of checkpoints has none of its own."""
+    from ..mouth_prior import FILE_NAME
+
+    if isinstance(path, (list, tuple)):
+        return None
+    f = resolve_checkpoint(path) / FILE_NAME
+    return f if f.is_file() else None
+
+
 def write_ensemble(
     directory: str | os.PathLike,
     members: list[str | os.PathLike],
     description: str = "",
     defaults: dict[str, float] | None = None,
+    mouth_prior: str | os.PathLike | None = None,
 ) -> Path:
     """Copy the checkpoints ``members`` (checkpoint or run directories) into ``directory/member-K`` and write its
     ``ensemble.json`` (with generator ``defaults``, e.g. ``{"head_motion": 2.0}``), atomically (a reader sees the old
-    directory or the complete new one)."""
+    directory or the complete new one). ``mouth_prior``: a prior file (``a2k mouth-prior``) copied in as the
+    ensemble's ``mouth_prior.safetensors`` (checked first)."""
+    from ..mouth_prior import FILE_NAME, load_mouth_prior
+
     defaults = check_defaults(dict(defaults or {}), "ensemble defaults")
+    if mouth_prior is not None:
+        load_mouth_prior(mouth_prior)  # a damaged or foreign file fails here, not at the first generation
+        mouth_prior = Path(mouth_prior) / FILE_NAME if Path(mouth_prior).is_dir() else Path(mouth_prior)
     infos = read_members([str(m) for m in members])  # refuses members that cannot be averaged
     target = Path(directory)
     if target.exists() and not (target.is_dir() and _is_ensemble(target)):
@@ -205,6 +224,8 @@ def write_ensemble(
             for fname in (WEIGHTS_FILE, CONFIG_FILE):
                 shutil.copy2(info.path / fname, tmp / name / fname)
             names.append(name)
+        if mouth_prior is not None:
+            shutil.copy2(mouth_prior, tmp / FILE_NAME)
         write_json(
             tmp / ENSEMBLE_FILE,
             {

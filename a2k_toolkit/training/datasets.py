@@ -75,6 +75,12 @@ def load_training_data(cfg: TrainConfig, frontend: AudioFrontend, normalizer, en
     return TrainingData(train_set, val_set, normalizer, held_out, _sampler(cfg, train_set, env), steps_per_epoch)
 
 
+def training_clips(cfg: TrainConfig, catalog) -> list:
+    """The clips a run of ``cfg`` trains on (after data.val, data.exclude and the held-out fold are taken out), in
+    one process: what a model fitted beside the network (the mouth prior, ``a2k mouth-prior``) must see, no more."""
+    return _load_split(cfg, DistEnv(), catalog)[0]
+
+
 def _load_split(cfg: TrainConfig, env: DistEnv, catalog):
     """``(train clips, val clips, held-out people or None)``: data.val, or the held-out fold of data.train."""
     if not env.is_main:

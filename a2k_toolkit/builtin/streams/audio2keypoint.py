@@ -69,6 +69,7 @@ class Audio2KeypointStream(KeypointStream):
         self._out0: np.ndarray | None = None
         self.head, self.mouth = generator.head_motion, generator.mouth_scale
         self.keep, self._held = generator.keep_mouth_shape, {}
+        self._prior = generator.mouth_prior_offset(self.ref)  # the mouth prior's offset: one for the session
         self.blinks = None
         if generator.blink_interval > 0:
             rng = np.random.default_rng(0 if seed is None else seed)
@@ -109,6 +110,8 @@ class Audio2KeypointStream(KeypointStream):
             pts[i : i + 4096] = self.info.normalizer.denormalize(out[i : i + 4096], self.ref)
         if self.keep:
             self._hold(pts, t0, total)
+        if self._prior is not None:
+            add_mouth_offset(pts, self._prior, self.params.anchor_frames, 1.0, t0)
         if t0 == 0:
             pts[0] = self.ref
         active = None

@@ -42,6 +42,7 @@ from .manifest import (
     KP_DIM,
     MANIFEST_FILE,
     OUTPUT,
+    PRIOR_FILE,
     Manifest,
     MissingPackageError,
     OnnxModelError,
@@ -102,6 +103,10 @@ def export_onnx(
     with atomic_folder(target, aside=f".{target.name}.old") as tmp:
         graphs = _export_graphs(torch, onnx, pipe.generator, dict(zip(names, nets)), tmp, opset, exporter, log)
         manifest = _manifest(torch, pipe, checkpoint, exporter, opset, graphs)
+        if pipe.generator.prior is not None:  # the mouth prior its defaults use travels with the graphs
+            prior = pipe.generator.prior.save(tmp / PRIOR_FILE)
+            manifest["mouth_prior"] = {"file": PRIOR_FILE, "sha256": sha256_file(prior), "bytes": prior.stat().st_size}
+            names = [*names, PRIOR_FILE]
         _write_json(tmp / MANIFEST_FILE, manifest)
         checks = _check(torch, pipe, net, tmp, image, audio, tolerance, log)
         manifest["checks"] = checks
@@ -211,6 +216,7 @@ def _manifest(torch, pipe, checkpoint, exporter: str, opset: int, graphs: list[d
             "blink_interval": gen.blink_interval,
             "energy_mouth": gen.energy_mouth,
             "keep_mouth_shape": gen.keep_mouth_shape,
+            "mouth_prior": gen.mouth_prior,
         },
         "graphs": graphs,
         "combine": "mean",

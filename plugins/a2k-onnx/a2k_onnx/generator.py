@@ -28,6 +28,7 @@ from .manifest import (
     OnnxModelError,
     check_overlap,
     read_manifest,
+    verify_file,
     verify_graphs,
 )
 
@@ -74,6 +75,13 @@ class OnnxGeneratorParams(Params):
         le=1,
         description="keep the reference's mouth shape (the network's frame-0 mouth error kept corrected on every "
         "frame), as audio2keypoint's keep_mouth_shape; null = the exported model's default",
+    )
+    mouth_prior: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="the mouth prior's offset times this (as audio2keypoint's mouth_prior; the prior exported with "
+        "the model); null = the exported model's default",
     )
     lip_contact: bool = Field(
         True, description="lips that meet rather than pass through each other, as audio2keypoint's lip_contact"
@@ -143,6 +151,15 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
         self.blink_interval = p.blink_interval if p.blink_interval is not None else d.blink_interval
         self.energy_mouth = p.energy_mouth if p.energy_mouth is not None else d.energy_mouth
         self.keep_mouth_shape = p.keep_mouth_shape if p.keep_mouth_shape is not None else d.keep_mouth_shape
+        self.mouth_prior = p.mouth_prior if p.mouth_prior is not None else d.mouth_prior
+        self.prior = None
+        if self.mouth_prior > 0:
+            if m.mouth_prior is None:
+                raise ConfigError(
+                    f"generator.params.mouth_prior {self.mouth_prior:g} needs a mouth prior, and the export in "
+                    f"{self.root} has none; export a model whose defaults use one, or set mouth_prior: 0"
+                )
+            self.prior = tk.load_mouth_prior(verify_file(self.root, m.mouth_prior))
         check_overlap(self.overlap, m.window)
         key = tk.loudness_param(p.silence_gate_db, self.energy_mouth)
         if key is not None and not m.frontend.log_power:
@@ -309,6 +326,7 @@ class OnnxAudio2KeypointGenerator(KeypointGenerator):
                 fps=m.frontend.fps,
                 anchor_frames=self.anchor_frames,
                 keep_mouth_shape=self.keep_mouth_shape,
+                mouth_offset=None if self.prior is None else self.mouth_prior * self.prior.offset(ref),
                 seed=seed,
                 silence_gate_db=p.silence_gate_db,
                 head_motion=self.head_motion,

@@ -10,7 +10,10 @@ A directory written by ``a2k export --onnx DIR`` holds
 * ``a2k-onnx.json`` -- everything else inference needs, as plain JSON: the window, the front-end spec the features
   must come from, the keypoint normaliser's statistics, the generator defaults the model was chosen with
   (``overlap``, ``anchor_frames``, ``head_motion``, ``mouth_scale``, ``blink_interval``, ``energy_mouth``,
-  ``keep_mouth_shape``), the SHA-256 and size of each graph, and the measured agreement with PyTorch at export time.
+  ``keep_mouth_shape``, ``mouth_prior``), the SHA-256 and size of each graph, and the measured agreement with PyTorch
+  at export time;
+* ``mouth_prior.safetensors`` -- the model's mouth prior (a2k_toolkit.mouth_prior: numpy arrays, no pickle), when
+  its defaults use one, listed with its SHA-256 and size as the graphs are.
 
 Reading is safe for files from anywhere: the manifest is JSON validated field by field (unknown keys refused), graph
 names are plain file names inside the directory, each graph's size and SHA-256 are checked before onnxruntime sees it,
@@ -29,6 +32,7 @@ from a2k_toolkit import A2KError, CheckpointError, ConfigError, MissingDependenc
 from a2k_toolkit.hashing import sha256_file
 
 MANIFEST_FILE = "a2k-onnx.json"
+PRIOR_FILE = "mouth_prior.safetensors"  # the mouth prior, when the defaults use one
 FORMAT = "a2k-onnx"
 FORMAT_VERSION = 1
 INPUT_FEATURES, INPUT_REFERENCE, OUTPUT = "features", "reference", "keypoints"
@@ -69,6 +73,19 @@ class GraphFile(_Strict):
         return v
 
 
+class PriorFile(_Strict):
+    file: str = Field(description="file name of the mouth prior (safetensors), inside the directory")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=1)
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not v.endswith(".safetensors") or "/" in v or "\\" in v or v.startswith(".") or Path(v).name != v:
+            raise ValueError(f"must be a plain .safetensors file name inside the directory, got {v!r}")
+        return v
+
+
 class FrontendInfo(_Strict):
     name: str
     params: dict[str, Any]
@@ -86,6 +103,7 @@ class Defaults(_Strict):
     blink_interval: float = Field(ge=0, le=60)
     energy_mouth: float = Field(0.0, ge=0, le=3, description="absent in manifests written before it existed: off")
     keep_mouth_shape: float = Field(0.0, ge=0, le=1, description="absent in manifests written before it existed: off")
+    mouth_prior: float = Field(0.0, ge=0, le=2, description="absent in manifests written before it existed: off")
 
 
 class Manifest(_Strict):
@@ -102,6 +120,7 @@ class Manifest(_Strict):
     normalizer: dict[str, Any]
     defaults: Defaults
     graphs: list[GraphFile] = Field(min_length=1)
+    mouth_prior: PriorFile | None = Field(None, description="the mouth prior the defaults' mouth_prior uses")
     combine: Literal["mean"] = "mean"
     checks: dict[str, Any] = Field(default_factory=dict, description="agreement with PyTorch measured at export")
 
@@ -164,25 +183,27 @@ def _first_error(exc: Exception) -> str:
 
 
 def verify_graphs(root: str | Path, manifest: Manifest) -> list[Path]:
-    """The graph files of ``manifest``, each checked against its recorded size and SHA-256 (a mismatch is an
-    :class:`OnnxModelError` naming the file)."""
+    """The graph files of ``manifest``, each checked against its recorded size and SHA-256 (:func:`verify_file`)."""
+    return [verify_file(root, g) for g in manifest.graphs]
+
+
+def verify_file(root: str | Path, entry) -> Path:
+    """The file of a manifest entry (a graph's or the mouth prior's), checked against its recorded size and SHA-256
+    (missing, a link out of the directory or a mismatch: an :class:`OnnxModelError` naming the file)."""
     root = Path(root).expanduser()
-    paths = []
-    for g in manifest.graphs:
-        path = root / g.file
-        if not path.is_file():
-            raise OnnxModelError(f"{path} is missing: the export in {root} is incomplete; {EXPORT_HINT}")
-        if path.resolve().parent != root.resolve():
-            raise OnnxModelError(f"{path} leads outside {root} (a link); an export must hold its graphs")
-        size = path.stat().st_size
-        if size != g.bytes or sha256_file(path) != g.sha256:
-            raise OnnxModelError(
-                f"{path} does not match its checksum in {MANIFEST_FILE} (SHA-256"
-                f"{'' if size == g.bytes else f' and size: {size} bytes, recorded {g.bytes}'}): the file was "
-                f"altered or damaged after export. Export the model again; do not run a graph you cannot trust"
-            )
-        paths.append(path)
-    return paths
+    path = root / entry.file
+    if not path.is_file():
+        raise OnnxModelError(f"{path} is missing: the export in {root} is incomplete; {EXPORT_HINT}")
+    if path.resolve().parent != root.resolve():
+        raise OnnxModelError(f"{path} leads outside {root} (a link); an export must hold its files")
+    size = path.stat().st_size
+    if size != entry.bytes or sha256_file(path) != entry.sha256:
+        raise OnnxModelError(
+            f"{path} does not match its checksum in {MANIFEST_FILE} (SHA-256"
+            f"{'' if size == entry.bytes else f' and size: {size} bytes, recorded {entry.bytes}'}): the file was "
+            f"altered or damaged after export. Export the model again; do not run a file you cannot trust"
+        )
+    return path
 
 
 def check_overlap(overlap: int, window: int, where: str = "generator.params.overlap") -> None:

@@ -14,7 +14,8 @@ import pytest
 
 import a2k_toolkit
 from a2k_onnx import MANIFEST_FILE, OnnxAudio2KeypointGenerator, OnnxModelError, export_onnx, read_manifest
-from a2k_onnx.manifest import sha256_file
+from a2k_onnx.manifest import PRIOR_FILE, sha256_file
+from a2k_toolkit import ConfigError
 from a2k_toolkit.keypoints import face_width
 from a2k_toolkit.testing import GeneratorContract
 
@@ -69,13 +70,17 @@ def test_shipped_export_manifest(shipped_export):
         "blink_interval": 3.5,
         "energy_mouth": 0.5,
         "keep_mouth_shape": 1.0,
+        "mouth_prior": 0.75,
     }
     assert [g.file for g in m.graphs] == ["generator.onnx"] and len(m.graphs[0].members) == len(SHIPPED)
     g = m.graphs[0]
     assert sha256_file(shipped_export / g.file) == g.sha256 and (shipped_export / g.file).stat().st_size == g.bytes
     assert m.checks["random_max_abs_diff"] < 1e-4 and m.checks["real_max_abs_diff"] < 1e-4
     assert m.checks["keypoints_max_diff_face"] < FACE_TOLERANCE
-    assert sorted(p.name for p in shipped_export.iterdir()) == [MANIFEST_FILE, "generator.onnx"]
+    assert sorted(p.name for p in shipped_export.iterdir()) == [MANIFEST_FILE, "generator.onnx", PRIOR_FILE]
+    # the shipped mouth prior travels with the graph, checked as a graph is
+    assert m.mouth_prior is not None and m.mouth_prior.file == PRIOR_FILE
+    assert sha256_file(shipped_export / PRIOR_FILE) == m.mouth_prior.sha256
 
 
 def test_graph_has_a_dynamic_batch_and_passes_the_checker(shipped_export):
@@ -179,6 +184,19 @@ def test_a_tampered_graph_is_refused(tmp_path, tiny_export, catalog, sample):
     features, reference = sample
     with pytest.raises(OnnxModelError, match=r"generator\.onnx does not match its checksum.*altered or damaged"):
         gen.generate(features[:40], reference)
+
+
+def test_the_mouth_prior_is_checked_and_needed(tmp_path, shipped_export, tiny_export, catalog):
+    model = copy_export(shipped_export, tmp_path / "prior-tampered")
+    data = bytearray((model / PRIOR_FILE).read_bytes())
+    data[-3] ^= 0xFF  # one flipped byte inside the prior's numbers
+    (model / PRIOR_FILE).write_bytes(bytes(data))
+    with pytest.raises(OnnxModelError, match=r"mouth_prior\.safetensors does not match its checksum"):
+        onnx_generator(catalog, model)
+    assert onnx_generator(catalog, model, mouth_prior=0.0).prior is None  # off: the file is not read
+    assert onnx_generator(catalog, tiny_export).prior is None  # a model without one exports none
+    with pytest.raises(ConfigError, match="needs a mouth prior, and the export"):
+        onnx_generator(catalog, tiny_export, mouth_prior=0.5)
 
 
 def test_a_missing_manifest_is_a_clear_error(tmp_path, tiny_export, catalog):
