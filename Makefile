@@ -52,7 +52,10 @@ CV_FAMILY_CAP ?= 200
 # the shipped model: the chosen recipes on every person (configs/train/shipped/RECIPE.yaml:seed), averaged, with the
 # chosen inference settings
 SHIPPED_MEMBERS ?= shipped-nose:0 shipped-nose:1 shipped-nose:2 shipped-nose-unbalanced:0
-SHIPPED_DEFAULTS ?= --default head_motion=3 --default mouth_scale=1 --default blink_interval=3.5 --default energy_mouth=0.5 --default keep_mouth_shape=1
+SHIPPED_DEFAULTS ?= --default head_motion=3 --default mouth_scale=1 --default blink_interval=3.5 --default energy_mouth=0.5 --default keep_mouth_shape=1 --default mouth_prior=0.75
+# the mouth prior (stage 8) is fitted on the clips of this recipe (every person; in `make cv` per fold)
+PRIOR_RECIPE ?= shipped-nose
+CV_PRIOR_RECIPE ?= all-cv-nose
 
 .PHONY: demo test lint install clean results cv table1 all-data
 
@@ -94,7 +97,9 @@ cv: $(STAMP) $(ALL_DATA)/manifest.json
 	xargs -P $(CV_JOBS) -L 1 sh -c 'd=$(CV_DIR)/$$1-f$$2-s$$3; r=; test -f $$d/latest/config.json && r=--resume; \
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/shipped/$$0.yaml --fold $$2/3 --seed $$3 \
 		--run-dir $$d --no-progress $$r > $$d.log 2>&1 || { echo "failed: $$d (see $$d.log)"; exit 255; }'
-	for fe in logmel vad phonetic stage2 stage3 stage4 stage5 stage5b stage6 stage7 explore-g; do \
+	for f in 0 1 2; do $(BIN)/a2k mouth-prior configs/train/shipped/$(CV_PRIOR_RECIPE).yaml --fold $$f/3 \
+		--out $(CV_DIR)/mouth-prior-f$$f.safetensors || exit 1; done
+	for fe in logmel vad phonetic stage2 stage3 stage4 stage5 stage5b stage6 stage7 stage8 explore-g; do \
 		$(BIN)/a2k eval --clips $(ALL_DATA) --split train,val,test --folds 3 --max-per-family $(CV_FAMILY_CAP) \
 			--config configs/eval/selection/$$fe.yaml --out docs/results/selection/$$fe || exit 1; \
 	done
@@ -110,8 +115,10 @@ results: $(STAMP) $(ALL_DATA)/manifest.json
 		OMP_NUM_THREADS=$(RESULTS_THREADS) $(BIN)/a2k train configs/train/shipped/$$r.yaml --seed $$s \
 			--run-dir $$d --no-progress $$resume || exit 1; \
 	done
+	$(BIN)/a2k mouth-prior configs/train/shipped/$(PRIOR_RECIPE).yaml --out runs/a2k-mouth-prior.safetensors
 	$(BIN)/a2k ensemble runs/a2k-shipped $(foreach m,$(SHIPPED_MEMBERS),runs/a2k-$(subst :,-s,$(m))/latest) \
-		$(SHIPPED_DEFAULTS) --description "configs/train/shipped/ on every person of clips.csv: $(SHIPPED_MEMBERS)"
+		$(SHIPPED_DEFAULTS) --mouth-prior runs/a2k-mouth-prior.safetensors \
+		--description "configs/train/shipped/ on every person of clips.csv: $(SHIPPED_MEMBERS); mouth prior: $(PRIOR_RECIPE)"
 
 # The earlier Table 1 (docs/results.md, "Table 1 on real data"): the 25 first shared clips split by identity, the
 # recipe, its three ablations and paper-width twin, evaluated on the 5 test identities.

@@ -43,6 +43,7 @@ def test_shipped_weights_are_small_safetensors_with_a_model_card():
         "clips.csv",
         "make cv",
         "head_motion",
+        "mouth_prior",
     ):
         assert needed in card
     assert all(m.model.residual and m.frontend["name"] == "logmel" for m in members)
@@ -56,12 +57,17 @@ def test_shipped_weights_are_small_safetensors_with_a_model_card():
         "blink_interval": 3.5,
         "energy_mouth": 0.5,
         "keep_mouth_shape": 1.0,
+        "mouth_prior": 0.75,
     }
     flags = " ".join(f"--default {k}={v:g}" for k, v in defaults.items())
     assert f"SHIPPED_DEFAULTS ?= {flags}\n" in makefile
     gen = Audio2KeypointGenerator()
     assert (gen.head_motion, gen.mouth_scale, gen.blink_interval, gen.energy_mouth) == (3.0, 1.0, 3.5, 0.5)
     assert gen.keep_mouth_shape == 1.0
+    # the mouth prior of stage 8 ships with the weights, fitted on the clips of the members' recipe
+    assert gen.mouth_prior == 0.75 and gen.prior is not None
+    assert gen.prior.meta["config"] == RECIPE and gen.prior.meta["clips"] > 1000
+    assert "PRIOR_RECIPE ?= shipped-nose\n" in makefile
 
 
 def test_the_recipe_in_the_repo_is_the_one_the_weights_were_trained_with():
