@@ -10,8 +10,8 @@ mouth_prior 0.75, blink_interval 3.5; seed 0):
 * ``head_motion`` 0 / 1 / 3: the nose tip's (point 30) distance from frame 0, in the reference's inter-ocular distance
   (IOD), and its spread (``metrics.head_motion``: the RMS distance from its mean position);
 * ``mouth_scale`` 0.5 / 1 / 1.4 with ``energy_mouth`` 0, then ``energy_mouth`` 0 / 0.5 / 1 at ``mouth_scale`` 1, then
-  ``keep_mouth_shape`` 0 / 1, then ``mouth_prior`` 0 / 0.75: the inner-lip opening (``keypoints.mouth_opening``, points 62-66 over the reference
-  IOD), its mean and standard deviation;
+  ``keep_mouth_shape`` 0 / 1, then ``mouth_prior`` 0 / 0.75: the inner-lip opening (``keypoints.mouth_opening``,
+  points 62-66 over the reference IOD), its mean and standard deviation;
 * ``blink_interval`` 0 / 3.5 s: the eye opening (the mean gap of the eyelid pairs ``motion.EYELIDS``, 37-41, 38-40,
   43-47, 44-46, over the reference IOD) and the blinks counted (runs of frames below half the reference's opening).
 """
