@@ -226,11 +226,17 @@ def test_a_ctrl_c_during_the_renames_of_a_set_of_outputs_waits_until_all_are_in(
         if len(renames) == 1:
             os.kill(os.getpid(), signal.SIGINT)  # lands between the two renames
 
-    with pytest.raises(KeyboardInterrupt):
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(files.os, "replace", replace_and_interrupt_after_the_first)
-            with files.atomic_paths(a, b) as (ta, tb):
-                ta.write_text("new a")
-                tb.write_text("new b")
+    # Ctrl-C as in a terminal: a suite started in a background job inherits SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(files.os, "replace", replace_and_interrupt_after_the_first)
+                with files.atomic_paths(a, b) as (ta, tb):
+                    ta.write_text("new a")
+                    tb.write_text("new b")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the deferral's handler is gone
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert (a.read_text(), b.read_text()) == ("new a", "new b")
     assert len(renames) == 2

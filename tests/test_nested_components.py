@@ -125,11 +125,12 @@ def test_a_bad_panel_fails_before_any_component_is_built(host, tmp_path):
 
 def shipped_copy(tmp_path, member: str, edit) -> str:
     """A copy of the shipped ensemble with ``edit(config)`` applied to one member's config.json and every member's
-    weights removed: loading any weights would fail with a missing-weights error."""
+    weights removed: loading any weights would fail with a missing-weights error (the ensemble's mouth prior, which
+    the generator reads when it is built, stays)."""
     from a2k_toolkit.models.checkpoint import DEFAULT_WEIGHTS_DIR
 
     root = tmp_path / "ensemble"
-    shutil.copytree(DEFAULT_WEIGHTS_DIR, root, ignore=shutil.ignore_patterns("*.safetensors"))
+    shutil.copytree(DEFAULT_WEIGHTS_DIR, root, ignore=shutil.ignore_patterns("model.safetensors"))
     path = root / member / "config.json"
     meta = json.loads(path.read_text())
     edit(meta)
