@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -59,31 +59,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class GraphFile(_Strict):
-    file: str = Field(description="file name of the graph, inside the directory")
+class _DirectoryFile(_Strict):
+    """A file of the export, checked against its size and SHA-256 before it is read (:func:`verify_file`); its name
+    a plain file name inside the directory ending in :attr:`SUFFIX`."""
+
+    SUFFIX: ClassVar[str]
+    file: str = Field(description="file name inside the directory")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(ge=1)
+
+    @field_validator("file")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not v.endswith(cls.SUFFIX) or "/" in v or "\\" in v or v.startswith(".") or Path(v).name != v:
+            raise ValueError(f"must be a plain {cls.SUFFIX} file name inside the directory, got {v!r}")
+        return v
+
+
+class GraphFile(_DirectoryFile):
+    SUFFIX: ClassVar[str] = ".onnx"
     members: list[str] = Field(default_factory=list, description="the checkpoints this graph computes (informative)")
 
-    @field_validator("file")
-    @classmethod
-    def _plain_name(cls, v: str) -> str:
-        if not v.endswith(".onnx") or "/" in v or "\\" in v or v.startswith(".") or Path(v).name != v:
-            raise ValueError(f"must be a plain .onnx file name inside the directory, got {v!r}")
-        return v
 
+class PriorFile(_DirectoryFile):
+    """The mouth prior (safetensors) the defaults' ``mouth_prior`` uses."""
 
-class PriorFile(_Strict):
-    file: str = Field(description="file name of the mouth prior (safetensors), inside the directory")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    bytes: int = Field(ge=1)
-
-    @field_validator("file")
-    @classmethod
-    def _plain_name(cls, v: str) -> str:
-        if not v.endswith(".safetensors") or "/" in v or "\\" in v or v.startswith(".") or Path(v).name != v:
-            raise ValueError(f"must be a plain .safetensors file name inside the directory, got {v!r}")
-        return v
+    SUFFIX: ClassVar[str] = ".safetensors"
 
 
 class FrontendInfo(_Strict):
@@ -187,7 +188,7 @@ def verify_graphs(root: str | Path, manifest: Manifest) -> list[Path]:
     return [verify_file(root, g) for g in manifest.graphs]
 
 
-def verify_file(root: str | Path, entry) -> Path:
+def verify_file(root: str | Path, entry: _DirectoryFile) -> Path:
     """The file of a manifest entry (a graph's or the mouth prior's), checked against its recorded size and SHA-256
     (missing, a link out of the directory or a mismatch: an :class:`OnnxModelError` naming the file)."""
     root = Path(root).expanduser()
