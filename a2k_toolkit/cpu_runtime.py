@@ -16,6 +16,7 @@ This module imports nothing heavy, so the command can call it first.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import MutableMapping
 
 TRAIN_ENV_DEFAULTS: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
@@ -75,3 +76,21 @@ def cpu_is_shared(runnable: int | None = None, own: int | None = None) -> bool:
     if runnable is None:
         return True
     return runnable - max(1, own or 0) > 0
+
+
+_thread_state = threading.local()
+
+
+def match_torch_threads() -> None:
+    """Give the calling thread the process's torch intra-op thread count (``torch.get_num_threads()``), once per
+    thread. ``torch.set_num_threads`` sets OpenMP's and MKL's counts for the thread that calls it; a thread started
+    elsewhere (a server's worker threads, a user's) keeps their default, every core, and an operation that reaches
+    OpenMP or MKL without torch setting it first runs there with as many threads, whose waits spin: measured on the
+    2-core machine, a stream's pushes from a thread of their own cost 3x the CPU time (190 against 62 ms a second of
+    audio) when ``a2k serve --threads 1`` had set one thread. Cheap after the first call in a thread."""
+    if getattr(_thread_state, "matched", False):
+        return
+    import torch
+
+    torch.set_num_threads(torch.get_num_threads())
+    _thread_state.matched = True

@@ -89,8 +89,12 @@ def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
 def speech_activity(features: np.ndarray) -> np.ndarray:
     """A loudness proxy in [0, 1] per frame: the mean feature value, robustly rescaled over the clip (its 10th to
     97th percentile; made for log-power features such as logmel)."""
-    e = features.mean(axis=1)
-    lo, hi = np.percentile(e, 10), np.percentile(e, 97)
+    return activity_of_loudness(features.mean(axis=1))
+
+
+def activity_of_loudness(e: np.ndarray) -> np.ndarray:
+    """:func:`speech_activity` of the frames' mean feature values ``e`` ``(T,)`` (``features.mean(axis=1)``)."""
+    lo, hi = np.percentile(e, (10, 97))
     if hi - lo < 1e-6:
         return np.zeros_like(e)
     return np.clip((e - lo) / (hi - lo), 0.0, 1.0)

@@ -3,6 +3,9 @@ straightforward path: same outputs to float32 rounding, same behaviours (any len
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +134,44 @@ def test_default_workers_follow_the_load(small_net, speech_features, monkeypatch
     forced = WindowedRunner(small_net, 64, 16, batch_size=4, workers=2).run([(feats, ref)])[0]
     assert calls[-1] == 2
     assert np.abs(auto - forced).max() < TOL
+
+
+def _omp_max_threads():
+    """OpenMP's thread count for the calling thread (torch's own libgomp), or None where it cannot be read."""
+    import ctypes
+    import glob
+    import os
+
+    libs = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*"))
+    if not libs:
+        return None
+    return ctypes.CDLL(libs[0]).omp_get_max_threads()
+
+
+@pytest.mark.skipif(os.cpu_count() < 2, reason="needs 2 cores: with one, a new thread's default is already 1")
+def test_a_new_thread_gets_the_process_torch_threads():
+    """``match_torch_threads``: a thread started after ``torch.set_num_threads(1)`` still has OpenMP's default (every
+    core) until it matches; then it has 1 (the server's and a stream's pushes run in such threads)."""
+    from a2k_toolkit.cpu_runtime import match_torch_threads
+
+    if _omp_max_threads() is None:
+        pytest.skip("torch does not use a libgomp of its own here")
+    seen = {}
+
+    def worker():
+        seen["before"] = _omp_max_threads()
+        match_torch_threads()
+        match_torch_threads()  # once per thread: the second call changes nothing
+        seen["after"] = _omp_max_threads()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    finally:
+        torch.set_num_threads(threads)
+    if seen["before"] == 1:
+        pytest.skip("OpenMP's default here is already 1 thread (OMP_NUM_THREADS?)")
+    assert seen["after"] == 1

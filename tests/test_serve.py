@@ -166,7 +166,8 @@ def test_binary_frames_with_reference_keypoints(pipe, reference, server, speech)
     )
     streamed = np.stack([f[2] for f in got["frames"]])
     assert streamed.dtype == np.float32 and streamed.shape == (50, 68, 2)
-    np.testing.assert_array_equal(streamed, in_process(pipe, reference, wav))
+    # to float rounding: the server's window batcher runs the ensemble's stacked form (models.stacked)
+    np.testing.assert_allclose(streamed, in_process(pipe, reference, wav), atol=1e-3)
     raw = P.frame_binary(7, 0.28, streamed[7])
     assert len(raw) == 8 + 68 * 2 * 4 and P.read_frame(raw)[0] == 7
 
@@ -273,6 +274,49 @@ def test_audio_faster_than_allowed_is_throttled(pipe, reference, speech):
         assert time.perf_counter() - t0 >= 1.5  # 1 s of audio at 0.5 x real time after a 0.2 s burst: 1.6 s
         assert len(got["frames"]) == 25
         assert metric(get(f"http://{addr}/metrics")[1], "a2k_throttled_seconds_total") > 0
+
+
+def test_audio_read_ahead_is_pushed_together_with_the_same_frames(pipe, reference, speech, monkeypatch):
+    """A client far ahead of its session's pushes (3 s of audio sent at once in 20 ms messages, as a microphone's
+    backlog after a stall): the messages read meanwhile are pushed together (a2k_audio_messages_merged_total), at most
+    MERGE_MAX_S seconds at once, and the frames are the in-process ones (to float rounding: another chunking), in
+    order, every one of them, then "done"."""
+    from a2k_toolkit.serve.app import MERGE_MAX_S
+    from a2k_toolkit.streaming.session import StreamSession
+
+    wav = speech[: 3 * RATE]
+    pushes = []
+    real = StreamSession.push
+
+    def noted(self, chunk, sample_rate=None):  # the real push, its chunk sizes noted
+        pushes.append(len(chunk))
+        return real(self, chunk, sample_rate)
+
+    with running(pipe, max_speed=0) as addr:
+        monkeypatch.setattr(StreamSession, "push", noted)  # after the warm-up's push
+        _, before = get(f"http://{addr}/metrics")
+        with connect(f"ws://{addr}/stream", max_size=None) as ws:
+            ws.send(start_msg(reference, format="binary"))
+            assert json.loads(ws.recv(timeout=60))["type"] == "ready"
+            pcm = to_pcm16(wav)
+            for i in range(0, len(pcm), 640):
+                ws.send(pcm[i : i + 640])
+            ws.send(json.dumps({"type": "end"}))
+            frames, done = [], None
+            while done is None:
+                msg = ws.recv(timeout=60)
+                if isinstance(msg, bytes):
+                    frames.append(P.read_frame(msg))
+                else:
+                    done = json.loads(msg)
+        _, after = get(f"http://{addr}/metrics")
+    monkeypatch.undo()
+    assert done == {"type": "done", "frames": 75}
+    assert [f[0] for f in frames] == list(range(75))
+    np.testing.assert_allclose(np.stack([f[2] for f in frames]), in_process(pipe, reference, wav), atol=1e-3)
+    merged = metric(after, "a2k_audio_messages_merged_total") - metric(before, "a2k_audio_messages_merged_total")
+    assert merged > 0 and len(pushes) == 3 * 50 - merged
+    assert sum(pushes) == len(wav) and max(pushes) <= MERGE_MAX_S * RATE
 
 
 def wait_idle(addr: str) -> None:
@@ -497,7 +541,7 @@ def test_a_client_that_disconnects_mid_stream_is_cleaned_up_and_others_are_serve
     assert metric(after, "a2k_audio_seconds_total") > metric(before, "a2k_audio_seconds_total") + 0.9
     wav = speech[:RATE]
     got = stream_audio(f"ws://{server}/stream", wav, RATE, reference=reference.points[0], fmt="binary")
-    np.testing.assert_array_equal(np.stack([f[2] for f in got["frames"]]), in_process(pipe, reference, wav))
+    np.testing.assert_allclose(np.stack([f[2] for f in got["frames"]]), in_process(pipe, reference, wav), atol=1e-3)
     assert got["done"]["frames"] == 25
     wait_drained(server)
 

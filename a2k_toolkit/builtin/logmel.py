@@ -178,12 +178,8 @@ class LogMel(MelFrontend):
         import torch
 
         p, dev = self.params, self.device
-        basis = mel_basis(sample_rate, p.n_fft, p.n_mels, p.fmin, min(p.fmax, sample_rate / 2))
         with torch.inference_mode():
-            basis_t = torch.from_numpy(np.array(basis)).to(dev)
-            window = torch.hann_window(p.win_length, periodic=True, dtype=torch.float32, device=dev)
-            lpad = (p.n_fft - p.win_length) // 2
-            window = torch.nn.functional.pad(window, (lpad, p.n_fft - p.win_length - lpad))
+            basis_t, window = self._tensors(sample_rate, str(dev))
             seg_t = torch.from_numpy(np.ascontiguousarray(seg)).to(dev)
             steps = np.diff(starts)
             if len(starts) == 1 or (steps == steps[0]).all():  # a uniform hop: strided view, no index tensor
@@ -196,6 +192,23 @@ class LogMel(MelFrontend):
             mel = torch.matmul(power, basis_t.T)
             db = torch.log10(torch.clamp(mel, min=p.amin)).mul_(10.0)
             return db.cpu().numpy()
+
+    def _tensors(self, sample_rate: int, device: str):
+        """The mel basis and the padded analysis window as tensors on ``device`` (made once per rate and device: a
+        stream computes a few frames per push, where making them each time cost more than the frames)."""
+        import torch
+
+        cache = self.__dict__.setdefault("_tensor_cache", {})
+        if (sample_rate, device) not in cache:
+            p = self.params
+            basis = mel_basis(sample_rate, p.n_fft, p.n_mels, p.fmin, min(p.fmax, sample_rate / 2))
+            with torch.inference_mode():
+                basis_t = torch.from_numpy(np.array(basis)).to(device)
+                window = torch.hann_window(p.win_length, periodic=True, dtype=torch.float32, device=device)
+                lpad = (p.n_fft - p.win_length) // 2
+                window = torch.nn.functional.pad(window, (lpad, p.n_fft - p.win_length - lpad))
+            cache[sample_rate, device] = (basis_t, window)
+        return cache[sample_rate, device]
 
 
 @hookimpl

@@ -12,13 +12,18 @@ batch on its own worker thread and hands each caller its rows back:
   window (the load buys its own efficiency);
 * **what**: windows of one network go together (a request for another waits for the next batch); each window's
   output is computed on that window only (the network normalises per window), so a caller gets the rows it would get
-  alone, to float rounding (the convolutions of another batch size may sum in another order);
+  alone, to float rounding (the convolutions of another batch size, or of the stacked form, may sum in another
+  order);
 * **how**: the network's inference form (:func:`~a2k_toolkit.models.inference.fuse_for_inference`) traced with
   :func:`torch.jit.trace` once per network and window shape (``trace=True``): the traced graph runs without Python
   between the layers (measured on the 2-core machine, shipped ensemble: 7.8 ms for one window against 12-20 ms
-  eager, 15-17 ms for 4). The trace is checked against the eager module on two batch sizes when it is made and the
-  eager module used if they differ; a network whose code branches on its input's *values* may still pass that check
-  and be traced wrongly: give such a network ``trace=False`` (this toolkit's own networks branch on shapes only);
+  eager, 15-17 ms for 4). An ensemble of members of one architecture (the shipped model) also gets its stacked form
+  (:mod:`~a2k_toolkit.models.stacked`: the members side by side as one network of grouped layers, checked against the
+  ensemble when it is built), traced likewise, for batches of up to :data:`STACKED_MAX_BATCH` windows, which a
+  server's batches mostly are. The trace is checked against the eager module on two batch sizes when it is made and
+  the eager module used if they differ; a network whose code branches on its input's *values* may still pass that
+  check and be traced wrongly: give such a network ``trace=False`` (this toolkit's own networks branch on shapes
+  only);
 * **where**: on ``workers`` worker threads, or (``processes=True``) each worker's batches in an inference process of
   its own (``spawn``ed on first use; the network sent to it pickled, once). In a process whose other threads run
   Python (a server's sessions), a forward pass in a thread of its own was measured 2-2.5x slower in wall time than
@@ -41,6 +46,11 @@ import numpy as np
 
 from .batch_context import active_batcher as active_batcher
 from .batch_context import batching_into
+
+# batches of up to this many windows of an ensemble run through its stacked form (models.stacked): measured on the
+# 2-core machine, shipped ensemble, traced, one thread: 0.64-0.88x the time of the members one after the other for
+# 1-5 windows, the same at 8, slower from about 16 (grouped convolutions of larger batches are slower there)
+STACKED_MAX_BATCH = 8
 
 
 @dataclass
@@ -160,11 +170,23 @@ class WindowBatcher:
 
     # --------------------------------------------------------------------------------------------- internals
     def _build(self, net, W: int, D: int):
+        """The module for ``net``'s windows of shape ``(W, D)``: :meth:`_trace` of its inference form, and where
+        ``net`` is an ensemble of one architecture also of its stacked form (:mod:`~a2k_toolkit.models.stacked`)
+        for batches of up to :data:`STACKED_MAX_BATCH` windows (:class:`_BySize`)."""
+        from .inference import fuse_for_inference
+        from .stacked import stack_ensemble
+
+        large = self._trace(fuse_for_inference(net), net, W, D)
+        stacked = stack_ensemble(net)
+        if stacked is net:
+            return large
+        return _BySize(self._trace(fuse_for_inference(stacked), net, W, D), large, STACKED_MAX_BATCH)
+
+    def _trace(self, fused, net, W: int, D: int):
+        """``fused`` (an inference form of ``net``) traced, checked against itself on two batch sizes; ``fused`` as
+        it is where tracing is off, fails or changes the output."""
         import torch
 
-        from .inference import fuse_for_inference
-
-        fused = fuse_for_inference(net)
         if not self.trace:
             return fused
         rng = np.random.default_rng(0)
@@ -276,9 +298,12 @@ class _Child:
         ctx = multiprocessing.get_context("spawn")  # not fork: the server has threads
         self.conn, theirs = ctx.Pipe()
         args = (theirs, self.trace, torch.get_num_threads())
-        self.proc = ctx.Process(target=_child_main, args=args, name="a2k-inference", daemon=True)
-        self.proc.start()
-        theirs.close()
+        proc = ctx.Process(target=_child_main, args=args, name="a2k-inference", daemon=True)
+        try:
+            proc.start()
+        finally:
+            theirs.close()
+        self.proc = proc  # only a started process: close() joins it
         self.keys = weakref.WeakKeyDictionary()
 
     def run(self, net, x: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
@@ -347,6 +372,17 @@ def _child_main(conn, trace: bool, threads: int) -> None:
                 conn.send(("ok", (y, time.perf_counter() - t0)))
         except Exception as exc:  # noqa: BLE001 - reported to the batch's callers
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class _BySize:
+    """Batches of up to ``limit`` windows through ``small``, larger ones through ``large`` (two forms of one
+    network, called as it is: ``model(x, ref)``)."""
+
+    def __init__(self, small, large, limit: int):
+        self.small, self.large, self.limit = small, large, int(limit)
+
+    def __call__(self, x, ref=None):
+        return (self.small if len(x) <= self.limit else self.large)(x, ref)
 
 
 class _NoReference:

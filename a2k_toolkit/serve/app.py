@@ -7,6 +7,7 @@ stays free."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
 import itertools
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import __version__
+from ..cpu_runtime import match_torch_threads
 from ..errors import A2KError
 from ..keypoints import Keypoints
 from . import assets
@@ -26,6 +28,11 @@ from .metrics import CONTENT_TYPE, Metrics
 from .warmup import decode_image, warm_up
 
 log = logging.getLogger(__name__)
+
+# a connection reads ahead of its pushes up to this many bytes of messages (then the client's sends block); the audio
+# messages read ahead are pushed together, up to MERGE_MAX_S seconds at once (docs/serve.md, "Capacity")
+READ_AHEAD_BYTES = 1 << 20
+MERGE_MAX_S = 0.25
 
 
 @dataclass
@@ -90,6 +97,7 @@ class _Server:
 
     def in_batcher(self, fn, *args):
         """``fn(*args)`` as a caller of the window batcher (a session's push, flush or open), if there is one."""
+        match_torch_threads()  # a worker thread: the server's --threads, not every core (cpu_runtime)
         if self.batcher is None:
             return fn(*args)
         with self.batcher.caller():
@@ -203,6 +211,10 @@ class _Connection:
         self.fmt = "json"
         self.audio_s = 0.0
         self.first_audio: float | None = None
+        self.inbox: collections.deque = collections.deque()  # messages read ahead: (t_recv, data) or an exception
+        self.inbox_bytes = 0
+        self.inbox_changed = asyncio.Event()
+        self.reader: asyncio.Task | None = None
 
     async def run(self) -> None:
         try:
@@ -222,6 +234,7 @@ class _Connection:
             await self._stop_sender()
             await _fail(self.ws, f"internal error: {type(exc).__name__}: {exc}", P.INTERNAL)
         finally:
+            await self._stop_reader()
             if self.session is not None:
                 self.session.close()
 
@@ -271,8 +284,9 @@ class _Connection:
             )
         )
         self.sender = asyncio.create_task(self._send_frames())
+        self.reader = asyncio.create_task(self._read_ahead(start.sample_rate))
         while True:
-            t_recv, data = await self._receive()
+            t_recv, data = await self._next_message()
             if isinstance(data, str):
                 msg = P.parse_json(data)
                 if msg["type"] != "end":
@@ -289,11 +303,77 @@ class _Connection:
                 with contextlib.suppress(Exception):  # the client left after "done": the session is complete
                     await self.ws.close(code=P.NORMAL)
                 return
-            wav = P.pcm16(data)
-            await self._throttle(len(wav) / start.sample_rate)
+            wav = self._merged(P.pcm16(data), start.sample_rate)
             self.metrics.audio_seconds += len(wav) / start.sample_rate
             frames = await _in_thread(self.srv.in_batcher, self.session.push, wav)
             self._enqueue(t_recv, frames)
+
+    async def _read_ahead(self, rate: int) -> None:
+        """Read the client's messages into the inbox while its earlier audio is being pushed, up to
+        :data:`READ_AHEAD_BYTES` (then wait: the client's sends block, as without read-ahead); throttled as
+        :meth:`_throttle` says. A failure to read (a protocol error, the client gone) goes into the inbox after the
+        messages before it."""
+        try:
+            while True:
+                while self.inbox_bytes >= READ_AHEAD_BYTES:
+                    self.inbox_changed.clear()
+                    await self.inbox_changed.wait()
+                t_recv, data = await self._receive()
+                if isinstance(data, bytes):
+                    await self._throttle(len(data) / 2 / rate)
+                self._put((t_recv, data), len(data))
+                if isinstance(data, str):
+                    return  # "end" (or a message the session refuses): nothing is read after it
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the session's loop, in order
+            self._put(exc, 0)
+
+    def _put(self, item, size: int) -> None:
+        self.inbox.append((item, size))
+        self.inbox_bytes += size
+        self.inbox_changed.set()
+
+    async def _next_message(self) -> tuple[float, str | bytes]:
+        while not self.inbox:
+            self.inbox_changed.clear()
+            await self.inbox_changed.wait()
+        item, size = self.inbox.popleft()
+        self.inbox_bytes -= size
+        self.inbox_changed.set()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def _merged(self, wav, rate: int):
+        """``wav`` followed by the audio messages already read after it, up to :data:`MERGE_MAX_S` seconds in all:
+        one push instead of several for a session that fell behind (a push's cost is mostly per call; the frames are
+        the same whatever the chunks, docs/streaming.md)."""
+        parts, n = [wav], len(wav)
+        while self.inbox and isinstance(self.inbox[0][0], tuple) and isinstance(self.inbox[0][0][1], bytes):
+            (_, data), size = self.inbox[0]
+            if n + size // 2 > MERGE_MAX_S * rate:
+                break
+            self.inbox.popleft()
+            self.inbox_bytes -= size
+            more = P.pcm16(data)
+            parts.append(more)
+            n += len(more)
+        if len(parts) > 1:
+            self.inbox_changed.set()
+            self.metrics.merged_messages += len(parts) - 1
+            import numpy as np
+
+            return np.concatenate(parts)
+        return wav
+
+    async def _stop_reader(self) -> None:
+        if self.reader is None:
+            return
+        if not self.reader.done():
+            self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reader
 
     async def _send_text(self, text: str) -> None:
         try:

@@ -23,6 +23,7 @@ class Metrics:
         self.frames_sent = 0
         self.audio_seconds = 0.0
         self.throttled_seconds = 0.0
+        self.merged_messages = 0
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
 
@@ -45,6 +46,8 @@ class Metrics:
         metric("a2k_audio_seconds_total", "counter", "Seconds of audio received.", self.audio_seconds)
         metric("a2k_throttled_seconds_total", "counter", "Seconds spent waiting for audio to fall back to the allowed "
                "rate.", self.throttled_seconds)  # fmt: skip
+        metric("a2k_audio_messages_merged_total", "counter", "Audio messages pushed together with the one before them "
+               "(read while that session's earlier audio was being pushed).", self.merged_messages)  # fmt: skip
         b = self.batcher
         if b is not None:  # read from the batcher's thread's counters: each a single value, updated after a batch
             metric("a2k_inference_batches_total", "counter", "Batched forward passes of the generator network (windows "

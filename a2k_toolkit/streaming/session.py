@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cpu_runtime import match_torch_threads
 from ..errors import InputError
 from ..keypoints import Keypoints
 from .contract import feature_stream, keypoint_stream
@@ -199,6 +200,7 @@ class StreamSession:
         return int(rate)
 
     def _run(self, samples, *, final: bool) -> list[KeypointFrame]:
+        match_torch_threads()  # a push from a thread of its own: the process's torch threads, not every core
         try:
             wav = np.clip(samples(), -1.0, 1.0)  # as loaded audio is, after resampling
             feats = self._features.push(wav)

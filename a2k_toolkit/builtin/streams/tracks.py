@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...motion import BLINK_SHAPE, lead_and_open, speech_activity
+from ...motion import BLINK_SHAPE, activity_of_loudness, lead_and_open
 
 # seconds of features the running speech level of the silence gate and procedural's loudness range look back over
 LEVEL_HISTORY_S = 10.0
@@ -73,11 +73,11 @@ class EnergyTrack:
 
     def __init__(self, lookahead: int, fps: float, lead_frames: int = 1):
         self.lookahead, self.lead = int(lookahead), int(lead_frames)
-        self.history = FeatureHistory()
+        self.history = FeatureHistory()  # each row's loudness (its mean feature value), not the rows themselves
         self._level_frames = max(self.lookahead + self.REACH + 1, int(round(LEVEL_HISTORY_S * fps)))
 
     def add(self, features: np.ndarray) -> None:
-        self.history.add(features)
+        self.history.add(features.mean(axis=1))  # each frame's once, as speech_activity takes it of each row
 
     def opening(self, t0: int, n: int, frames_in: int, total: int | None) -> np.ndarray:
         """The opening ``(n,)`` of frames ``[t0, t0 + n)`` with ``frames_in`` feature rows received (``total`` at
@@ -87,7 +87,7 @@ class EnergyTrack:
         for i, t in enumerate(range(t0, t0 + n)):
             stop = min(t + self.lookahead + 1, end)
             start = max(0, min(t - self.REACH, stop - self._level_frames))
-            act = speech_activity(self.history.get(start, stop)) * min(1.0, stop / self.RAMP_FRAMES)
+            act = activity_of_loudness(self.history.get(start, stop)) * min(1.0, stop / self.RAMP_FRAMES)
             out[i] = 0.0 if t == 0 else lead_and_open(act, self.lead)[t - start]
         nxt = t0 + n
         self.history.trim(max(0, min(nxt - self.REACH, min(nxt + self.lookahead + 1, frames_in) - self._level_frames)))
