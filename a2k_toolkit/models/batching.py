@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -46,11 +45,9 @@ import numpy as np
 
 from .batch_context import active_batcher as active_batcher
 from .batch_context import batching_into
-
-# batches of up to this many windows of an ensemble run through its stacked form (models.stacked): measured on the
-# 2-core machine, shipped ensemble, traced, one thread: 0.64-0.88x the time of the members one after the other for
-# 1-5 windows, the same at 8, slower from about 16 (grouped convolutions of larger batches are slower there)
-STACKED_MAX_BATCH = 8
+from .batch_forms import STACKED_MAX_BATCH as STACKED_MAX_BATCH
+from .batch_forms import BatchForms
+from .batch_process import InferenceProcess
 
 
 @dataclass
@@ -93,8 +90,7 @@ class WindowBatcher:
         self._queue: list[_Request] = []
         self._callers = 0  # threads inside caller()
         self._waiting = 0  # of them, those waiting on a submitted request
-        self._models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._models_lock = threading.Lock()
+        self.forms = BatchForms(trace)  # the traced forms the batches run through (made on first use)
         self._threads: list[threading.Thread] = []
         self._closed = False
 
@@ -159,63 +155,12 @@ class WindowBatcher:
                 self._waiting -= 1
 
     def model(self, net, window: int, dim: int):
-        """The module a batch of ``net``'s windows ``(n, window, dim)`` runs through: its traced inference form (made
-        on first use, once per network and shape), or the inference form itself where tracing is off or changed the
-        output."""
-        with self._models_lock:
-            models = self._models.setdefault(net, {})
-            if (window, dim) not in models:
-                models[window, dim] = self._build(net, window, dim)
-            return models[window, dim]
+        """The module a batch of ``net``'s windows ``(n, window, dim)`` runs through (:meth:`BatchForms.model`)."""
+        return self.forms.model(net, window, dim)
 
     # --------------------------------------------------------------------------------------------- internals
-    def _build(self, net, W: int, D: int):
-        """The module for ``net``'s windows of shape ``(W, D)``: :meth:`_trace` of its inference form, and where
-        ``net`` is an ensemble of one architecture also of its stacked form (:mod:`~a2k_toolkit.models.stacked`)
-        for batches of up to :data:`STACKED_MAX_BATCH` windows (:class:`_BySize`)."""
-        from .inference import fuse_for_inference
-        from .stacked import stack_ensemble
-
-        large = self._trace(fuse_for_inference(net), net, W, D)
-        stacked = stack_ensemble(net)
-        if stacked is net:
-            return large
-        return _BySize(self._trace(fuse_for_inference(stacked), net, W, D), large, STACKED_MAX_BATCH)
-
-    def _trace(self, fused, net, W: int, D: int):
-        """``fused`` (an inference form of ``net``) traced, checked against itself on two batch sizes; ``fused`` as
-        it is where tracing is off, fails or changes the output."""
-        import torch
-
-        if not self.trace:
-            return fused
-        rng = np.random.default_rng(0)
-        uses_ref = getattr(net, "uses_reference", True)
-
-        def sample(n):
-            x = torch.from_numpy(rng.standard_normal((n, W, D), dtype=np.float32))
-            return x, torch.from_numpy(rng.standard_normal((n, 136), dtype=np.float32)) if uses_ref else None
-
-        try:
-            with torch.inference_mode(), _quiet_tracer_warnings():
-                x, r = sample(2)
-                traced = torch.jit.trace(fused, (x, r) if uses_ref else (x,), check_trace=False)
-                for n in (1, 3):
-                    x, r = sample(n)
-                    if not torch.equal(fused(x, r), traced(x, r) if uses_ref else traced(x)):
-                        return fused
-        except Exception:  # noqa: BLE001 - a network tracing cannot follow runs as it is
-            return fused
-        return traced if uses_ref else _NoReference(traced)
-
     def _run(self, net, x: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
-        import torch
-
-        model = self.model(net, x.shape[1], x.shape[2])
-        with torch.inference_mode():
-            xt = torch.from_numpy(x)
-            rt = None if ref is None else torch.from_numpy(ref)
-            return model(xt, rt).float().numpy()
+        return self.forms.run(net, x, ref)
 
     def _take(self) -> list[_Request]:
         """The requests of the next batch (called with the condition held; waits as the module docstring says)."""
@@ -244,14 +189,14 @@ class WindowBatcher:
         return batch
 
     def _work(self) -> None:
-        child = _Child(self.trace) if self.processes else None
+        child = InferenceProcess(self.trace) if self.processes else None
         try:
             self._serve(child)
         finally:
             if child is not None:
                 child.close()
 
-    def _serve(self, child: _Child | None) -> None:
+    def _serve(self, child: InferenceProcess | None) -> None:
         while True:
             with self._cond:
                 batch = self._take()
@@ -277,130 +222,3 @@ class WindowBatcher:
             for r in batch:
                 r.future.set_result(y[i : i + len(r.x)])
                 i += len(r.x)
-
-
-class _Child:
-    """A worker's inference process (``processes=True``): the batches run there, in a process of their own, whose
-    GIL no session's Python work holds. Started on first use (and again after it ended); the networks are sent to it
-    pickled, once each."""
-
-    def __init__(self, trace: bool):
-        self.trace = trace
-        self.proc = self.conn = None
-        self.compute_s = 0.0  # the last batch's forward pass, timed in the process
-        self.keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def _start(self) -> None:
-        import multiprocessing
-
-        import torch
-
-        ctx = multiprocessing.get_context("spawn")  # not fork: the server has threads
-        self.conn, theirs = ctx.Pipe()
-        args = (theirs, self.trace, torch.get_num_threads())
-        proc = ctx.Process(target=_child_main, args=args, name="a2k-inference", daemon=True)
-        try:
-            proc.start()
-        finally:
-            theirs.close()
-        self.proc = proc  # only a started process: close() joins it
-        self.keys = weakref.WeakKeyDictionary()
-
-    def run(self, net, x: np.ndarray, ref: np.ndarray | None) -> np.ndarray:
-        import pickle
-
-        if self.proc is None or not self.proc.is_alive():
-            self._start()
-        try:
-            kind, payload = "ok", None
-            if net not in self.keys:
-                self.conn.send(("load", len(self.keys), pickle.dumps(net)))
-                kind, payload = self.conn.recv()
-                if kind == "ok":
-                    self.keys[net] = len(self.keys)
-            if kind == "ok":
-                self.conn.send(("run", self.keys[net], x, ref))
-                kind, payload = self.conn.recv()
-        except (OSError, EOFError):
-            self.proc.join(1.0)
-            code, self.proc = self.proc.exitcode, None
-            raise RuntimeError(
-                f"the inference process ended (exit code {code}); the next batch starts a new one"
-            ) from None
-        if kind == "error":
-            raise RuntimeError(f"in the inference process: {payload}")
-        y, self.compute_s = payload
-        return y
-
-    def close(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(OSError):
-            self.conn.send(("close",))
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-        self.conn.close()
-        self.proc = None
-
-
-def _child_main(conn, trace: bool, threads: int) -> None:
-    """The inference process's loop: ``("load", key, pickled net)``, ``("run", key, x, ref)`` -> ``("ok", y)`` or
-    ``("error", message)``, ``("close",)`` (or the parent gone) ends it."""
-    import pickle
-
-    import torch
-
-    torch.set_num_threads(threads)
-    runner = WindowBatcher(trace=trace)  # its models only: no worker threads in here
-    nets = {}
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg[0] == "close":
-            return
-        try:
-            if msg[0] == "load":
-                nets[msg[1]] = pickle.loads(msg[2]).eval()
-                conn.send(("ok", None))
-            else:
-                t0 = time.perf_counter()
-                y = runner._run(nets[msg[1]], msg[2], msg[3])
-                conn.send(("ok", (y, time.perf_counter() - t0)))
-        except Exception as exc:  # noqa: BLE001 - reported to the batch's callers
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
-class _BySize:
-    """Batches of up to ``limit`` windows through ``small``, larger ones through ``large`` (two forms of one
-    network, called as it is: ``model(x, ref)``)."""
-
-    def __init__(self, small, large, limit: int):
-        self.small, self.large, self.limit = small, large, int(limit)
-
-    def __call__(self, x, ref=None):
-        return (self.small if len(x) <= self.limit else self.large)(x, ref)
-
-
-class _NoReference:
-    """A traced network that takes no reference, called as the others are: ``model(x, None)``."""
-
-    def __init__(self, traced):
-        self.traced = traced
-
-    def __call__(self, x, ref=None):
-        return self.traced(x)
-
-
-@contextlib.contextmanager
-def _quiet_tracer_warnings():
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        yield

@@ -7,14 +7,12 @@ stays free."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hmac
 import itertools
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,40 +22,12 @@ from ..errors import A2KError
 from ..keypoints import Keypoints
 from . import assets
 from . import protocol as P
+from .inbox import Inbox
 from .metrics import CONTENT_TYPE, Metrics
+from .settings import ServeSettings
 from .warmup import decode_image, warm_up
 
 log = logging.getLogger(__name__)
-
-# a connection reads ahead of its pushes up to this many bytes of messages (then the client's sends block); the audio
-# messages read ahead are pushed together, up to MERGE_MAX_S seconds at once (docs/serve.md, "Capacity")
-READ_AHEAD_BYTES = 1 << 20
-MERGE_MAX_S = 0.25
-
-
-@dataclass
-class ServeSettings:
-    """The limits of a server (the flags of ``a2k serve``; docs/serve.md, "Limits")."""
-
-    max_sessions: int = 8
-    max_message_bytes: int = 8 * 1024 * 1024
-    idle_timeout_s: float = 30.0
-    max_session_s: float = 3600.0
-    max_speed: float = 2.0  # audio seconds per second of wall time, sustained (0: no limit)
-    burst_s: float = 5.0  # audio a client may send ahead of that rate
-    max_queued_frames: int = 250  # frames waiting for a client that does not read them (10 s at 25 fps)
-    token: str | None = None
-    allow_origins: tuple[str, ...] = field(default_factory=tuple)
-    warm_up: bool = True  # load the pipeline's lazy parts before serving (see warm_up)
-    batch_windows: int = 32  # windows of all sessions in one forward pass at most (0: no batching; docs/serve.md)
-    batch_wait_ms: float = 4.0  # how long a window waits for other sessions' while one of them is still busy
-    inference_processes: int = 1  # batches run in this many processes of their own (0: in a thread of the server's)
-    hop: int | None = None  # the generator's hop in every session (None: its default; docs/streaming.md)
-
-    def ws_max_size(self) -> int:
-        """The protocol-level cap given to uvicorn: above ours, so that a message a little over the limit gets the
-        documented error; a message over this one is cut by the WebSocket layer (close 1009, no error message)."""
-        return 2 * self.max_message_bytes + (1 << 20)
 
 
 class _Refused(Exception):
@@ -211,9 +181,7 @@ class _Connection:
         self.fmt = "json"
         self.audio_s = 0.0
         self.first_audio: float | None = None
-        self.inbox: collections.deque = collections.deque()  # messages read ahead: (t_recv, data) or an exception
-        self.inbox_bytes = 0
-        self.inbox_changed = asyncio.Event()
+        self.inbox = Inbox()  # the messages read ahead of the pushes (serve/inbox.py)
         self.reader: asyncio.Task | None = None
 
     async def run(self) -> None:
@@ -286,7 +254,7 @@ class _Connection:
         self.sender = asyncio.create_task(self._send_frames())
         self.reader = asyncio.create_task(self._read_ahead(start.sample_rate))
         while True:
-            t_recv, data = await self._next_message()
+            t_recv, data = await self.inbox.next()
             if isinstance(data, str):
                 msg = P.parse_json(data)
                 if msg["type"] != "end":
@@ -303,69 +271,30 @@ class _Connection:
                 with contextlib.suppress(Exception):  # the client left after "done": the session is complete
                     await self.ws.close(code=P.NORMAL)
                 return
-            wav = self._merged(P.pcm16(data), start.sample_rate)
+            merged = self.inbox.merged
+            wav = self.inbox.audio_with_next(P.pcm16(data), start.sample_rate)
+            self.metrics.merged_messages += self.inbox.merged - merged
             self.metrics.audio_seconds += len(wav) / start.sample_rate
             frames = await _in_thread(self.srv.in_batcher, self.session.push, wav)
             self._enqueue(t_recv, frames)
 
     async def _read_ahead(self, rate: int) -> None:
-        """Read the client's messages into the inbox while its earlier audio is being pushed, up to
-        :data:`READ_AHEAD_BYTES` (then wait: the client's sends block, as without read-ahead); throttled as
-        :meth:`_throttle` says. A failure to read (a protocol error, the client gone) goes into the inbox after the
-        messages before it."""
+        """Read the client's messages into the inbox while its earlier audio is being pushed, up to the inbox's
+        room (then wait: the client's sends block, as without read-ahead); throttled as :meth:`_throttle` says. A
+        failure to read (a protocol error, the client gone) goes into the inbox after the messages before it."""
         try:
             while True:
-                while self.inbox_bytes >= READ_AHEAD_BYTES:
-                    self.inbox_changed.clear()
-                    await self.inbox_changed.wait()
+                await self.inbox.room()
                 t_recv, data = await self._receive()
                 if isinstance(data, bytes):
                     await self._throttle(len(data) / 2 / rate)
-                self._put((t_recv, data), len(data))
+                self.inbox.put((t_recv, data), len(data))
                 if isinstance(data, str):
                     return  # "end" (or a message the session refuses): nothing is read after it
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - handed to the session's loop, in order
-            self._put(exc, 0)
-
-    def _put(self, item, size: int) -> None:
-        self.inbox.append((item, size))
-        self.inbox_bytes += size
-        self.inbox_changed.set()
-
-    async def _next_message(self) -> tuple[float, str | bytes]:
-        while not self.inbox:
-            self.inbox_changed.clear()
-            await self.inbox_changed.wait()
-        item, size = self.inbox.popleft()
-        self.inbox_bytes -= size
-        self.inbox_changed.set()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def _merged(self, wav, rate: int):
-        """``wav`` followed by the audio messages already read after it, up to :data:`MERGE_MAX_S` seconds in all:
-        one push instead of several for a session that fell behind (a push's cost is mostly per call; the frames are
-        the same whatever the chunks, docs/streaming.md)."""
-        parts, n = [wav], len(wav)
-        while self.inbox and isinstance(self.inbox[0][0], tuple) and isinstance(self.inbox[0][0][1], bytes):
-            (_, data), size = self.inbox[0]
-            if n + size // 2 > MERGE_MAX_S * rate:
-                break
-            self.inbox.popleft()
-            self.inbox_bytes -= size
-            more = P.pcm16(data)
-            parts.append(more)
-            n += len(more)
-        if len(parts) > 1:
-            self.inbox_changed.set()
-            self.metrics.merged_messages += len(parts) - 1
-            import numpy as np
-
-            return np.concatenate(parts)
-        return wav
+            self.inbox.put(exc)
 
     async def _stop_reader(self) -> None:
         if self.reader is None:
