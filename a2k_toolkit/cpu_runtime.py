@@ -86,8 +86,9 @@ def match_torch_threads() -> None:
     thread. ``torch.set_num_threads`` sets OpenMP's and MKL's counts for the thread that calls it; a thread started
     elsewhere (a server's worker threads, a user's) keeps their default, every core, and an operation that reaches
     OpenMP or MKL without torch setting it first runs there with as many threads, whose waits spin: measured on the
-    2-core machine, a stream's pushes from a thread of their own cost 3x the CPU time (190 against 62 ms a second of
-    audio) when ``a2k serve --threads 1`` had set one thread. Cheap after the first call in a thread."""
+    2-core machine, a stream's pushes from a thread of their own, after ``torch.set_num_threads(1)`` in the main
+    thread, cost 3x the CPU time of the same pushes with OpenMP held to one thread (``OMP_NUM_THREADS=1``): 190
+    against 62 ms a second of audio. Cheap after the first call in a thread."""
     if getattr(_thread_state, "matched", False):
         return
     import torch
