@@ -44,6 +44,23 @@ def stem_output(feature_shape: tuple[int, int], freq_target: int = 8) -> tuple[i
     return f, s
 
 
+def spectrogram(features: torch.Tensor, feature_shape: tuple[int, int]) -> torch.Tensor:
+    """``(B, T, S * F)`` -> the 2D map ``(B, 1, F, T * S)``, sub-frames in time order."""
+    B, T, D = features.shape
+    S, F = feature_shape
+    if D != S * F:
+        raise ValueError(f"features have {D} values per frame, the audio encoder expects {S} x {F} = {S * F}")
+    return features.reshape(B, T, S, F).permute(0, 3, 1, 2).reshape(B, 1, F, T * S)
+
+
+def stem_to_sequence(x: torch.Tensor, T: int) -> torch.Tensor:
+    """The 2D stem's output ``(B, C, f, T * s)`` folded into a sequence ``(B, C * f * s, T)``: each frame's remaining
+    frequency bins and sub-frames become channels."""
+    B, C, f = x.shape[:3]
+    s = x.shape[3] // T
+    return x.reshape(B, C, f, T, s).permute(0, 1, 2, 4, 3).reshape(B, C * f * s, T)
+
+
 class AudioEncoder(nn.Module):
     def __init__(
         self,
@@ -70,20 +87,13 @@ class AudioEncoder(nn.Module):
         self.down = nn.ModuleList(ConvBlock1d(width, width, 4, 2, 1) for _ in range(depth))
 
     def spectrogram(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, T, S * F)`` -> the 2D map ``(B, 1, F, T * S)``, sub-frames in time order."""
-        B, T, D = features.shape
-        S, F = self.feature_shape
-        if D != S * F:
-            raise ValueError(f"features have {D} values per frame, the audio encoder expects {S} x {F} = {S * F}")
-        return features.reshape(B, T, S, F).permute(0, 3, 1, 2).reshape(B, 1, F, T * S)
+        """``(B, T, S * F)`` -> the 2D map ``(B, 1, F, T * S)`` (:func:`spectrogram`)."""
+        return spectrogram(features, self.feature_shape)
 
     def forward(self, features: torch.Tensor) -> list[torch.Tensor]:
         """``(B, T, D)`` -> ``[(B, width, T), (B, width, T/2), ..., (B, width, T/2**depth)]``."""
         B, T, _ = features.shape
-        x = self.stem(self.spectrogram(features))  # (B, C, f, T * s)
-        C, f = x.shape[1], x.shape[2]
-        s = x.shape[3] // T
-        x = x.reshape(B, C, f, T, s).permute(0, 1, 2, 4, 3).reshape(B, C * f * s, T)
+        x = stem_to_sequence(self.stem(self.spectrogram(features)), T)
         h = self.level0(self.to_seq(x))
         levels = [h]
         for down in self.down:

@@ -10,6 +10,11 @@ import torch
 from torch import nn
 
 
+def unit_rms(e: torch.Tensor) -> torch.Tensor:
+    """Each code of ``e`` ``(..., E)`` rescaled to unit RMS over its last dimension (``e / rms(e)``, in float32)."""
+    return e * torch.rsqrt(e.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(e.dtype)
+
+
 class KeypointMLP(nn.Module):
     """A per-frame MLP ``in_dim -> hidden (x layers) -> out_dim`` with LeakyReLU(0.2).
 
@@ -32,6 +37,4 @@ class KeypointMLP(nn.Module):
 
     def forward(self, k: torch.Tensor) -> torch.Tensor:
         e = self.net(k)
-        if self.normalize:
-            e = e * torch.rsqrt(e.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(e.dtype)
-        return e
+        return unit_rms(e) if self.normalize else e

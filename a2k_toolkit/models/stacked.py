@@ -21,6 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .audio import spectrogram, stem_to_sequence
+from .encoders import KeypointMLP, unit_rms
+from .generator import Audio2KeypointNet, EnsembleNet
+
 # the largest difference from the plain ensemble's output (normalised keypoint units) that stack_ensemble accepts
 TOLERANCE = 1e-4
 
@@ -92,9 +96,7 @@ class _StackedMLP(nn.Module):
         for conv in self.rest:
             h = conv(F.leaky_relu(h, self.slope))
         e = h.reshape(h.shape[0], self.k, self.out_dim)
-        if self.normalize:
-            e = e * torch.rsqrt(e.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(e.dtype)
-        return e
+        return unit_rms(e) if self.normalize else e
 
 
 def _interleave(parts: list[torch.Tensor], k: int) -> torch.Tensor:
@@ -111,7 +113,7 @@ class StackedEnsembleNet(nn.Module):
     def __init__(self, members: list[nn.Module]):
         super().__init__()
         m0, k = members[0], len(members)
-        self.k, self.depth, self.width = k, m0.depth, m0.width
+        self.k, self.depth = k, m0.depth
         self.feature_shape, self.input_norm, self.residual = m0.feature_shape, m0.input_norm, m0.residual
         self.register_buffer("feature_mean", torch.stack([m.feature_mean for m in members]))  # (K, D)
         self.register_buffer("feature_std", torch.stack([m.feature_std for m in members]))
@@ -137,7 +139,7 @@ class StackedEnsembleNet(nn.Module):
 
     def forward(self, features: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
         B, T, D = features.shape
-        k, (S, Fq) = self.k, self.feature_shape
+        k = self.k
         if self.input_norm == "window":
             centre = features.mean(1, keepdim=True)[:, None]  # (B, 1, 1, D)
         else:
@@ -147,12 +149,9 @@ class StackedEnsembleNet(nn.Module):
         if pad:
             x = torch.cat([x, x[:, :, -1:].expand(-1, -1, pad, -1)], 2)  # the last frame repeated, as each member
         Tp = T + pad
-        # each member's 2D map (F x T * S) in its own input channel
-        x = self.stem(x.reshape(B, k, Tp, S, Fq).permute(0, 1, 4, 2, 3).reshape(B, k, Fq, Tp * S))
-        C, f = x.shape[1], x.shape[2]
-        s = x.shape[3] // Tp
-        x = x.reshape(B, C, f, Tp, s).permute(0, 1, 2, 4, 3).reshape(B, C * f * s, Tp)  # member-major channels
-        h = self.level0(self.to_seq(x))
+        maps = spectrogram(x.reshape(B * k, Tp, D), self.feature_shape)  # (B * K, 1, F, Tp * S)
+        x = self.stem(maps.reshape(B, k, *maps.shape[2:]))  # each member's map in its own input channel
+        h = self.level0(self.to_seq(stem_to_sequence(x, Tp)))  # member-major channels
         levels = [h]
         for down in self.down:
             h = down(h)
@@ -177,9 +176,6 @@ class StackedEnsembleNet(nn.Module):
 def stackable(net: nn.Module) -> bool:
     """Whether ``net`` is an :class:`EnsembleNet` of :class:`Audio2KeypointNet` members of one architecture (the same
     layer shapes: what :class:`StackedEnsembleNet` can hold)."""
-    from .encoders import KeypointMLP
-    from .generator import Audio2KeypointNet, EnsembleNet
-
     if not isinstance(net, EnsembleNet) or len(net.members) < 2:
         return False
     members = list(net.members)

@@ -271,9 +271,8 @@ class _Connection:
                 with contextlib.suppress(Exception):  # the client left after "done": the session is complete
                     await self.ws.close(code=P.NORMAL)
                 return
-            merged = self.inbox.merged
-            wav = self.inbox.audio_with_next(P.pcm16(data), start.sample_rate)
-            self.metrics.merged_messages += self.inbox.merged - merged
+            wav, merged = self.inbox.audio_with_next(P.pcm16(data), start.sample_rate)
+            self.metrics.merged_messages += merged
             self.metrics.audio_seconds += len(wav) / start.sample_rate
             frames = await _in_thread(self.srv.in_batcher, self.session.push, wav)
             self._enqueue(t_recv, frames)

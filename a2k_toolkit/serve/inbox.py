@@ -23,7 +23,6 @@ class Inbox:
         self.items: collections.deque = collections.deque()  # (message or exception, bytes)
         self.bytes = 0
         self.changed = asyncio.Event()
-        self.merged = 0  # audio messages taken together with the one before them
 
     def put(self, item, size: int = 0) -> None:
         self.items.append((item, size))
@@ -46,10 +45,10 @@ class Inbox:
             raise item
         return item
 
-    def audio_with_next(self, wav: np.ndarray, rate: int) -> np.ndarray:
-        """``wav`` followed by the audio messages held after it, up to :data:`MERGE_MAX_S` seconds in all: one push
-        instead of several for a session that fell behind (a push's cost is mostly per call; the frames are the same
-        whatever the chunks, docs/streaming.md)."""
+    def audio_with_next(self, wav: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
+        """``wav`` followed by the audio messages held after it, up to :data:`MERGE_MAX_S` seconds in all, and how
+        many messages were taken with it: one push instead of several for a session that fell behind (a push's cost
+        is mostly per call; the frames are the same whatever the chunks, docs/streaming.md)."""
         parts, n = [wav], len(wav)
         while self.items and isinstance(self.items[0][0], tuple) and isinstance(self.items[0][0][1], bytes):
             size = self.items[0][1]
@@ -58,8 +57,7 @@ class Inbox:
             (_, data), _ = self._pop()
             parts.append(P.pcm16(data))
             n += len(parts[-1])
-        self.merged += len(parts) - 1
-        return np.concatenate(parts) if len(parts) > 1 else wav
+        return (np.concatenate(parts) if len(parts) > 1 else wav), len(parts) - 1
 
     def _pop(self):
         item, size = self.items.popleft()
