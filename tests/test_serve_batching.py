@@ -127,11 +127,17 @@ def test_a_client_leaving_mid_batch_leaves_the_others_intact(pipe, reference, sp
 def test_serve_flags():
     """``a2k serve``'s batching flags reach the settings; out-of-range values are the user's error (exit 2)."""
     from a2k_toolkit.commands.serve import settings_from
+    from a2k_toolkit.models import ort_form
 
     parser = cli.build_parser()
     args = parser.parse_args(["serve", "--batch-windows", "8", "--batch-wait-ms", "2", "--inference-processes", "0"])
     st = settings_from(args)
     assert (st.batch_windows, st.batch_wait_ms, st.inference_processes, st.hop) == (8, 2.0, 0, None)
     assert settings_from(parser.parse_args(["serve", "--hop", "4"])).hop == 4
+    # --inference-backend: auto resolved where the settings are made (onnxruntime where it is installed)
+    auto = settings_from(parser.parse_args(["serve"])).inference_backend
+    assert auto == ("onnxruntime" if ort_form.available() else "torch")
+    assert settings_from(parser.parse_args(["serve", "--inference-backend", "torch"])).inference_backend == "torch"
+    assert cli.main(["serve", "--port", "0", "--inference-backend", "tvm"]) == 2
     for bad in (["--batch-windows", "-1"], ["--inference-processes", "-1"], ["--hop", "0"], ["--batch-wait-ms", "-1"]):
         assert cli.main(["serve", "--port", "0", *bad]) == 2, bad

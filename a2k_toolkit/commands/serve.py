@@ -7,6 +7,7 @@ import ipaddress
 import socket
 
 from ..errors import InputError
+from ..models.ort_form import BACKENDS, resolve_backend
 
 LOOPBACK_NAMES = {"localhost", "ip6-localhost"}
 
@@ -76,6 +77,13 @@ def add_parser(sub) -> None:
         "process, where the sessions' Python work holds the GIL it needs; docs/serve.md, Capacity)",
     )
     p.add_argument(
+        "--inference-backend",
+        default="auto",
+        help=f"what runs the batched forward passes, one of {', '.join(BACKENDS)}: torch (traced), onnxruntime "
+        "(needs the onnx and onnxruntime packages; measured 0.6-1x torch's time a batch), auto: onnxruntime where "
+        "installed, else torch (docs/serve.md, Capacity)",
+    )
+    p.add_argument(
         "--hop",
         type=int,
         default=None,
@@ -136,6 +144,7 @@ def settings_from(args):
         batch_windows=args.batch_windows,
         batch_wait_ms=args.batch_wait_ms,
         inference_processes=args.inference_processes,
+        inference_backend=resolve_backend(args.inference_backend),
         hop=args.hop,
     )
 

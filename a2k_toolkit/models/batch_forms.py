@@ -15,14 +15,22 @@ import numpy as np
 # 2-core machine, shipped ensemble, traced, one thread: 0.64-0.88x the time of the members one after the other for
 # 1-5 windows, the same at 8, slower from about 16 (grouped convolutions of larger batches are slower there)
 STACKED_MAX_BATCH = 8
+# a traced form's first call on a batch size it has not run yet took twice as long as later ones (measured, shipped
+# ensemble, 2-core machine: 47 vs 23 ms for 4 windows): the forms run every batch size up to this twice when they are
+# made, so that a server's first busy seconds do not pay it
+WARM_SIZES = 12
 
 
 class BatchForms:
     """Each network's forms per window shape, made on first use (``trace``: trace them; off, the inference form runs
-    as it is)."""
+    as it is). ``backend`` (:data:`~a2k_toolkit.models.ort_form.BACKENDS`): ``torch`` runs the traced forms,
+    ``onnxruntime`` the network in ONNX Runtime (:mod:`~a2k_toolkit.models.ort_form`; the torch forms where it
+    refuses the network), ``auto`` the latter where its packages are installed."""
 
-    def __init__(self, trace: bool = True):
-        self.trace = trace
+    def __init__(self, trace: bool = True, backend: str = "torch"):
+        from .ort_form import resolve_backend
+
+        self.trace, self.backend = trace, resolve_backend(backend)
         self._models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
@@ -41,17 +49,24 @@ class BatchForms:
         ``net`` is an ensemble of one architecture also of its stacked form (:mod:`~a2k_toolkit.models.stacked`)
         for batches of up to :data:`STACKED_MAX_BATCH` windows (:class:`_BySize`)."""
         from .inference import fuse_for_inference
+        from .ort_form import ort_form
         from .stacked import stack_ensemble
 
-        large = self._trace(fuse_for_inference(net), net, W, D)
+        if self.backend == "onnxruntime":
+            form = ort_form(net, W, D, range(1, WARM_SIZES + 1))
+            if form is not None:
+                return form
         stacked = stack_ensemble(net)
         if stacked is net:
-            return large
-        return _BySize(self._trace(fuse_for_inference(stacked), net, W, D), large, STACKED_MAX_BATCH)
+            return self._trace(fuse_for_inference(net), net, W, D, range(1, WARM_SIZES + 1))
+        small = self._trace(fuse_for_inference(stacked), net, W, D, range(1, STACKED_MAX_BATCH + 1))
+        large = self._trace(fuse_for_inference(net), net, W, D, range(STACKED_MAX_BATCH + 1, WARM_SIZES + 1))
+        return _BySize(small, large, STACKED_MAX_BATCH)
 
-    def _trace(self, fused, net, W: int, D: int):
-        """``fused`` (an inference form of ``net``) traced, checked against itself on two batch sizes; ``fused`` as
-        it is where tracing is off, fails or changes the output."""
+    def _trace(self, fused, net, W: int, D: int, warm=()):
+        """``fused`` (an inference form of ``net``) traced, checked against itself on two batch sizes, then run
+        twice on each batch size of ``warm`` (:data:`WARM_SIZES`); ``fused`` as it is where tracing is off, fails or
+        changes the output."""
         import torch
 
         if not self.trace:
@@ -71,6 +86,10 @@ class BatchForms:
                     x, r = sample(n)
                     if not torch.equal(fused(x, r), traced(x, r) if uses_ref else traced(x)):
                         return fused
+                for n in warm:
+                    x, r = sample(n)
+                    for _ in range(2):
+                        traced(x, r) if uses_ref else traced(x)
         except Exception:  # noqa: BLE001 - a network tracing cannot follow runs as it is
             return fused
         return traced if uses_ref else _NoReference(traced)

@@ -17,8 +17,8 @@ class InferenceProcess:
     GIL no session's Python work holds. Started on first use (and again after it ended); the networks are sent to it
     pickled, once each."""
 
-    def __init__(self, trace: bool):
-        self.trace = trace
+    def __init__(self, trace: bool, backend: str = "torch"):
+        self.trace, self.backend = trace, backend
         self.proc = self.conn = None
         self.compute_s = 0.0  # the last batch's forward pass, timed in the process
         self.keys: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -30,7 +30,7 @@ class InferenceProcess:
 
         ctx = multiprocessing.get_context("spawn")  # not fork: the server has threads
         self.conn, theirs = ctx.Pipe()
-        args = (theirs, self.trace, torch.get_num_threads())
+        args = (theirs, self.trace, torch.get_num_threads(), self.backend)
         proc = ctx.Process(target=_child_main, args=args, name="a2k-inference", daemon=True)
         try:
             proc.start()
@@ -78,7 +78,7 @@ class InferenceProcess:
         self.proc = None
 
 
-def _child_main(conn, trace: bool, threads: int) -> None:
+def _child_main(conn, trace: bool, threads: int, backend: str = "torch") -> None:
     """The inference process's loop: ``("load", key, pickled net)``, ``("run", key, x, ref)`` -> ``("ok", y)`` or
     ``("error", message)``, ``("close",)`` (or the parent gone) ends it."""
     import pickle
@@ -86,7 +86,7 @@ def _child_main(conn, trace: bool, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    forms = BatchForms(trace)
+    forms = BatchForms(trace, backend)
     nets = {}
     while True:
         try:

@@ -73,6 +73,7 @@ class WindowBatcher:
         workers: int = 1,
         processes: bool = False,
         trace: bool = True,
+        backend: str = "torch",
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -90,7 +91,8 @@ class WindowBatcher:
         self._queue: list[_Request] = []
         self._callers = 0  # threads inside caller()
         self._waiting = 0  # of them, those waiting on a submitted request
-        self.forms = BatchForms(trace)  # the traced forms the batches run through (made on first use)
+        self.forms = BatchForms(trace, backend)  # the forms the batches run through (made on first use)
+        self.backend = self.forms.backend  # "torch" or "onnxruntime" (``auto`` resolved)
         self._threads: list[threading.Thread] = []
         self._closed = False
 
@@ -189,7 +191,7 @@ class WindowBatcher:
         return batch
 
     def _work(self) -> None:
-        child = InferenceProcess(self.trace) if self.processes else None
+        child = InferenceProcess(self.trace, self.backend) if self.processes else None
         try:
             self._serve(child)
         finally:

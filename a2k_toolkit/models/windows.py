@@ -7,6 +7,7 @@ here, so both put the same weights on the same frames. See :mod:`a2k_toolkit.mod
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -23,9 +24,10 @@ def window_plan(num_frames: int, window: int, overlap: int) -> list[int]:
     return starts
 
 
+@functools.lru_cache(maxsize=256)
 def window_weights(length: int, overlap: int, ramp_in: bool, ramp_out: bool) -> np.ndarray:
     """Blend weights of one window: raised-cosine ramps (strictly positive) over its first / last ``overlap``
-    frames."""
+    frames. Read-only: one array per argument set, kept (a stream asks for the same weights every window)."""
     w = np.ones(length, np.float64)
     n = min(overlap, length)
     if n > 0:
@@ -34,6 +36,7 @@ def window_weights(length: int, overlap: int, ramp_in: bool, ramp_out: bool) -> 
             w[:n] *= ramp
         if ramp_out:
             w[length - n :] *= ramp[::-1]
+    w.flags.writeable = False
     return w
 
 

@@ -48,7 +48,11 @@ class _Server:
 
             procs = settings.inference_processes
             self.batcher = WindowBatcher(
-                settings.batch_windows, settings.batch_wait_ms / 1000.0, workers=max(1, procs), processes=procs > 0
+                settings.batch_windows,
+                settings.batch_wait_ms / 1000.0,
+                workers=max(1, procs),
+                processes=procs > 0,
+                backend=settings.inference_backend,
             )
         self.metrics = Metrics(self.batcher)
         self.ids = itertools.count(1)
@@ -384,7 +388,7 @@ def make_server(app, settings: ServeSettings, host: str, port: int, *, log_level
     """A uvicorn server for ``app`` (``server.run()`` serves until ``server.should_exit`` is set)."""
     import uvicorn
 
-    config = uvicorn.Config(
-        app, host=host, port=port, ws="websockets-sansio", ws_max_size=settings.ws_max_size(), log_level=log_level
-    )
+    # no permessage-deflate: PCM16 and float32 frames hardly compress, and it cost CPU per message (docs/serve.md)
+    kw = dict(ws="websockets-sansio", ws_max_size=settings.ws_max_size(), ws_per_message_deflate=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **kw)
     return uvicorn.Server(config)

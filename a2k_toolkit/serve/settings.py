@@ -22,6 +22,7 @@ class ServeSettings:
     batch_windows: int = 32  # windows of all sessions in one forward pass at most (0: no batching; docs/serve.md)
     batch_wait_ms: float = 4.0  # how long a window waits for other sessions' while one of them is still busy
     inference_processes: int = 1  # batches run in this many processes of their own (0: in a thread of the server's)
+    inference_backend: str = "auto"  # what runs the batches: torch, onnxruntime, auto (models.ort_form.BACKENDS)
     hop: int | None = None  # the generator's hop in every session (None: its default; docs/streaming.md)
 
     def ws_max_size(self) -> int:
