@@ -175,3 +175,26 @@ def test_a_new_thread_gets_the_process_torch_threads():
     if seen["before"] == 1:
         pytest.skip("OpenMP's default here is already 1 thread (OMP_NUM_THREADS?)")
     assert seen["after"] == 1
+
+
+def test_freeze_heap_collects_then_freezes():
+    """``freeze_heap``: a cycle that is garbage now is collected first; what is alive is moved to the permanent
+    generation (so later full collections skip it)."""
+    import gc
+    import weakref
+
+    from a2k_toolkit.cpu_runtime import freeze_heap
+
+    class Node:
+        pass
+
+    dead, alive = Node(), Node()
+    dead.me, alive.me = dead, alive  # two reference cycles; only `alive` is still referenced
+    gone, kept = weakref.ref(dead), weakref.ref(alive)
+    del dead
+    try:
+        freeze_heap()
+        assert gone() is None  # collected before the freeze
+        assert gc.get_freeze_count() > 0 and kept() is alive
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual

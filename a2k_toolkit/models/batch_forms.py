@@ -34,6 +34,11 @@ class BatchForms:
         self._models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
+    def has(self, net, window: int, dim: int) -> bool:
+        """Whether ``net``'s forms for windows ``(window, dim)`` are made."""
+        with self._lock:
+            return (window, dim) in self._models.get(net, {})
+
     def model(self, net, window: int, dim: int):
         """The module a batch of ``net``'s windows ``(n, window, dim)`` runs through: its traced inference form (made
         on first use, once per network and shape), or the inference form itself where tracing is off or changed the

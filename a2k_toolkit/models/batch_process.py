@@ -9,6 +9,7 @@ import weakref
 
 import numpy as np
 
+from ..cpu_runtime import freeze_heap
 from .batch_forms import BatchForms
 
 
@@ -101,7 +102,11 @@ def _child_main(conn, trace: bool, threads: int, backend: str = "torch") -> None
                 conn.send(("ok", None))
             else:
                 t0 = time.perf_counter()
-                y = forms.run(nets[msg[1]], msg[2], msg[3])
+                net, x = nets[msg[1]], msg[2]
+                new = not forms.has(net, x.shape[1], x.shape[2])
+                y = forms.run(net, x, msg[3])
                 conn.send(("ok", (y, time.perf_counter() - t0)))
+                if new:  # the forms just made stay: later full collections skip them (cpu_runtime)
+                    freeze_heap()
         except Exception as exc:  # noqa: BLE001 - reported to the batch's callers
             conn.send(("error", f"{type(exc).__name__}: {exc}"))

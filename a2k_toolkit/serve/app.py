@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import __version__
-from ..cpu_runtime import match_torch_threads
+from ..cpu_runtime import freeze_heap, match_torch_threads
 from ..errors import A2KError
 from ..keypoints import Keypoints
 from . import assets
@@ -160,6 +160,7 @@ def create_app(pipeline: Any, settings: ServeSettings | None = None):
         try:
             if settings.warm_up:  # before uvicorn reports the server started and accepts connections
                 await _in_thread(srv.in_batcher, warm_up, pipeline)  # also traces the network for the batcher
+            freeze_heap()  # what is loaded now stays: later full collections skip it (cpu_runtime)
             yield
         finally:
             if srv.batcher is not None:
