@@ -53,9 +53,9 @@ def frame_accounting(
     minus ``audio_start + (index + 1) / fps``, the moment its audio's last sample was due), ``late`` (latency above
     ``budget_ms``), ``dropped`` (of the ``expected`` frames ``0 .. expected - 1``, those never received),
     ``duplicates`` (received again, or an index outside that range) and ``out_of_order`` (an index below one before
-    it). Times are seconds of one clock."""
+    it), ``late_at`` (the arrival of each late frame). Times are seconds of one clock."""
     seen: set[int] = set()
-    latency, duplicates, out_of_order, last = [], 0, 0, -1
+    latency, duplicates, out_of_order, last, late_at = [], 0, 0, -1, []
     for index, arrival in zip(indices, arrivals):
         if index in seen or not 0 <= index < expected:
             duplicates += 1
@@ -64,6 +64,8 @@ def frame_accounting(
         out_of_order += index < last
         last = max(last, index)
         latency.append(1000.0 * (arrival - audio_start - (index + 1) / fps))
+        if latency[-1] > budget_ms:
+            late_at.append(arrival)
     lat = np.asarray(latency, np.float64)
     return {
         "latency_ms": lat,
@@ -71,7 +73,13 @@ def frame_accounting(
         "dropped": expected - len(seen),
         "duplicates": duplicates,
         "out_of_order": int(out_of_order),
+        "late_at": late_at,
     }
+
+
+def late_seconds(late_at: list[list[float]], start: float) -> int:
+    """How many distinct whole seconds after ``start`` hold a late frame's arrival (``late_at``: each session's)."""
+    return len({int((t - start) // 1.0) for times in late_at for t in times})
 
 
 def slope_per_min(times_s: list[float], values: list[float]) -> float:
@@ -307,6 +315,9 @@ def level_figures(level: dict[str, Any], seconds: float, margin_ms: float) -> di
         "sessions": float(len(sessions)),
         "frames": float(expected * len(sessions)),
         "late_frames": float(sum(a["late"] for a in acc)),
+        # the whole seconds of the run (from its first session's start) with a late frame in any session: a few
+        # stalls of the machine show as few seconds with many late frames, an overload as many seconds
+        "late_seconds": float(late_seconds([a["late_at"] for a in acc], min(level["starts"], default=0.0))),
         "dropped_frames": float(sum(a["dropped"] for a in acc)),
         "misordered_frames": float(sum(a["duplicates"] + a["out_of_order"] for a in acc)),
         "failed_sessions": float(sum(s.error is not None or s.done is None for s in sessions)),

@@ -43,6 +43,14 @@ def test_late_is_past_the_budget_and_dropped_is_never_received():
     acc = S.frame_accounting(idx, arrivals_for(idx, lat), 100.0, FPS, expected=8, budget_ms=431)
     assert acc["late"] == 2 and acc["dropped"] == 3
     np.testing.assert_allclose(acc["latency_ms"], [300, 431, 432, 900, 200], atol=1e-6)
+    np.testing.assert_allclose(acc["late_at"], [100 + 3 / FPS + 0.432, 100 + 5 / FPS + 0.9])
+
+
+def test_late_seconds_count_the_moments_not_the_frames():
+    # two sessions late in the same second (one stall), one of them again two seconds later
+    late_at = [[100.2, 100.5, 100.9], [100.4, 102.1], []]
+    assert S.late_seconds(late_at, start=100.0) == 2
+    assert S.late_seconds([[], []], start=100.0) == 0
 
 
 def test_repeats_out_of_range_and_out_of_order_frames_are_counted_apart():
